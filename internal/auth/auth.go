@@ -1,0 +1,210 @@
+// Package auth authenticates API callers by their OIDC bearer tokens
+// (issuer, audience, expiry and signature checked against the issuer's JWKS)
+// and says what a caller may do.
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/tenancyhq/tenancy/pkg/domain"
+)
+
+// Roles.
+const (
+	// RolePlatformAdmin manages every tenant and the platform.
+	RolePlatformAdmin = "platform-admin"
+	// RoleTenantAdmin administers the one tenant named by the token's
+	// tenant_id claim.
+	RoleTenantAdmin = "tenant-admin"
+	// RoleTenantViewer reads the one tenant named by the token's tenant_id
+	// claim.
+	RoleTenantViewer = "tenant-viewer"
+)
+
+// Principal is an authenticated caller.
+type Principal struct {
+	// Subject is the token subject: the actor recorded on events.
+	Subject string
+	Roles   []string
+	// TenantID scopes tenant roles to one tenant; empty for platform roles.
+	TenantID  string
+	ExpiresAt time.Time
+}
+
+// HasRole reports whether p holds role.
+func (p Principal) HasRole(role string) bool { return slices.Contains(p.Roles, role) }
+
+// IsPlatformAdmin reports whether p may act on every tenant.
+func (p Principal) IsPlatformAdmin() bool { return p.HasRole(RolePlatformAdmin) }
+
+// CanRead reports whether p may read tenant tenantID's data.
+func (p Principal) CanRead(tenantID string) bool {
+	if p.IsPlatformAdmin() {
+		return true
+	}
+	return p.TenantID != "" && p.TenantID == tenantID && (p.HasRole(RoleTenantAdmin) || p.HasRole(RoleTenantViewer))
+}
+
+// Config configures OIDC verification.
+type Config struct {
+	// IssuerURL is the OIDC issuer; its discovery document names the JWKS.
+	IssuerURL string
+	// Audience must appear in the token's aud claim.
+	Audience string
+	// HTTPClient fetches discovery and keys (default: 10 s timeout).
+	HTTPClient *http.Client
+	// Now is the clock expiry is checked against (default time.Now).
+	Now func() time.Time
+}
+
+// Authenticator verifies bearer tokens. Discovery happens on first use and
+// is retried on later calls until it succeeds, so the API can start before
+// its issuer (in `tenancy dev` the issuer is the API itself).
+type Authenticator struct {
+	cfg      Config
+	mu       sync.Mutex
+	verifier *oidc.IDTokenVerifier
+	cache    *lru.Cache[[32]byte, Principal]
+}
+
+// New returns an authenticator for cfg.
+func New(cfg Config) (*Authenticator, error) {
+	if cfg.IssuerURL == "" {
+		return nil, errors.New("auth: an OIDC issuer URL is required")
+	}
+	if cfg.Audience == "" {
+		return nil, errors.New("auth: an audience is required")
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	c, _ := lru.New[[32]byte, Principal](20000)
+	return &Authenticator{cfg: cfg, cache: c}, nil
+}
+
+// Issuer returns the configured issuer URL.
+func (a *Authenticator) Issuer() string { return a.cfg.IssuerURL }
+
+func (a *Authenticator) getVerifier(ctx context.Context) (*oidc.IDTokenVerifier, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.verifier != nil {
+		return a.verifier, nil
+	}
+	ctx = oidc.ClientContext(context.WithoutCancel(ctx), a.cfg.HTTPClient)
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	p, err := oidc.NewProvider(dctx, a.cfg.IssuerURL)
+	if err != nil {
+		return nil, fmt.Errorf("%w: OIDC discovery at %s failed: %v", domain.ErrUnavailable, a.cfg.IssuerURL, err)
+	}
+	a.verifier = p.VerifierContext(ctx, &oidc.Config{
+		ClientID:             a.cfg.Audience,
+		SupportedSigningAlgs: []string{oidc.RS256, oidc.RS384, oidc.RS512, oidc.ES256, oidc.ES384, oidc.ES512, oidc.PS256, oidc.EdDSA},
+		Now:                  a.cfg.Now,
+	})
+	return a.verifier, nil
+}
+
+// Ready reports whether the issuer's discovery document has been read,
+// reading it if not.
+func (a *Authenticator) Ready(ctx context.Context) error {
+	_, err := a.getVerifier(ctx)
+	return err
+}
+
+type claims struct {
+	Subject     string   `json:"sub"`
+	AZP         string   `json:"azp"`
+	Roles       []string `json:"roles"`
+	TenantID    string   `json:"tenant_id"`
+	RealmAccess struct {
+		Roles []string `json:"roles"`
+	} `json:"realm_access"`
+}
+
+// Authenticate verifies a bearer token and returns its principal. A token
+// that does not verify is an error wrapping domain.ErrUnauthenticated whose
+// message says why.
+func (a *Authenticator) Authenticate(ctx context.Context, token string) (Principal, error) {
+	if token == "" {
+		return Principal{}, fmt.Errorf("%w: send an Authorization: Bearer <token> header", domain.ErrUnauthenticated)
+	}
+	key := sha256.Sum256([]byte(token))
+	if p, ok := a.cache.Get(key); ok {
+		if a.cfg.Now().Before(p.ExpiresAt) {
+			return p, nil
+		}
+		a.cache.Remove(key)
+	}
+	v, err := a.getVerifier(ctx)
+	if err != nil {
+		return Principal{}, err
+	}
+	tok, err := v.Verify(ctx, token)
+	if err != nil {
+		var expired *oidc.TokenExpiredError
+		if errors.As(err, &expired) {
+			return Principal{}, fmt.Errorf("%w: the token expired at %s; get a new one", domain.ErrUnauthenticated, expired.Expiry.UTC().Format(time.RFC3339))
+		}
+		return Principal{}, fmt.Errorf("%w: %s", domain.ErrUnauthenticated, describe(err))
+	}
+	var c claims
+	if err := tok.Claims(&c); err != nil {
+		return Principal{}, fmt.Errorf("%w: unreadable claims: %v", domain.ErrUnauthenticated, err)
+	}
+	p := Principal{Subject: c.Subject, TenantID: c.TenantID, ExpiresAt: tok.Expiry}
+	if p.Subject == "" && c.AZP != "" {
+		p.Subject = "client:" + c.AZP
+	}
+	if p.Subject == "" {
+		return Principal{}, fmt.Errorf("%w: the token has no subject", domain.ErrUnauthenticated)
+	}
+	for _, r := range append(c.Roles, c.RealmAccess.Roles...) {
+		if !slices.Contains(p.Roles, r) {
+			p.Roles = append(p.Roles, r)
+		}
+	}
+	a.cache.Add(key, p)
+	return p, nil
+}
+
+// describe turns go-oidc's errors into one actionable line without echoing
+// the token.
+func describe(err error) string {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "malformed jwt"):
+		return "the bearer token is not a JWT"
+	case strings.Contains(msg, "id token issued by a different provider"):
+		return "the token was issued by another issuer; this API trusts only its configured OIDC issuer"
+	case strings.Contains(msg, "expected audience"):
+		return "the token is not meant for this API (audience mismatch)"
+	case strings.Contains(msg, "failed to verify signature"):
+		return "the token's signature does not verify against the issuer's keys"
+	}
+	return "the token did not verify: " + msg
+}
+
+// BearerToken extracts the token of an Authorization header.
+func BearerToken(header string) string {
+	scheme, token, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return ""
+	}
+	return strings.TrimSpace(token)
+}

@@ -1,0 +1,48 @@
+package command
+
+import (
+	"github.com/tenancyhq/tenancy/pkg/domain"
+	"github.com/tenancyhq/tenancy/pkg/events"
+)
+
+// Tenants adapts the tenant decider.
+type Tenants struct{ Decider domain.TenantDecider }
+
+// Kind implements Aggregate.
+func (Tenants) Kind() string { return events.AggregateTenant }
+
+// Decide implements Aggregate.
+func (a Tenants) Decide(s domain.Tenant, c domain.TenantCommand) ([]events.Payload, error) {
+	return a.Decider.Decide(s, c)
+}
+
+// Evolve implements Aggregate.
+func (Tenants) Evolve(s domain.Tenant, r domain.Recorded) domain.Tenant { return domain.EvolveTenant(s, r) }
+
+// Version implements Aggregate.
+func (Tenants) Version(s domain.Tenant) int64 { return s.Version }
+
+// Claims implements Aggregate.
+func (Tenants) Claims(s domain.Tenant) []domain.Claim { return s.Claims() }
+
+// SigningKeys adapts the signing key decider.
+type SigningKeys struct{}
+
+// Kind implements Aggregate.
+func (SigningKeys) Kind() string { return events.AggregateSigningKey }
+
+// Decide implements Aggregate.
+func (SigningKeys) Decide(s domain.SigningKey, c domain.SigningKeyCommand) ([]events.Payload, error) {
+	return domain.DecideSigningKey(s, c)
+}
+
+// Evolve implements Aggregate.
+func (SigningKeys) Evolve(s domain.SigningKey, r domain.Recorded) domain.SigningKey {
+	return domain.EvolveSigningKey(s, r)
+}
+
+// Version implements Aggregate.
+func (SigningKeys) Version(s domain.SigningKey) int64 { return s.Version }
+
+// Claims implements Aggregate.
+func (SigningKeys) Claims(domain.SigningKey) []domain.Claim { return nil }

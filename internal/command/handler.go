@@ -1,0 +1,331 @@
+// Package command runs the write path: load an aggregate from the log, let
+// its decider decide, turn the decided payloads into signed, hash-chained
+// CloudEvents and append them atomically with the uniqueness claims they
+// need, retrying a bounded number of times when another writer got there
+// first.
+package command
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/tenancyhq/tenancy/internal/eventstore"
+	"github.com/tenancyhq/tenancy/pkg/domain"
+	"github.com/tenancyhq/tenancy/pkg/events"
+)
+
+// Aggregate adapts one decider to the handler.
+type Aggregate[S any, C any] interface {
+	// Kind is the aggregate kind used in subjects ("tenant").
+	Kind() string
+	Decide(S, C) ([]events.Payload, error)
+	Evolve(S, domain.Recorded) S
+	Version(S) int64
+	// Claims returns the unique values the state holds (nil if none).
+	Claims(S) []domain.Claim
+}
+
+// Meta is who and what caused a command.
+type Meta struct {
+	Actor         string
+	CorrelationID string
+	CausationID   string
+	TraceParent   string
+	// IfVersion, when non-zero, requires the aggregate to be at that version
+	// (If-Match).
+	IfVersion int64
+}
+
+// Result is the outcome of a command.
+type Result[S any] struct {
+	State S
+	// Seq is the stream sequence of the last event appended or, for a
+	// command that changed nothing, of the aggregate's last event.
+	Seq uint64
+	// Events are the envelopes appended (none for an idempotent repeat).
+	Events []*events.Envelope
+}
+
+// Deps are what a handler needs from outside.
+type Deps struct {
+	Store  *eventstore.Store
+	Signer *events.Signer
+	// Cipher seals personal data; nil refuses payloads that carry any.
+	Cipher events.PIICipher
+	Clock  func() time.Time
+	NewID  func() string
+	// MaxAttempts bounds decide-append rounds when other writers interfere.
+	MaxAttempts int
+	// CacheSize bounds how many aggregates stay folded in memory.
+	CacheSize int
+}
+
+// Handler executes commands on one kind of aggregate.
+type Handler[S any, C any] struct {
+	agg   Aggregate[S, C]
+	deps  Deps
+	cache *lru.Cache[string, snapshot[S]]
+	locks [256]sync.Mutex
+	seed  maphash.Seed
+}
+
+type snapshot[S any] struct {
+	state S
+	seq   uint64
+	hash  events.Hash
+}
+
+// ErrContention reports a command that kept losing the race to append.
+var ErrContention = errors.New("too many concurrent changes to this aggregate")
+
+// NewHandler returns a handler for agg.
+func NewHandler[S any, C any](agg Aggregate[S, C], deps Deps) *Handler[S, C] {
+	if deps.MaxAttempts <= 0 {
+		deps.MaxAttempts = 10
+	}
+	if deps.CacheSize <= 0 {
+		deps.CacheSize = 10000
+	}
+	if deps.Clock == nil {
+		deps.Clock = time.Now
+	}
+	c, _ := lru.New[string, snapshot[S]](deps.CacheSize)
+	return &Handler[S, C]{agg: agg, deps: deps, cache: c, seed: maphash.MakeSeed()}
+}
+
+// Subject returns the subject of an aggregate of this kind.
+func (h *Handler[S, C]) Subject(tenantID, id string) string {
+	return events.Subject(tenantID, h.agg.Kind(), id)
+}
+
+func (h *Handler[S, C]) lock(subject string) func() {
+	m := &h.locks[maphash.String(h.seed, subject)%uint64(len(h.locks))]
+	m.Lock()
+	return m.Unlock
+}
+
+// Execute decides cmd on the aggregate id owned by tenantID and appends what
+// it decided.
+func (h *Handler[S, C]) Execute(ctx context.Context, tenantID, id string, cmd C, meta Meta) (Result[S], error) {
+	subject := h.Subject(tenantID, id)
+	// Commands on one aggregate in this process take turns: they would only
+	// conflict in the log and retry.
+	unlock := h.lock(subject)
+	defer unlock()
+
+	snap, cached := h.cache.Get(subject)
+	fresh := !cached
+	if !cached {
+		var err error
+		if snap, err = h.load(ctx, tenantID, id, subject); err != nil {
+			return Result[S]{}, err
+		}
+	}
+	for attempt := 1; attempt <= h.deps.MaxAttempts; attempt++ {
+		res, retry, err := h.try(ctx, tenantID, id, subject, snap, cmd, meta)
+		if !retry {
+			if err == nil && len(res.Events) > 0 {
+				return res, nil
+			}
+			// A refusal or a no-op is final when decided on the state the log
+			// has just given; decided on a cached state it may be an artefact
+			// of the cache being behind.
+			if fresh || (err != nil && !refreshable(err)) {
+				return res, err
+			}
+		}
+		if retry {
+			// The winner is likely another instance with more commands queued
+			// for this aggregate. Back off (exponentially, with full jitter)
+			// so that its queue drains and this command gets its turn.
+			pause := min(time.Millisecond<<(attempt-1), 64*time.Millisecond)
+			select {
+			case <-ctx.Done():
+				return Result[S]{}, ctx.Err()
+			case <-time.After(rand.N(pause) + pause/4):
+			}
+		}
+		next, caught, cerr := h.catchUp(ctx, tenantID, id, subject, snap)
+		if cerr != nil {
+			h.cache.Remove(subject)
+			return Result[S]{}, cerr
+		}
+		if !caught && !retry {
+			return res, err
+		}
+		snap, fresh = next, true
+	}
+	h.cache.Remove(subject)
+	return Result[S]{}, fmt.Errorf("%w: gave up after %d attempts; retry the request", ErrContention, h.deps.MaxAttempts)
+}
+
+// catchUp folds the events appended after snap. It reports whether there
+// were any.
+func (h *Handler[S, C]) catchUp(ctx context.Context, tenantID, id, subject string, snap snapshot[S]) (snapshot[S], bool, error) {
+	msgs, err := h.deps.Store.ReadAll(ctx, subject, snap.seq+1)
+	if err != nil {
+		return snap, false, err
+	}
+	if len(msgs) == 0 {
+		return snap, false, nil
+	}
+	next, err := h.fold(tenantID, id, snap, msgs)
+	if err != nil {
+		return snap, false, err
+	}
+	h.cache.Add(subject, next)
+	return next, true, nil
+}
+
+// refreshable errors may be artefacts of a stale cached state.
+func refreshable(err error) bool {
+	return errors.Is(err, domain.ErrPrecondition) || errors.Is(err, domain.ErrNotFound) ||
+		errors.Is(err, domain.ErrVersionMismatch) || errors.Is(err, domain.ErrConflict)
+}
+
+func (h *Handler[S, C]) try(ctx context.Context, tenantID, id, subject string, snap snapshot[S], cmd C, meta Meta) (Result[S], bool, error) {
+	version := h.agg.Version(snap.state)
+	if meta.IfVersion != 0 && meta.IfVersion != version {
+		return Result[S]{}, false, &domain.VersionMismatchError{Expected: meta.IfVersion, Actual: version}
+	}
+	payloads, err := h.agg.Decide(snap.state, cmd)
+	if err != nil {
+		return Result[S]{}, false, err
+	}
+	if len(payloads) == 0 {
+		return Result[S]{State: snap.state, Seq: snap.seq}, false, nil
+	}
+
+	now := h.deps.Clock().UTC().Truncate(time.Microsecond)
+	state := snap.state
+	envs := make([]*events.Envelope, len(payloads))
+	for i, p := range payloads {
+		v := version + int64(i) + 1
+		envs[i] = &events.Envelope{
+			SpecVersion: events.SpecVersion, ID: h.deps.NewID(), Source: events.Source, Type: p.EventType(),
+			Subject: id, Time: now, DataContentType: events.ContentType, TenantID: tenantID,
+			Actor: meta.Actor, CorrelationID: meta.CorrelationID, CausationID: meta.CausationID,
+			TraceParent: meta.TraceParent, AggVersion: v,
+		}
+		state = h.agg.Evolve(state, domain.Recorded{AggregateID: id, ID: envs[i].ID, Time: now, Version: v, Payload: p})
+	}
+
+	var out []eventstore.Outgoing
+	before, after := h.agg.Claims(snap.state), h.agg.Claims(state)
+	if !sameClaims(before, after) {
+		current, err := h.deps.Store.ReadClaims(ctx, append(append([]domain.Claim{}, before...), after...))
+		if err != nil {
+			return Result[S]{}, false, err
+		}
+		claims, err := eventstore.ClaimChanges(id, envs[0].ID, before, after, current)
+		if err != nil {
+			return Result[S]{}, false, err
+		}
+		out = append(out, claims...)
+	}
+
+	prev := snap.hash
+	for i, p := range payloads {
+		if err := events.SealPII(p, tenantID, h.deps.Cipher); err != nil {
+			return Result[S]{}, false, err
+		}
+		data, err := json.Marshal(p)
+		if err != nil {
+			return Result[S]{}, false, fmt.Errorf("encode %s: %w", p.EventType(), err)
+		}
+		envs[i].Data = data
+		envs[i].PrevHash = events.PrevHash(prev)
+		raw, hash, err := h.deps.Signer.Sign(envs[i])
+		if err != nil {
+			return Result[S]{}, false, err
+		}
+		prev = hash
+		o := eventstore.Outgoing{Subject: subject, Data: raw, MsgID: envs[i].ID}
+		if i == 0 {
+			o.CheckSeq, o.ExpectSeq = true, snap.seq
+		}
+		out = append(out, o)
+	}
+
+	seq, err := h.deps.Store.Append(ctx, out)
+	if errors.Is(err, eventstore.ErrWrongSequence) {
+		return Result[S]{}, true, nil
+	}
+	if err != nil {
+		h.cache.Remove(subject)
+		return Result[S]{}, false, err
+	}
+	h.cache.Add(subject, snapshot[S]{state: state, seq: seq, hash: prev})
+	return Result[S]{State: state, Seq: seq, Events: envs}, false, nil
+}
+
+func sameClaims(a, b []domain.Claim) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Load returns the aggregate's current state as the log has it, and the
+// stream sequence of its last event (0 if it has none).
+func (h *Handler[S, C]) Load(ctx context.Context, tenantID, id string) (S, uint64, error) {
+	subject := h.Subject(tenantID, id)
+	snap, ok := h.cache.Get(subject)
+	if !ok {
+		s, err := h.load(ctx, tenantID, id, subject)
+		if err != nil {
+			return s.state, 0, err
+		}
+		h.cache.Add(subject, s)
+		return s.state, s.seq, nil
+	}
+	// Catch up from the cached sequence: one round trip that usually
+	// returns nothing new.
+	snap, _, err := h.catchUp(ctx, tenantID, id, subject, snap)
+	if err != nil {
+		return snap.state, 0, err
+	}
+	return snap.state, snap.seq, nil
+}
+
+func (h *Handler[S, C]) load(ctx context.Context, tenantID, id, subject string) (snapshot[S], error) {
+	msgs, err := h.deps.Store.ReadAll(ctx, subject, 1)
+	if err != nil {
+		return snapshot[S]{}, err
+	}
+	return h.fold(tenantID, id, snapshot[S]{}, msgs)
+}
+
+func (h *Handler[S, C]) fold(tenantID, id string, snap snapshot[S], msgs []eventstore.Message) (snapshot[S], error) {
+	for _, m := range msgs {
+		e, p, err := events.Decode(m.Data)
+		if err != nil {
+			return snap, fmt.Errorf("event at seq %d on %s: %w", m.Seq, m.Subject, err)
+		}
+		if err := events.OpenPII(p, tenantID, h.deps.Cipher); err != nil {
+			return snap, fmt.Errorf("event at seq %d on %s: %w", m.Seq, m.Subject, err)
+		}
+		snap.state = h.agg.Evolve(snap.state, domain.Recorded{AggregateID: id, ID: e.ID, Time: e.Time, Version: e.AggVersion, Payload: p})
+		snap.seq = m.Seq
+		snap.hash = events.HashCanonical(m.Data)
+	}
+	return snap, nil
+}
+
+// Forget drops an aggregate from the cache.
+func (h *Handler[S, C]) Forget(tenantID, id string) {
+	h.cache.Remove(h.Subject(tenantID, id))
+}

@@ -1,0 +1,237 @@
+// Package config reads every binary's configuration from the environment in
+// one place, with defaults and validation. Vars lists every variable with its
+// default and meaning; the README's configuration table is checked against
+// it.
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Var documents one environment variable.
+type Var struct {
+	Name    string
+	Default string
+	Help    string
+	// Used lists the binaries that read it.
+	Used string
+}
+
+// Vars is every environment variable Tenancy reads.
+var Vars = []Var{
+	{"TENANCY_DATA_DIR", "./.tenancy", "`tenancy dev`: where the embedded JetStream store, generated keys and the admin token live", "tenancy"},
+	{"TENANCY_HTTP_ADDR", "127.0.0.1:8080 (dev), :8080 (api)", "HTTP listen address of the API", "api, tenancy"},
+	{"TENANCY_DEV_NATS_ADDR", "127.0.0.1:4223", "`tenancy dev`: client address of the embedded NATS server (so the CLI and other processes can reach it)", "tenancy"},
+	{"NATS_URL", "(none; dev embeds a server)", "NATS server URL(s), comma-separated for a cluster", "all"},
+	{"NATS_CREDS", "", "NATS credentials file", "all"},
+	{"NATS_TLS_CA", "", "CA bundle to verify the NATS servers", "all"},
+	{"NATS_TLS_CERT", "", "client certificate for NATS mTLS", "all"},
+	{"NATS_TLS_KEY", "", "client key for NATS mTLS", "all"},
+	{"TENANCY_STREAM", "TENANCY", "name of the event stream", "all"},
+	{"TENANCY_REPLICAS", "1", "replicas of the streams and buckets Tenancy creates (3 in a cluster)", "all"},
+	{"DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tenancy?sslmode=disable", "PostgreSQL for the read models (dev creates the database if missing)", "api, projector, tenancy"},
+	{"TENANCY_SIGNING_KEY", "(dev: generated in the data dir)", "Ed25519 event signing key: base64 of the 32-byte seed, or file:<path>", "api, provisioner, webhooker"},
+	{"TENANCY_MASTER_KEY", "(dev: generated in the data dir)", "AES-256 master key wrapping per-tenant personal-data keys and webhook secrets: base64 of 32 bytes, or file:<path>", "api, provisioner, projector, webhooker"},
+	{"OIDC_ISSUER_URL", "(dev: the built-in issuer at /dev/oidc)", "OIDC issuer whose tokens the API accepts", "api"},
+	{"OIDC_AUDIENCE", "tenancy", "audience the API requires in tokens", "api"},
+	{"TENANCY_CATALOG", "(embedded default)", "YAML file with the region inventory and plan catalog", "api, provisioner, tenancy"},
+	{"TENANCY_BODY_LIMIT", "1048576", "maximum request body in bytes", "api"},
+	{"LOG_LEVEL", "info", "debug, info, warn or error", "all"},
+}
+
+// Getenv reads one variable (os.Getenv in production, a map in tests).
+type Getenv func(string) string
+
+// reader accumulates parse errors so that Validate reports all at once.
+type reader struct {
+	get  Getenv
+	errs []string
+}
+
+func (r *reader) str(name, def string) string {
+	if v := strings.TrimSpace(r.get(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+func (r *reader) int(name string, def int) int {
+	v := r.get(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil {
+		r.errs = append(r.errs, fmt.Sprintf("%s=%q is not a whole number", name, v))
+		return def
+	}
+	return n
+}
+
+func (r *reader) duration(name string, def time.Duration) time.Duration {
+	v := r.get(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	if err != nil {
+		r.errs = append(r.errs, fmt.Sprintf("%s=%q is not a duration like 30s or 5m", name, v))
+		return def
+	}
+	return d
+}
+
+func (r *reader) err() error {
+	if len(r.errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("configuration: %s", strings.Join(r.errs, "; "))
+}
+
+// NATS says how to reach JetStream.
+type NATS struct {
+	URL      string
+	Creds    string
+	TLSCA    string
+	TLSCert  string
+	TLSKey   string
+	Stream   string
+	Replicas int
+}
+
+func (r *reader) nats() NATS {
+	return NATS{
+		URL: r.str("NATS_URL", ""), Creds: r.str("NATS_CREDS", ""),
+		TLSCA: r.str("NATS_TLS_CA", ""), TLSCert: r.str("NATS_TLS_CERT", ""), TLSKey: r.str("NATS_TLS_KEY", ""),
+		Stream: r.str("TENANCY_STREAM", "TENANCY"), Replicas: r.int("TENANCY_REPLICAS", 1),
+	}
+}
+
+func (n NATS) validate(errs *[]string, needURL bool) {
+	if needURL && n.URL == "" {
+		*errs = append(*errs, "NATS_URL is required (or run `tenancy dev`, which embeds a server)")
+	}
+	if n.Replicas < 1 || n.Replicas > 5 {
+		*errs = append(*errs, fmt.Sprintf("TENANCY_REPLICAS=%d must be 1 to 5", n.Replicas))
+	}
+	if (n.TLSCert == "") != (n.TLSKey == "") {
+		*errs = append(*errs, "NATS_TLS_CERT and NATS_TLS_KEY go together")
+	}
+}
+
+// DefaultDatabaseURL is the read side's database when none is configured.
+const DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/tenancy?sslmode=disable"
+
+// API configures cmd/api.
+type API struct {
+	NATS         NATS
+	HTTPAddr     string
+	DatabaseURL  string
+	SigningKey   string
+	MasterKey    string
+	OIDCIssuer   string
+	OIDCAudience string
+	Catalog      string
+	BodyLimit    int64
+	LogLevel     string
+}
+
+// LoadAPI reads the API's configuration.
+func LoadAPI(get Getenv) (API, error) {
+	r := &reader{get: get}
+	c := API{
+		NATS: r.nats(), HTTPAddr: r.str("TENANCY_HTTP_ADDR", ":8080"), DatabaseURL: r.str("DATABASE_URL", DefaultDatabaseURL),
+		SigningKey: r.str("TENANCY_SIGNING_KEY", ""), MasterKey: r.str("TENANCY_MASTER_KEY", ""),
+		OIDCIssuer: r.str("OIDC_ISSUER_URL", ""), OIDCAudience: r.str("OIDC_AUDIENCE", "tenancy"),
+		Catalog: r.str("TENANCY_CATALOG", ""), BodyLimit: int64(r.int("TENANCY_BODY_LIMIT", 1<<20)),
+		LogLevel: r.str("LOG_LEVEL", "info"),
+	}
+	if err := r.err(); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+// Validate reports every problem with c.
+func (c API) Validate() error {
+	var errs []string
+	c.NATS.validate(&errs, true)
+	if c.SigningKey == "" {
+		errs = append(errs, "TENANCY_SIGNING_KEY is required: every event is signed")
+	}
+	if c.MasterKey == "" {
+		errs = append(errs, "TENANCY_MASTER_KEY is required: personal data is encrypted")
+	}
+	if c.OIDCIssuer == "" {
+		errs = append(errs, "OIDC_ISSUER_URL is required: every /v1 route needs a token from it")
+	}
+	if c.BodyLimit < 1024 {
+		errs = append(errs, "TENANCY_BODY_LIMIT must be at least 1024")
+	}
+	return joinErrs(errs)
+}
+
+// Worker configures the projector, provisioner and webhooker.
+type Worker struct {
+	NATS        NATS
+	DatabaseURL string
+	SigningKey  string
+	MasterKey   string
+	Catalog     string
+	HTTPAddr    string
+	LogLevel    string
+}
+
+// LoadWorker reads a worker's configuration; defaultAddr is its health and
+// metrics address.
+func LoadWorker(get Getenv, defaultAddr string) (Worker, error) {
+	r := &reader{get: get}
+	c := Worker{
+		NATS: r.nats(), DatabaseURL: r.str("DATABASE_URL", DefaultDatabaseURL),
+		SigningKey: r.str("TENANCY_SIGNING_KEY", ""), MasterKey: r.str("TENANCY_MASTER_KEY", ""),
+		Catalog: r.str("TENANCY_CATALOG", ""), HTTPAddr: r.str("TENANCY_HTTP_ADDR", defaultAddr), LogLevel: r.str("LOG_LEVEL", "info"),
+	}
+	if err := r.err(); err != nil {
+		return c, err
+	}
+	var errs []string
+	c.NATS.validate(&errs, true)
+	return c, joinErrs(errs)
+}
+
+// Dev configures `tenancy dev`.
+type Dev struct {
+	DataDir      string
+	HTTPAddr     string
+	NATSAddr     string
+	DatabaseURL  string
+	Catalog      string
+	OIDCAudience string
+	LogLevel     string
+	Replicas     int
+}
+
+// LoadDev reads `tenancy dev`'s configuration.
+func LoadDev(get Getenv) (Dev, error) {
+	r := &reader{get: get}
+	c := Dev{
+		DataDir: r.str("TENANCY_DATA_DIR", "./.tenancy"), HTTPAddr: r.str("TENANCY_HTTP_ADDR", "127.0.0.1:8080"),
+		NATSAddr: r.str("TENANCY_DEV_NATS_ADDR", "127.0.0.1:4223"), DatabaseURL: r.str("DATABASE_URL", DefaultDatabaseURL),
+		Catalog: r.str("TENANCY_CATALOG", ""), OIDCAudience: r.str("OIDC_AUDIENCE", "tenancy"), LogLevel: r.str("LOG_LEVEL", "info"),
+		Replicas: 1,
+	}
+	if err := r.err(); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func joinErrs(errs []string) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("configuration: %s", strings.Join(errs, "; "))
+}

@@ -1,0 +1,321 @@
+// Package eventstore is the event log on NATS JetStream: stream setup,
+// reading an aggregate's events with batched direct gets, atomic appends with
+// per-subject optimistic concurrency, and the uniqueness claims that live in
+// the log beside the events.
+package eventstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
+
+	"github.com/tenancyhq/tenancy/pkg/events"
+)
+
+// DefaultStream is the stream name used when none is configured.
+const DefaultStream = "TENANCY"
+
+// ClaimSubjects is the subject space of uniqueness claims.
+const ClaimSubjects = "tenancy.claim.>"
+
+// StreamConfig says how the event stream is created.
+type StreamConfig struct {
+	Name     string
+	Replicas int
+}
+
+// EnsureStream creates the event stream or brings an existing one to the
+// required configuration. The stream keeps everything forever and refuses
+// deletes and purges: it is the audit trail.
+func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig) (jetstream.Stream, error) {
+	if cfg.Name == "" {
+		cfg.Name = DefaultStream
+	}
+	if cfg.Replicas < 1 {
+		cfg.Replicas = 1
+	}
+	sc := jetstream.StreamConfig{
+		Name:               cfg.Name,
+		Description:        "Tenancy event log: signed, hash-chained CloudEvents and uniqueness claims",
+		Subjects:           []string{events.AllSubjects, ClaimSubjects},
+		Retention:          jetstream.LimitsPolicy,
+		Storage:            jetstream.FileStorage,
+		Replicas:           cfg.Replicas,
+		Discard:            jetstream.DiscardNew,
+		MaxAge:             0,
+		MaxMsgs:            -1,
+		MaxBytes:           -1,
+		Duplicates:         2 * time.Minute,
+		DenyDelete:         true,
+		DenyPurge:          true,
+		AllowDirect:        true,
+		AllowAtomicPublish: true,
+	}
+	s, err := js.CreateOrUpdateStream(ctx, sc)
+	if err != nil {
+		return nil, fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
+	}
+	return s, nil
+}
+
+// Store reads and appends events.
+type Store struct {
+	js     jetstream.JetStream
+	stream string
+	// BatchSize is how many messages one direct get asks for.
+	BatchSize int
+}
+
+// New returns a store on the named stream, which must exist.
+func New(js jetstream.JetStream, stream string) *Store {
+	if stream == "" {
+		stream = DefaultStream
+	}
+	return &Store{js: js, stream: stream, BatchSize: 256}
+}
+
+// Stream returns the stream name.
+func (s *Store) Stream() string { return s.stream }
+
+// JetStream returns the JetStream context the store uses.
+func (s *Store) JetStream() jetstream.JetStream { return s.js }
+
+// Message is one stored message.
+type Message struct {
+	Seq     uint64
+	Subject string
+	Data    []byte
+	Time    time.Time
+	Header  nats.Header
+}
+
+// ErrUnavailable reports that the log could not be reached or did not answer
+// in time. The caller may retry.
+var ErrUnavailable = errors.New("event log unavailable")
+
+// ErrWrongSequence reports an append whose expected subject sequence no
+// longer holds: someone else appended first.
+var ErrWrongSequence = errors.New("wrong last sequence")
+
+// Read returns up to max messages matching filter (wildcards allowed) from
+// stream sequence from on, and whether more may follow.
+func (s *Store) Read(ctx context.Context, filter string, from uint64, max int) ([]Message, bool, error) {
+	if from == 0 {
+		from = 1
+	}
+	it, err := jetstreamext.GetBatch(ctx, s.js, s.stream, max, jetstreamext.GetBatchSubject(filter), jetstreamext.GetBatchSeq(from))
+	if err != nil {
+		return nil, false, classify(err)
+	}
+	var out []Message
+	more := false
+	for m, err := range it {
+		if errors.Is(err, jetstreamext.ErrNoMessages) {
+			break
+		}
+		if err != nil {
+			return nil, false, classify(err)
+		}
+		out = append(out, Message{Seq: m.Sequence, Subject: m.Subject, Data: m.Data, Time: m.Time, Header: m.Header})
+		pending, _ := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
+		more = pending > 0
+	}
+	return out, more && len(out) > 0, nil
+}
+
+// ReadAll returns every message matching filter from sequence from on.
+func (s *Store) ReadAll(ctx context.Context, filter string, from uint64) ([]Message, error) {
+	var out []Message
+	for {
+		batch, more, err := s.Read(ctx, filter, from, s.BatchSize)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, batch...)
+		if !more {
+			return out, nil
+		}
+		from = batch[len(batch)-1].Seq + 1
+	}
+}
+
+// Get returns the message at seq.
+func (s *Store) Get(ctx context.Context, seq uint64) (*Message, error) {
+	st, err := s.js.Stream(ctx, s.stream)
+	if err != nil {
+		return nil, classify(err)
+	}
+	m, err := st.GetMsg(ctx, seq)
+	if err != nil {
+		return nil, classify(err)
+	}
+	return &Message{Seq: m.Sequence, Subject: m.Subject, Data: m.Data, Time: m.Time, Header: m.Header}, nil
+}
+
+// ErrNotFound reports that no message matched.
+var ErrNotFound = errors.New("no such message")
+
+// LastSeq returns the stream's last sequence number (0 when empty).
+func (s *Store) LastSeq(ctx context.Context) (uint64, error) {
+	st, err := s.js.Stream(ctx, s.stream)
+	if err != nil {
+		return 0, classify(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, classify(err)
+	}
+	return info.State.LastSeq, nil
+}
+
+// LastFor returns the last message on each subject that has one, in one
+// round trip.
+func (s *Store) LastFor(ctx context.Context, subjects []string) (map[string]Message, error) {
+	out := map[string]Message{}
+	if len(subjects) == 0 {
+		return out, nil
+	}
+	it, err := jetstreamext.GetLastMsgsFor(ctx, s.js, s.stream, subjects)
+	if err != nil {
+		return nil, classify(err)
+	}
+	for m, err := range it {
+		if errors.Is(err, jetstreamext.ErrNoMessages) {
+			break
+		}
+		if err != nil {
+			return nil, classify(err)
+		}
+		out[m.Subject] = Message{Seq: m.Sequence, Subject: m.Subject, Data: m.Data, Time: m.Time, Header: m.Header}
+	}
+	return out, nil
+}
+
+// Outgoing is one message to append.
+type Outgoing struct {
+	Subject string
+	Data    []byte
+	// MsgID deduplicates retried publishes (the event id).
+	MsgID string
+	// CheckSeq makes the append conditional on the subject's last sequence
+	// being ExpectSeq (0: the subject must be empty).
+	CheckSeq  bool
+	ExpectSeq uint64
+	Header    nats.Header
+}
+
+// Append stores msgs atomically: all of them or none. It returns the stream
+// sequence of the last one. A batch that was already stored (a retry after a
+// lost acknowledgement) returns its sequence without storing it twice.
+func (s *Store) Append(ctx context.Context, msgs []Outgoing) (uint64, error) {
+	if len(msgs) == 0 {
+		return 0, errors.New("append: nothing to append")
+	}
+	nmsgs := make([]*nats.Msg, len(msgs))
+	for i, o := range msgs {
+		m := nats.NewMsg(o.Subject)
+		m.Data = o.Data
+		for k, v := range o.Header {
+			m.Header[k] = v
+		}
+		if o.MsgID != "" {
+			m.Header.Set(jetstream.MsgIDHeader, o.MsgID)
+		}
+		if o.CheckSeq {
+			m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(o.ExpectSeq, 10))
+		}
+		nmsgs[i] = m
+	}
+	// A publish whose acknowledgement was lost may or may not be stored.
+	// Sending the same messages again is safe (their ids deduplicate), so a
+	// few quick retries turn most lost acks into a known outcome.
+	var seq uint64
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return 0, classify(ctx.Err())
+			case <-time.After(time.Duration(attempt*attempt) * 50 * time.Millisecond):
+			}
+		}
+		seq, err = s.publish(ctx, msgs, nmsgs)
+		if !errors.Is(err, ErrUnavailable) {
+			break
+		}
+	}
+	return seq, err
+}
+
+func (s *Store) publish(ctx context.Context, msgs []Outgoing, nmsgs []*nats.Msg) (uint64, error) {
+	if len(nmsgs) == 1 {
+		ack, err := s.js.PublishMsg(ctx, nmsgs[0])
+		if err != nil {
+			return 0, classify(err)
+		}
+		return ack.Sequence, nil
+	}
+	ack, err := jetstreamext.PublishMsgBatch(ctx, s.js, nmsgs, jetstreamext.BatchFlowControl{AckFirst: false})
+	if err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == 10201 {
+			// The batch's first message id is already stored, and batches
+			// are atomic: the whole batch is in. Find where it ended.
+			return s.findStored(ctx, msgs[len(msgs)-1])
+		}
+		return 0, classify(err)
+	}
+	return ack.Sequence, nil
+}
+
+// findStored locates a message already appended (by its subject and msg id).
+func (s *Store) findStored(ctx context.Context, o Outgoing) (uint64, error) {
+	last, err := s.LastFor(ctx, []string{o.Subject})
+	if err != nil {
+		return 0, err
+	}
+	m, ok := last[o.Subject]
+	if !ok || m.Header.Get(jetstream.MsgIDHeader) != o.MsgID {
+		return 0, fmt.Errorf("%w: duplicate batch reported but its last message is not the subject's last", ErrWrongSequence)
+	}
+	return m.Seq, nil
+}
+
+// classify maps NATS errors onto the store's error kinds.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case 10071, 10164:
+			return fmt.Errorf("%w: %v", ErrWrongSequence, err)
+		case jetstream.JSErrCodeMessageNotFound:
+			return fmt.Errorf("%w: %v", ErrNotFound, err)
+		case 10158, 10210, 10211:
+			// In-flight duplicates and too many concurrent batches are load,
+			// not failures: a retry succeeds.
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		if apiErr.Code == 503 || apiErr.Code == 429 {
+			return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		}
+		return err
+	}
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return fmt.Errorf("%w: %v", ErrNotFound, err)
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrDisconnected) ||
+		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	return err
+}

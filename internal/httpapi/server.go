@@ -1,0 +1,243 @@
+// Package httpapi is Tenancy's HTTP API: the command and query routes under
+// /v1, health checks, and the error contract (every error is
+// application/problem+json).
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"runtime/debug"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/tenancyhq/tenancy/internal/auth"
+	"github.com/tenancyhq/tenancy/internal/idempotency"
+	"github.com/tenancyhq/tenancy/internal/logging"
+	"github.com/tenancyhq/tenancy/internal/tenants"
+	"github.com/tenancyhq/tenancy/pkg/domain"
+	"github.com/tenancyhq/tenancy/pkg/events"
+)
+
+// Check is one readiness check.
+type Check struct {
+	Name  string
+	Check func(context.Context) error
+}
+
+// Deps are the server's collaborators.
+type Deps struct {
+	Tenants     *tenants.Service
+	Auth        *auth.Authenticator
+	Idempotency *idempotency.Store
+	// EventKeys returns the public keys events are signed with.
+	EventKeys func(context.Context) (*events.KeySet, error)
+	// Checks run on /readyz.
+	Checks []Check
+	Logger *slog.Logger
+	// NewID generates request ids.
+	NewID func() string
+	// Mounts serve extra handlers under path prefixes (the dev issuer).
+	Mounts map[string]http.Handler
+	// BodyLimit bounds request bodies (default 1 MiB).
+	BodyLimit int64
+}
+
+// Server is the HTTP API.
+type Server struct {
+	deps Deps
+	log  *slog.Logger
+	e    *echo.Echo
+}
+
+// New builds the server and its routes.
+func New(d Deps) *Server {
+	if d.BodyLimit <= 0 {
+		d.BodyLimit = 1 << 20
+	}
+	if d.Logger == nil {
+		d.Logger = logging.Discard()
+	}
+	s := &Server{deps: d, log: d.Logger, e: echo.New()}
+	e := s.e
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.errorHandler
+	e.Use(s.requestContext, s.recoverPanics, s.accessLog)
+
+	e.GET("/healthz", s.healthz)
+	e.GET("/readyz", s.readyz)
+	e.GET(ProblemTypeBase+":name", s.problemDoc)
+	e.GET("/.well-known/tenancy/event-keys.json", s.eventKeys)
+	for prefix, h := range d.Mounts {
+		e.Any(prefix+"/*", echo.WrapHandler(h))
+	}
+
+	v1 := e.Group("/v1", s.authenticate)
+	v1.GET("/event-keys", s.eventKeys)
+	v1.GET("/catalog", s.catalog)
+	v1.POST("/tenants", s.createTenant, s.platformAdmin, s.idempotent)
+	v1.GET("/tenants/:id", s.getTenant)
+	v1.PATCH("/tenants/:id", s.patchTenant, s.platformAdmin)
+	v1.DELETE("/tenants/:id", s.deleteTenant, s.platformAdmin)
+	v1.GET("/tenants/:id/events", s.tenantEvents)
+	for _, action := range []string{"activate", "suspend", "resume", "archive", "restore", "cancel-activation"} {
+		v1.POST("/tenants/:id/"+action, s.lifecycle(action), s.platformAdmin, s.idempotent)
+	}
+	return s
+}
+
+// Handler returns the server's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.e }
+
+// Routes lists every route as "METHOD /path/{param}" (for the OpenAPI
+// contract test).
+func (s *Server) Routes() []string {
+	var out []string
+	for _, r := range s.e.Routes() {
+		if r.Method == echo.RouteNotFound || r.Method == "echo_route_any" {
+			continue
+		}
+		out = append(out, r.Method+" "+echoPathToOpenAPI(r.Path))
+	}
+	return out
+}
+
+var echoParam = regexp.MustCompile(`:([a-zA-Z_]+)`)
+
+func echoPathToOpenAPI(p string) string { return echoParam.ReplaceAllString(p, "{$1}") }
+
+func principal(c echo.Context) auth.Principal {
+	p, _ := c.Get("principal").(auth.Principal)
+	return p
+}
+
+var requestIDRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+
+// RequestIDHeader carries the correlation id in and out.
+const RequestIDHeader = "X-Request-Id"
+
+func requestID(c echo.Context) string {
+	id, _ := c.Get("request_id").(string)
+	return id
+}
+
+// requestContext assigns the request id (the caller's X-Request-Id when it
+// is well-formed) and puts it in the context every log line is written with.
+func (s *Server) requestContext(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id := c.Request().Header.Get(RequestIDHeader)
+		if !requestIDRE.MatchString(id) {
+			id = s.deps.NewID()
+		}
+		c.Set("request_id", id)
+		c.Response().Header().Set(RequestIDHeader, id)
+		ctx := logging.With(c.Request().Context(), slog.String("request_id", id), slog.String("correlation_id", id))
+		c.SetRequest(c.Request().WithContext(ctx))
+		return next(c)
+	}
+}
+
+func (s *Server) recoverPanics(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				if r == http.ErrAbortHandler {
+					panic(r)
+				}
+				s.log.ErrorContext(c.Request().Context(), "panic serving request", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+				err = fmt.Errorf("panic: %v", r)
+			}
+		}()
+		return next(c)
+	}
+}
+
+func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		err := next(c)
+		if err != nil {
+			c.Error(err)
+		}
+		req := c.Request()
+		s.log.LogAttrs(req.Context(), slog.LevelInfo, "request",
+			slog.String("method", req.Method), slog.String("route", c.Path()),
+			slog.Int("status", c.Response().Status), slog.Duration("duration", time.Since(start)))
+		return nil
+	}
+}
+
+func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		p, err := s.deps.Auth.Authenticate(c.Request().Context(), auth.BearerToken(c.Request().Header.Get(echo.HeaderAuthorization)))
+		if err != nil {
+			return err
+		}
+		c.Set("principal", p)
+		ctx := logging.With(c.Request().Context(), slog.String("actor", p.Subject))
+		c.SetRequest(c.Request().WithContext(ctx))
+		return next(c)
+	}
+}
+
+func (s *Server) platformAdmin(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if !principal(c).IsPlatformAdmin() {
+			return fmt.Errorf("%w: this operation needs the %s role", domain.ErrForbidden, auth.RolePlatformAdmin)
+		}
+		return next(c)
+	}
+}
+
+func (s *Server) healthz(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 3*time.Second)
+	defer cancel()
+	results := map[string]string{}
+	ready := true
+	for _, ch := range s.deps.Checks {
+		if err := ch.Check(ctx); err != nil {
+			results[ch.Name] = err.Error()
+			ready = false
+		} else {
+			results[ch.Name] = "ok"
+		}
+	}
+	status := http.StatusOK
+	if !ready {
+		status = http.StatusServiceUnavailable
+	}
+	return c.JSON(status, map[string]any{"ready": ready, "checks": results})
+}
+
+func (s *Server) eventKeys(c echo.Context) error {
+	ks, err := s.deps.EventKeys(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "max-age=60")
+	c.Response().Header().Set(echo.HeaderContentType, "application/jwk-set+json")
+	c.Response().WriteHeader(http.StatusOK)
+	return jsonEncode(c.Response(), ks.JWKS())
+}
+
+func jsonEncode(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
+}
+
+// writeJSON writes v with status.
+func writeJSON(c echo.Context, status int, v any) error {
+	c.Response().Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+	c.Response().WriteHeader(status)
+	return jsonEncode(c.Response(), v)
+}

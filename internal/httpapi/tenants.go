@@ -1,0 +1,524 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/tenancyhq/tenancy/internal/command"
+	"github.com/tenancyhq/tenancy/pkg/domain"
+	"github.com/tenancyhq/tenancy/pkg/events"
+)
+
+// SequenceHeader carries the stream sequence a write reached (a consistency
+// token for reads).
+const SequenceHeader = "Tenancy-Sequence"
+
+// TenantView is a tenant as the API shows it.
+type TenantView struct {
+	ID                 string            `json:"id"`
+	Slug               string            `json:"slug"`
+	DisplayName        string            `json:"display_name"`
+	State              string            `json:"state"`
+	Version            int64             `json:"version"`
+	Plan               string            `json:"plan"`
+	Regions            domain.Regions    `json:"regions"`
+	Isolation          string            `json:"isolation"`
+	Contacts           []events.Contact  `json:"contacts"`
+	ExternalIDs        map[string]string `json:"external_ids"`
+	Labels             map[string]string `json:"labels"`
+	CustomerRef        *string           `json:"customer_ref"`
+	CreatedAt          time.Time         `json:"created_at"`
+	UpdatedAt          time.Time         `json:"updated_at"`
+	ArchivedAt         *time.Time        `json:"archived_at,omitempty"`
+	DeletedAt          *time.Time        `json:"deleted_at,omitempty"`
+	Suspension         *SuspensionView   `json:"suspension"`
+	Activation         *ActivationView   `json:"activation"`
+	Provisioning       *ProvisioningView `json:"provisioning"`
+	PersonalDataErased bool              `json:"personal_data_erased"`
+	AllowedActions     []string          `json:"allowed_actions"`
+}
+
+// SuspensionView says why a tenant is suspended.
+type SuspensionView struct {
+	Reason string    `json:"reason"`
+	Note   string    `json:"note,omitempty"`
+	Since  time.Time `json:"since"`
+}
+
+// ActivationView is what was decided at activation.
+type ActivationView struct {
+	Placement   events.Placement     `json:"placement"`
+	Features    []string             `json:"features"`
+	Quotas      map[string]int64     `json:"quotas"`
+	Policy      []events.PolicyCheck `json:"policy"`
+	Admin       *events.Admin        `json:"admin,omitempty"`
+	RequestedAt time.Time            `json:"requested_at"`
+	ActivatedAt *time.Time           `json:"activated_at,omitempty"`
+}
+
+// ProvisioningView is the state of the tenant's latest saga.
+type ProvisioningView struct {
+	Saga        string            `json:"saga"`
+	SagaID      string            `json:"saga_id"`
+	Status      string            `json:"status"`
+	Steps       []StepView        `json:"steps"`
+	FailedStep  string            `json:"failed_step,omitempty"`
+	LastError   string            `json:"last_error,omitempty"`
+	StartedAt   time.Time         `json:"started_at"`
+	UpdatedAt   time.Time         `json:"updated_at"`
+	ExternalIDs map[string]string `json:"external_ids"`
+	Repairs     int               `json:"drift_repairs"`
+}
+
+// StepView is one saga step's latest outcome.
+type StepView struct {
+	Name       string    `json:"name"`
+	Outcome    string    `json:"outcome"`
+	Attempt    int       `json:"attempt"`
+	Detail     string    `json:"detail,omitempty"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+}
+
+func optTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func nonNilMap[V any](m map[string]V) map[string]V {
+	if m == nil {
+		return map[string]V{}
+	}
+	return m
+}
+
+// ViewTenant renders a tenant.
+func ViewTenant(t domain.Tenant) TenantView {
+	v := TenantView{
+		ID: t.ID, Slug: t.Slug, DisplayName: t.DisplayName, State: string(t.State), Version: t.Version,
+		Plan: t.Plan, Regions: t.Regions, Isolation: string(t.Isolation),
+		Contacts: t.Contacts, ExternalIDs: nonNilMap(t.ExternalIDs), Labels: nonNilMap(t.Labels),
+		CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, ArchivedAt: optTime(t.ArchivedAt), DeletedAt: optTime(t.DeletedAt),
+		PersonalDataErased: t.PIIErased, AllowedActions: domain.Actions(t.State),
+	}
+	if v.Contacts == nil {
+		v.Contacts = []events.Contact{}
+	}
+	if v.Regions.Allowed == nil {
+		v.Regions.Allowed = []string{}
+	}
+	if v.AllowedActions == nil {
+		v.AllowedActions = []string{}
+	}
+	if t.CustomerRef != "" {
+		ref := t.CustomerRef
+		v.CustomerRef = &ref
+	}
+	if s := t.Suspension; s != nil && (t.State == domain.StateSuspended || t.State == domain.StateArchived) {
+		v.Suspension = &SuspensionView{Reason: string(s.Reason), Note: s.Note, Since: s.Since}
+	}
+	if a := t.Activation; a != nil {
+		v.Activation = &ActivationView{
+			Placement: a.Placement, Features: a.Features, Quotas: nonNilMap(a.Quotas), Policy: a.Policy,
+			Admin: a.Admin, RequestedAt: a.RequestedAt, ActivatedAt: optTime(a.ActivatedAt),
+		}
+	}
+	if p := t.Provisioning; p.SagaID != "" {
+		pv := &ProvisioningView{
+			Saga: p.Saga, SagaID: p.SagaID, Status: string(p.Status), FailedStep: p.FailedStep, LastError: p.LastError,
+			StartedAt: p.StartedAt, UpdatedAt: p.UpdatedAt, ExternalIDs: nonNilMap(p.ExternalIDs), Repairs: p.Repairs,
+			Steps: []StepView{},
+		}
+		for _, st := range p.Steps {
+			pv.Steps = append(pv.Steps, StepView{Name: st.Name, Outcome: st.Outcome, Attempt: st.Attempt, Detail: st.Detail, StartedAt: st.StartedAt, FinishedAt: st.FinishedAt})
+		}
+		v.Provisioning = pv
+	}
+	return v
+}
+
+// writeTenant writes a command's or a read's tenant with its ETag and
+// consistency token.
+func writeTenant(c echo.Context, status int, t domain.Tenant, seq uint64) error {
+	h := c.Response().Header()
+	h.Set("ETag", etag(t.Version))
+	h.Set(SequenceHeader, strconv.FormatUint(seq, 10))
+	return writeJSON(c, status, ViewTenant(t))
+}
+
+func (s *Server) meta(c echo.Context) (command.Meta, error) {
+	v, err := ifMatch(c)
+	if err != nil {
+		return command.Meta{}, err
+	}
+	return command.Meta{Actor: principal(c).Subject, CorrelationID: requestID(c), IfVersion: v}, nil
+}
+
+// CreateTenantRequest is the body of POST /v1/tenants.
+type CreateTenantRequest struct {
+	Slug        string            `json:"slug"`
+	DisplayName string            `json:"display_name"`
+	Plan        string            `json:"plan"`
+	Regions     *domain.Regions   `json:"regions"`
+	Isolation   string            `json:"isolation"`
+	Contacts    []events.Contact  `json:"contacts"`
+	ExternalIDs map[string]string `json:"external_ids"`
+	Labels      map[string]string `json:"labels"`
+	CustomerRef string            `json:"customer_ref"`
+}
+
+func (s *Server) createTenant(c echo.Context) error {
+	body, err := s.readBody(c, echo.MIMEApplicationJSON)
+	if err != nil {
+		return err
+	}
+	var req CreateTenantRequest
+	if err := decodeStrict(body, &req); err != nil {
+		return err
+	}
+	cmd := domain.CreateTenant{
+		Slug: req.Slug, DisplayName: req.DisplayName, Plan: req.Plan, Isolation: req.Isolation,
+		Contacts: req.Contacts, ExternalIDs: req.ExternalIDs, Labels: req.Labels, CustomerRef: req.CustomerRef,
+	}
+	if req.Regions != nil {
+		cmd.Regions = *req.Regions
+	}
+	meta, err := s.meta(c)
+	if err != nil {
+		return err
+	}
+	meta.IfVersion = 0
+	res, err := s.deps.Tenants.Create(c.Request().Context(), cmd, meta)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set(echo.HeaderLocation, "/v1/tenants/"+res.State.ID)
+	return writeTenant(c, http.StatusCreated, res.State, res.Seq)
+}
+
+// readableTenant loads a tenant the caller may read; others' tenants look
+// like missing ones so that their existence does not leak.
+func (s *Server) readableTenant(c echo.Context) (domain.Tenant, uint64, error) {
+	id := c.Param("id")
+	p := principal(c)
+	if !p.CanRead(id) {
+		return domain.Tenant{}, 0, fmt.Errorf("no tenant with id %q: %w", id, domain.ErrNotFound)
+	}
+	return s.deps.Tenants.Get(c.Request().Context(), id)
+}
+
+func (s *Server) getTenant(c echo.Context) error {
+	t, seq, err := s.readableTenant(c)
+	if err != nil {
+		return err
+	}
+	return writeTenant(c, http.StatusOK, t, seq)
+}
+
+// readOnlyMembers cannot be patched.
+var readOnlyMembers = map[string]string{
+	"id": "is immutable", "slug": "is immutable; create a new tenant to use another slug",
+	"state": "changes only through the lifecycle actions (activate, suspend, ...)", "version": "is maintained by the server",
+	"created_at": "is maintained by the server", "updated_at": "is maintained by the server",
+	"archived_at": "is maintained by the server", "deleted_at": "is maintained by the server",
+	"suspension": "changes only through suspend and resume", "activation": "changes only through activate",
+	"provisioning": "is maintained by the provisioner", "personal_data_erased": "is maintained by the server",
+	"allowed_actions": "is derived from the state",
+}
+
+// parsePatch turns a JSON merge patch document into an update command.
+func parsePatch(body []byte) (domain.UpdateTenant, error) {
+	var cmd domain.UpdateTenant
+	if len(body) == 0 {
+		return cmd, fmt.Errorf("%w: the request body is empty; send a JSON merge patch object", errMalformed)
+	}
+	var doc map[string]json.RawMessage
+	if err := decodeStrict(body, &doc); err != nil {
+		return cmd, err
+	}
+	var fe []domain.FieldError
+	bad := func(field, msg string) { fe = append(fe, domain.FieldError{Field: field, Message: msg}) }
+	isNull := func(raw json.RawMessage) bool { return string(raw) == "null" }
+	str := func(field string, raw json.RawMessage, nullable bool) *string {
+		if isNull(raw) {
+			if nullable {
+				empty := ""
+				return &empty
+			}
+			bad(field, "cannot be removed; send a new value")
+			return nil
+		}
+		var v string
+		if err := json.Unmarshal(raw, &v); err != nil {
+			bad(field, "must be a string")
+			return nil
+		}
+		return &v
+	}
+	mapPatch := func(field string, raw json.RawMessage) *domain.MapPatch {
+		if isNull(raw) {
+			return &domain.MapPatch{Replace: true}
+		}
+		var m map[string]*string
+		if err := json.Unmarshal(raw, &m); err != nil {
+			bad(field, "must be an object whose values are strings (or null to remove a key)")
+			return nil
+		}
+		return &domain.MapPatch{Values: m}
+	}
+	for _, key := range slices.Sorted(maps.Keys(doc)) {
+		raw := doc[key]
+		if why, ro := readOnlyMembers[key]; ro {
+			bad(key, why)
+			continue
+		}
+		switch key {
+		case "display_name":
+			cmd.DisplayName = str(key, raw, false)
+		case "plan":
+			cmd.Plan = str(key, raw, false)
+		case "isolation":
+			cmd.Isolation = str(key, raw, false)
+		case "customer_ref":
+			cmd.CustomerRef = str(key, raw, true)
+		case "labels":
+			cmd.Labels = mapPatch(key, raw)
+		case "external_ids":
+			cmd.ExternalIDs = mapPatch(key, raw)
+		case "contacts":
+			if isNull(raw) {
+				cmd.Contacts = &[]events.Contact{}
+				continue
+			}
+			var contacts []events.Contact
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&contacts); err != nil {
+				bad(key, "must be an array of {role, name, email, phone}")
+				continue
+			}
+			cmd.Contacts = &contacts
+		case "regions":
+			if isNull(raw) {
+				bad(key, "cannot be removed; a tenant always has a residency")
+				continue
+			}
+			var r map[string]json.RawMessage
+			if err := json.Unmarshal(raw, &r); err != nil {
+				bad(key, "must be an object with allowed and preferred")
+				continue
+			}
+			rp := &domain.RegionsPatch{}
+			for rk, rv := range r {
+				switch rk {
+				case "allowed":
+					var allowed []string
+					if isNull(rv) || json.Unmarshal(rv, &allowed) != nil {
+						bad("regions.allowed", "must be an array of region codes")
+						continue
+					}
+					rp.Allowed = &allowed
+				case "preferred":
+					rp.Preferred = str("regions.preferred", rv, false)
+				default:
+					bad("regions."+rk, "unknown field")
+				}
+			}
+			cmd.Regions = rp
+		default:
+			bad(key, "unknown field; see openapi.yaml for the fields a tenant has")
+		}
+	}
+	if len(fe) > 0 {
+		return cmd, &domain.ValidationError{Fields: fe}
+	}
+	return cmd, nil
+}
+
+func (s *Server) patchTenant(c echo.Context) error {
+	body, err := s.readBody(c, "application/merge-patch+json", echo.MIMEApplicationJSON)
+	if err != nil {
+		return err
+	}
+	cmd, err := parsePatch(body)
+	if err != nil {
+		return err
+	}
+	return s.run(c, cmd, http.StatusOK)
+}
+
+func (s *Server) run(c echo.Context, cmd domain.TenantCommand, status int) error {
+	meta, err := s.meta(c)
+	if err != nil {
+		return err
+	}
+	res, err := s.deps.Tenants.Do(c.Request().Context(), c.Param("id"), cmd, meta)
+	if err != nil {
+		return err
+	}
+	return writeTenant(c, status, res.State, res.Seq)
+}
+
+func (s *Server) deleteTenant(c echo.Context) error {
+	return s.run(c, domain.Delete{Confirm: c.QueryParam("confirm")}, http.StatusOK)
+}
+
+// ActivateRequest is the optional body of POST .../activate.
+type ActivateRequest struct {
+	Admin *events.Admin `json:"admin"`
+}
+
+// SuspendRequest is the body of POST .../suspend.
+type SuspendRequest struct {
+	Reason string `json:"reason"`
+	Note   string `json:"note"`
+}
+
+// CancelActivationRequest is the optional body of POST .../cancel-activation.
+type CancelActivationRequest struct {
+	Reason string `json:"reason"`
+}
+
+func (s *Server) lifecycle(action string) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		body, err := s.readBody(c, echo.MIMEApplicationJSON)
+		if err != nil {
+			return err
+		}
+		optional := func(v any) error {
+			if body == nil {
+				return nil
+			}
+			return decodeStrict(body, v)
+		}
+		var cmd domain.TenantCommand
+		switch action {
+		case "activate":
+			var req ActivateRequest
+			if err := optional(&req); err != nil {
+				return err
+			}
+			cmd = domain.RequestActivation{Admin: req.Admin}
+		case "suspend":
+			var req SuspendRequest
+			if body == nil {
+				return &domain.ValidationError{Fields: []domain.FieldError{{Field: "reason", Message: "is required", Allowed: reasons()}}}
+			}
+			if err := decodeStrict(body, &req); err != nil {
+				return err
+			}
+			cmd = domain.Suspend(req)
+		case "cancel-activation":
+			var req CancelActivationRequest
+			if err := optional(&req); err != nil {
+				return err
+			}
+			cmd = domain.CancelActivation(req)
+		default:
+			var req struct{}
+			if err := optional(&req); err != nil {
+				return err
+			}
+			switch action {
+			case "resume":
+				cmd = domain.Resume{}
+			case "archive":
+				cmd = domain.Archive{}
+			case "restore":
+				cmd = domain.Restore{}
+			}
+		}
+		return s.run(c, cmd, http.StatusOK)
+	}
+}
+
+func reasons() []string {
+	out := make([]string, len(domain.SuspensionReasons))
+	for i, r := range domain.SuspensionReasons {
+		out[i] = string(r)
+	}
+	return out
+}
+
+// EventPage is a page of a tenant's signed events.
+type EventPage struct {
+	Items         []json.RawMessage `json:"items"`
+	NextPageToken string            `json:"next_page_token"`
+}
+
+func (s *Server) tenantEvents(c echo.Context) error {
+	if _, _, err := s.readableTenant(c); err != nil {
+		return err
+	}
+	size, err := pageSize(c)
+	if err != nil {
+		return err
+	}
+	from, err := parseSeqToken(c.QueryParam("page_token"))
+	if err != nil {
+		return err
+	}
+	msgs, next, err := s.deps.Tenants.Events(c.Request().Context(), c.Param("id"), from, size)
+	if err != nil {
+		return err
+	}
+	page := EventPage{Items: make([]json.RawMessage, len(msgs)), NextPageToken: seqToken(next)}
+	for i, m := range msgs {
+		page.Items[i] = m.Data
+	}
+	return writeJSON(c, http.StatusOK, page)
+}
+
+// CatalogView lists the regions and plans tenants can use.
+type CatalogView struct {
+	Regions []RegionView `json:"regions"`
+	Plans   []PlanView   `json:"plans"`
+}
+
+// RegionView is one region of the inventory.
+type RegionView struct {
+	Code         string `json:"code"`
+	Name         string `json:"name,omitempty"`
+	Jurisdiction string `json:"jurisdiction,omitempty"`
+	Status       string `json:"status"`
+}
+
+// PlanView is one plan of the catalog.
+type PlanView struct {
+	Code       string           `json:"code"`
+	Name       string           `json:"name,omitempty"`
+	Features   []string         `json:"features"`
+	Quotas     map[string]int64 `json:"quotas"`
+	Isolation  []string         `json:"isolation"`
+	MaxRegions int              `json:"max_regions,omitempty"`
+}
+
+func (s *Server) catalog(c echo.Context) error {
+	cat := s.deps.Tenants.Catalog()
+	v := CatalogView{Regions: []RegionView{}, Plans: []PlanView{}}
+	for _, r := range cat.Regions() {
+		v.Regions = append(v.Regions, RegionView{Code: r.Code, Name: r.Name, Jurisdiction: r.Jurisdiction, Status: string(r.Status)})
+	}
+	for _, p := range cat.Plans() {
+		iso := make([]string, len(p.Isolation))
+		for i, m := range p.Isolation {
+			iso[i] = string(m)
+		}
+		features := p.Features
+		if features == nil {
+			features = []string{}
+		}
+		v.Plans = append(v.Plans, PlanView{Code: p.Code, Name: p.Name, Features: features, Quotas: nonNilMap(p.Quotas), Isolation: iso, MaxRegions: p.MaxRegions})
+	}
+	return writeJSON(c, http.StatusOK, v)
+}

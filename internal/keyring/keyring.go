@@ -1,0 +1,265 @@
+// Package keyring keeps one data key per tenant, wrapped under a master key,
+// in a JetStream stream of its own, and seals tenants' personal data with it.
+// Destroying a tenant's key makes every copy of its personal data in the
+// append-only log unreadable (crypto-shredding).
+package keyring
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tenancyhq/tenancy/pkg/events"
+)
+
+// Stream is the stream holding wrapped tenant keys, one subject per tenant.
+// Unlike the event log it permits deletes: that is how keys are destroyed.
+const Stream = "TENANCY_TENANT_KEYS"
+
+const subjectPrefix = "tenancy.tenantkey."
+
+// tombstone marks a destroyed key. Its presence makes recreating the key
+// impossible: creation expects the subject to be empty.
+var tombstone = []byte(`{"destroyed":true}`)
+
+const sealedPrefix = "v1."
+
+// Keyring seals and opens tenants' personal data. It implements
+// events.PIICipher.
+type Keyring struct {
+	stream jetstream.Stream
+	js     jetstream.JetStream
+	master cipher.AEAD
+	cache  *lru.Cache[string, cipher.AEAD]
+}
+
+// MasterKeySize is the size of the master key in bytes (AES-256).
+const MasterKeySize = 32
+
+// Open returns a keyring on the bucket, creating the bucket if needed.
+func Open(ctx context.Context, js jetstream.JetStream, masterKey []byte, replicas int) (*Keyring, error) {
+	if len(masterKey) != MasterKeySize {
+		return nil, fmt.Errorf("keyring: master key must be %d bytes, got %d", MasterKeySize, len(masterKey))
+	}
+	if replicas < 1 {
+		replicas = 1
+	}
+	master, err := newAEAD(masterKey)
+	if err != nil {
+		return nil, err
+	}
+	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              Stream,
+		Description:       "Tenancy per-tenant data keys, wrapped under the master key",
+		Subjects:          []string{subjectPrefix + "*"},
+		Storage:           jetstream.FileStorage,
+		Replicas:          replicas,
+		MaxMsgsPerSubject: 1,
+		AllowDirect:       true,
+		DenyPurge:         true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("keyring: stream %s: %w", Stream, err)
+	}
+	cache, _ := lru.New[string, cipher.AEAD](10000)
+	return &Keyring{stream: st, js: js, master: master, cache: cache}, nil
+}
+
+func newAEAD(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("keyring: %w", err)
+	}
+	return cipher.NewGCM(block)
+}
+
+func seal(a cipher.AEAD, plain, aad []byte) ([]byte, error) {
+	nonce := make([]byte, a.NonceSize(), a.NonceSize()+len(plain)+a.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, err
+	}
+	return a.Seal(nonce, nonce, plain, aad), nil
+}
+
+func open(a cipher.AEAD, sealed, aad []byte) ([]byte, error) {
+	if len(sealed) < a.NonceSize() {
+		return nil, errors.New("sealed data too short")
+	}
+	return a.Open(nil, sealed[:a.NonceSize()], sealed[a.NonceSize():], aad)
+}
+
+// Seal implements events.PIICipher: it encrypts plaintext under the tenant's
+// data key, creating the key on first use.
+func (k *Keyring) Seal(tenantID string, plaintext []byte) (string, error) {
+	a, err := k.key(context.Background(), tenantID, true)
+	if err != nil {
+		return "", err
+	}
+	ct, err := seal(a, plaintext, []byte(tenantID))
+	if err != nil {
+		return "", err
+	}
+	return sealedPrefix + base64.RawURLEncoding.EncodeToString(ct), nil
+}
+
+// Open implements events.PIICipher.
+func (k *Keyring) Open(tenantID string, sealed string) ([]byte, error) {
+	rest, ok := strings.CutPrefix(sealed, sealedPrefix)
+	if !ok {
+		return nil, fmt.Errorf("keyring: unknown sealed format")
+	}
+	ct, err := base64.RawURLEncoding.DecodeString(rest)
+	if err != nil {
+		return nil, fmt.Errorf("keyring: sealed data is not base64url: %w", err)
+	}
+	a, err := k.key(context.Background(), tenantID, false)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := open(a, ct, []byte(tenantID))
+	if err != nil {
+		return nil, fmt.Errorf("keyring: cannot decrypt personal data of tenant %s: %w", tenantID, err)
+	}
+	return plain, nil
+}
+
+func (k *Keyring) key(ctx context.Context, tenantID string, create bool) (cipher.AEAD, error) {
+	if a, ok := k.cache.Get(tenantID); ok {
+		return a, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	subject := subjectPrefix + tenantID
+	msg, err := k.stream.GetLastMsgForSubject(ctx, subject)
+	switch {
+	case err == nil && string(msg.Data) == string(tombstone):
+		return nil, fmt.Errorf("tenant %s: %w", tenantID, events.ErrErased)
+	case err == nil:
+		return k.unwrap(tenantID, msg.Data)
+	case errors.Is(err, jetstream.ErrMsgNotFound) && !create:
+		return nil, fmt.Errorf("tenant %s: %w", tenantID, events.ErrErased)
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+	default:
+		return nil, fmt.Errorf("keyring: read key of tenant %s: %w", tenantID, err)
+	}
+	dk := make([]byte, 32)
+	if _, err := rand.Read(dk); err != nil {
+		return nil, err
+	}
+	wrapped, err := seal(k.master, dk, []byte(tenantID))
+	if err != nil {
+		return nil, err
+	}
+	if _, err := k.js.Publish(ctx, subject, wrapped, jetstream.WithExpectLastSequencePerSubject(0)); err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == 10071 {
+			// Somebody created it first (or destroyed it): read what is there.
+			return k.key(ctx, tenantID, false)
+		}
+		return nil, fmt.Errorf("keyring: store key of tenant %s: %w", tenantID, err)
+	}
+	a, err := newAEAD(dk)
+	if err != nil {
+		return nil, err
+	}
+	k.cache.Add(tenantID, a)
+	return a, nil
+}
+
+func (k *Keyring) unwrap(tenantID string, wrapped []byte) (cipher.AEAD, error) {
+	dk, err := open(k.master, wrapped, []byte(tenantID))
+	if err != nil {
+		return nil, fmt.Errorf("keyring: key of tenant %s does not unwrap with this master key: %w", tenantID, err)
+	}
+	a, err := newAEAD(dk)
+	if err != nil {
+		return nil, err
+	}
+	k.cache.Add(tenantID, a)
+	return a, nil
+}
+
+// Destroy erases a tenant's data key: its stored message is securely
+// deleted (overwritten on disk) and a tombstone left in its place, which
+// makes recreating the key impossible. It is idempotent.
+func (k *Keyring) Destroy(ctx context.Context, tenantID string) error {
+	k.cache.Remove(tenantID)
+	subject := subjectPrefix + tenantID
+	msg, err := k.stream.GetLastMsgForSubject(ctx, subject)
+	switch {
+	case err == nil && string(msg.Data) == string(tombstone):
+		return nil
+	case err == nil:
+		if derr := k.stream.SecureDeleteMsg(ctx, msg.Sequence); derr != nil && !errors.Is(derr, jetstream.ErrMsgNotFound) {
+			return fmt.Errorf("keyring: erase key of tenant %s: %w", tenantID, derr)
+		}
+	case !errors.Is(err, jetstream.ErrMsgNotFound):
+		return fmt.Errorf("keyring: read key of tenant %s: %w", tenantID, err)
+	}
+	if _, err := k.js.Publish(ctx, subject, tombstone, jetstream.WithExpectLastSequencePerSubject(0)); err != nil {
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.ErrorCode == 10071 {
+			// Recreated or tombstoned concurrently: destroy what is there.
+			return k.Destroy(ctx, tenantID)
+		}
+		return fmt.Errorf("keyring: tombstone key of tenant %s: %w", tenantID, err)
+	}
+	return nil
+}
+
+// ParseMasterKey reads a master key given as base64 (standard or URL
+// alphabet, padded or not) of 32 bytes, or as "file:<path>" to a file
+// holding that text.
+func ParseMasterKey(spec string) ([]byte, error) {
+	if path, ok := strings.CutPrefix(spec, "file:"); ok {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("master key: %w", err)
+		}
+		spec = string(b)
+	}
+	spec = strings.TrimSpace(spec)
+	for _, enc := range []*base64.Encoding{base64.RawURLEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.StdEncoding} {
+		if raw, err := enc.DecodeString(spec); err == nil {
+			if len(raw) != MasterKeySize {
+				return nil, fmt.Errorf("master key: want %d bytes, got %d", MasterKeySize, len(raw))
+			}
+			return raw, nil
+		}
+	}
+	return nil, errors.New("master key: not base64")
+}
+
+// LoadOrCreateMasterKeyFile reads the master key in path, creating a random
+// one there (mode 0600) if the file does not exist. For development.
+func LoadOrCreateMasterKeyFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		return ParseMasterKey(string(b))
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("master key: %w", err)
+	}
+	key := make([]byte, MasterKeySize)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(path, []byte(base64.RawURLEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("master key: %w", err)
+	}
+	return key, nil
+}

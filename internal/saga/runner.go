@@ -1,0 +1,218 @@
+// Package saga carries out the external effects of tenant lifecycle
+// changes (identity realm, billing account) as sagas whose progress is
+// recorded, step by step, as events on the tenant's own stream: a saga
+// resumes after a crash from its last recorded step, and its history is the
+// audit trail.
+package saga
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/tenancyhq/tenancy/internal/command"
+	"github.com/tenancyhq/tenancy/internal/logging"
+	"github.com/tenancyhq/tenancy/internal/tenants"
+	"github.com/tenancyhq/tenancy/pkg/domain"
+	"github.com/tenancyhq/tenancy/pkg/events"
+)
+
+// Actor is the actor recorded on the events sagas append.
+const Actor = "system:provisioner"
+
+// Outcome is what a step did.
+type Outcome struct {
+	// Skipped steps did nothing, on purpose; Detail says why.
+	Skipped     bool
+	Detail      string
+	ExternalIDs map[string]string
+}
+
+// Step is one idempotent unit of a saga: running it again after it
+// succeeded changes nothing.
+type Step struct {
+	Name string
+	Run  func(ctx context.Context, t domain.Tenant) (Outcome, error)
+}
+
+// PermanentError is a failure retrying cannot fix; Reason says what to fix.
+type PermanentError struct {
+	Reason string
+}
+
+func (e *PermanentError) Error() string { return e.Reason }
+
+// Permanent wraps a reason as a PermanentError.
+func Permanent(format string, args ...any) error {
+	return &PermanentError{Reason: fmt.Sprintf(format, args...)}
+}
+
+// RetryAfterError asks for the next attempt not before After.
+type RetryAfterError struct {
+	After time.Duration
+	Err   error
+}
+
+func (e *RetryAfterError) Error() string { return e.Err.Error() }
+func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// ErrRetryLater reports a saga stopped on a transient failure; it resumes
+// when its message is redelivered.
+var ErrRetryLater = errors.New("saga step failed transiently; will retry")
+
+// Plan returns the steps of a saga.
+type Plan func(saga string) []Step
+
+// Backoff bounds in-process retries of a step.
+type Backoff struct {
+	Attempts int
+	Base     time.Duration
+	Max      time.Duration
+}
+
+// Delay returns the pause before attempt n+1 (n >= 1): exponential with
+// full jitter.
+func (b Backoff) Delay(n int) time.Duration {
+	d := b.Base << min(n-1, 20)
+	if d > b.Max || d <= 0 {
+		d = b.Max
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// Runner runs the current saga of a tenant.
+type Runner struct {
+	Tenants *tenants.Service
+	Plan    Plan
+	Backoff Backoff
+	Log     *slog.Logger
+	Clock   func() time.Time
+	// Sleep waits between attempts (replaceable in tests).
+	Sleep func(ctx context.Context, d time.Duration) error
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func (r *Runner) now() time.Time {
+	now := time.Now
+	if r.Clock != nil {
+		now = r.Clock
+	}
+	return now().UTC().Truncate(time.Microsecond)
+}
+
+// Run brings the tenant's current saga as far as it can go. It returns nil
+// when the saga finished, failed permanently (recorded), was superseded, or
+// there is none; ErrRetryLater when a step keeps failing transiently.
+func (r *Runner) Run(ctx context.Context, tenantID string, causation string) error {
+	t, _, err := r.Tenants.Get(ctx, tenantID)
+	if errors.Is(err, domain.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	p := t.Provisioning
+	if p.SagaID == "" || p.Status != domain.SagaRunning {
+		return nil
+	}
+	ctx = logging.With(ctx, slog.String("tenant_id", tenantID), slog.String("saga", p.Saga), slog.String("saga_id", p.SagaID))
+	meta := command.Meta{Actor: Actor, CorrelationID: p.SagaID, CausationID: causation}
+	for _, step := range r.Plan(p.Saga) {
+		if st, ok := t.Provisioning.Step(step.Name); ok && (st.Outcome == events.StepCompleted || st.Outcome == events.StepSkipped) {
+			continue
+		}
+		prevAttempts := 0
+		if st, ok := t.Provisioning.Step(step.Name); ok {
+			prevAttempts = st.Attempt
+		}
+		started := r.now()
+		out, attempts, err := r.attempt(ctx, step, t)
+		rec := events.TenantStepRecorded{
+			SagaID: p.SagaID, Step: step.Name, Attempt: prevAttempts + attempts,
+			StartedAt: started, FinishedAt: r.now(), Detail: out.Detail, ExternalIDs: out.ExternalIDs,
+		}
+		switch {
+		case err == nil && out.Skipped:
+			rec.Outcome = events.StepSkipped
+		case err == nil:
+			rec.Outcome = events.StepCompleted
+		default:
+			rec.Outcome = events.StepFailed
+			rec.Detail = err.Error()
+		}
+		res, rerr := r.Tenants.Do(ctx, tenantID, domain.RecordStep{Step: rec}, meta)
+		if errors.Is(rerr, domain.ErrPrecondition) {
+			r.Log.InfoContext(ctx, "saga superseded; stopping", "step", step.Name)
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+		t = res.State
+		var perm *PermanentError
+		switch {
+		case errors.As(err, &perm):
+			r.Log.WarnContext(ctx, "saga step failed permanently", "step", step.Name, "reason", perm.Reason)
+			_, ferr := r.Tenants.Do(ctx, tenantID, domain.FailSaga{SagaID: p.SagaID, Step: step.Name, Attempt: rec.Attempt, Reason: perm.Reason}, meta)
+			if errors.Is(ferr, domain.ErrPrecondition) {
+				return nil
+			}
+			return ferr
+		case err != nil:
+			r.Log.WarnContext(ctx, "saga step failing; will retry", "step", step.Name, "attempts", rec.Attempt, "error", err)
+			return fmt.Errorf("%w: %s: %v", ErrRetryLater, step.Name, err)
+		}
+		r.Log.InfoContext(ctx, "saga step done", "step", step.Name, "outcome", rec.Outcome, "detail", rec.Detail)
+	}
+	_, err = r.Tenants.Do(ctx, tenantID, domain.CompleteSaga{SagaID: p.SagaID}, meta)
+	if errors.Is(err, domain.ErrPrecondition) {
+		return nil
+	}
+	if err == nil {
+		r.Log.InfoContext(ctx, "saga completed")
+	}
+	return err
+}
+
+// attempt runs a step with bounded retries of transient failures.
+func (r *Runner) attempt(ctx context.Context, step Step, t domain.Tenant) (Outcome, int, error) {
+	sleep := r.Sleep
+	if sleep == nil {
+		sleep = sleepCtx
+	}
+	attempts := max(r.Backoff.Attempts, 1)
+	var last error
+	for n := 1; n <= attempts; n++ {
+		out, err := step.Run(ctx, t)
+		if err == nil {
+			return out, n, nil
+		}
+		last = err
+		var perm *PermanentError
+		if errors.As(err, &perm) || ctx.Err() != nil || n == attempts {
+			return out, n, err
+		}
+		d := r.Backoff.Delay(n)
+		var ra *RetryAfterError
+		if errors.As(err, &ra) && ra.After > d {
+			d = ra.After
+		}
+		if serr := sleep(ctx, d); serr != nil {
+			return out, n, err
+		}
+	}
+	return Outcome{}, attempts, last
+}

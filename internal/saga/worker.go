@@ -1,0 +1,236 @@
+package saga
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tenancyhq/tenancy/pkg/events"
+)
+
+// Triggers are the event types that start or resume a saga.
+var Triggers = map[string]bool{
+	events.TypeTenantActivationRequested: true,
+	events.TypeTenantActivationCancelled: true,
+	events.TypeTenantSuspended:           true,
+	events.TypeTenantResumed:             true,
+	events.TypeTenantArchived:            true,
+	events.TypeTenantRestored:            true,
+	events.TypeTenantDeleted:             true,
+	events.TypeTenantProvisioningRetried: true,
+}
+
+// LeaseBucket holds per-tenant leases: one saga runner per tenant at a time,
+// across every provisioner instance.
+const LeaseBucket = "TENANCY_SAGA_LEASES"
+
+// LeaseTTL is how long a lease outlives its holder's last renewal.
+const LeaseTTL = 30 * time.Second
+
+// WorkerConfig configures a worker.
+type WorkerConfig struct {
+	Stream   string
+	Consumer string
+	// Concurrency is how many sagas one instance runs at once.
+	Concurrency int
+	// Instance names this process in leases.
+	Instance string
+	Replicas int
+	// RetryDelay is how long a saga that failed transiently waits before its
+	// message is redelivered.
+	RetryDelay time.Duration
+}
+
+// Worker feeds lifecycle events from a durable consumer, shared by every
+// provisioner instance as a work queue, to the runner.
+type Worker struct {
+	cfg    WorkerConfig
+	js     jetstream.JetStream
+	runner *Runner
+	leases jetstream.KeyValue
+	log    *slog.Logger
+}
+
+// NewWorker creates the lease bucket and returns a worker.
+func NewWorker(ctx context.Context, js jetstream.JetStream, runner *Runner, cfg WorkerConfig, log *slog.Logger) (*Worker, error) {
+	if cfg.Consumer == "" {
+		cfg.Consumer = "provisioner"
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 8
+	}
+	if cfg.RetryDelay <= 0 {
+		cfg.RetryDelay = 30 * time.Second
+	}
+	if cfg.Replicas < 1 {
+		cfg.Replicas = 1
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: LeaseBucket, Description: "Tenancy saga leases (one runner per tenant)",
+		History: 1, TTL: LeaseTTL, Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("saga: lease bucket: %w", err)
+	}
+	return &Worker{cfg: cfg, js: js, runner: runner, leases: kv, log: log}, nil
+}
+
+// Run consumes until ctx ends.
+func (w *Worker) Run(ctx context.Context) error {
+	cons, err := w.js.CreateOrUpdateConsumer(ctx, w.cfg.Stream, jetstream.ConsumerConfig{
+		Durable:        w.cfg.Consumer,
+		Description:    "Tenancy provisioner: lifecycle events that start sagas",
+		FilterSubjects: []string{events.Subject("*", events.AggregateTenant, "*")},
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        time.Minute,
+		MaxAckPending:  w.cfg.Concurrency * 4,
+		MaxDeliver:     -1,
+	})
+	if err != nil {
+		return fmt.Errorf("saga: consumer: %w", err)
+	}
+	sem := make(chan struct{}, w.cfg.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	it, err := cons.Messages(jetstream.PullMaxMessages(w.cfg.Concurrency * 2))
+	if err != nil {
+		return fmt.Errorf("saga: consume: %w", err)
+	}
+	go func() {
+		<-ctx.Done()
+		it.Stop()
+	}()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+				return nil
+			}
+			w.log.WarnContext(ctx, "saga: reading the consumer failed; retrying", "error", err)
+			if sleepCtx(ctx, time.Second) != nil {
+				return nil
+			}
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			_ = msg.Nak()
+			return nil
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			w.handle(ctx, msg)
+		}()
+	}
+}
+
+type envelopeHead struct {
+	ID       string `json:"id"`
+	Type     string `json:"type"`
+	TenantID string `json:"tenantid"`
+}
+
+func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
+	var head envelopeHead
+	if err := json.Unmarshal(msg.Data(), &head); err != nil || head.TenantID == "" {
+		w.log.ErrorContext(ctx, "saga: unreadable event; skipping it", "subject", msg.Subject(), "error", err)
+		_ = msg.Term()
+		return
+	}
+	if !Triggers[head.Type] {
+		_ = msg.Ack()
+		return
+	}
+	l, ok := w.lease(ctx, head.TenantID)
+	if !ok {
+		// Another instance is running this tenant's saga; it will see the
+		// newest state. Look again shortly.
+		_ = msg.NakWithDelay(2 * time.Second)
+		return
+	}
+	done := make(chan struct{})
+	go w.keepAlive(ctx, msg, l, done)
+	err := w.runner.Run(ctx, head.TenantID, head.ID)
+	close(done)
+	l.release(ctx)
+	switch {
+	case err == nil:
+		_ = msg.Ack()
+	case ctx.Err() != nil:
+		_ = msg.Nak()
+	default:
+		if !errors.Is(err, ErrRetryLater) {
+			w.log.ErrorContext(ctx, "saga: run failed; will retry", "tenant_id", head.TenantID, "error", err)
+		}
+		_ = msg.NakWithDelay(w.cfg.RetryDelay)
+	}
+}
+
+// lease is one tenant's saga lease, held while its saga runs.
+type lease struct {
+	kv  jetstream.KeyValue
+	key string
+	val []byte
+	mu  sync.Mutex
+	rev uint64
+}
+
+func (w *Worker) lease(ctx context.Context, tenantID string) (*lease, bool) {
+	val := []byte(w.cfg.Instance)
+	rev, err := w.leases.Create(ctx, tenantID, val)
+	if err != nil {
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			w.log.WarnContext(ctx, "saga: taking lease failed", "tenant_id", tenantID, "error", err)
+		}
+		return nil, false
+	}
+	return &lease{kv: w.leases, key: tenantID, val: val, rev: rev}, true
+}
+
+func (l *lease) renew(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	rev, err := l.kv.Update(ctx, l.key, l.val, l.rev)
+	if err == nil {
+		l.rev = rev
+	}
+	return err
+}
+
+func (l *lease) release(ctx context.Context) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = l.kv.Delete(rctx, l.key, jetstream.LastRevision(l.rev))
+}
+
+// keepAlive tells JetStream the message is being worked on and renews the
+// lease until done closes.
+func (w *Worker) keepAlive(ctx context.Context, msg jetstream.Msg, l *lease, done <-chan struct{}) {
+	t := time.NewTicker(LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = msg.InProgress()
+			if err := l.renew(ctx); err != nil {
+				w.log.WarnContext(ctx, "saga: renewing lease failed", "tenant_id", l.key, "error", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,104 @@
+// Package domain holds Tenancy's aggregates as pure deciders, and the policy
+// (catalog of regions and plans) they are decided against. Nothing here does
+// IO, reads a clock or draws randomness: callers pass those in.
+package domain
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Error kinds. Every error the domain (and the layers around it) returns
+// wraps exactly one of these; the HTTP layer maps each kind to a status and a
+// problem type in one table.
+var (
+	ErrNotFound        = errors.New("not found")
+	ErrConflict        = errors.New("conflict")
+	ErrInvalid         = errors.New("invalid input")
+	ErrForbidden       = errors.New("forbidden")
+	ErrUnauthenticated = errors.New("unauthenticated")
+	ErrPrecondition    = errors.New("not allowed in the current state")
+	ErrVersionMismatch = errors.New("version mismatch")
+	ErrUnavailable     = errors.New("temporarily unavailable")
+)
+
+// FieldError is one problem with one input field.
+type FieldError struct {
+	// Field is a JSON pointer-like path, e.g. "regions.preferred".
+	Field   string   `json:"field"`
+	Message string   `json:"message"`
+	Allowed []string `json:"allowed,omitempty"`
+}
+
+// ValidationError collects every problem found in one input.
+type ValidationError struct {
+	Fields []FieldError
+}
+
+func (e *ValidationError) Error() string {
+	msgs := make([]string, len(e.Fields))
+	for i, f := range e.Fields {
+		msgs[i] = f.Field + ": " + f.Message
+	}
+	return "invalid input: " + strings.Join(msgs, "; ")
+}
+
+// Is makes errors.Is(err, ErrInvalid) true.
+func (e *ValidationError) Is(target error) bool { return target == ErrInvalid }
+
+// fieldErrors accumulates FieldErrors.
+type fieldErrors []FieldError
+
+func (fe *fieldErrors) add(field, msg string, allowed ...string) {
+	*fe = append(*fe, FieldError{Field: field, Message: msg, Allowed: allowed})
+}
+
+func (fe fieldErrors) err() error {
+	if len(fe) == 0 {
+		return nil
+	}
+	return &ValidationError{Fields: fe}
+}
+
+// TransitionError reports a lifecycle action refused in the tenant's state.
+type TransitionError struct {
+	Action  string
+	State   State
+	Allowed []string
+}
+
+func (e *TransitionError) Error() string {
+	allowed := "none (the state is terminal)"
+	if len(e.Allowed) > 0 {
+		allowed = strings.Join(e.Allowed, ", ")
+	}
+	return fmt.Sprintf("cannot %s a tenant that is %s; allowed actions in %s: %s", e.Action, e.State, e.State, allowed)
+}
+
+// Is makes errors.Is(err, ErrPrecondition) true.
+func (e *TransitionError) Is(target error) bool { return target == ErrPrecondition }
+
+// ConflictError reports a value that another aggregate already holds.
+type ConflictError struct {
+	Field   string
+	Value   string
+	Message string
+}
+
+func (e *ConflictError) Error() string { return e.Message }
+
+// Is makes errors.Is(err, ErrConflict) true.
+func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
+
+// VersionMismatchError reports an If-Match precondition that failed.
+type VersionMismatchError struct {
+	Expected, Actual int64
+}
+
+func (e *VersionMismatchError) Error() string {
+	return fmt.Sprintf("the tenant is at version %d, not %d; re-read it and retry", e.Actual, e.Expected)
+}
+
+// Is makes errors.Is(err, ErrVersionMismatch) true.
+func (e *VersionMismatchError) Is(target error) bool { return target == ErrVersionMismatch }

@@ -1,0 +1,438 @@
+package domain
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/tenancyhq/tenancy/pkg/events"
+)
+
+// State is a tenant's lifecycle state.
+type State string
+
+// Lifecycle states.
+const (
+	StateDraft        State = "draft"
+	StateProvisioning State = "provisioning"
+	StateActive       State = "active"
+	StateSuspended    State = "suspended"
+	StateArchived     State = "archived"
+	StateDeleted      State = "deleted"
+)
+
+// States lists every lifecycle state in lifecycle order.
+var States = []State{StateDraft, StateProvisioning, StateActive, StateSuspended, StateArchived, StateDeleted}
+
+// ParseState parses a lifecycle state, rejecting unknown strings.
+func ParseState(s string) (State, error) {
+	for _, st := range States {
+		if string(st) == s {
+			return st, nil
+		}
+	}
+	return "", fmt.Errorf("unknown state %q", s)
+}
+
+// SuspensionReason says why a tenant was suspended.
+type SuspensionReason string
+
+// Suspension reasons.
+const (
+	SuspendCompliance SuspensionReason = "compliance"
+	SuspendPayment    SuspensionReason = "payment"
+	SuspendSecurity   SuspensionReason = "security"
+	SuspendOperator   SuspensionReason = "operator"
+)
+
+// SuspensionReasons lists every suspension reason.
+var SuspensionReasons = []SuspensionReason{SuspendCompliance, SuspendPayment, SuspendSecurity, SuspendOperator}
+
+// ParseSuspensionReason parses a suspension reason, rejecting unknown strings.
+func ParseSuspensionReason(s string) (SuspensionReason, error) {
+	for _, r := range SuspensionReasons {
+		if string(r) == s {
+			return r, nil
+		}
+	}
+	return "", fmt.Errorf("unknown suspension reason %q", s)
+}
+
+// ContactRole is what a contact is reached about.
+type ContactRole string
+
+// Contact roles.
+const (
+	ContactTechnical ContactRole = "technical"
+	ContactBilling   ContactRole = "billing"
+	ContactIncident  ContactRole = "incident"
+)
+
+// ContactRoles lists every contact role.
+var ContactRoles = []ContactRole{ContactTechnical, ContactBilling, ContactIncident}
+
+// ParseContactRole parses a contact role, rejecting unknown strings.
+func ParseContactRole(s string) (ContactRole, error) {
+	for _, r := range ContactRoles {
+		if string(r) == s {
+			return r, nil
+		}
+	}
+	return "", fmt.Errorf("unknown contact role %q", s)
+}
+
+func contactRoleStrings() []string {
+	out := make([]string, len(ContactRoles))
+	for i, r := range ContactRoles {
+		out[i] = string(r)
+	}
+	return out
+}
+
+// Regions is a tenant's residency.
+type Regions = events.Regions
+
+// Suspension describes why and since when a tenant is suspended.
+type Suspension struct {
+	Reason SuspensionReason
+	Note   string
+	Since  time.Time
+}
+
+// Activation is what was decided when activation was requested.
+type Activation struct {
+	Placement   events.Placement
+	Features    []string
+	Quotas      map[string]int64
+	Policy      []events.PolicyCheck
+	Admin       *events.Admin
+	RequestedAt time.Time
+	ActivatedAt time.Time
+}
+
+// SagaStatus is where a lifecycle saga stands.
+type SagaStatus string
+
+// Saga statuses.
+const (
+	SagaRunning   SagaStatus = "running"
+	SagaFailed    SagaStatus = "failed"
+	SagaCompleted SagaStatus = "completed"
+)
+
+// Saga names: the lifecycle operation whose external effects a saga carries out.
+const (
+	SagaActivate = "activate"
+	SagaCancel   = "cancel"
+	SagaSuspend  = "suspend"
+	SagaResume   = "resume"
+	SagaArchive  = "archive"
+	SagaRestore  = "restore"
+	SagaDelete   = "delete"
+)
+
+// StepStatus is the latest recorded outcome of one saga step.
+type StepStatus struct {
+	Name        string
+	Outcome     string
+	Attempt     int
+	Detail      string
+	StartedAt   time.Time
+	FinishedAt  time.Time
+	ExternalIDs map[string]string
+}
+
+// Provisioning is the state of the tenant's current lifecycle saga and the
+// identifiers its sagas created in external systems.
+type Provisioning struct {
+	SagaID     string
+	Saga       string
+	Status     SagaStatus
+	Steps      []StepStatus
+	FailedStep string
+	LastError  string
+	StartedAt  time.Time
+	UpdatedAt  time.Time
+	// ExternalIDs accumulates what every saga created (realm id, client id,
+	// billing account, ...), keyed by resource.
+	ExternalIDs map[string]string
+	// Repairs counts drift repairs made by reconcile.
+	Repairs int
+}
+
+// Step returns the latest status of the named step in the current saga.
+func (p *Provisioning) Step(name string) (StepStatus, bool) {
+	for _, s := range p.Steps {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return StepStatus{}, false
+}
+
+// Tenant is the state of one tenant aggregate, folded from its events.
+type Tenant struct {
+	ID          string
+	Slug        string
+	DisplayName string
+	Plan        string
+	Regions     Regions
+	Isolation   IsolationMode
+	Contacts    []events.Contact
+	ExternalIDs map[string]string
+	Labels      map[string]string
+	CustomerRef string
+
+	State      State
+	Version    int64
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+	ArchivedAt time.Time
+	DeletedAt  time.Time
+
+	Suspension   *Suspension
+	Activation   *Activation
+	Provisioning Provisioning
+	// PIIErased is true once the tenant's personal data key is destroyed.
+	PIIErased bool
+}
+
+// Exists reports whether the tenant has been created.
+func (t *Tenant) Exists() bool { return t.Version > 0 }
+
+// Recorded is an event as the aggregate sees it: its payload plus the
+// envelope facts Evolve needs.
+type Recorded struct {
+	// AggregateID is the id of the aggregate the event belongs to.
+	AggregateID string
+	ID          string
+	Time        time.Time
+	Version     int64
+	Payload     events.Payload
+}
+
+// TechnicalContact returns the first technical contact, if any.
+func (t *Tenant) TechnicalContact() (events.Contact, bool) {
+	for _, c := range t.Contacts {
+		if c.Role == string(ContactTechnical) {
+			return c, true
+		}
+	}
+	return events.Contact{}, false
+}
+
+// Claim is a value unique across tenants that a tenant holds.
+type Claim struct {
+	// Kind is "slug" or "external_id".
+	Kind string
+	// System is the external system of an external id.
+	System string
+	Value  string
+}
+
+// Field returns the input field a claim comes from, for error messages.
+func (c Claim) Field() string {
+	if c.Kind == ClaimSlug {
+		return "slug"
+	}
+	return "external_ids." + c.System
+}
+
+// Claim kinds.
+const (
+	ClaimSlug       = "slug"
+	ClaimExternalID = "external_id"
+)
+
+// Claims returns the unique values the tenant holds: its slug and its
+// external ids, none once deleted.
+func (t *Tenant) Claims() []Claim {
+	if !t.Exists() || t.State == StateDeleted {
+		return nil
+	}
+	out := []Claim{{Kind: ClaimSlug, Value: t.Slug}}
+	for _, sys := range sortedKeys(t.ExternalIDs) {
+		out = append(out, Claim{Kind: ClaimExternalID, System: sys, Value: t.ExternalIDs[sys]})
+	}
+	return out
+}
+
+// Actions returns the lifecycle actions allowed in state s.
+func Actions(s State) []string {
+	switch s {
+	case StateDraft:
+		return []string{"update", "activate", "delete"}
+	case StateProvisioning:
+		return []string{"update", "cancel-activation"}
+	case StateActive:
+		return []string{"update", "suspend"}
+	case StateSuspended:
+		return []string{"resume", "archive"}
+	case StateArchived:
+		return []string{"restore", "delete"}
+	default:
+		return nil
+	}
+}
+
+func refuse(t *Tenant, action string) error {
+	return &TransitionError{Action: action, State: t.State, Allowed: Actions(t.State)}
+}
+
+// EvolveTenant folds one event into the tenant's state.
+func EvolveTenant(t Tenant, r Recorded) Tenant {
+	t.Version = r.Version
+	t.UpdatedAt = r.Time
+	startSaga := func(saga string) {
+		t.Provisioning.SagaID = r.ID
+		t.Provisioning.Saga = saga
+		t.Provisioning.Status = SagaRunning
+		t.Provisioning.Steps = nil
+		t.Provisioning.FailedStep = ""
+		t.Provisioning.LastError = ""
+		t.Provisioning.StartedAt = r.Time
+		t.Provisioning.UpdatedAt = r.Time
+	}
+	switch p := r.Payload.(type) {
+	case *events.TenantCreated:
+		t.ID = r.AggregateID
+		t.Slug = p.Slug
+		t.DisplayName = p.DisplayName
+		t.Plan = p.Plan
+		t.Regions = cloneRegions(p.Regions)
+		t.Isolation = IsolationMode(p.Isolation)
+		t.Contacts = slices.Clone(p.Contacts)
+		t.PIIErased = p.PIIErased
+		t.ExternalIDs = maps.Clone(p.ExternalIDs)
+		t.Labels = maps.Clone(p.Labels)
+		t.CustomerRef = p.CustomerRef
+		t.State = StateDraft
+		t.CreatedAt = r.Time
+	case *events.TenantUpdated:
+		if p.DisplayName != nil {
+			t.DisplayName = *p.DisplayName
+		}
+		if p.Regions != nil {
+			t.Regions = cloneRegions(*p.Regions)
+		}
+		if p.Isolation != nil {
+			t.Isolation = IsolationMode(*p.Isolation)
+		}
+		if p.ChangedField("external_ids") {
+			t.ExternalIDs = maps.Clone(p.ExternalIDs)
+		}
+		if p.ChangedField("labels") {
+			t.Labels = maps.Clone(p.Labels)
+		}
+		if p.CustomerRef != nil {
+			t.CustomerRef = *p.CustomerRef
+		}
+		if p.ChangedField("contacts") {
+			t.Contacts = slices.Clone(p.Contacts)
+			t.PIIErased = p.PIIErased
+		}
+	case *events.TenantPlanChanged:
+		t.Plan = p.To
+	case *events.TenantActivationRequested:
+		t.State = StateProvisioning
+		t.Activation = &Activation{
+			Placement:   p.Placement,
+			Features:    slices.Clone(p.Features),
+			Quotas:      maps.Clone(p.Quotas),
+			Policy:      slices.Clone(p.Policy),
+			Admin:       p.Admin,
+			RequestedAt: r.Time,
+		}
+		startSaga(SagaActivate)
+	case *events.TenantActivationCancelled:
+		t.State = StateDraft
+		startSaga(SagaCancel)
+	case *events.TenantStepRecorded:
+		st := StepStatus{
+			Name: p.Step, Outcome: p.Outcome, Attempt: p.Attempt, Detail: p.Detail,
+			StartedAt: p.StartedAt, FinishedAt: p.FinishedAt, ExternalIDs: maps.Clone(p.ExternalIDs),
+		}
+		if i := slices.IndexFunc(t.Provisioning.Steps, func(s StepStatus) bool { return s.Name == p.Step }); i >= 0 {
+			t.Provisioning.Steps = slices.Clone(t.Provisioning.Steps)
+			t.Provisioning.Steps[i] = st
+		} else {
+			t.Provisioning.Steps = append(slices.Clone(t.Provisioning.Steps), st)
+		}
+		if len(p.ExternalIDs) > 0 {
+			ids := maps.Clone(t.Provisioning.ExternalIDs)
+			if ids == nil {
+				ids = map[string]string{}
+			}
+			for k, v := range p.ExternalIDs {
+				if v == "" {
+					delete(ids, k)
+				} else {
+					ids[k] = v
+				}
+			}
+			t.Provisioning.ExternalIDs = ids
+		}
+		if p.Outcome == events.StepFailed {
+			t.Provisioning.LastError = p.Detail
+		}
+		t.Provisioning.UpdatedAt = r.Time
+	case *events.TenantProvisioningFailed:
+		t.Provisioning.Status = SagaFailed
+		t.Provisioning.FailedStep = p.Step
+		t.Provisioning.LastError = p.Reason
+		t.Provisioning.UpdatedAt = r.Time
+	case *events.TenantProvisioningRetried:
+		t.Provisioning.Status = SagaRunning
+		t.Provisioning.FailedStep = ""
+		t.Provisioning.UpdatedAt = r.Time
+	case *events.TenantActivated:
+		t.State = StateActive
+		if t.Activation != nil {
+			a := *t.Activation
+			a.ActivatedAt = r.Time
+			t.Activation = &a
+		}
+		t.Provisioning.Status = SagaCompleted
+		t.Provisioning.UpdatedAt = r.Time
+	case *events.TenantSagaCompleted:
+		t.Provisioning.Status = SagaCompleted
+		t.Provisioning.UpdatedAt = r.Time
+	case *events.TenantSuspended:
+		t.State = StateSuspended
+		t.Suspension = &Suspension{Reason: SuspensionReason(p.Reason), Note: p.Note, Since: r.Time}
+		startSaga(SagaSuspend)
+	case *events.TenantResumed:
+		t.State = StateActive
+		t.Suspension = nil
+		startSaga(SagaResume)
+	case *events.TenantArchived:
+		t.State = StateArchived
+		t.ArchivedAt = r.Time
+		startSaga(SagaArchive)
+	case *events.TenantRestored:
+		t.State = StateSuspended
+		t.ArchivedAt = time.Time{}
+		t.Suspension = &Suspension{Reason: SuspendOperator, Note: "restored from archive", Since: r.Time}
+		startSaga(SagaRestore)
+	case *events.TenantDeleted:
+		t.State = StateDeleted
+		t.DeletedAt = r.Time
+		t.Contacts = nil
+		t.PIIErased = true
+		if t.Activation != nil {
+			a := *t.Activation
+			a.Admin = nil
+			t.Activation = &a
+		}
+		startSaga(SagaDelete)
+	case *events.TenantDriftRepaired:
+		t.Provisioning.Repairs++
+		t.Provisioning.UpdatedAt = r.Time
+	}
+	return t
+}
+
+func cloneRegions(r Regions) Regions {
+	return Regions{Allowed: slices.Clone(r.Allowed), Preferred: r.Preferred}
+}

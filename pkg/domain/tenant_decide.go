@@ -1,0 +1,558 @@
+package domain
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/tenancyhq/tenancy/pkg/events"
+)
+
+// TenantCommand is a command the Tenant aggregate decides.
+type TenantCommand interface {
+	// Action names the command as the API and error messages do.
+	Action() string
+}
+
+// CreateTenant creates a tenant in draft.
+type CreateTenant struct {
+	ID          string
+	Slug        string
+	DisplayName string
+	Plan        string
+	Regions     Regions
+	Isolation   string
+	Contacts    []events.Contact
+	ExternalIDs map[string]string
+	Labels      map[string]string
+	CustomerRef string
+}
+
+// UpdateTenant changes metadata with JSON merge patch (RFC 7396) semantics,
+// applied to the state current when the command is decided, so concurrent
+// updates of different members never lose each other. A nil field is left
+// as it is.
+type UpdateTenant struct {
+	DisplayName *string
+	Plan        *string
+	Regions     *RegionsPatch
+	Isolation   *string
+	// Contacts replaces the whole list (merge patch replaces arrays).
+	Contacts    *[]events.Contact
+	ExternalIDs *MapPatch
+	Labels      *MapPatch
+	// CustomerRef set to "" removes the reference.
+	CustomerRef *string
+}
+
+// RegionsPatch changes the residency member by member.
+type RegionsPatch struct {
+	Allowed   *[]string
+	Preferred *string
+}
+
+func (p *RegionsPatch) apply(r Regions) Regions {
+	out := cloneRegions(r)
+	if p.Allowed != nil {
+		out.Allowed = slices.Clone(*p.Allowed)
+	}
+	if p.Preferred != nil {
+		out.Preferred = *p.Preferred
+	}
+	return out
+}
+
+// MapPatch merges into a string map: a nil value removes its key. With
+// Replace the map starts empty (the patch set the whole member to null).
+type MapPatch struct {
+	Replace bool
+	Values  map[string]*string
+}
+
+// Apply returns m with the patch applied, nil when empty.
+func (p *MapPatch) Apply(m map[string]string) map[string]string {
+	out := map[string]string{}
+	if !p.Replace {
+		maps.Copy(out, m)
+	}
+	for k, v := range p.Values {
+		if v == nil {
+			delete(out, k)
+		} else {
+			out[k] = *v
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// RequestActivation moves a draft tenant into provisioning after its policy
+// checks pass. Admin defaults to the technical contact.
+type RequestActivation struct {
+	Admin *events.Admin
+}
+
+// CancelActivation returns a provisioning tenant to draft.
+type CancelActivation struct {
+	Reason string
+}
+
+// Suspend restricts access to an active tenant.
+type Suspend struct {
+	Reason string
+	Note   string
+}
+
+// Resume reactivates a suspended tenant.
+type Resume struct{}
+
+// Archive retires a suspended tenant.
+type Archive struct{}
+
+// Restore brings an archived tenant back, suspended.
+type Restore struct{}
+
+// Delete removes a draft or archived tenant for good. Confirm must repeat
+// the tenant's slug.
+type Delete struct {
+	Confirm string
+}
+
+// RecordStep records the outcome of one step of the current saga.
+type RecordStep struct {
+	Step events.TenantStepRecorded
+}
+
+// FailSaga stops the current saga on an error retrying cannot fix.
+type FailSaga struct {
+	SagaID  string
+	Step    string
+	Attempt int
+	Reason  string
+}
+
+// RetrySaga resumes a failed saga from its failed step.
+type RetrySaga struct{}
+
+// CompleteSaga finishes the current saga; for activation it activates the
+// tenant.
+type CompleteSaga struct {
+	SagaID string
+}
+
+// RecordRepair records a drift repair made by reconcile.
+type RecordRepair struct {
+	Repair events.TenantDriftRepaired
+}
+
+// Action implements TenantCommand.
+func (CreateTenant) Action() string { return "create" }
+
+// Action implements TenantCommand.
+func (UpdateTenant) Action() string { return "update" }
+
+// Action implements TenantCommand.
+func (RequestActivation) Action() string { return "activate" }
+
+// Action implements TenantCommand.
+func (CancelActivation) Action() string { return "cancel-activation" }
+
+// Action implements TenantCommand.
+func (Suspend) Action() string { return "suspend" }
+
+// Action implements TenantCommand.
+func (Resume) Action() string { return "resume" }
+
+// Action implements TenantCommand.
+func (Archive) Action() string { return "archive" }
+
+// Action implements TenantCommand.
+func (Restore) Action() string { return "restore" }
+
+// Action implements TenantCommand.
+func (Delete) Action() string { return "delete" }
+
+// Action implements TenantCommand.
+func (RecordStep) Action() string { return "record-step" }
+
+// Action implements TenantCommand.
+func (FailSaga) Action() string { return "fail-provisioning" }
+
+// Action implements TenantCommand.
+func (RetrySaga) Action() string { return "retry-provisioning" }
+
+// Action implements TenantCommand.
+func (CompleteSaga) Action() string { return "complete-provisioning" }
+
+// Action implements TenantCommand.
+func (RecordRepair) Action() string { return "record-repair" }
+
+// TenantDecider decides tenant commands against a policy catalog.
+type TenantDecider struct {
+	Catalog *Catalog
+}
+
+// Decide returns the events cmd causes on t, or an error saying why it is
+// refused. An empty result with a nil error means the command is already
+// satisfied (an idempotent repeat).
+func (d TenantDecider) Decide(t Tenant, cmd TenantCommand) ([]events.Payload, error) {
+	if _, isCreate := cmd.(CreateTenant); !isCreate && !t.Exists() {
+		return nil, fmt.Errorf("tenant %w", ErrNotFound)
+	}
+	switch c := cmd.(type) {
+	case CreateTenant:
+		return d.create(t, c)
+	case UpdateTenant:
+		return d.update(t, c)
+	case RequestActivation:
+		return d.activate(t, c)
+	case CancelActivation:
+		switch t.State {
+		case StateDraft:
+			return nil, nil
+		case StateProvisioning:
+			var fe fieldErrors
+			checkText(&fe, "reason", c.Reason, false, MaxNote)
+			if err := fe.err(); err != nil {
+				return nil, err
+			}
+			return []events.Payload{&events.TenantActivationCancelled{Reason: c.Reason}}, nil
+		}
+		return nil, refuse(&t, c.Action())
+	case Suspend:
+		var fe fieldErrors
+		reason, err := ParseSuspensionReason(c.Reason)
+		if err != nil {
+			fe.add("reason", err.Error(), suspensionReasonStrings()...)
+		}
+		checkText(&fe, "note", c.Note, false, MaxNote)
+		switch t.State {
+		case StateSuspended:
+			return nil, nil
+		case StateActive:
+			if err := fe.err(); err != nil {
+				return nil, err
+			}
+			return []events.Payload{&events.TenantSuspended{Reason: string(reason), Note: c.Note}}, nil
+		}
+		return nil, refuse(&t, c.Action())
+	case Resume:
+		return transition(t, c.Action(), StateSuspended, StateActive, &events.TenantResumed{})
+	case Archive:
+		return transition(t, c.Action(), StateSuspended, StateArchived, &events.TenantArchived{})
+	case Restore:
+		return transition(t, c.Action(), StateArchived, StateSuspended, &events.TenantRestored{})
+	case Delete:
+		if t.State == StateDeleted {
+			return nil, nil
+		}
+		if t.State != StateDraft && t.State != StateArchived {
+			return nil, refuse(&t, c.Action())
+		}
+		if c.Confirm != t.Slug {
+			return nil, &ValidationError{Fields: []FieldError{{
+				Field:   "confirm",
+				Message: fmt.Sprintf("deletion is permanent: repeat the tenant's slug (confirm=%s) to confirm it", t.Slug),
+			}}}
+		}
+		return []events.Payload{&events.TenantDeleted{Slug: t.Slug}}, nil
+	case RecordStep:
+		return recordStep(t, c)
+	case FailSaga:
+		if err := currentSaga(t, c.SagaID, SagaRunning); err != nil {
+			return nil, err
+		}
+		return []events.Payload{&events.TenantProvisioningFailed{
+			SagaID: c.SagaID, Saga: t.Provisioning.Saga, Step: c.Step, Attempt: c.Attempt, Reason: c.Reason,
+		}}, nil
+	case RetrySaga:
+		switch t.Provisioning.Status {
+		case SagaRunning:
+			return nil, nil
+		case SagaFailed:
+			return []events.Payload{&events.TenantProvisioningRetried{
+				SagaID: t.Provisioning.SagaID, Saga: t.Provisioning.Saga, Step: t.Provisioning.FailedStep,
+			}}, nil
+		}
+		return nil, fmt.Errorf("%w: no failed provisioning to retry (the last saga, %q, is %s)", ErrPrecondition, t.Provisioning.Saga, statusOrNone(t.Provisioning.Status))
+	case CompleteSaga:
+		if t.Provisioning.SagaID == c.SagaID && t.Provisioning.Status == SagaCompleted {
+			return nil, nil
+		}
+		if err := currentSaga(t, c.SagaID, SagaRunning); err != nil {
+			return nil, err
+		}
+		if t.Provisioning.Saga == SagaActivate {
+			region := ""
+			if t.Activation != nil {
+				region = t.Activation.Placement.Region
+			}
+			return []events.Payload{&events.TenantActivated{SagaID: c.SagaID, Region: region}}, nil
+		}
+		return []events.Payload{&events.TenantSagaCompleted{SagaID: c.SagaID, Saga: t.Provisioning.Saga}}, nil
+	case RecordRepair:
+		if t.State == StateDeleted {
+			return nil, refuse(&t, c.Action())
+		}
+		r := c.Repair
+		return []events.Payload{&r}, nil
+	}
+	return nil, fmt.Errorf("%w: unknown command %T", ErrInvalid, cmd)
+}
+
+func statusOrNone(s SagaStatus) string {
+	if s == "" {
+		return "none"
+	}
+	return string(s)
+}
+
+func suspensionReasonStrings() []string {
+	out := make([]string, len(SuspensionReasons))
+	for i, r := range SuspensionReasons {
+		out[i] = string(r)
+	}
+	return out
+}
+
+func transition(t Tenant, action string, from, to State, e events.Payload) ([]events.Payload, error) {
+	switch t.State {
+	case to:
+		return nil, nil
+	case from:
+		return []events.Payload{e}, nil
+	}
+	return nil, refuse(&t, action)
+}
+
+func currentSaga(t Tenant, sagaID string, want SagaStatus) error {
+	if t.Provisioning.SagaID != sagaID {
+		return fmt.Errorf("%w: saga %s was superseded by %s saga %s", ErrPrecondition, sagaID, t.Provisioning.Saga, t.Provisioning.SagaID)
+	}
+	if t.Provisioning.Status != want {
+		return fmt.Errorf("%w: %s saga %s is %s, not %s", ErrPrecondition, t.Provisioning.Saga, sagaID, t.Provisioning.Status, want)
+	}
+	return nil
+}
+
+func recordStep(t Tenant, c RecordStep) ([]events.Payload, error) {
+	s := c.Step
+	if err := currentSaga(t, s.SagaID, SagaRunning); err != nil {
+		return nil, err
+	}
+	if s.Step == "" {
+		return nil, &ValidationError{Fields: []FieldError{{Field: "step", Message: "is required"}}}
+	}
+	switch s.Outcome {
+	case events.StepCompleted, events.StepSkipped, events.StepFailed, events.StepCompensated:
+	default:
+		return nil, &ValidationError{Fields: []FieldError{{Field: "outcome", Message: fmt.Sprintf("unknown outcome %q", s.Outcome),
+			Allowed: []string{events.StepCompleted, events.StepSkipped, events.StepFailed, events.StepCompensated}}}}
+	}
+	// A saga that crashed after recording a step repeats it on resume; the
+	// repeat is already recorded.
+	if prev, ok := t.Provisioning.Step(s.Step); ok && prev.Outcome == s.Outcome && s.Outcome != events.StepFailed &&
+		maps.Equal(prev.ExternalIDs, s.ExternalIDs) {
+		return nil, nil
+	}
+	s.Saga = t.Provisioning.Saga
+	return []events.Payload{&s}, nil
+}
+
+func (d TenantDecider) create(t Tenant, c CreateTenant) ([]events.Payload, error) {
+	if t.Exists() {
+		return nil, &ConflictError{Field: "id", Value: c.ID, Message: fmt.Sprintf("tenant %s already exists", c.ID)}
+	}
+	var fe fieldErrors
+	if c.ID == "" {
+		fe.add("id", "is required")
+	}
+	checkSlug(&fe, "slug", c.Slug)
+	checkText(&fe, "display_name", c.DisplayName, true, MaxDisplayName)
+	checkContacts(&fe, c.Contacts)
+	checkExternalIDs(&fe, c.ExternalIDs)
+	checkLabels(&fe, c.Labels)
+	checkCustomerRef(&fe, c.CustomerRef)
+	checkRegionsShape(&fe, c.Regions)
+	iso, err := ParseIsolationMode(c.Isolation)
+	if err != nil {
+		fe.add("isolation", err.Error(), isolationStrings(IsolationModes)...)
+	}
+	if c.Plan == "" {
+		fe.add("plan", "is required", d.Catalog.PlanCodes()...)
+	} else if iso != "" {
+		_, pe := d.Catalog.Evaluate(Placement{Plan: c.Plan, Isolation: iso, Regions: c.Regions}, true)
+		fe = append(fe, pe...)
+	}
+	if err := fe.err(); err != nil {
+		return nil, err
+	}
+	return []events.Payload{&events.TenantCreated{
+		Slug:        c.Slug,
+		DisplayName: c.DisplayName,
+		Plan:        c.Plan,
+		Regions:     cloneRegions(c.Regions),
+		Isolation:   string(iso),
+		Contacts:    slices.Clone(c.Contacts),
+		ExternalIDs: nonEmpty(c.ExternalIDs),
+		Labels:      nonEmpty(c.Labels),
+		CustomerRef: c.CustomerRef,
+	}}, nil
+}
+
+func nonEmpty(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	return maps.Clone(m)
+}
+
+func (d TenantDecider) update(t Tenant, c UpdateTenant) ([]events.Payload, error) {
+	switch t.State {
+	case StateDraft, StateProvisioning, StateActive:
+	default:
+		return nil, refuse(&t, c.Action())
+	}
+	var fe fieldErrors
+	u := &events.TenantUpdated{}
+	changed := func(field string) { u.Changed = append(u.Changed, field) }
+
+	if c.DisplayName != nil && *c.DisplayName != t.DisplayName {
+		checkText(&fe, "display_name", *c.DisplayName, true, MaxDisplayName)
+		u.DisplayName = c.DisplayName
+		changed("display_name")
+	}
+	placement := Placement{Plan: t.Plan, Isolation: t.Isolation, Regions: t.Regions}
+	placementChanged := false
+	if c.Regions != nil {
+		if r := c.Regions.apply(t.Regions); !regionsEqual(r, t.Regions) {
+			checkRegionsShape(&fe, r)
+			u.Regions = &r
+			placement.Regions = r
+			placementChanged = true
+			changed("regions")
+		}
+	}
+	if c.Isolation != nil && *c.Isolation != string(t.Isolation) {
+		iso, err := ParseIsolationMode(*c.Isolation)
+		if err != nil {
+			fe.add("isolation", err.Error(), isolationStrings(IsolationModes)...)
+		}
+		u.Isolation = c.Isolation
+		placement.Isolation = iso
+		placementChanged = true
+		changed("isolation")
+	}
+	var planChange *events.TenantPlanChanged
+	if c.Plan != nil && *c.Plan != t.Plan {
+		if t.State == StateProvisioning {
+			return nil, &ValidationError{Fields: []FieldError{{
+				Field:   "plan",
+				Message: "the plan cannot change while the tenant is being provisioned; wait until it is active or cancel the activation",
+			}}}
+		}
+		placement.Plan = *c.Plan
+		placementChanged = true
+		if p, ok := d.Catalog.Plan(*c.Plan); ok {
+			planChange = &events.TenantPlanChanged{From: t.Plan, To: p.Code, Features: slices.Clone(p.Features), Quotas: maps.Clone(p.Quotas)}
+		}
+	}
+	if placementChanged && t.State != StateDraft && (u.Regions != nil || u.Isolation != nil) {
+		return nil, &ValidationError{Fields: []FieldError{{
+			Field:   placementField(u),
+			Message: fmt.Sprintf("placement is fixed once activation is requested (the tenant is %s); only plan, display_name, contacts, external_ids, labels and customer_ref can change", t.State),
+		}}}
+	}
+	if placementChanged {
+		_, pe := d.Catalog.Evaluate(placement, t.State == StateDraft || u.Regions != nil)
+		fe = append(fe, pe...)
+	}
+	if c.Contacts != nil && !slices.Equal(*c.Contacts, t.Contacts) {
+		checkContacts(&fe, *c.Contacts)
+		u.Contacts = slices.Clone(*c.Contacts)
+		if u.Contacts == nil {
+			u.Contacts = []events.Contact{}
+		}
+		changed("contacts")
+	}
+	if c.ExternalIDs != nil {
+		if ids := c.ExternalIDs.Apply(t.ExternalIDs); !maps.Equal(ids, t.ExternalIDs) {
+			checkExternalIDs(&fe, ids)
+			u.ExternalIDs = ids
+			changed("external_ids")
+		}
+	}
+	if c.Labels != nil {
+		if labels := c.Labels.Apply(t.Labels); !maps.Equal(labels, t.Labels) {
+			checkLabels(&fe, labels)
+			u.Labels = labels
+			changed("labels")
+		}
+	}
+	if c.CustomerRef != nil && *c.CustomerRef != t.CustomerRef {
+		checkCustomerRef(&fe, *c.CustomerRef)
+		u.CustomerRef = c.CustomerRef
+		changed("customer_ref")
+	}
+	if err := fe.err(); err != nil {
+		return nil, err
+	}
+	var out []events.Payload
+	if len(u.Changed) > 0 {
+		out = append(out, u)
+	}
+	if planChange != nil {
+		out = append(out, planChange)
+	}
+	return out, nil
+}
+
+func placementField(u *events.TenantUpdated) string {
+	if u.Regions != nil {
+		return "regions"
+	}
+	return "isolation"
+}
+
+func regionsEqual(a, b Regions) bool {
+	return a.Preferred == b.Preferred && slices.Equal(a.Allowed, b.Allowed)
+}
+
+func (d TenantDecider) activate(t Tenant, c RequestActivation) ([]events.Payload, error) {
+	switch t.State {
+	case StateProvisioning, StateActive:
+		return nil, nil
+	case StateDraft:
+	default:
+		return nil, refuse(&t, c.Action())
+	}
+	var fe fieldErrors
+	admin := c.Admin
+	if admin == nil {
+		if tc, ok := t.TechnicalContact(); ok {
+			admin = &events.Admin{Email: tc.Email, Name: tc.Name}
+		} else {
+			fe.add("admin.email", "is required: the tenant has no technical contact to make its first administrator")
+		}
+	}
+	if admin != nil {
+		checkEmail(&fe, "admin.email", admin.Email)
+		checkText(&fe, "admin.name", admin.Name, false, MaxDisplayName)
+	}
+	checks, pe := d.Catalog.Evaluate(Placement{Plan: t.Plan, Isolation: t.Isolation, Regions: t.Regions}, true)
+	fe = append(fe, pe...)
+	if err := fe.err(); err != nil {
+		return nil, err
+	}
+	plan, _ := d.Catalog.Plan(t.Plan)
+	return []events.Payload{&events.TenantActivationRequested{
+		Placement: events.Placement{Region: t.Regions.Preferred, Isolation: string(t.Isolation)},
+		Plan:      plan.Code,
+		Features:  slices.Clone(plan.Features),
+		Quotas:    maps.Clone(plan.Quotas),
+		Policy:    checks,
+		Admin:     admin,
+	}}, nil
+}

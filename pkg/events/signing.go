@@ -1,0 +1,311 @@
+package events
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/gowebpki/jcs"
+)
+
+// Canonical returns the RFC 8785 (JCS) canonical form of a JSON text.
+func Canonical(raw []byte) ([]byte, error) {
+	c, err := jcs.Transform(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: canonicalize: %v", ErrMalformed, err)
+	}
+	return c, nil
+}
+
+// Hash is the SHA-256 of an event's canonical bytes, as used in prevhash.
+type Hash [sha256.Size]byte
+
+// String returns the lowercase hex form used in the prevhash attribute.
+func (h Hash) String() string { return hex.EncodeToString(h[:]) }
+
+// IsZero reports whether h is the zero hash (no previous event).
+func (h Hash) IsZero() bool { return h == Hash{} }
+
+// HashCanonical hashes bytes that are already canonical.
+func HashCanonical(canonical []byte) Hash { return sha256.Sum256(canonical) }
+
+// Signer signs envelopes with one Ed25519 key.
+type Signer struct {
+	kid  string
+	priv ed25519.PrivateKey
+}
+
+// NewSigner returns a signer for an Ed25519 private key. Its key id is the
+// RFC 7638 JWK thumbprint of the public key, so it is stable and derivable by
+// anyone holding the public key.
+func NewSigner(priv ed25519.PrivateKey) (*Signer, error) {
+	if len(priv) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("signing key: want %d bytes, got %d", ed25519.PrivateKeySize, len(priv))
+	}
+	pub := priv.Public().(ed25519.PublicKey)
+	return &Signer{kid: KeyID(pub), priv: priv}, nil
+}
+
+// KeyID returns the signer's key id.
+func (s *Signer) KeyID() string { return s.kid }
+
+// PublicKey returns the signer's public key.
+func (s *Signer) PublicKey() ed25519.PublicKey { return s.priv.Public().(ed25519.PublicKey) }
+
+// Sign sets e's sigkeyid and signature and returns the canonical bytes of
+// the signed event (what is stored) and their hash (the next event's
+// prevhash).
+func (s *Signer) Sign(e *Envelope) ([]byte, Hash, error) {
+	e.SigKeyID = s.kid
+	e.Signature = ""
+	unsigned, err := canonicalEnvelope(e)
+	if err != nil {
+		return nil, Hash{}, err
+	}
+	e.Signature = base64.RawURLEncoding.EncodeToString(ed25519.Sign(s.priv, unsigned))
+	signed, err := canonicalEnvelope(e)
+	if err != nil {
+		return nil, Hash{}, err
+	}
+	return signed, HashCanonical(signed), nil
+}
+
+func canonicalEnvelope(e *Envelope) ([]byte, error) {
+	if e.Time.Location() != time.UTC {
+		e.Time = e.Time.UTC()
+	}
+	raw, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("encode envelope: %w", err)
+	}
+	return Canonical(raw)
+}
+
+// KeyID returns the RFC 7638 JWK thumbprint of an Ed25519 public key.
+func KeyID(pub ed25519.PublicKey) string {
+	// Members in lexicographic order, no whitespace, as RFC 7638 requires.
+	thumb := `{"crv":"Ed25519","kty":"OKP","x":"` + base64.RawURLEncoding.EncodeToString(pub) + `"}`
+	sum := sha256.Sum256([]byte(thumb))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// PublicKey is one verification key with its life cycle.
+type PublicKey struct {
+	ID        string
+	Key       ed25519.PublicKey
+	CreatedAt time.Time
+	// RetiredAt is when the key stopped signing new events; zero while active.
+	// Retired keys still verify the events they signed.
+	RetiredAt time.Time
+}
+
+// KeySet holds the public keys events are verified with. It is safe for
+// concurrent use.
+type KeySet struct {
+	mu   sync.RWMutex
+	keys map[string]PublicKey
+}
+
+// NewKeySet returns a key set holding keys.
+func NewKeySet(keys ...PublicKey) *KeySet {
+	ks := &KeySet{keys: map[string]PublicKey{}}
+	for _, k := range keys {
+		ks.Add(k)
+	}
+	return ks
+}
+
+// Add adds or replaces a key.
+func (ks *KeySet) Add(k PublicKey) {
+	if k.ID == "" {
+		k.ID = KeyID(k.Key)
+	}
+	ks.mu.Lock()
+	ks.keys[k.ID] = k
+	ks.mu.Unlock()
+}
+
+// Get returns the key with id kid.
+func (ks *KeySet) Get(kid string) (PublicKey, bool) {
+	ks.mu.RLock()
+	defer ks.mu.RUnlock()
+	k, ok := ks.keys[kid]
+	return k, ok
+}
+
+// Keys returns every key, oldest first.
+func (ks *KeySet) Keys() []PublicKey {
+	ks.mu.RLock()
+	out := make([]PublicKey, 0, len(ks.keys))
+	for _, k := range ks.keys {
+		out = append(out, k)
+	}
+	ks.mu.RUnlock()
+	slices.SortFunc(out, func(a, b PublicKey) int {
+		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
+			return c
+		}
+		if a.ID < b.ID {
+			return -1
+		}
+		return 1
+	})
+	return out
+}
+
+// Verification failures. Each VerifyError wraps one of these.
+var (
+	ErrUnknownKey       = errors.New("signed by an unknown key")
+	ErrBadSignature     = errors.New("signature does not verify")
+	ErrNotCanonical     = errors.New("stored bytes are not canonical")
+	ErrBrokenChain      = errors.New("hash chain broken")
+	ErrVersionGap       = errors.New("aggregate version out of order")
+	ErrSubjectMismatch  = errors.New("event does not belong to its subject")
+	ErrDuplicateEventID = errors.New("event id seen twice")
+)
+
+// Verify checks one stored event: well-formed, canonical, and signed by a
+// key in the set. It returns the parsed envelope and its hash.
+func (ks *KeySet) Verify(raw []byte) (*Envelope, Hash, error) {
+	e, err := Parse(raw)
+	if err != nil {
+		return nil, Hash{}, err
+	}
+	canon, err := Canonical(raw)
+	if err != nil {
+		return e, Hash{}, err
+	}
+	if string(canon) != string(raw) {
+		return e, Hash{}, ErrNotCanonical
+	}
+	if err := ks.verifySignature(e, raw); err != nil {
+		return e, Hash{}, err
+	}
+	return e, HashCanonical(canon), nil
+}
+
+func (ks *KeySet) verifySignature(e *Envelope, raw []byte) error {
+	key, ok := ks.Get(e.SigKeyID)
+	if !ok {
+		return fmt.Errorf("%w %q", ErrUnknownKey, e.SigKeyID)
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(e.Signature)
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		return fmt.Errorf("%w: signature is not a base64url Ed25519 signature", ErrBadSignature)
+	}
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &members); err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	delete(members, "signature")
+	stripped, err := json.Marshal(members)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	unsigned, err := Canonical(stripped)
+	if err != nil {
+		return err
+	}
+	if !ed25519.Verify(key.Key, unsigned, sig) {
+		return ErrBadSignature
+	}
+	return nil
+}
+
+// VerifyError names the event a verification failed at.
+type VerifyError struct {
+	Seq     uint64
+	Subject string
+	EventID string
+	Err     error
+}
+
+func (e *VerifyError) Error() string {
+	id := e.EventID
+	if id == "" {
+		id = "?"
+	}
+	return fmt.Sprintf("stream seq %d, subject %s, event %s: %v", e.Seq, e.Subject, id, e.Err)
+}
+
+func (e *VerifyError) Unwrap() error { return e.Err }
+
+// ChainVerifier verifies a sequence of stored events in stream order: each
+// event's signature, and per aggregate subject its version sequence and hash
+// chain. Feed it every event of the aggregates being checked, from the first.
+type ChainVerifier struct {
+	keys  *KeySet
+	heads map[string]chainHead
+	ids   map[string]uint64
+	count int
+}
+
+type chainHead struct {
+	version int64
+	hash    Hash
+}
+
+// NewChainVerifier returns a verifier using keys.
+func NewChainVerifier(keys *KeySet) *ChainVerifier {
+	return &ChainVerifier{keys: keys, heads: map[string]chainHead{}, ids: map[string]uint64{}}
+}
+
+// Next verifies the next stored event of subject at stream sequence seq.
+func (v *ChainVerifier) Next(seq uint64, subject string, raw []byte) error {
+	fail := func(id string, err error) error {
+		return &VerifyError{Seq: seq, Subject: subject, EventID: id, Err: err}
+	}
+	e, h, err := v.keys.Verify(raw)
+	if err != nil {
+		id := ""
+		if e != nil {
+			id = e.ID
+		}
+		return fail(id, err)
+	}
+	tenant, _, aggID, err := ParseSubject(subject)
+	if err != nil {
+		return fail(e.ID, err)
+	}
+	if e.TenantID != tenant || e.Subject != aggID {
+		return fail(e.ID, fmt.Errorf("%w: envelope says tenant %s aggregate %s", ErrSubjectMismatch, e.TenantID, e.Subject))
+	}
+	if prev, dup := v.ids[e.ID]; dup {
+		return fail(e.ID, fmt.Errorf("%w (first at seq %d)", ErrDuplicateEventID, prev))
+	}
+	head := v.heads[subject]
+	if e.AggVersion != head.version+1 {
+		return fail(e.ID, fmt.Errorf("%w: version %d follows %d", ErrVersionGap, e.AggVersion, head.version))
+	}
+	if want := prevHashString(head.hash); e.PrevHash != want {
+		return fail(e.ID, fmt.Errorf("%w: prevhash %q, want %q", ErrBrokenChain, e.PrevHash, want))
+	}
+	v.heads[subject] = chainHead{version: e.AggVersion, hash: h}
+	v.ids[e.ID] = seq
+	v.count++
+	return nil
+}
+
+// Count returns how many events verified.
+func (v *ChainVerifier) Count() int { return v.count }
+
+// Aggregates returns how many aggregate chains were seen.
+func (v *ChainVerifier) Aggregates() int { return len(v.heads) }
+
+// PrevHash returns the prevhash attribute value that follows an event with
+// hash h (the empty string for the first event of an aggregate).
+func PrevHash(h Hash) string { return prevHashString(h) }
+
+func prevHashString(h Hash) string {
+	if h.IsZero() {
+		return ""
+	}
+	return h.String()
+}
