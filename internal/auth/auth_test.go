@@ -75,9 +75,12 @@ func TestAuthenticate(t *testing.T) {
 		"forged":         {mint(forger, TokenRequest{Subject: "mallory", Roles: []string{RolePlatformAdmin}}), "signature"},
 		"wrong audience": {mint(otherAud, TokenRequest{Subject: "alice"}), "audience"},
 		"wrong issuer":   {mint(otherIss, TokenRequest{Subject: "alice"}), "another issuer"},
-		"expired":        {func() string { tok, _ := iss.Mint(TokenRequest{Subject: "alice", TTL: time.Minute}, now.Add(-time.Hour)); return tok }(), "expired"},
-		"garbage":        {"not.a.jwt", "not a JWT"},
-		"empty":          {"", "Authorization: Bearer"},
+		"expired": {func() string {
+			tok, _ := iss.Mint(TokenRequest{Subject: "alice", TTL: time.Minute}, now.Add(-time.Hour))
+			return tok
+		}(), "expired"},
+		"garbage": {"not.a.jwt", "not a JWT"},
+		"empty":   {"", "Authorization: Bearer"},
 	}
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {

@@ -17,7 +17,9 @@ func (a Tenants) Decide(s domain.Tenant, c domain.TenantCommand) ([]events.Paylo
 }
 
 // Evolve implements Aggregate.
-func (Tenants) Evolve(s domain.Tenant, r domain.Recorded) domain.Tenant { return domain.EvolveTenant(s, r) }
+func (Tenants) Evolve(s domain.Tenant, r domain.Recorded) domain.Tenant {
+	return domain.EvolveTenant(s, r)
+}
 
 // Version implements Aggregate.
 func (Tenants) Version(s domain.Tenant) int64 { return s.Version }

@@ -246,7 +246,9 @@ func TestCreate(t *testing.T) {
 		{name: "no regions", when: with(func(c *CreateTenant) { c.Regions = Regions{} }), err: ErrInvalid, msg: "regions.allowed: at least one region"},
 		{name: "plan region limit", when: with(func(c *CreateTenant) { c.Plan = "starter" }), err: ErrInvalid, msg: "at most 1 regions"},
 		{name: "bad contact role", when: with(func(c *CreateTenant) { c.Contacts = []events.Contact{{Role: "ceo", Name: "X", Email: "x@acme.test"}} }), err: ErrInvalid, msg: `unknown contact role "ceo"`},
-		{name: "bad email", when: with(func(c *CreateTenant) { c.Contacts = []events.Contact{{Role: "billing", Name: "X", Email: "not-an-email"}} }), err: ErrInvalid, msg: "contacts[0].email"},
+		{name: "bad email", when: with(func(c *CreateTenant) {
+			c.Contacts = []events.Contact{{Role: "billing", Name: "X", Email: "not-an-email"}}
+		}), err: ErrInvalid, msg: "contacts[0].email"},
 		{name: "bad phone", when: with(func(c *CreateTenant) {
 			c.Contacts = []events.Contact{{Role: "billing", Name: "X", Email: "x@acme.test", Phone: "12345"}}
 		}), err: ErrInvalid, msg: "E.164"},

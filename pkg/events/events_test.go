@@ -207,7 +207,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			return ev
 		}, 2, ErrBadSignature},
 		"removed event": {func(ev [][]byte) [][]byte { return append(ev[:1], ev[2:]...) }, 2, ErrVersionGap},
-		"reordered": {func(ev [][]byte) [][]byte { ev[1], ev[2] = ev[2], ev[1]; return ev }, 2, ErrVersionGap},
+		"reordered":     {func(ev [][]byte) [][]byte { ev[1], ev[2] = ev[2], ev[1]; return ev }, 2, ErrVersionGap},
 		"re-signed by an unknown key": {func(ev [][]byte) [][]byte {
 			e, _ := Parse(ev[1])
 			raw, _, err := other.Sign(e)
