@@ -35,6 +35,8 @@ type Problem struct {
 	AllowedActions []string `json:"allowed_actions,omitempty"`
 	// CurrentVersion is the aggregate's version after a 412.
 	CurrentVersion int64 `json:"current_version,omitempty"`
+	// Checks are the readiness checks of a 503 from /readyz.
+	Checks map[string]string `json:"checks,omitempty"`
 }
 
 // HTTP-level error kinds, alongside the domain's.
@@ -104,6 +106,10 @@ func problemFor(err error) (Problem, bool) {
 			var ce *domain.ConflictError
 			if errors.As(err, &ce) {
 				p.Field = ce.Field
+			}
+			var nr *notReadyError
+			if errors.As(err, &nr) {
+				p.Checks = nr.checks
 			}
 			var vm *domain.VersionMismatchError
 			if errors.As(err, &vm) {

@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"regexp"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -77,16 +79,20 @@ func New(d Deps) *Server {
 		e.Any(prefix+"/*", echo.WrapHandler(h))
 	}
 
-	v1 := e.Group("/v1", s.authenticate)
-	v1.GET("/event-keys", s.eventKeys)
-	v1.GET("/catalog", s.catalog)
-	v1.POST("/tenants", s.createTenant, s.platformAdmin, s.idempotent)
-	v1.GET("/tenants/:id", s.getTenant)
-	v1.PATCH("/tenants/:id", s.patchTenant, s.platformAdmin)
-	v1.DELETE("/tenants/:id", s.deleteTenant, s.platformAdmin)
-	v1.GET("/tenants/:id/events", s.tenantEvents)
+	// Authentication is route middleware rather than group middleware: a
+	// group's middleware would also answer unknown routes and methods, as
+	// 401s or 404s instead of 404s and 405s.
+	v1 := e.Group("/v1")
+	authn, admin := s.authenticate, s.platformAdmin
+	v1.GET("/event-keys", s.eventKeys, authn)
+	v1.GET("/catalog", s.catalog, authn)
+	v1.POST("/tenants", s.createTenant, authn, admin, s.idempotent)
+	v1.GET("/tenants/:id", s.getTenant, authn)
+	v1.PATCH("/tenants/:id", s.patchTenant, authn, admin)
+	v1.DELETE("/tenants/:id", s.deleteTenant, authn, admin)
+	v1.GET("/tenants/:id/events", s.tenantEvents, authn)
 	for _, action := range []string{"activate", "suspend", "resume", "archive", "restore", "cancel-activation"} {
-		v1.POST("/tenants/:id/"+action, s.lifecycle(action), s.platformAdmin, s.idempotent)
+		v1.POST("/tenants/:id/"+action, s.lifecycle(action), authn, admin, s.idempotent)
 	}
 	return s
 }
@@ -211,12 +217,27 @@ func (s *Server) readyz(c echo.Context) error {
 			results[ch.Name] = "ok"
 		}
 	}
-	status := http.StatusOK
 	if !ready {
-		status = http.StatusServiceUnavailable
+		return &notReadyError{checks: results}
 	}
-	return c.JSON(status, map[string]any{"ready": ready, "checks": results})
+	return writeJSON(c, http.StatusOK, map[string]any{"ready": true, "checks": results})
 }
+
+// notReadyError reports failing readiness checks.
+type notReadyError struct{ checks map[string]string }
+
+func (e *notReadyError) Error() string {
+	var failing []string
+	for name, res := range e.checks {
+		if res != "ok" {
+			failing = append(failing, name+": "+res)
+		}
+	}
+	slices.Sort(failing)
+	return "not ready: " + strings.Join(failing, "; ")
+}
+
+func (e *notReadyError) Unwrap() error { return domain.ErrUnavailable }
 
 func (s *Server) eventKeys(c echo.Context) error {
 	ks, err := s.deps.EventKeys(c.Request().Context())

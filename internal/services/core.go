@@ -17,9 +17,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tenancyhq/tenancy/internal/catalog"
 	"github.com/tenancyhq/tenancy/internal/command"
+	"github.com/tenancyhq/tenancy/internal/config"
 	"github.com/tenancyhq/tenancy/internal/eventstore"
 	"github.com/tenancyhq/tenancy/internal/keyring"
+	"github.com/tenancyhq/tenancy/internal/natsconn"
 	"github.com/tenancyhq/tenancy/internal/signing"
 	"github.com/tenancyhq/tenancy/internal/tenants"
 	"github.com/tenancyhq/tenancy/pkg/domain"
@@ -136,4 +139,45 @@ func ListenAndServe(ctx context.Context, addr string, h http.Handler, log *slog.
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
 	return Serve(ctx, ln, h, log)
+}
+
+// Secrets and policy a service is configured with.
+type Secrets struct {
+	SigningKey string
+	MasterKey  string
+	Catalog    string
+}
+
+// ConnectCore connects to the configured NATS and opens the core: the
+// wiring every separate service binary shares.
+func ConnectCore(ctx context.Context, n config.NATS, s Secrets, name string, log *slog.Logger) (*Core, error) {
+	signKey, err := signing.ParseKey(s.SigningKey)
+	if err != nil {
+		return nil, fmt.Errorf("TENANCY_SIGNING_KEY: %w", err)
+	}
+	master, err := keyring.ParseMasterKey(s.MasterKey)
+	if err != nil {
+		return nil, fmt.Errorf("TENANCY_MASTER_KEY: %w", err)
+	}
+	cat, err := catalog.Load(s.Catalog)
+	if err != nil {
+		return nil, fmt.Errorf("TENANCY_CATALOG: %w", err)
+	}
+	nc, js, err := natsconn.Connect(n, name, log)
+	if err != nil {
+		return nil, err
+	}
+	core, err := OpenCore(ctx, nc, js, CoreOptions{Stream: n.Stream, Replicas: n.Replicas, SigningKey: signKey, MasterKey: master, Catalog: cat, Log: log})
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return core, nil
+}
+
+// Close drains the core's NATS connection.
+func (c *Core) Close() {
+	if err := c.NC.Drain(); err != nil {
+		c.NC.Close()
+	}
 }

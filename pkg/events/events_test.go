@@ -62,6 +62,8 @@ var samples = map[string]Payload{
 	TypeTenantDeleted:             &TenantDeleted{Slug: "acme"},
 	TypeTenantDriftRepaired:       &TenantDriftRepaired{System: "keycloak", Resource: "realm acme", Found: "enabled", Expected: "disabled", Action: "disabled the realm"},
 	TypeTenantSagaCompleted:       &TenantSagaCompleted{SagaID: "0193a0c0-0000-7000-8000-000000000004", Saga: "suspend"},
+	TypeSigningKeyRegistered:      &SigningKeyRegistered{PublicKey: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", Algorithm: "Ed25519"},
+	TypeSigningKeyRetired:         &SigningKeyRetired{Reason: "scheduled rotation"},
 }
 
 func TestPayloadGoldenFiles(t *testing.T) {

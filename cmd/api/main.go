@@ -1,0 +1,50 @@
+// Command api serves Tenancy's command and query HTTP API against an
+// external NATS JetStream (NATS_URL). Any number of instances can run side by
+// side: they share nothing but the log.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/tenancyhq/tenancy/internal/auth"
+	"github.com/tenancyhq/tenancy/internal/config"
+	"github.com/tenancyhq/tenancy/internal/logging"
+	"github.com/tenancyhq/tenancy/internal/services"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Getenv, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "api:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := config.LoadAPI(getenv)
+	if err != nil {
+		return err
+	}
+	log := logging.New(stderr, "api", logging.ParseLevel(cfg.LogLevel))
+	core, err := services.ConnectCore(ctx, cfg.NATS, services.Secrets{SigningKey: cfg.SigningKey, MasterKey: cfg.MasterKey, Catalog: cfg.Catalog}, "tenancy-api", log)
+	if err != nil {
+		return err
+	}
+	defer core.Close()
+	authn, err := auth.New(auth.Config{IssuerURL: cfg.OIDCIssuer, Audience: cfg.OIDCAudience})
+	if err != nil {
+		return err
+	}
+	api, err := services.NewAPI(ctx, core, services.APIOptions{Auth: authn, BodyLimit: cfg.BodyLimit})
+	if err != nil {
+		return err
+	}
+	return services.ListenAndServe(ctx, cfg.HTTPAddr, api.Handler(), log)
+}

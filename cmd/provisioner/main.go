@@ -1,0 +1,46 @@
+// Command provisioner runs tenant lifecycle sagas: it turns lifecycle events
+// into calls to the identity provider and to billing, recording each step on
+// the tenant's stream. Instances share the work through one durable
+// consumer and per-tenant leases.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/tenancyhq/tenancy/internal/config"
+	"github.com/tenancyhq/tenancy/internal/logging"
+	"github.com/tenancyhq/tenancy/internal/services"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Getenv, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "provisioner:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := config.LoadWorker(getenv, ":8082")
+	if err != nil {
+		return err
+	}
+	log := logging.New(stderr, "provisioner", logging.ParseLevel(cfg.LogLevel))
+	core, err := services.ConnectCore(ctx, cfg.NATS, services.Secrets{SigningKey: cfg.SigningKey, MasterKey: cfg.MasterKey, Catalog: cfg.Catalog}, "tenancy-provisioner", log)
+	if err != nil {
+		return err
+	}
+	defer core.Close()
+	w, err := services.NewProvisioner(ctx, core, services.ProvisionerOptions{})
+	if err != nil {
+		return err
+	}
+	return w.Run(ctx)
+}

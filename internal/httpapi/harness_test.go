@@ -1,0 +1,263 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+
+	"github.com/tenancyhq/tenancy/internal/auth"
+	"github.com/tenancyhq/tenancy/internal/catalog"
+	"github.com/tenancyhq/tenancy/internal/httpapi"
+	"github.com/tenancyhq/tenancy/internal/logging"
+	"github.com/tenancyhq/tenancy/internal/saga"
+	"github.com/tenancyhq/tenancy/internal/services"
+	"github.com/tenancyhq/tenancy/internal/testenv"
+)
+
+var (
+	specOnce   sync.Once
+	specRouter routers.Router
+	specDoc    *openapi3.T
+	specErr    error
+)
+
+// spec loads openapi.yaml once; every response the tests see is checked
+// against it.
+func spec(t testing.TB) (*openapi3.T, routers.Router) {
+	t.Helper()
+	specOnce.Do(func() {
+		openapi3filter.RegisterBodyDecoder(httpapi.ProblemContentType, openapi3filter.JSONBodyDecoder)
+		openapi3filter.RegisterBodyDecoder("application/jwk-set+json", openapi3filter.JSONBodyDecoder)
+		openapi3filter.RegisterBodyDecoder("application/merge-patch+json", openapi3filter.JSONBodyDecoder)
+		loader := openapi3.NewLoader()
+		specDoc, specErr = loader.LoadFromFile(filepath.Join("..", "..", "openapi.yaml"))
+		if specErr != nil {
+			return
+		}
+		if specErr = specDoc.Validate(context.Background()); specErr != nil {
+			return
+		}
+		specDoc.Servers = nil
+		specRouter, specErr = gorillamux.NewRouter(specDoc)
+	})
+	if specErr != nil {
+		t.Fatalf("openapi.yaml: %v", specErr)
+	}
+	return specDoc, specRouter
+}
+
+type harness struct {
+	srv    *httptest.Server
+	core   *services.Core
+	api    *httpapi.Server
+	issuer *auth.DevIssuer
+	admin  string
+	nats   *testenv.NATS
+}
+
+type options struct {
+	provisioner bool
+}
+
+func newHarness(t *testing.T, o options) *harness {
+	t.Helper()
+	n := testenv.StartNATS(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	_, signKey, _ := ed25519.GenerateKey(rand.Reader)
+	_, issuerKey, _ := ed25519.GenerateKey(rand.Reader)
+	master := make([]byte, 32)
+	_, _ = rand.Read(master)
+	cat, err := catalog.Load("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := logging.Discard()
+	if os.Getenv("TEST_LOG") != "" {
+		log = logging.New(os.Stderr, "test", logging.ParseLevel("debug"))
+	}
+	core, err := services.OpenCore(ctx, n.Conn, n.JS, services.CoreOptions{Stream: "TENANCY", Replicas: 1, SigningKey: signKey, MasterKey: master, Catalog: cat, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(nil)
+	issuer := auth.NewDevIssuer("http://"+srv.Listener.Addr().String()+auth.DevIssuerPath, "tenancy", issuerKey)
+	authn, err := auth.New(auth.Config{IssuerURL: issuer.Issuer(), Audience: "tenancy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := services.NewAPI(ctx, core, services.APIOptions{Auth: authn, BodyLimit: 64 << 10, Mounts: map[string]http.Handler{auth.DevIssuerPath: issuer.Handler()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Config.Handler = api.Handler()
+	srv.Start()
+	t.Cleanup(srv.Close)
+	h := &harness{srv: srv, core: core, api: api, issuer: issuer, nats: n}
+	h.admin = h.token(t, auth.TokenRequest{Subject: "admin-1", Roles: []string{auth.RolePlatformAdmin}})
+	if o.provisioner {
+		w, err := services.NewProvisioner(ctx, core, services.ProvisionerOptions{Backoff: saga.Backoff{Attempts: 3, Base: time.Millisecond, Max: 10 * time.Millisecond}, RetryDelay: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { defer close(done); _ = w.Run(ctx) }()
+		t.Cleanup(func() { cancel(); <-done })
+	}
+	return h
+}
+
+func (h *harness) token(t testing.TB, req auth.TokenRequest) string {
+	t.Helper()
+	tok, err := h.issuer.Mint(req, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+type response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+func (r response) json(t testing.TB) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.Body, &m); err != nil {
+		t.Fatalf("response is not a JSON object: %v: %s", err, r.Body)
+	}
+	return m
+}
+
+// req describes one request.
+type req struct {
+	method, path, token string
+	body               any // string (sent verbatim), []byte, or a value encoded as JSON
+	contentType        string
+	header             map[string]string
+}
+
+// do sends a request and checks the response against openapi.yaml.
+func (h *harness) do(t testing.TB, r req) response {
+	t.Helper()
+	var body []byte
+	switch b := r.body.(type) {
+	case nil:
+	case string:
+		body = []byte(b)
+	case []byte:
+		body = b
+	default:
+		var err error
+		if body, err = json.Marshal(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hreq, err := http.NewRequest(r.method, h.srv.URL+r.path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != nil {
+		ct := r.contentType
+		if ct == "" {
+			ct = "application/json"
+		}
+		hreq.Header.Set("Content-Type", ct)
+	}
+	if r.token != "" {
+		hreq.Header.Set("Authorization", "Bearer "+r.token)
+	}
+	for k, v := range r.header {
+		hreq.Header.Set(k, v)
+	}
+	hresp, err := http.DefaultClient.Do(hreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hresp.Body.Close()
+	respBody, err := io.ReadAll(hresp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := response{Status: hresp.StatusCode, Header: hresp.Header, Body: respBody}
+	if hresp.StatusCode >= 500 && hresp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("%s %s answered %d: %s", r.method, r.path, hresp.StatusCode, respBody)
+	}
+	if hresp.StatusCode >= 400 && !strings.HasPrefix(hresp.Header.Get("Content-Type"), httpapi.ProblemContentType) {
+		t.Errorf("%s %s: error %d with Content-Type %q, want %s", r.method, r.path, hresp.StatusCode, hresp.Header.Get("Content-Type"), httpapi.ProblemContentType)
+	}
+	h.checkSpec(t, hreq, body, out)
+	return out
+}
+
+func (h *harness) checkSpec(t testing.TB, hreq *http.Request, reqBody []byte, out response) {
+	t.Helper()
+	_, router := spec(t)
+	vreq := hreq.Clone(context.Background())
+	vreq.URL.Scheme, vreq.URL.Host = "", ""
+	vreq.Host = ""
+	vreq.Body = io.NopCloser(bytes.NewReader(reqBody))
+	route, params, err := router.FindRoute(vreq)
+	if err != nil {
+		if out.Status == http.StatusNotFound || out.Status == http.StatusMethodNotAllowed {
+			return // a route the API does not have either
+		}
+		t.Errorf("openapi.yaml has no route for %s %s (answered %d)", hreq.Method, hreq.URL.Path, out.Status)
+		return
+	}
+	in := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: vreq, PathParams: params, Route: route,
+			Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}},
+		Status: out.Status, Header: out.Header, Body: io.NopCloser(bytes.NewReader(out.Body)),
+		Options: &openapi3filter.Options{IncludeResponseStatus: true},
+	}
+	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
+		t.Errorf("%s %s -> %d does not match openapi.yaml: %v\nbody: %s", hreq.Method, hreq.URL.Path, out.Status, err, out.Body)
+	}
+}
+
+// lastSeq is the event stream's last sequence.
+func (h *harness) lastSeq(t testing.TB) uint64 {
+	t.Helper()
+	seq, err := h.core.Store.LastSeq(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seq
+}
+
+// waitFor polls the tenant until cond holds (the provisioner works in the
+// background), failing after d.
+func (h *harness) waitFor(t testing.TB, id string, d time.Duration, cond func(map[string]any) bool) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		r := h.do(t, req{method: "GET", path: "/v1/tenants/" + id, token: h.admin})
+		m := r.json(t)
+		if cond(m) {
+			return m
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tenant %s did not reach the expected state within %s: %s", id, d, r.Body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
