@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gowebpki/jcs"
 )
@@ -65,27 +67,107 @@ func (s *Signer) PublicKey() ed25519.PublicKey { return s.priv.Public().(ed25519
 func (s *Signer) Sign(e *Envelope) ([]byte, Hash, error) {
 	e.SigKeyID = s.kid
 	e.Signature = ""
-	unsigned, err := canonicalEnvelope(e)
+	e.Time = e.Time.UTC()
+	data, err := Canonical(e.Data)
+	if err != nil {
+		return nil, Hash{}, fmt.Errorf("event data: %w", err)
+	}
+	e.Data = data
+	unsigned, err := appendCanonical(make([]byte, 0, 512+len(data)), e)
 	if err != nil {
 		return nil, Hash{}, err
 	}
 	e.Signature = base64.RawURLEncoding.EncodeToString(ed25519.Sign(s.priv, unsigned))
-	signed, err := canonicalEnvelope(e)
+	signed, err := appendCanonical(make([]byte, 0, len(unsigned)+110), e)
 	if err != nil {
 		return nil, Hash{}, err
 	}
 	return signed, HashCanonical(signed), nil
 }
 
-func canonicalEnvelope(e *Envelope) ([]byte, error) {
-	if e.Time.Location() != time.UTC {
-		e.Time = e.Time.UTC()
+// appendCanonical appends the RFC 8785 form of e, whose Data is already
+// canonical. The envelope's members are known, so they are written in
+// their sorted order directly rather than marshalled and re-parsed; a test
+// checks the result equals the generic canonicalization byte for byte.
+func appendCanonical(b []byte, e *Envelope) ([]byte, error) {
+	var err error
+	first := true
+	name := func(n string) {
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = append(b, '"')
+		b = append(b, n...)
+		b = append(b, '"', ':')
 	}
-	raw, err := json.Marshal(e)
+	str := func(n, v string, omitEmpty bool) {
+		if err != nil || (omitEmpty && v == "") {
+			return
+		}
+		name(n)
+		b, err = appendJCSString(b, v)
+	}
+	b = append(b, '{')
+	// Members in the order RFC 8785 sorts them (all names are ASCII).
+	str("actor", e.Actor, false)
+	name("aggversion")
+	b = strconv.AppendInt(b, e.AggVersion, 10)
+	str("causationid", e.CausationID, true)
+	str("correlationid", e.CorrelationID, true)
+	name("data")
+	b = append(b, e.Data...)
+	str("datacontenttype", e.DataContentType, false)
+	str("id", e.ID, false)
+	str("prevhash", e.PrevHash, true)
+	str("sigkeyid", e.SigKeyID, false)
+	str("signature", e.Signature, true)
+	str("source", e.Source, false)
+	str("specversion", e.SpecVersion, false)
+	str("subject", e.Subject, false)
+	str("tenantid", e.TenantID, false)
+	str("time", e.Time.Format(time.RFC3339Nano), false)
+	str("traceparent", e.TraceParent, true)
+	str("type", e.Type, false)
 	if err != nil {
-		return nil, fmt.Errorf("encode envelope: %w", err)
+		return nil, err
 	}
-	return Canonical(raw)
+	return append(b, '}'), nil
+}
+
+// appendJCSString appends s as a JSON string escaped as RFC 8785 requires
+// (ECMAScript JSON.stringify): only quote, backslash and control characters
+// are escaped.
+func appendJCSString(b []byte, s string) ([]byte, error) {
+	if !utf8.ValidString(s) {
+		return nil, fmt.Errorf("%w: string is not valid UTF-8", ErrMalformed)
+	}
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"':
+			b = append(b, '\\', '"')
+		case c == '\\':
+			b = append(b, '\\', '\\')
+		case c >= 0x20:
+			b = append(b, c)
+		case c == '\b':
+			b = append(b, '\\', 'b')
+		case c == '\f':
+			b = append(b, '\\', 'f')
+		case c == '\n':
+			b = append(b, '\\', 'n')
+		case c == '\r':
+			b = append(b, '\\', 'r')
+		case c == '\t':
+			b = append(b, '\\', 't')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+	}
+	return append(b, '"'), nil
 }
 
 // KeyID returns the RFC 7638 JWK thumbprint of an Ed25519 public key.

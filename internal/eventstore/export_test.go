@@ -1,0 +1,4 @@
+package eventstore
+
+// ParsePubAck exposes parsePubAck to tests.
+var ParsePubAck = parsePubAck
