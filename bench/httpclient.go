@@ -107,4 +107,3 @@ func (c *rawClient) close() {
 		c.conn = nil
 	}
 }
-

@@ -150,9 +150,9 @@ func (r response) json(t testing.TB) map[string]any {
 // req describes one request.
 type req struct {
 	method, path, token string
-	body               any // string (sent verbatim), []byte, or a value encoded as JSON
-	contentType        string
-	header             map[string]string
+	body                any // string (sent verbatim), []byte, or a value encoded as JSON
+	contentType         string
+	header              map[string]string
 }
 
 // do sends a request and checks the response against openapi.yaml.
