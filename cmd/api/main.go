@@ -38,7 +38,7 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 		return err
 	}
 	defer core.Close()
-	authn, err := auth.New(auth.Config{IssuerURL: cfg.OIDCIssuer, Audience: cfg.OIDCAudience})
+	authn, err := auth.New(auth.Config{IssuerURL: cfg.OIDCIssuer, DiscoveryURL: cfg.OIDCDiscovery, Audience: cfg.OIDCAudience})
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -23,8 +24,12 @@ import (
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
 
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext()
 	err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
@@ -49,6 +54,7 @@ Usage:
                                       mint a dev token and print it
   tenancy verify [--tenant ID] [--keys JWKS_FILE]
                                       check every signature and hash chain
+  tenancy probe URL                   exit 0 if URL answers 2xx (container health checks)
   tenancy help                        this text
 
 The CLI reaches the log through NATS_URL when set, otherwise through the
@@ -69,6 +75,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runToken(rest, getenv, stdout, stderr)
 	case "verify":
 		return runVerify(ctx, rest, getenv, stdout, stderr)
+	case "probe":
+		return runProbe(ctx, rest, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -194,5 +202,28 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	fmt.Fprintf(stdout, "OK: %d events in %d aggregates verified (signatures, versions, hash chains) with %d keys; last stream sequence %d\n",
 		rep.Events, rep.Aggregates, rep.Keys, rep.LastSeq)
+	return nil
+}
+
+// runProbe is a health check for images without curl: GET url, succeed on 2xx.
+func runProbe(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) != 1 {
+		return usageError{"usage: tenancy probe URL"}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, args[0], nil)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s answered %s", args[0], resp.Status)
+	}
+	fmt.Fprintln(stdout, resp.Status)
 	return nil
 }

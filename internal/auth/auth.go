@@ -60,6 +60,11 @@ func (p Principal) CanRead(tenantID string) bool {
 type Config struct {
 	// IssuerURL is the OIDC issuer; its discovery document names the JWKS.
 	IssuerURL string
+	// DiscoveryURL, when set, is where the discovery document is fetched
+	// instead of IssuerURL (an issuer reachable under another name inside a
+	// private network, e.g. http://keycloak:8080 in docker compose). Tokens
+	// must still name IssuerURL.
+	DiscoveryURL string
 	// Audience must appear in the token's aud claim.
 	Audience string
 	// HTTPClient fetches discovery and keys (default: 10 s timeout).
@@ -108,9 +113,14 @@ func (a *Authenticator) getVerifier(ctx context.Context) (*oidc.IDTokenVerifier,
 	ctx = oidc.ClientContext(context.WithoutCancel(ctx), a.cfg.HTTPClient)
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	p, err := oidc.NewProvider(dctx, a.cfg.IssuerURL)
+	discovery := a.cfg.IssuerURL
+	if a.cfg.DiscoveryURL != "" {
+		discovery = a.cfg.DiscoveryURL
+		dctx = oidc.InsecureIssuerURLContext(dctx, a.cfg.IssuerURL)
+	}
+	p, err := oidc.NewProvider(dctx, discovery)
 	if err != nil {
-		return nil, fmt.Errorf("%w: OIDC discovery at %s failed: %v", domain.ErrUnavailable, a.cfg.IssuerURL, err)
+		return nil, fmt.Errorf("%w: OIDC discovery at %s failed: %v", domain.ErrUnavailable, discovery, err)
 	}
 	a.verifier = p.VerifierContext(ctx, &oidc.Config{
 		ClientID:             a.cfg.Audience,

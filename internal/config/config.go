@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // Var documents one environment variable.
@@ -36,6 +35,7 @@ var Vars = []Var{
 	{"TENANCY_SIGNING_KEY", "(dev: generated in the data dir)", "Ed25519 event signing key: base64 of the 32-byte seed, or file:<path>", "api, provisioner, webhooker"},
 	{"TENANCY_MASTER_KEY", "(dev: generated in the data dir)", "AES-256 master key wrapping per-tenant personal-data keys and webhook secrets: base64 of 32 bytes, or file:<path>", "api, provisioner, projector, webhooker"},
 	{"OIDC_ISSUER_URL", "(dev: the built-in issuer at /dev/oidc)", "OIDC issuer whose tokens the API accepts", "api"},
+	{"OIDC_DISCOVERY_URL", "(the issuer URL)", "where to fetch the issuer's discovery document when the issuer is reachable under another name (e.g. http://keycloak:8080/realms/tenancy-ops in compose)", "api"},
 	{"OIDC_AUDIENCE", "tenancy", "audience the API requires in tokens", "api"},
 	{"TENANCY_CATALOG", "(embedded default)", "YAML file with the region inventory and plan catalog", "api, provisioner, tenancy"},
 	{"TENANCY_BODY_LIMIT", "1048576", "maximum request body in bytes", "api"},
@@ -69,19 +69,6 @@ func (r *reader) int(name string, def int) int {
 		return def
 	}
 	return n
-}
-
-func (r *reader) duration(name string, def time.Duration) time.Duration {
-	v := r.get(name)
-	if v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(strings.TrimSpace(v))
-	if err != nil {
-		r.errs = append(r.errs, fmt.Sprintf("%s=%q is not a duration like 30s or 5m", name, v))
-		return def
-	}
-	return d
 }
 
 func (r *reader) err() error {
@@ -127,16 +114,17 @@ const DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/tenancy?sslmode=d
 
 // API configures cmd/api.
 type API struct {
-	NATS         NATS
-	HTTPAddr     string
-	DatabaseURL  string
-	SigningKey   string
-	MasterKey    string
-	OIDCIssuer   string
-	OIDCAudience string
-	Catalog      string
-	BodyLimit    int64
-	LogLevel     string
+	NATS          NATS
+	HTTPAddr      string
+	DatabaseURL   string
+	SigningKey    string
+	MasterKey     string
+	OIDCIssuer    string
+	OIDCDiscovery string
+	OIDCAudience  string
+	Catalog       string
+	BodyLimit     int64
+	LogLevel      string
 }
 
 // LoadAPI reads the API's configuration.
@@ -145,7 +133,7 @@ func LoadAPI(get Getenv) (API, error) {
 	c := API{
 		NATS: r.nats(), HTTPAddr: r.str("TENANCY_HTTP_ADDR", ":8080"), DatabaseURL: r.str("DATABASE_URL", DefaultDatabaseURL),
 		SigningKey: r.str("TENANCY_SIGNING_KEY", ""), MasterKey: r.str("TENANCY_MASTER_KEY", ""),
-		OIDCIssuer: r.str("OIDC_ISSUER_URL", ""), OIDCAudience: r.str("OIDC_AUDIENCE", "tenancy"),
+		OIDCIssuer: r.str("OIDC_ISSUER_URL", ""), OIDCDiscovery: r.str("OIDC_DISCOVERY_URL", ""), OIDCAudience: r.str("OIDC_AUDIENCE", "tenancy"),
 		Catalog: r.str("TENANCY_CATALOG", ""), BodyLimit: int64(r.int("TENANCY_BODY_LIMIT", 1<<20)),
 		LogLevel: r.str("LOG_LEVEL", "info"),
 	}

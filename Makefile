@@ -1,0 +1,53 @@
+# Tenancy — the two commands a new user needs are `make run` and `make test`.
+
+GO        ?= go
+PKGS      ?= ./...
+FUZZTIME  ?= 10s
+STATICCHECK_VERSION ?= v0.8.2
+
+.PHONY: run test test-short lint fmt vet staticcheck fuzz bench build ci clean
+
+## run: the whole system in one process (embedded JetStream, local PostgreSQL)
+run:
+	$(GO) run ./cmd/tenancy dev
+
+## test: every test, with the race detector, against real JetStream and PostgreSQL
+test:
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+## test-short: skip the tests that start processes
+test-short:
+	$(GO) test -short -count=1 $(PKGS)
+
+## lint: gofmt, go vet and staticcheck must all be clean
+lint: fmt vet staticcheck
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+staticcheck:
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
+
+## fuzz: run every fuzz target for FUZZTIME each
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./pkg/events
+	$(GO) test -run '^$$' -fuzz '^FuzzCanonicalEnvelope$$' -fuzztime $(FUZZTIME) ./pkg/events
+	$(GO) test -run '^$$' -fuzz '^FuzzCreateInput$$' -fuzztime $(FUZZTIME) ./internal/httpapi
+	$(GO) test -run '^$$' -fuzz '^FuzzPatchInput$$' -fuzztime $(FUZZTIME) ./internal/httpapi
+
+## bench: measure against same-run baselines and print a table
+bench:
+	$(GO) run ./bench
+
+## build: every binary into ./bin
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./cmd/...
+
+## ci: what .ci/run runs
+ci: lint test fuzz
+
+clean:
+	rm -rf bin .tenancy

@@ -1,0 +1,112 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+)
+
+func env(m map[string]string) Getenv { return func(k string) string { return m[k] } }
+
+func TestAPIConfigValidation(t *testing.T) {
+	_, err := LoadAPI(env(map[string]string{"TENANCY_REPLICAS": "x"}))
+	if err == nil || !strings.Contains(err.Error(), "TENANCY_REPLICAS") {
+		t.Fatalf("bad number: %v", err)
+	}
+	_, err = LoadAPI(env(nil))
+	for _, want := range []string{"NATS_URL", "TENANCY_SIGNING_KEY", "TENANCY_MASTER_KEY", "OIDC_ISSUER_URL"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %s not reported: %v", want, err)
+		}
+	}
+	c, err := LoadAPI(env(map[string]string{"NATS_URL": "nats://a", "TENANCY_SIGNING_KEY": "k", "TENANCY_MASTER_KEY": "m", "OIDC_ISSUER_URL": "https://i"}))
+	if err != nil || c.HTTPAddr != ":8080" || c.OIDCAudience != "tenancy" || c.NATS.Stream != "TENANCY" || c.NATS.Replicas != 1 {
+		t.Fatalf("defaults: %+v %v", c, err)
+	}
+	_, err = LoadAPI(env(map[string]string{"NATS_URL": "nats://a", "TENANCY_SIGNING_KEY": "k", "TENANCY_MASTER_KEY": "m", "OIDC_ISSUER_URL": "https://i", "NATS_TLS_CERT": "c"}))
+	if err == nil || !strings.Contains(err.Error(), "NATS_TLS_KEY") {
+		t.Fatalf("half a TLS pair: %v", err)
+	}
+}
+
+var envNameRE = regexp.MustCompile("`([A-Z][A-Z0-9_]+)`")
+
+// TestReadmeDocumentsEveryVariable keeps the README's configuration table
+// and the code in step.
+func TestReadmeDocumentsEveryVariable(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	section := string(readme)
+	start, end := strings.Index(section, "## Configuration"), strings.Index(section, "## API")
+	if start < 0 || end < start {
+		t.Fatal("README has no Configuration section before API")
+	}
+	section = section[start:end]
+	var documented []string
+	for _, line := range strings.Split(section, "\n") {
+		if m := envNameRE.FindStringSubmatch(line); m != nil && strings.HasPrefix(line, "| `") {
+			documented = append(documented, m[1])
+		}
+	}
+	var known []string
+	for _, v := range Vars {
+		known = append(known, v.Name)
+		if !slices.Contains(documented, v.Name) {
+			t.Errorf("%s is read by the code but not in the README's configuration table", v.Name)
+		}
+	}
+	for _, d := range documented {
+		if !slices.Contains(known, d) {
+			t.Errorf("the README documents %s, which no code reads", d)
+		}
+	}
+}
+
+// TestComposeUsesKnownVariables checks docker-compose.yml (which cannot run
+// here) for Tenancy variables the code does not read and for commands that
+// are not binaries of this repository.
+func TestComposeUsesKnownVariables(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "docker-compose.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Services map[string]struct {
+			Command     []string          `yaml:"command"`
+			Entrypoint  []string          `yaml:"entrypoint"`
+			Environment map[string]string `yaml:"environment"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatalf("docker-compose.yml: %v", err)
+	}
+	known := map[string]bool{}
+	for _, v := range Vars {
+		known[v.Name] = true
+	}
+	bins, _ := filepath.Glob(filepath.Join("..", "..", "cmd", "*"))
+	binaries := map[string]bool{"nats-server": true}
+	for _, b := range bins {
+		binaries[filepath.Base(b)] = true
+	}
+	for name, svc := range doc.Services {
+		for k := range svc.Environment {
+			ours := strings.HasPrefix(k, "TENANCY_") || strings.HasPrefix(k, "NATS_") || strings.HasPrefix(k, "OIDC_") || k == "DATABASE_URL" || k == "LOG_LEVEL"
+			if ours && !known[k] {
+				t.Errorf("service %s sets %s, which no code reads", name, k)
+			}
+		}
+		for _, argv := range [][]string{svc.Command, svc.Entrypoint} {
+			if len(argv) > 0 && strings.HasPrefix(argv[0], "/usr/local/bin/") && !binaries[strings.TrimPrefix(argv[0], "/usr/local/bin/")] {
+				t.Errorf("service %s runs %s, which this repository does not build", name, argv[0])
+			}
+		}
+	}
+}

@@ -1,0 +1,83 @@
+package keyring_test
+
+import (
+	"crypto/rand"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tenancyhq/tenancy/internal/keyring"
+	"github.com/tenancyhq/tenancy/internal/testenv"
+	"github.com/tenancyhq/tenancy/pkg/events"
+)
+
+func master(t *testing.T) []byte {
+	t.Helper()
+	k := make([]byte, keyring.MasterKeySize)
+	if _, err := rand.Read(k); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func TestSealOpenDestroy(t *testing.T) {
+	n := testenv.StartNATS(t)
+	ctx := testenv.Context(t, time.Minute)
+	m := master(t)
+	ring, err := keyring.Open(ctx, n.JS, m, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := ring.Seal("t1", []byte("alice@acme.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(sealed, "alice") {
+		t.Fatal("sealed text contains the plaintext")
+	}
+	// Another instance with the same master key reads it; one with another
+	// master key cannot.
+	other, _ := keyring.Open(ctx, n.JS, m, 1)
+	if plain, err := other.Open("t1", sealed); err != nil || string(plain) != "alice@acme.test" {
+		t.Fatalf("open: %q %v", plain, err)
+	}
+	wrong, _ := keyring.Open(ctx, n.JS, master(t), 1)
+	if _, err := wrong.Open("t1", sealed); err == nil || errors.Is(err, events.ErrErased) {
+		t.Fatalf("a wrong master key must fail loudly, not look erased: %v", err)
+	}
+	// Data sealed for one tenant does not open as another's.
+	if _, err := ring.Seal("t2", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ring.Open("t2", sealed); err == nil {
+		t.Fatal("tenant t2's key opened tenant t1's data")
+	}
+	if err := ring.Destroy(ctx, "t1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Destroy(ctx, "t1"); err != nil {
+		t.Fatalf("destroy must be idempotent: %v", err)
+	}
+	fresh, _ := keyring.Open(ctx, n.JS, m, 1)
+	if _, err := fresh.Open("t1", sealed); !errors.Is(err, events.ErrErased) {
+		t.Fatalf("after destroy: %v", err)
+	}
+	// The key is never recreated: new data for the tenant cannot be sealed.
+	if _, err := fresh.Seal("t1", []byte("again")); !errors.Is(err, events.ErrErased) {
+		t.Fatalf("seal after destroy: %v", err)
+	}
+}
+
+func TestParseMasterKey(t *testing.T) {
+	if _, err := keyring.ParseMasterKey("c2hvcnQ="); err == nil {
+		t.Fatal("a short key must be refused")
+	}
+	if _, err := keyring.ParseMasterKey("not base64!"); err == nil {
+		t.Fatal("garbage must be refused")
+	}
+	k, err := keyring.ParseMasterKey("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+	if err != nil || len(k) != 32 || k[31] != 31 {
+		t.Fatalf("%v %v", k, err)
+	}
+}
