@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,11 +12,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/tenancyhq/tenancy/internal/auth"
+	"github.com/tenancyhq/tenancy/internal/command"
 	"github.com/tenancyhq/tenancy/internal/config"
 	"github.com/tenancyhq/tenancy/internal/logging"
 	"github.com/tenancyhq/tenancy/internal/services"
@@ -54,6 +57,9 @@ Usage:
                                       mint a dev token and print it
   tenancy verify [--tenant ID] [--keys JWKS_FILE]
                                       check every signature and hash chain
+  tenancy keys list                   the event signing keys in the log
+  tenancy keys retire KID [--reason R]
+                                      stop a key from signing (it still verifies)
   tenancy probe URL                   exit 0 if URL answers 2xx (container health checks)
   tenancy help                        this text
 
@@ -75,6 +81,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runToken(rest, getenv, stdout, stderr)
 	case "verify":
 		return runVerify(ctx, rest, getenv, stdout, stderr)
+	case "keys":
+		return runKeys(ctx, rest, getenv, stdout, stderr)
 	case "probe":
 		return runProbe(ctx, rest, stdout)
 	case "help", "-h", "--help":
@@ -226,4 +234,83 @@ func runProbe(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintln(stdout, resp.Status)
 	return nil
+}
+
+func runKeys(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError{"usage: tenancy keys list | tenancy keys retire KID [--reason R]"}
+	}
+	l, err := services.OpenLog(ctx, getenv, dataDir(getenv))
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	switch args[0] {
+	case "list":
+		if err := parse(newFlags("keys list", stderr), args[1:]); err != nil {
+			return err
+		}
+		ks, err := signing.Keys(ctx, l.Store)
+		if err != nil {
+			return err
+		}
+		for _, k := range ks.JWKS().Keys {
+			retired := ""
+			if k.RetiredAt != nil {
+				retired = " retired " + k.RetiredAt.Format(time.RFC3339)
+			}
+			fmt.Fprintf(stdout, "%s  %s  registered %s%s\n", k.Kid, k.Status, k.CreatedAt.Format(time.RFC3339), retired)
+		}
+		return nil
+	case "retire":
+		if len(args) < 2 {
+			return usageError{"usage: tenancy keys retire KID [--reason R]"}
+		}
+		fs := newFlags("keys retire", stderr)
+		reason := fs.String("reason", "", "why the key is retired")
+		if err := parse(fs, args[2:]); err != nil {
+			return err
+		}
+		signer, err := cliSigner(getenv)
+		if err != nil {
+			return err
+		}
+		if signer.KeyID() == args[1] {
+			return fmt.Errorf("key %s is the one this CLI signs with; configure the new key first", args[1])
+		}
+		reg := signing.NewRegistry(command.Deps{Store: l.Store, Signer: signer, NewID: services.NewID})
+		if err := reg.Retire(ctx, args[1], *reason, "cli:"+cliActor(getenv)); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "retired %s\n", args[1])
+		return nil
+	}
+	return usageError{fmt.Sprintf("unknown keys command %q", args[0])}
+}
+
+// cliSigner is the key CLI commands sign their events with:
+// TENANCY_SIGNING_KEY, or the dev data directory's.
+func cliSigner(getenv func(string) string) (*events.Signer, error) {
+	var key ed25519.PrivateKey
+	var err error
+	if spec := getenv("TENANCY_SIGNING_KEY"); spec != "" {
+		key, err = signing.ParseKey(spec)
+	} else {
+		path := filepath.Join(dataDir(getenv), services.DevSigningKeyFile)
+		if _, serr := os.Stat(path); serr != nil {
+			return nil, fmt.Errorf("no signing key: set TENANCY_SIGNING_KEY (no dev key at %s)", path)
+		}
+		key, err = signing.LoadOrCreateKeyFile(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return events.NewSigner(key)
+}
+
+func cliActor(getenv func(string) string) string {
+	if u := getenv("USER"); u != "" {
+		return u
+	}
+	return "operator"
 }

@@ -200,17 +200,7 @@ func TestKillUnderLoadLosesNothing(t *testing.T) {
 	t.Logf("all %d acknowledged commands on %d tenants survived", len(acks), len(latest))
 
 	// Stop cleanly, then verify the stopped data directory offline.
-	if err := p2.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-p2.done:
-		if err != nil {
-			t.Fatalf("tenancy dev did not stop cleanly: %v\n%s", err, p2.stderr)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("tenancy dev did not stop on SIGTERM")
-	}
+	stopDev(t, p2)
 	var out bytes.Buffer
 	env := map[string]string{"TENANCY_DATA_DIR": dir}
 	if err := run(context.Background(), []string{"tenancy", "verify"}, func(k string) string { return env[k] }, &out, io.Discard); err != nil {
@@ -245,4 +235,69 @@ func TestTokenAndUsage(t *testing.T) {
 	if err := run(context.Background(), []string{"tenancy", "verify"}, get, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "no event log") {
 		t.Fatalf("verify of an empty data dir: %v", err)
 	}
+}
+
+func stopDev(t *testing.T, p *proc) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("tenancy dev did not stop cleanly: %v\n%s", err, p.stderr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("tenancy dev did not stop on SIGTERM")
+	}
+}
+
+// TestSigningKeyRotation rotates the dev signing key: events signed by the
+// old key still verify, the old key is listed as retired, and the API
+// serves both public keys.
+func TestSigningKeyRotation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	dir := t.TempDir()
+	env := map[string]string{"TENANCY_DATA_DIR": dir}
+	get := func(k string) string { return env[k] }
+	body := func(slug string) string {
+		return `{"slug":"` + slug + `","display_name":"R","plan":"standard","regions":{"allowed":["eu-west-1"],"preferred":"eu-west-1"},"isolation":"shared"}`
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	p := startDev(t, dir)
+	if s, _, b, err := call(client, p.api, readToken(t, dir), "POST", "/v1/tenants", body("before")); err != nil || s != 201 {
+		t.Fatalf("create: %d %v %s", s, err, b)
+	}
+	stopDev(t, p)
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"tenancy", "keys", "list"}, get, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	oldKid := strings.Fields(out.String())[0]
+	// Rotate: a new key file; the old one is kept nowhere but in the log.
+	if err := os.Rename(filepath.Join(dir, "keys", "event-signing.key"), filepath.Join(dir, "keys", "old.key")); err != nil {
+		t.Fatal(err)
+	}
+	p = startDev(t, dir)
+	if s, _, b, err := call(client, p.api, readToken(t, dir), "POST", "/v1/tenants", body("after")); err != nil || s != 201 {
+		t.Fatalf("create after rotation: %d %v %s", s, err, b)
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"tenancy", "keys", "retire", oldKid, "--reason", "rotation"}, get, &out, io.Discard); err != nil {
+		t.Fatalf("retire through the running dev: %v", err)
+	}
+	s, _, jwks, err := call(client, p.api, "", "GET", "/.well-known/tenancy/event-keys.json", "")
+	if err != nil || s != 200 || strings.Count(string(jwks), `"kid"`) != 2 || !strings.Contains(string(jwks), `"retired"`) {
+		t.Fatalf("JWKS after rotation: %d %s", s, jwks)
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"tenancy", "verify"}, get, &out, io.Discard); err != nil {
+		t.Fatalf("verify after rotation: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "with 2 keys") {
+		t.Fatalf("verify output: %s", out.String())
+	}
+	stopDev(t, p)
 }
