@@ -335,3 +335,16 @@ func classify(err error) error {
 	}
 	return err
 }
+
+// Pending returns the first message matching filter at or after from, and
+// how many match from there on (0 and nil when none).
+func (s *Store) Pending(ctx context.Context, filter string, from uint64) (*Message, uint64, error) {
+	if from == 0 {
+		from = 1
+	}
+	msgs, pending, err := s.dg.get(ctx, directGetRequest{Seq: from, NextFor: filter, Batch: 1}, 1)
+	if err != nil || len(msgs) == 0 {
+		return nil, 0, err
+	}
+	return &msgs[0], pending + 1, nil
+}

@@ -20,6 +20,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tenancyhq/tenancy/internal/eventstore"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
 
@@ -39,6 +40,7 @@ const sealedPrefix = "v1."
 // events.PIICipher.
 type Keyring struct {
 	stream jetstream.Stream
+	reader *eventstore.Store
 	js     jetstream.JetStream
 	master cipher.AEAD
 	cache  *lru.Cache[string, cipher.AEAD]
@@ -73,7 +75,7 @@ func Open(ctx context.Context, js jetstream.JetStream, masterKey []byte, replica
 		return nil, fmt.Errorf("keyring: stream %s: %w", Stream, err)
 	}
 	cache, _ := lru.New[string, cipher.AEAD](10000)
-	return &Keyring{stream: st, js: js, master: master, cache: cache}, nil
+	return &Keyring{stream: st, reader: eventstore.New(js, Stream), js: js, master: master, cache: cache}, nil
 }
 
 func newAEAD(key []byte) (cipher.AEAD, error) {
@@ -262,4 +264,37 @@ func LoadOrCreateMasterKeyFile(path string) ([]byte, error) {
 		return nil, fmt.Errorf("master key: %w", err)
 	}
 	return key, nil
+}
+
+// Prefetch loads the keys of many tenants in batched reads, so that a
+// projection replaying thousands of tenants' events does not read their keys
+// one by one. Tenants without a key (never created, or destroyed) are
+// skipped: opening their data reports them erased.
+func (k *Keyring) Prefetch(ctx context.Context, tenantIDs []string) error {
+	var subjects []string
+	seen := map[string]bool{}
+	for _, id := range tenantIDs {
+		if seen[id] || k.cache.Contains(id) {
+			continue
+		}
+		seen[id] = true
+		subjects = append(subjects, subjectPrefix+id)
+	}
+	for len(subjects) > 0 {
+		n := min(len(subjects), 1000)
+		msgs, err := k.reader.LastFor(ctx, subjects[:n])
+		if err != nil {
+			return fmt.Errorf("keyring: prefetch: %w", err)
+		}
+		for subj, m := range msgs {
+			if string(m.Data) == string(tombstone) {
+				continue
+			}
+			if _, err := k.unwrap(strings.TrimPrefix(subj, subjectPrefix), m.Data); err != nil {
+				return err
+			}
+		}
+		subjects = subjects[n:]
+	}
+	return nil
 }

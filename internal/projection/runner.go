@@ -1,0 +1,504 @@
+package projection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tenancyhq/tenancy/internal/eventstore"
+	"github.com/tenancyhq/tenancy/internal/logging"
+	"github.com/tenancyhq/tenancy/internal/postgres"
+	"github.com/tenancyhq/tenancy/pkg/events"
+)
+
+// Opener opens tenants' personal data for projections, fetching many
+// tenants' keys at once.
+type Opener interface {
+	events.PIICipher
+	Prefetch(ctx context.Context, tenantIDs []string) error
+}
+
+// Deps are a runner's collaborators.
+type Deps struct {
+	DatabaseURL string
+	JS          jetstream.JetStream
+	Store       *eventstore.Store
+	Opener      Opener
+	Log         *slog.Logger
+	// MaxBatch bounds the events applied in one transaction (default 2000).
+	MaxBatch int
+	// ControlInterval is how often the runner looks for rebuild and skip
+	// requests (default 1 s).
+	ControlInterval time.Duration
+	// Observe, if set, is told about every applied batch.
+	Observe func(name string, events int, took time.Duration, checkpoint uint64, lastEvent time.Time)
+}
+
+// Runner keeps one projection up to date.
+type Runner struct {
+	p    Projection
+	d    Deps
+	log  *slog.Logger
+	once bool // exit after the first rebuild (the CLI)
+
+	mu      sync.Mutex
+	rebuild *rebuildJob
+}
+
+// NewRunner returns a runner for p.
+func NewRunner(p Projection, d Deps) *Runner {
+	if d.MaxBatch <= 0 {
+		d.MaxBatch = 2000
+	}
+	if d.ControlInterval <= 0 {
+		d.ControlInterval = time.Second
+	}
+	if d.Log == nil {
+		d.Log = logging.Discard()
+	}
+	return &Runner{p: p, d: d, log: d.Log.With("projection", p.Name())}
+}
+
+// Name returns the projection's name.
+func (r *Runner) Name() string { return r.p.Name() }
+
+// errRestart makes the runner start over from its checkpoint: its view of
+// the state is no longer current.
+var errRestart = errors.New("restart from the checkpoint")
+
+// Run keeps the projection up to date until ctx ends. It waits while
+// another runner holds the projection, and recovers from database and NATS
+// outages by itself.
+func (r *Runner) Run(ctx context.Context) error {
+	for attempt := 1; ctx.Err() == nil; {
+		err := r.session(ctx)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, errRebuilt):
+			return nil
+		case err == nil || errors.Is(err, errRestart):
+			attempt = 1
+			continue
+		}
+		r.log.WarnContext(ctx, "projection runner interrupted; retrying", "error", err, "attempt", attempt)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(postgres.Backoff(attempt)):
+		}
+		attempt++
+	}
+	return nil
+}
+
+// RunUntilRebuilt rebuilds the projection and returns (for the CLI, when no
+// other runner is active). It returns ErrBusy when another runner holds the
+// projection: ask it instead with RequestRebuild.
+func (r *Runner) RunUntilRebuilt(ctx context.Context, actor string) error {
+	conn, err := pgx.Connect(ctx, r.d.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var got bool
+	if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", lockKey(r.p.Name())).Scan(&got); err != nil {
+		return err
+	}
+	if !got {
+		return ErrBusy
+	}
+	if err := r.ensureState(ctx, conn); err != nil {
+		return err
+	}
+	if _, err := conn.Exec(ctx, "UPDATE projection_state SET rebuild_requested_at = now(), rebuild_requested_by = $2 WHERE name = $1", r.p.Name(), actor); err != nil {
+		return err
+	}
+	_, _ = conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", lockKey(r.p.Name()))
+	r.once = true
+	return r.Run(ctx)
+}
+
+// ErrBusy reports that another runner is active for the projection.
+var ErrBusy = errors.New("another runner is active for this projection")
+
+var errRebuilt = errors.New("rebuilt")
+
+// session is one stretch of work on one database connection holding the
+// projection's lock.
+func (r *Runner) session(ctx context.Context) error {
+	conn, err := pgx.Connect(ctx, r.d.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if err := r.acquire(ctx, conn); err != nil {
+		return err
+	}
+	ctx = logging.With(ctx, slog.String("projection", r.p.Name()))
+	if err := r.ensureState(ctx, conn); err != nil {
+		return err
+	}
+	st, err := loadState(ctx, conn, r.p.Name())
+	if err != nil {
+		return err
+	}
+	if st.Generation == 0 || st.SchemaVersion != r.p.SchemaVersion() {
+		// Nothing to serve yet, or tables of another shape: build before
+		// applying anything live.
+		r.log.InfoContext(ctx, "building projection", "from_generation", st.Generation, "schema_version", r.p.SchemaVersion())
+		if err := r.rebuildNow(ctx, conn, st); err != nil {
+			var pe *poisonError
+			if errors.As(err, &pe) {
+				return r.poison(ctx, conn, st.Checkpoint, pe.seq, pe.err)
+			}
+			return err
+		}
+		if r.once {
+			return errRebuilt
+		}
+		return errRestart
+	}
+	if st.Status == StatusStopped {
+		return r.stopped(ctx, conn, st)
+	}
+	return r.live(ctx, conn, st)
+}
+
+// acquire takes the projection's advisory lock on conn, waiting while
+// another runner holds it.
+func (r *Runner) acquire(ctx context.Context, conn *pgx.Conn) error {
+	logged := false
+	for {
+		var got bool
+		if err := conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1)", lockKey(r.p.Name())).Scan(&got); err != nil {
+			return err
+		}
+		if got {
+			if logged {
+				r.log.InfoContext(ctx, "took over the projection")
+			}
+			return nil
+		}
+		if !logged {
+			r.log.InfoContext(ctx, "another runner is active; standing by")
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+		// Keep the connection honest while waiting.
+		if err := conn.Ping(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+func (r *Runner) ensureState(ctx context.Context, conn *pgx.Conn) error {
+	_, err := conn.Exec(ctx, `INSERT INTO projection_state (name, generation, schema_version) VALUES ($1, 0, $2)
+		ON CONFLICT (name) DO NOTHING`, r.p.Name(), r.p.SchemaVersion())
+	return err
+}
+
+// live applies events as they arrive.
+func (r *Runner) live(ctx context.Context, conn *pgx.Conn, st State) error {
+	feed, err := newFeed(ctx, r.d.JS, r.d.Store.Stream(), events.AllSubjects, st.Checkpoint+1, r.d.MaxBatch)
+	if err != nil {
+		return err
+	}
+	defer feed.stop()
+	defer r.stopRebuild()
+	gen, cp := st.Generation, st.Checkpoint
+	r.log.InfoContext(ctx, "projection running", "generation", gen, "checkpoint", cp)
+	control := time.NewTicker(r.d.ControlInterval)
+	defer control.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-control.C:
+			next, err := r.control(ctx, conn, gen, cp)
+			if err != nil {
+				return err
+			}
+			if next != gen {
+				// Switched to a rebuilt generation: carry on there.
+				gen = next
+				if r.once {
+					return errRebuilt
+				}
+			}
+			continue
+		case <-feed.ready:
+		}
+		msgs, ferr := feed.take(r.d.MaxBatch)
+		if ferr != nil {
+			return ferr
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		batch, bad, derr := r.decode(ctx, msgs)
+		if len(batch) > 0 {
+			if err := r.applyBatch(ctx, conn, gen, cp, batch); err != nil {
+				return err
+			}
+			cp = batch[len(batch)-1].Seq
+		}
+		if bad != nil {
+			return r.poison(ctx, conn, cp, bad.Seq, derr)
+		}
+	}
+}
+
+// applyBatch applies a batch. A batch that fails for a reason other than
+// the connection is applied event by event to find the one that cannot be.
+func (r *Runner) applyBatch(ctx context.Context, conn *pgx.Conn, gen int, cp uint64, batch []Event) error {
+	err := r.applyTx(ctx, conn, gen, cp, batch)
+	if err == nil || r.retryable(ctx, err) {
+		return err
+	}
+	for _, e := range batch {
+		if err := r.applyTx(ctx, conn, gen, cp, []Event{e}); err != nil {
+			if r.retryable(ctx, err) {
+				return err
+			}
+			return r.poison(ctx, conn, cp, e.Seq, err)
+		}
+		cp = e.Seq
+	}
+	return nil
+}
+
+// retryable errors end the session without blaming the events.
+func (r *Runner) retryable(ctx context.Context, err error) bool {
+	return ctx.Err() != nil || postgres.Transient(err) || errors.Is(err, errRestart)
+}
+
+// applyTx applies batch and moves the checkpoint from cp to its last event
+// in one transaction. The checkpoint only moves if it is still cp in this
+// generation: a second runner (after a takeover) can never apply twice.
+func (r *Runner) applyTx(ctx context.Context, conn *pgx.Conn, gen int, cp uint64, batch []Event) error {
+	start := time.Now()
+	last := batch[len(batch)-1]
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if err := r.p.Apply(ctx, tx, gen, batch); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `UPDATE projection_state SET checkpoint = $2, last_event_at = $3, updated_at = now()
+			WHERE name = $1 AND checkpoint = $4 AND generation = $5`, r.p.Name(), int64(last.Seq), last.Envelope.Time, int64(cp), gen)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() != 1 {
+			return fmt.Errorf("%w: the checkpoint moved under this runner", errRestart)
+		}
+		_, err = tx.Exec(ctx, "SELECT pg_notify($1, $2)", NotifyChannel, r.p.Name()+":"+strconv.FormatUint(last.Seq, 10))
+		return err
+	})
+	if err == nil && r.d.Observe != nil {
+		r.d.Observe(r.p.Name(), len(batch), time.Since(start), last.Seq, last.Envelope.Time)
+	}
+	return err
+}
+
+// decode turns messages into events, opening personal data. It stops at the
+// first message that is not a readable event and returns it as bad.
+func (r *Runner) decode(ctx context.Context, msgs []eventstore.Message) ([]Event, *eventstore.Message, error) {
+	if r.d.Opener != nil {
+		ids := make([]string, 0, len(msgs))
+		for _, m := range msgs {
+			if tenant, _, _, err := events.ParseSubject(m.Subject); err == nil {
+				ids = append(ids, tenant)
+			}
+		}
+		if err := r.d.Opener.Prefetch(ctx, ids); err != nil {
+			r.log.WarnContext(ctx, "prefetching tenant keys failed; reading them one by one", "error", err)
+		}
+	}
+	out := make([]Event, 0, len(msgs))
+	for i := range msgs {
+		m := &msgs[i]
+		e, err := decodeEvent(m, r.d.Opener)
+		if err != nil {
+			return out, m, err
+		}
+		out = append(out, e)
+	}
+	return out, nil, nil
+}
+
+func decodeEvent(m *eventstore.Message, opener events.PIICipher) (Event, error) {
+	env, p, err := events.Decode(m.Data)
+	if err != nil {
+		return Event{}, err
+	}
+	if opener != nil {
+		if err := events.OpenPII(p, env.TenantID, opener); err != nil {
+			return Event{}, err
+		}
+	}
+	return Event{Seq: m.Seq, Subject: m.Subject, Envelope: env, Payload: p}, nil
+}
+
+// poison stops the projection on an event it cannot apply, records why, and
+// waits for an operator to skip it.
+func (r *Runner) poison(ctx context.Context, conn *pgx.Conn, cp, seq uint64, cause error) error {
+	msg := fmt.Sprintf("event at stream sequence %d cannot be applied: %v", seq, cause)
+	r.log.ErrorContext(ctx, "projection stopped on a poison event; inspect it and skip it with `projector skip`",
+		"seq", seq, "error", cause)
+	if _, err := conn.Exec(ctx, `UPDATE projection_state SET status = 'stopped', error = $2, poison_seq = $3, updated_at = now()
+		WHERE name = $1`, r.p.Name(), msg, int64(seq)); err != nil {
+		return err
+	}
+	st, err := loadState(ctx, conn, r.p.Name())
+	if err != nil {
+		return err
+	}
+	return r.stopped(ctx, conn, st)
+}
+
+// stopped waits, holding the projection, until the poison event is skipped.
+func (r *Runner) stopped(ctx context.Context, conn *pgx.Conn, st State) error {
+	t := time.NewTicker(r.d.ControlInterval)
+	defer t.Stop()
+	for {
+		if st.SkipSeq != 0 && st.SkipSeq == st.PoisonSeq {
+			err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+				if _, err := tx.Exec(ctx, `INSERT INTO projection_skips (projection, seq, reason, actor, error) VALUES ($1, $2, $3, $4, $5)`,
+					r.p.Name(), int64(st.SkipSeq), st.SkipReason, st.SkipActor, st.Error); err != nil {
+					return err
+				}
+				// A live generation moves past the event; a generation being
+				// built leaves it out when the build runs again.
+				_, err := tx.Exec(ctx, `UPDATE projection_state SET checkpoint = CASE WHEN generation > 0 THEN GREATEST(checkpoint, $2) ELSE checkpoint END,
+					status = 'running', error = NULL, poison_seq = NULL, rebuilding_generation = NULL,
+					skip_seq = NULL, skip_reason = NULL, skip_actor = NULL, updated_at = now() WHERE name = $1`, r.p.Name(), int64(st.SkipSeq))
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			r.log.WarnContext(ctx, "skipped a poison event", "seq", st.SkipSeq, "reason", st.SkipReason, "actor", st.SkipActor)
+			return errRestart
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		var err error
+		if st, err = loadState(ctx, conn, r.p.Name()); err != nil {
+			return err
+		}
+		if st.Status != StatusStopped {
+			return errRestart
+		}
+	}
+}
+
+// feed streams the log's events from a sequence through an ordered
+// consumer, buffering ahead of the applier.
+type feed struct {
+	ready  chan struct{}
+	mu     sync.Mutex
+	buf    []eventstore.Message
+	err    error
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func newFeed(ctx context.Context, js jetstream.JetStream, stream, filter string, from uint64, max int) (*feed, error) {
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from,
+	})
+	if err != nil {
+		return nil, err
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(max))
+	if err != nil {
+		return nil, err
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	f := &feed{ready: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
+	go func() {
+		<-fctx.Done()
+		it.Stop()
+	}()
+	go func() {
+		defer close(f.done)
+		for {
+			m, err := it.Next()
+			f.mu.Lock()
+			if err != nil {
+				if fctx.Err() == nil {
+					f.err = err
+				}
+				f.mu.Unlock()
+				f.signal()
+				return
+			}
+			md, merr := m.Metadata()
+			if merr != nil {
+				f.err = merr
+				f.mu.Unlock()
+				f.signal()
+				return
+			}
+			f.buf = append(f.buf, eventstore.Message{Seq: md.Sequence.Stream, Subject: m.Subject(), Data: m.Data(), Time: md.Timestamp})
+			full := len(f.buf) >= 4*max
+			f.mu.Unlock()
+			f.signal()
+			for full && fctx.Err() == nil {
+				// Back-pressure: let the applier drain.
+				time.Sleep(time.Millisecond)
+				f.mu.Lock()
+				full = len(f.buf) >= 4*max
+				f.mu.Unlock()
+			}
+		}
+	}()
+	return f, nil
+}
+
+func (f *feed) signal() {
+	select {
+	case f.ready <- struct{}{}:
+	default:
+	}
+}
+
+// take returns up to max buffered messages.
+func (f *feed) take(max int) ([]eventstore.Message, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := min(len(f.buf), max)
+	out := make([]eventstore.Message, n)
+	copy(out, f.buf[:n])
+	f.buf = f.buf[n:]
+	if len(f.buf) > 0 {
+		f.signal()
+	}
+	if n == 0 && f.err != nil {
+		return nil, f.err
+	}
+	return out, nil
+}
+
+func (f *feed) stop() {
+	f.cancel()
+	<-f.done
+}
