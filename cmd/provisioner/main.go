@@ -12,6 +12,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/tenancyhq/tenancy/internal/config"
 	"github.com/tenancyhq/tenancy/internal/logging"
 	"github.com/tenancyhq/tenancy/internal/services"
@@ -42,5 +44,10 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	return w.Run(ctx)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return w.Run(gctx) })
+	g.Go(func() error {
+		return services.ListenAndServe(gctx, cfg.HTTPAddr, services.HealthHandler(services.HealthCheck{Name: "nats", Check: core.CheckNATS}), log)
+	})
+	return g.Wait()
 }

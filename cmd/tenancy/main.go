@@ -20,6 +20,7 @@ import (
 	"github.com/tenancyhq/tenancy/internal/auth"
 	"github.com/tenancyhq/tenancy/internal/command"
 	"github.com/tenancyhq/tenancy/internal/config"
+	"github.com/tenancyhq/tenancy/internal/keyring"
 	"github.com/tenancyhq/tenancy/internal/logging"
 	"github.com/tenancyhq/tenancy/internal/services"
 	"github.com/tenancyhq/tenancy/internal/signing"
@@ -60,6 +61,8 @@ Usage:
   tenancy keys list                   the event signing keys in the log
   tenancy keys retire KID [--reason R]
                                       stop a key from signing (it still verifies)
+  tenancy projections status | rebuild NAME | skip NAME --seq N --reason TEXT
+                                      the read models (needs DATABASE_URL or the dev default)
   tenancy probe URL                   exit 0 if URL answers 2xx (container health checks)
   tenancy help                        this text
 
@@ -83,6 +86,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runVerify(ctx, rest, getenv, stdout, stderr)
 	case "keys":
 		return runKeys(ctx, rest, getenv, stdout, stderr)
+	case "projections":
+		return runProjections(ctx, rest, getenv, stdout, stderr)
 	case "probe":
 		return runProbe(ctx, rest, stdout)
 	case "help", "-h", "--help":
@@ -313,4 +318,47 @@ func cliActor(getenv func(string) string) string {
 		return u
 	}
 	return "operator"
+}
+
+func runProjections(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError{"usage: tenancy projections status | rebuild NAME | skip NAME --seq N --reason TEXT"}
+	}
+	l, err := services.OpenLog(ctx, getenv, dataDir(getenv))
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	dbURL := getenv("DATABASE_URL")
+	if dbURL == "" {
+		dbURL = config.DefaultDatabaseURL
+	}
+	rs, err := services.OpenReadSide(ctx, dbURL, false, true)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	tools := services.ProjectionTools{JS: l.JS, Store: l.Store, ReadSide: rs, Log: logging.New(stderr, "tenancy", logging.ParseLevel(getenv("LOG_LEVEL")))}
+	if master, err := cliMasterKey(getenv); err == nil {
+		if ring, err := keyring.Open(ctx, l.JS, master, 1); err == nil {
+			tools.Opener = ring
+		}
+	}
+	if signer, err := cliSigner(getenv); err == nil {
+		tools.Signer = signer
+	}
+	return tools.RunProjectionsCommand(ctx, args, "cli:"+cliActor(getenv), stdout)
+}
+
+// cliMasterKey is the master key CLI commands open personal data with:
+// TENANCY_MASTER_KEY, or the dev data directory's.
+func cliMasterKey(getenv func(string) string) ([]byte, error) {
+	if spec := getenv("TENANCY_MASTER_KEY"); spec != "" {
+		return keyring.ParseMasterKey(spec)
+	}
+	path := filepath.Join(dataDir(getenv), services.DevMasterKeyFile)
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("no master key: set TENANCY_MASTER_KEY (no dev key at %s)", path)
+	}
+	return keyring.LoadOrCreateMasterKeyFile(path)
 }

@@ -48,3 +48,25 @@ func (SigningKeys) Version(s domain.SigningKey) int64 { return s.Version }
 
 // Claims implements Aggregate.
 func (SigningKeys) Claims(domain.SigningKey) []domain.Claim { return nil }
+
+// ProjectionOps adapts the projection operations decider.
+type ProjectionOps struct{}
+
+// Kind implements Aggregate.
+func (ProjectionOps) Kind() string { return events.AggregateProjection }
+
+// Decide implements Aggregate.
+func (ProjectionOps) Decide(s domain.ProjectionOps, c domain.SkipEvent) ([]events.Payload, error) {
+	return domain.DecideProjectionOps(s, c)
+}
+
+// Evolve implements Aggregate.
+func (ProjectionOps) Evolve(s domain.ProjectionOps, r domain.Recorded) domain.ProjectionOps {
+	return domain.EvolveProjectionOps(s, r)
+}
+
+// Version implements Aggregate.
+func (ProjectionOps) Version(s domain.ProjectionOps) int64 { return s.Version }
+
+// Claims implements Aggregate.
+func (ProjectionOps) Claims(domain.ProjectionOps) []domain.Claim { return nil }

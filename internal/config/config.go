@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Var documents one environment variable.
@@ -39,6 +40,7 @@ var Vars = []Var{
 	{"OIDC_AUDIENCE", "tenancy", "audience the API requires in tokens", "api"},
 	{"TENANCY_CATALOG", "(embedded default)", "YAML file with the region inventory and plan catalog", "api, provisioner, tenancy"},
 	{"TENANCY_BODY_LIMIT", "1048576", "maximum request body in bytes", "api"},
+	{"TENANCY_READ_WAIT", "2s", "how long a read with min_seq waits for the read model before answering 503", "api, tenancy"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error", "all"},
 }
 
@@ -69,6 +71,19 @@ func (r *reader) int(name string, def int) int {
 		return def
 	}
 	return n
+}
+
+func (r *reader) duration(name string, def time.Duration) time.Duration {
+	v := r.get(name)
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	if err != nil || d < 0 {
+		r.errs = append(r.errs, fmt.Sprintf("%s=%q is not a duration like 2s or 500ms", name, v))
+		return def
+	}
+	return d
 }
 
 func (r *reader) err() error {
@@ -124,6 +139,7 @@ type API struct {
 	OIDCAudience  string
 	Catalog       string
 	BodyLimit     int64
+	ReadWait      time.Duration
 	LogLevel      string
 }
 
@@ -135,7 +151,7 @@ func LoadAPI(get Getenv) (API, error) {
 		SigningKey: r.str("TENANCY_SIGNING_KEY", ""), MasterKey: r.str("TENANCY_MASTER_KEY", ""),
 		OIDCIssuer: r.str("OIDC_ISSUER_URL", ""), OIDCDiscovery: r.str("OIDC_DISCOVERY_URL", ""), OIDCAudience: r.str("OIDC_AUDIENCE", "tenancy"),
 		Catalog: r.str("TENANCY_CATALOG", ""), BodyLimit: int64(r.int("TENANCY_BODY_LIMIT", 1<<20)),
-		LogLevel: r.str("LOG_LEVEL", "info"),
+		ReadWait: r.duration("TENANCY_READ_WAIT", 2*time.Second), LogLevel: r.str("LOG_LEVEL", "info"),
 	}
 	if err := r.err(); err != nil {
 		return c, err
@@ -198,6 +214,7 @@ type Dev struct {
 	DatabaseURL  string
 	Catalog      string
 	OIDCAudience string
+	ReadWait     time.Duration
 	LogLevel     string
 	Replicas     int
 }
@@ -209,7 +226,7 @@ func LoadDev(get Getenv) (Dev, error) {
 		DataDir: r.str("TENANCY_DATA_DIR", "./.tenancy"), HTTPAddr: r.str("TENANCY_HTTP_ADDR", "127.0.0.1:8080"),
 		NATSAddr: r.str("TENANCY_DEV_NATS_ADDR", "127.0.0.1:4223"), DatabaseURL: r.str("DATABASE_URL", DefaultDatabaseURL),
 		Catalog: r.str("TENANCY_CATALOG", ""), OIDCAudience: r.str("OIDC_AUDIENCE", "tenancy"), LogLevel: r.str("LOG_LEVEL", "info"),
-		Replicas: 1,
+		ReadWait: r.duration("TENANCY_READ_WAIT", 2*time.Second), Replicas: 1,
 	}
 	if err := r.err(); err != nil {
 		return c, err

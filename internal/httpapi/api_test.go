@@ -475,7 +475,7 @@ func TestRoutesMatchSpec(t *testing.T) {
 		}
 	}
 	var inRouter []string
-	for _, r := range h.api.Routes() {
+	for _, r := range h.api.Server.Routes() {
 		if strings.Contains(r, auth.DevIssuerPath) {
 			continue // dev-only issuer, not part of the API
 		}

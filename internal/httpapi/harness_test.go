@@ -65,7 +65,8 @@ func spec(t testing.TB) (*openapi3.T, routers.Router) {
 type harness struct {
 	srv    *httptest.Server
 	core   *services.Core
-	api    *httpapi.Server
+	api    *services.API
+	rs     *services.ReadSide
 	issuer *auth.DevIssuer
 	admin  string
 	nats   *testenv.NATS
@@ -73,6 +74,9 @@ type harness struct {
 
 type options struct {
 	provisioner bool
+	// projections runs the read side's projections.
+	projections bool
+	readWait    time.Duration
 }
 
 func newHarness(t *testing.T, o options) *harness {
@@ -96,20 +100,36 @@ func newHarness(t *testing.T, o options) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	rs, err := services.OpenReadSide(ctx, testenv.NewDatabase(t), false, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rs.Close)
 	srv := httptest.NewUnstartedServer(nil)
 	issuer := auth.NewDevIssuer("http://"+srv.Listener.Addr().String()+auth.DevIssuerPath, "tenancy", issuerKey)
 	authn, err := auth.New(auth.Config{IssuerURL: issuer.Issuer(), Audience: "tenancy"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	api, err := services.NewAPI(ctx, core, services.APIOptions{Auth: authn, BodyLimit: 64 << 10, Mounts: map[string]http.Handler{auth.DevIssuerPath: issuer.Handler()}})
+	api, err := services.NewAPI(ctx, core, services.APIOptions{Auth: authn, BodyLimit: 64 << 10, Mounts: map[string]http.Handler{auth.DevIssuerPath: issuer.Handler()},
+		ReadSide: rs, ReadWait: o.readWait})
 	if err != nil {
 		t.Fatal(err)
 	}
+	var workers sync.WaitGroup
+	workers.Add(1)
+	go func() { defer workers.Done(); _ = api.Run(ctx) }()
+	if o.projections {
+		for _, p := range services.Projections(core, rs, nil) {
+			workers.Add(1)
+			go func() { defer workers.Done(); _ = p.Run(ctx) }()
+		}
+	}
+	t.Cleanup(func() { cancel(); workers.Wait() })
 	srv.Config.Handler = api.Handler()
 	srv.Start()
 	t.Cleanup(srv.Close)
-	h := &harness{srv: srv, core: core, api: api, issuer: issuer, nats: n}
+	h := &harness{srv: srv, core: core, api: api, rs: rs, issuer: issuer, nats: n}
 	h.admin = h.token(t, auth.TokenRequest{Subject: "admin-1", Roles: []string{auth.RolePlatformAdmin}})
 	if o.provisioner {
 		w, err := services.NewProvisioner(ctx, core, services.ProvisionerOptions{Backoff: saga.Backoff{Attempts: 3, Base: time.Millisecond, Max: 10 * time.Millisecond}, RetryDelay: 100 * time.Millisecond})

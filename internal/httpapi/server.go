@@ -21,6 +21,8 @@ import (
 	"github.com/tenancyhq/tenancy/internal/auth"
 	"github.com/tenancyhq/tenancy/internal/idempotency"
 	"github.com/tenancyhq/tenancy/internal/logging"
+	"github.com/tenancyhq/tenancy/internal/projection"
+	"github.com/tenancyhq/tenancy/internal/readmodel"
 	"github.com/tenancyhq/tenancy/internal/tenants"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
@@ -48,6 +50,15 @@ type Deps struct {
 	Mounts map[string]http.Handler
 	// BodyLimit bounds request bodies (default 1 MiB).
 	BodyLimit int64
+
+	// Reads answers queries from the read models; nil without a database.
+	Reads *readmodel.Reader
+	// Waiter lets reads wait for a min_seq.
+	Waiter *readmodel.Waiter
+	// ReadWait bounds that wait (default 2 s).
+	ReadWait time.Duration
+	// ProjectionStatus reports the projections (GET /v1/admin/projections).
+	ProjectionStatus func(context.Context) ([]projection.Status, error)
 }
 
 // Server is the HTTP API.
@@ -64,6 +75,9 @@ func New(d Deps) *Server {
 	}
 	if d.Logger == nil {
 		d.Logger = logging.Discard()
+	}
+	if d.ReadWait <= 0 {
+		d.ReadWait = 2 * time.Second
 	}
 	s := &Server{deps: d, log: d.Logger, e: echo.New()}
 	e := s.e
@@ -87,7 +101,14 @@ func New(d Deps) *Server {
 	v1.GET("/event-keys", s.eventKeys, authn)
 	v1.GET("/catalog", s.catalog, authn)
 	v1.POST("/tenants", s.createTenant, authn, admin, s.idempotent)
+	v1.GET("/tenants", s.listTenants, authn)
+	v1.GET("/tenants/by-slug/:slug", s.tenantBySlug, authn)
+	v1.GET("/tenants/by-external-id/:system/:id", s.tenantByExternalID, authn)
 	v1.GET("/tenants/:id", s.getTenant, authn)
+	v1.GET("/tenants/:id/events/:seq", s.tenantEvent, authn)
+	v1.GET("/events/:seq", s.anyEvent, authn, admin)
+	v1.GET("/audit", s.audit, authn)
+	v1.GET("/admin/projections", s.projections, authn, admin)
 	v1.PATCH("/tenants/:id", s.patchTenant, authn, admin)
 	v1.DELETE("/tenants/:id", s.deleteTenant, authn, admin)
 	v1.GET("/tenants/:id/events", s.tenantEvents, authn)

@@ -71,6 +71,7 @@ func (r *Runner) control(ctx context.Context, conn *pgx.Conn, gen int, cp uint64
 	if st.RebuildRequestedAt.IsZero() {
 		return gen, nil
 	}
+	r.dropAbandoned(ctx, conn, st)
 	next := max(st.Generation, st.RebuildingGeneration) + 1
 	if _, err := conn.Exec(ctx, `UPDATE projection_state SET rebuild_requested_at = NULL, rebuilding_generation = $2,
 		rebuild_checkpoint = 0, rebuild_started_at = now(), error = NULL, updated_at = now() WHERE name = $1`, r.p.Name(), next); err != nil {
@@ -117,6 +118,7 @@ func (r *Runner) stopRebuild() {
 // rebuildNow builds a generation while nothing is applied live (first start,
 // or tables of another schema version).
 func (r *Runner) rebuildNow(ctx context.Context, conn *pgx.Conn, st State) error {
+	r.dropAbandoned(ctx, conn, st)
 	next := max(st.Generation, st.RebuildingGeneration) + 1
 	if _, err := conn.Exec(ctx, `UPDATE projection_state SET rebuilding_generation = $2, rebuild_checkpoint = 0,
 		rebuild_started_at = now(), rebuild_requested_at = NULL, updated_at = now() WHERE name = $1`, r.p.Name(), next); err != nil {
@@ -127,6 +129,19 @@ func (r *Runner) rebuildNow(ctx context.Context, conn *pgx.Conn, st State) error
 		// old one at the sequence it reached.
 		return r.switchTo(ctx, conn, st.Generation, st.Checkpoint, gen, rcp)
 	})
+}
+
+// dropAbandoned drops the tables of a rebuild that never finished (its
+// runner died).
+func (r *Runner) dropAbandoned(ctx context.Context, conn *pgx.Conn, st State) {
+	if st.RebuildingGeneration == 0 || st.RebuildingGeneration == st.Generation {
+		return
+	}
+	for _, t := range r.p.Tables() {
+		if _, err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+Ident(Table(t, st.RebuildingGeneration))); err != nil {
+			r.log.WarnContext(ctx, "dropping an abandoned generation failed", "table", Table(t, st.RebuildingGeneration), "error", err)
+		}
+	}
 }
 
 // build replays the log into generation gen, then calls switchIn with how

@@ -169,6 +169,15 @@ func (r *Runner) session(ctx context.Context) error {
 	if st.Status == StatusStopped {
 		return r.stopped(ctx, conn, st)
 	}
+	if st.RebuildingGeneration != 0 {
+		// A rebuild whose runner died: start it over.
+		r.dropAbandoned(ctx, conn, st)
+		if _, err := conn.Exec(ctx, `UPDATE projection_state SET rebuilding_generation = NULL, rebuild_checkpoint = NULL,
+			rebuild_started_at = NULL, rebuild_requested_at = coalesce(rebuild_requested_at, now()) WHERE name = $1`, r.p.Name()); err != nil {
+			return err
+		}
+		st.RebuildingGeneration = 0
+	}
 	return r.live(ctx, conn, st)
 }
 

@@ -140,6 +140,11 @@ func RunDev(ctx context.Context, cfg config.Dev, log *slog.Logger, ready func(De
 	if err != nil {
 		return err
 	}
+	rs, err := OpenReadSide(ctx, cfg.DatabaseURL, true, true)
+	if err != nil {
+		return fmt.Errorf("%w (tenancy dev needs PostgreSQL; set DATABASE_URL)", err)
+	}
+	defer rs.Close()
 
 	// Bind first so the issuer URL names the real port (the address may say :0).
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -157,7 +162,7 @@ func RunDev(ctx context.Context, cfg config.Dev, log *slog.Logger, ready func(De
 	if err != nil {
 		return err
 	}
-	api, err := NewAPI(ctx, core, APIOptions{Auth: authn, Mounts: map[string]http.Handler{auth.DevIssuerPath: issuer.Handler()}})
+	api, err := NewAPI(ctx, core, APIOptions{Auth: authn, Mounts: map[string]http.Handler{auth.DevIssuerPath: issuer.Handler()}, ReadSide: rs, ReadWait: cfg.ReadWait})
 	if err != nil {
 		return err
 	}
@@ -182,6 +187,10 @@ func RunDev(ctx context.Context, cfg config.Dev, log *slog.Logger, ready func(De
 		return err
 	}
 	g.Go(func() error { return prov.Run(gctx) })
+	g.Go(func() error { return api.Run(gctx) })
+	for _, p := range Projections(core, rs, nil) {
+		g.Go(func() error { return p.Run(gctx) })
+	}
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {
 		err = nil

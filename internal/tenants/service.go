@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/google/uuid"
 
@@ -113,4 +114,20 @@ func (s *Service) Events(ctx context.Context, id string, from uint64, limit int)
 		next = msgs[len(msgs)-1].Seq + 1
 	}
 	return msgs, next, nil
+}
+
+// Head returns the stream's last sequence.
+func (s *Service) Head(ctx context.Context) (uint64, error) { return s.store.LastSeq(ctx) }
+
+// Event returns the stored event at seq if it matches filter (a subject
+// prefix ending in ">").
+func (s *Service) Event(ctx context.Context, seq uint64, filter string) ([]byte, error) {
+	m, err := s.store.Get(ctx, seq)
+	if errors.Is(err, eventstore.ErrNotFound) || (err == nil && !strings.HasPrefix(m.Subject, strings.TrimSuffix(filter, ">"))) {
+		return nil, fmt.Errorf("no event at sequence %d here: %w", seq, domain.ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return m.Data, nil
 }

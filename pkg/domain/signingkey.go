@@ -68,3 +68,42 @@ func EvolveSigningKey(k SigningKey, r Recorded) SigningKey {
 	}
 	return k
 }
+
+// ProjectionOps is the state of one projection's operator history.
+type ProjectionOps struct {
+	Version int64
+	Skipped []uint64
+}
+
+// SkipEvent records an operator's skip of a poison event.
+type SkipEvent struct {
+	Projection string
+	Seq        uint64
+	Reason     string
+	Error      string
+}
+
+// Action implements a command.
+func (SkipEvent) Action() string { return "skip" }
+
+// DecideProjectionOps decides a projection operation.
+func DecideProjectionOps(s ProjectionOps, c SkipEvent) ([]events.Payload, error) {
+	if c.Reason == "" {
+		return nil, &ValidationError{Fields: []FieldError{{Field: "reason", Message: "is required: say why the event may be skipped"}}}
+	}
+	for _, seq := range s.Skipped {
+		if seq == c.Seq {
+			return nil, nil
+		}
+	}
+	return []events.Payload{&events.ProjectionEventSkipped{Projection: c.Projection, Seq: c.Seq, Reason: c.Reason, Error: c.Error}}, nil
+}
+
+// EvolveProjectionOps folds one event.
+func EvolveProjectionOps(s ProjectionOps, r Recorded) ProjectionOps {
+	s.Version = r.Version
+	if p, ok := r.Payload.(*events.ProjectionEventSkipped); ok {
+		s.Skipped = append(s.Skipped, p.Seq)
+	}
+	return s
+}

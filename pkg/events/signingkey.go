@@ -1,5 +1,7 @@
 package events
 
+import "fmt"
+
 // Signing key event types. Signing keys are a platform aggregate: their
 // history (registration, retirement) is part of the log, so the public keys
 // every event can be checked against are themselves audited.
@@ -46,4 +48,33 @@ func init() {
 		func() Payload { return &SigningKeyRegistered{} },
 		func() Payload { return &SigningKeyRetired{} },
 	)
+}
+
+// Projection operation event types: operators' interventions on the read
+// side, recorded in the log like everything else.
+const (
+	TypeProjectionEventSkipped = "tenancy.projection.event_skipped.v1"
+	// AggregateProjection is the aggregate kind of projection operations.
+	AggregateProjection = "projection"
+)
+
+// ProjectionEventSkipped records that an operator made a projection skip an
+// event it could not apply.
+type ProjectionEventSkipped struct {
+	Projection string `json:"projection"`
+	Seq        uint64 `json:"seq"`
+	Reason     string `json:"reason"`
+	Error      string `json:"error,omitempty"`
+}
+
+// EventType implements Payload.
+func (*ProjectionEventSkipped) EventType() string { return TypeProjectionEventSkipped }
+
+// Summary implements Summarizer.
+func (p *ProjectionEventSkipped) Summary() string {
+	return fmt.Sprintf("projection %s skipped event at seq %d: %s", p.Projection, p.Seq, p.Reason)
+}
+
+func init() {
+	register(func() Payload { return &ProjectionEventSkipped{} })
 }

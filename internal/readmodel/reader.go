@@ -1,0 +1,322 @@
+package readmodel
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tenancyhq/tenancy/pkg/domain"
+)
+
+// Reader answers queries from the read models.
+type Reader struct {
+	pool *pgxpool.Pool
+}
+
+// NewReader returns a reader on pool.
+func NewReader(pool *pgxpool.Pool) *Reader { return &Reader{pool: pool} }
+
+// Pool returns the reader's pool.
+func (r *Reader) Pool() *pgxpool.Pool { return r.pool }
+
+// TenantFilter selects tenants. Values of one field are alternatives; fields
+// combine with AND.
+type TenantFilter struct {
+	States      []string
+	Plans       []string
+	Regions     []string
+	Isolations  []string
+	// Labels and ExternalIDs must all match.
+	Labels      []Pair
+	ExternalIDs []Pair
+	Query       string
+	// OnlyID restricts the result to one tenant (tenant-scoped callers).
+	OnlyID string
+}
+
+// Pair is a key and its value.
+type Pair struct{ Key, Value string }
+
+// Page bounds a listing.
+type Page struct {
+	Size  int
+	Token string
+}
+
+// ErrBadToken reports a page token this API did not issue.
+var ErrBadToken = errors.New("page token not issued by this API")
+
+type tenantCursor struct {
+	ID    string   `json:"i"`
+	Score *float64 `json:"s,omitempty"`
+}
+
+func encodeCursor(v any) string {
+	b, _ := json.Marshal(v)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(tok string, v any) error {
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || json.Unmarshal(b, v) != nil {
+		return ErrBadToken
+	}
+	return nil
+}
+
+// query accumulates a WHERE clause and its arguments.
+type query struct {
+	where []string
+	args  []any
+}
+
+func (q *query) arg(v any) string {
+	q.args = append(q.args, v)
+	return "$" + strconv.Itoa(len(q.args))
+}
+
+func (q *query) add(cond string) { q.where = append(q.where, cond) }
+
+func (q *query) clause() string {
+	if len(q.where) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(q.where, " AND ")
+}
+
+func likeEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+// TenantPage is one page of tenants.
+type TenantPage struct {
+	Items         []domain.Tenant
+	NextPageToken string
+}
+
+// ListTenants returns a page of tenants in a stable order: by id (creation
+// order) or, with a query, by similarity then id.
+func (r *Reader) ListTenants(ctx context.Context, f TenantFilter, p Page) (TenantPage, error) {
+	q := &query{}
+	if len(f.States) > 0 {
+		q.add("state = ANY(" + q.arg(f.States) + ")")
+	} else {
+		q.add("state <> 'deleted'")
+	}
+	if len(f.Plans) > 0 {
+		q.add("plan = ANY(" + q.arg(f.Plans) + ")")
+	}
+	if len(f.Isolations) > 0 {
+		q.add("isolation = ANY(" + q.arg(f.Isolations) + ")")
+	}
+	if len(f.Regions) > 0 {
+		q.add("regions && " + q.arg(f.Regions) + "::text[]")
+	}
+	for _, l := range f.Labels {
+		b, _ := json.Marshal(map[string]string{l.Key: l.Value})
+		q.add("labels @> " + q.arg(string(b)) + "::jsonb")
+	}
+	for _, x := range f.ExternalIDs {
+		b, _ := json.Marshal(map[string]string{x.Key: x.Value})
+		q.add("external_ids @> " + q.arg(string(b)) + "::jsonb")
+	}
+	if f.OnlyID != "" {
+		q.add("id = " + q.arg(f.OnlyID) + "::uuid")
+	}
+	order := "id"
+	score := ""
+	if f.Query != "" {
+		qa := q.arg(f.Query)
+		like := q.arg("%" + likeEscape(f.Query) + "%")
+		q.add("(display_name ILIKE " + like + " OR slug ILIKE " + like + " OR display_name % " + qa + " OR slug % " + qa + ")")
+		score = "GREATEST(similarity(display_name, " + qa + "), similarity(slug, " + qa + "))"
+		order = score + " DESC, id"
+	}
+	if p.Token != "" {
+		var c tenantCursor
+		if err := decodeCursor(p.Token, &c); err != nil {
+			return TenantPage{}, err
+		}
+		if (c.Score != nil) != (f.Query != "") {
+			return TenantPage{}, ErrBadToken
+		}
+		id := q.arg(c.ID) + "::uuid"
+		if c.Score == nil {
+			q.add("id > " + id)
+		} else {
+			s := q.arg(*c.Score) + "::real"
+			q.add("(" + score + " < " + s + " OR (" + score + " = " + s + " AND id > " + id + "))")
+		}
+	}
+	cols := "state_doc"
+	if score != "" {
+		cols += ", " + score
+	}
+	sql := "SELECT " + cols + " FROM tenants" + q.clause() + " ORDER BY " + order + " LIMIT " + strconv.Itoa(p.Size+1)
+	rows, err := r.pool.Query(ctx, sql, q.args...)
+	if err != nil {
+		return TenantPage{}, err
+	}
+	defer rows.Close()
+	var out TenantPage
+	var scores []float32
+	for rows.Next() {
+		var doc []byte
+		var s float32
+		dest := []any{&doc}
+		if score != "" {
+			dest = append(dest, &s)
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return TenantPage{}, err
+		}
+		var t domain.Tenant
+		if err := json.Unmarshal(doc, &t); err != nil {
+			return TenantPage{}, fmt.Errorf("tenant row: %w", err)
+		}
+		out.Items = append(out.Items, t)
+		scores = append(scores, s)
+	}
+	if err := rows.Err(); err != nil {
+		return TenantPage{}, err
+	}
+	if len(out.Items) > p.Size {
+		out.Items = out.Items[:p.Size]
+		last := out.Items[p.Size-1]
+		c := tenantCursor{ID: last.ID}
+		if score != "" {
+			v := float64(scores[p.Size-1])
+			c.Score = &v
+		}
+		out.NextPageToken = encodeCursor(c)
+	}
+	return out, nil
+}
+
+// ErrNotFound reports no matching row.
+var ErrNotFound = errors.New("not found")
+
+func (r *Reader) oneTenant(ctx context.Context, where string, args ...any) (domain.Tenant, error) {
+	var doc []byte
+	err := r.pool.QueryRow(ctx, "SELECT state_doc FROM tenants WHERE "+where+" ORDER BY (state = 'deleted'), updated_at DESC LIMIT 1", args...).Scan(&doc)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return domain.Tenant{}, ErrNotFound
+	}
+	if err != nil {
+		return domain.Tenant{}, err
+	}
+	var t domain.Tenant
+	if err := json.Unmarshal(doc, &t); err != nil {
+		return domain.Tenant{}, fmt.Errorf("tenant row: %w", err)
+	}
+	return t, nil
+}
+
+// TenantBySlug returns the tenant holding slug (a live one before a deleted
+// one that once held it).
+func (r *Reader) TenantBySlug(ctx context.Context, slug string) (domain.Tenant, error) {
+	return r.oneTenant(ctx, "slug = $1", slug)
+}
+
+// TenantByExternalID returns the tenant an external system knows by id.
+func (r *Reader) TenantByExternalID(ctx context.Context, system, id string) (domain.Tenant, error) {
+	b, _ := json.Marshal(map[string]string{system: id})
+	return r.oneTenant(ctx, "external_ids @> $1::jsonb AND state <> 'deleted'", string(b))
+}
+
+// AuditFilter selects audit entries.
+type AuditFilter struct {
+	TenantID string
+	Actor    string
+	// Type is an exact event type or a prefix ending in "*".
+	Type string
+	From time.Time
+	To   time.Time
+}
+
+// AuditEntry is one row of the audit trail.
+type AuditEntry struct {
+	Seq           uint64
+	EventID       string
+	Time          time.Time
+	TenantID      string
+	Aggregate     string
+	AggregateID   string
+	Type          string
+	Actor         string
+	CorrelationID string
+	CausationID   string
+	Summary       string
+}
+
+// AuditPage is one page of the audit trail, newest first.
+type AuditPage struct {
+	Items         []AuditEntry
+	NextPageToken string
+}
+
+type auditCursor struct {
+	Seq uint64 `json:"q"`
+}
+
+// Audit returns a page of the audit trail, newest first.
+func (r *Reader) Audit(ctx context.Context, f AuditFilter, p Page) (AuditPage, error) {
+	q := &query{}
+	if f.TenantID != "" {
+		q.add("tenant_id = " + q.arg(f.TenantID) + "::uuid")
+	}
+	if f.Actor != "" {
+		q.add("actor = " + q.arg(f.Actor))
+	}
+	if prefix, ok := strings.CutSuffix(f.Type, "*"); ok {
+		q.add("type LIKE " + q.arg(likeEscape(prefix)+"%"))
+	} else if f.Type != "" {
+		q.add("type = " + q.arg(f.Type))
+	}
+	if !f.From.IsZero() {
+		q.add("time >= " + q.arg(f.From))
+	}
+	if !f.To.IsZero() {
+		q.add("time < " + q.arg(f.To))
+	}
+	if p.Token != "" {
+		var c auditCursor
+		if err := decodeCursor(p.Token, &c); err != nil || c.Seq == 0 {
+			return AuditPage{}, ErrBadToken
+		}
+		q.add("seq < " + q.arg(int64(c.Seq)))
+	}
+	sql := `SELECT seq, event_id, time, tenant_id::text, aggregate, aggregate_id, type, actor, coalesce(correlation_id, ''),
+		coalesce(causation_id, ''), summary FROM audit_log` + q.clause() + " ORDER BY seq DESC LIMIT " + strconv.Itoa(p.Size+1)
+	rows, err := r.pool.Query(ctx, sql, q.args...)
+	if err != nil {
+		return AuditPage{}, err
+	}
+	defer rows.Close()
+	var out AuditPage
+	for rows.Next() {
+		var e AuditEntry
+		var seq int64
+		if err := rows.Scan(&seq, &e.EventID, &e.Time, &e.TenantID, &e.Aggregate, &e.AggregateID, &e.Type, &e.Actor, &e.CorrelationID, &e.CausationID, &e.Summary); err != nil {
+			return AuditPage{}, err
+		}
+		e.Seq = uint64(seq)
+		out.Items = append(out.Items, e)
+	}
+	if err := rows.Err(); err != nil {
+		return AuditPage{}, err
+	}
+	if len(out.Items) > p.Size {
+		out.Items = out.Items[:p.Size]
+		out.NextPageToken = encodeCursor(auditCursor{Seq: out.Items[p.Size-1].Seq})
+	}
+	return out, nil
+}
