@@ -37,8 +37,7 @@ type system struct {
 	core   *services.Core
 	url    string
 	token  string
-	cancel context.CancelFunc
-	done   chan error
+	stop_  func()
 }
 
 func startSystem(ctx context.Context, dir string) (*system, error) {
@@ -67,17 +66,8 @@ func startSystem(ctx context.Context, dir string) (*system, error) {
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	url := "http://" + ln.Addr().String()
-	issuer := auth.NewDevIssuer(url+auth.DevIssuerPath, "tenancy", issuerKey)
-	authn, err := auth.New(auth.Config{IssuerURL: issuer.Issuer(), Audience: "tenancy"})
-	if err != nil {
-		return nil, err
-	}
-	api, err := services.NewAPI(ctx, core, services.APIOptions{Auth: authn, Mounts: map[string]http.Handler{auth.DevIssuerPath: issuer.Handler()}})
+	_ = issuerKey
+	addr, issuer, stop, err := serveAPI(ctx, core, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -85,15 +75,36 @@ func startSystem(ctx context.Context, dir string) (*system, error) {
 	if err != nil {
 		return nil, err
 	}
+	return &system{ns: ns, nc: nc, js: js, core: core, url: "http://" + addr, token: token, stop_: stop}, nil
+}
+
+// serveAPI serves the API on core (and a read side, if any) on a loopback
+// port, with a dev issuer for tokens.
+func serveAPI(ctx context.Context, core *services.Core, rs *services.ReadSide) (string, *auth.DevIssuer, func(), error) {
+	_, issuerKey, _ := ed25519.GenerateKey(rand.Reader)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, nil, err
+	}
+	url := "http://" + ln.Addr().String()
+	issuer := auth.NewDevIssuer(url+auth.DevIssuerPath, "tenancy", issuerKey)
+	authn, err := auth.New(auth.Config{IssuerURL: issuer.Issuer(), Audience: "tenancy"})
+	if err != nil {
+		return "", nil, nil, err
+	}
+	api, err := services.NewAPI(ctx, core, services.APIOptions{Auth: authn, Mounts: map[string]http.Handler{auth.DevIssuerPath: issuer.Handler()}, ReadSide: rs})
+	if err != nil {
+		return "", nil, nil, err
+	}
 	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
+	done := make(chan error, 2)
 	go func() { done <- services.Serve(sctx, ln, api.Handler(), logging.Discard()) }()
-	return &system{ns: ns, nc: nc, js: js, core: core, url: url, token: token, cancel: cancel, done: done}, nil
+	go func() { done <- api.Run(sctx) }()
+	return ln.Addr().String(), issuer, func() { cancel(); <-done; <-done }, nil
 }
 
 func (s *system) stop() {
-	s.cancel()
-	<-s.done
+	s.stop_()
 	s.nc.Close()
 	s.ns.Shutdown()
 	s.ns.WaitForShutdown()

@@ -72,7 +72,7 @@ func (c *rawClient) readResponse(wantHeader string) (int, string, error) {
 	if err != nil {
 		return 0, "", err
 	}
-	length, value := -1, ""
+	length, value, chunked := -1, "", false
 	want := []byte(http.CanonicalHeaderKey(wantHeader) + ":")
 	for {
 		line, err := c.r.ReadSlice('\n')
@@ -86,11 +86,17 @@ func (c *rawClient) readResponse(wantHeader string) (int, string, error) {
 		if n, ok := bytes.CutPrefix(line, []byte("Content-Length:")); ok {
 			length, _ = strconv.Atoi(string(bytes.TrimSpace(n)))
 		}
+		if bytes.Equal(line, []byte("Transfer-Encoding: chunked")) {
+			chunked = true
+		}
 		if wantHeader != "" {
 			if v, ok := bytes.CutPrefix(line, want); ok {
 				value = string(bytes.TrimSpace(v))
 			}
 		}
+	}
+	if chunked {
+		return status, value, c.discardChunks()
 	}
 	if length < 0 {
 		return 0, "", fmt.Errorf("response without Content-Length")
@@ -105,5 +111,24 @@ func (c *rawClient) close() {
 	if c.conn != nil {
 		c.conn.Close()
 		c.conn = nil
+	}
+}
+
+func (c *rawClient) discardChunks() error {
+	for {
+		line, err := c.r.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		size, err := strconv.ParseInt(string(bytes.TrimSpace(bytes.SplitN(line, []byte(";"), 2)[0])), 16, 64)
+		if err != nil {
+			return fmt.Errorf("bad chunk size %q", line)
+		}
+		if _, err := c.r.Discard(int(size) + 2); err != nil {
+			return err
+		}
+		if size == 0 {
+			return nil
+		}
 	}
 }

@@ -37,6 +37,7 @@ type suite struct {
 type opts struct {
 	duration time.Duration
 	clients  int
+	tenants  int
 	dir      string
 	log      io.Writer
 }
@@ -44,6 +45,7 @@ type opts struct {
 var suites = []suite{
 	{"api", benchAPI},
 	{"load", benchLoad},
+	{"read", benchReadSide},
 }
 
 func main() {
@@ -59,6 +61,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	duration := fs.Duration("duration", 5*time.Second, "how long each throughput measurement runs")
 	clients := fs.Int("clients", 64, "concurrent clients / goroutines")
+	tenants := fs.Int("tenants", 1_000_000, "tenant events to replay and tenants to search over (read suite)")
 	only := fs.String("only", "", "comma-separated suites to run (default all): "+suiteNames())
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	memprofile := fs.String("memprofile", "", "write an allocation profile of the whole run to this file")
@@ -90,7 +93,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	o := opts{duration: *duration, clients: *clients, dir: dir, log: stderr}
+	o := opts{duration: *duration, clients: *clients, tenants: *tenants, dir: dir, log: stderr}
 	var rows []row
 	for _, s := range suites {
 		if *only != "" && !strings.Contains(","+*only+",", ","+s.name+",") {
