@@ -31,13 +31,13 @@ func gomaxprocs() int { return runtime.GOMAXPROCS(0) }
 
 // system is an embedded server plus the API on it, as `tenancy dev` runs.
 type system struct {
-	ns     *server.Server
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	core   *services.Core
-	url    string
-	token  string
-	stop_  func()
+	ns    *server.Server
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	core  *services.Core
+	url   string
+	token string
+	stop_ func()
 }
 
 func startSystem(ctx context.Context, dir string) (*system, error) {

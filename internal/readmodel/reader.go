@@ -30,10 +30,10 @@ func (r *Reader) Pool() *pgxpool.Pool { return r.pool }
 // TenantFilter selects tenants. Values of one field are alternatives; fields
 // combine with AND.
 type TenantFilter struct {
-	States      []string
-	Plans       []string
-	Regions     []string
-	Isolations  []string
+	States     []string
+	Plans      []string
+	Regions    []string
+	Isolations []string
 	// Labels and ExternalIDs must all match.
 	Labels      []Pair
 	ExternalIDs []Pair

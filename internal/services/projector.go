@@ -205,4 +205,3 @@ func (t ProjectionTools) RunProjectionsCommand(ctx context.Context, args []strin
 	}
 	return fmt.Errorf("unknown command %q: status | rebuild <projection> | skip <projection> --seq N --reason TEXT", args[0])
 }
-
