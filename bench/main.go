@@ -38,6 +38,7 @@ type opts struct {
 	duration time.Duration
 	clients  int
 	tenants  int
+	keepDB   bool
 	dir      string
 	log      io.Writer
 }
@@ -62,6 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	duration := fs.Duration("duration", 5*time.Second, "how long each throughput measurement runs")
 	clients := fs.Int("clients", 64, "concurrent clients / goroutines")
 	tenants := fs.Int("tenants", 1_000_000, "tenant events to replay and tenants to search over (read suite)")
+	keepDB := fs.Bool("keepdb", false, "keep the read suite's database for inspection")
 	only := fs.String("only", "", "comma-separated suites to run (default all): "+suiteNames())
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	memprofile := fs.String("memprofile", "", "write an allocation profile of the whole run to this file")
@@ -93,7 +95,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	o := opts{duration: *duration, clients: *clients, tenants: *tenants, dir: dir, log: stderr}
+	o := opts{duration: *duration, clients: *clients, tenants: *tenants, keepDB: *keepDB, dir: dir, log: stderr}
 	var rows []row
 	for _, s := range suites {
 		if *only != "" && !strings.Contains(","+*only+",", ","+s.name+",") {

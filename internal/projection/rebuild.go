@@ -202,6 +202,13 @@ func (r *Runner) build(ctx context.Context, gen int, switchIn func(ctx context.C
 	if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error { return r.p.Indexes(ctx, tx, gen) }); err != nil {
 		return fmt.Errorf("index generation %d: %w", gen, err)
 	}
+	// Fresh tables have no statistics until autovacuum gets to them; without
+	// them the planner misjudges every filter.
+	for _, t := range r.p.Tables() {
+		if _, err := conn.Exec(ctx, "ANALYZE "+Ident(Table(t, gen))); err != nil {
+			return fmt.Errorf("analyze generation %d: %w", gen, err)
+		}
+	}
 	r.log.InfoContext(ctx, "replayed the log into the new generation", "generation", gen, "checkpoint", rcp, "took", time.Since(start).String())
 	// Catch up while the live generation keeps going, until the gap is small
 	// enough to close inside the switch.
