@@ -11,6 +11,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/tenancyhq/tenancy/internal/auth"
 	"github.com/tenancyhq/tenancy/internal/config"
 	"github.com/tenancyhq/tenancy/internal/logging"
@@ -42,9 +44,21 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	api, err := services.NewAPI(ctx, core, services.APIOptions{Auth: authn, BodyLimit: cfg.BodyLimit})
+	rs, err := services.OpenReadSide(ctx, cfg.DatabaseURL, false, false)
 	if err != nil {
 		return err
 	}
-	return services.ListenAndServe(ctx, cfg.HTTPAddr, api.Handler(), log)
+	defer rs.Close()
+	in, err := services.Integrations(cfg.Integrations, core)
+	if err != nil {
+		return err
+	}
+	api, err := services.NewAPI(ctx, core, services.APIOptions{Auth: authn, BodyLimit: cfg.BodyLimit, ReadSide: rs, ReadWait: cfg.ReadWait, Keycloak: in.Keycloak})
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return api.Run(gctx) })
+	g.Go(func() error { return services.ListenAndServe(gctx, cfg.HTTPAddr, api.Handler(), log) })
+	return g.Wait()
 }

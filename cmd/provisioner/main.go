@@ -40,7 +40,16 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 		return err
 	}
 	defer core.Close()
-	w, err := services.NewProvisioner(ctx, core, services.ProvisionerOptions{})
+	in, err := services.Integrations(cfg.Integrations, core)
+	if err != nil {
+		return err
+	}
+	rs, err := services.OpenReadSide(ctx, cfg.DatabaseURL, false, false)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	w, err := services.NewProvisioner(ctx, core, services.ProvisionerOptions{Integrations: in, ReadSide: rs, ReconcileInterval: cfg.Integrations.ReconcileInterval})
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tenancyhq/tenancy/internal/auth"
+	"github.com/tenancyhq/tenancy/internal/catalog"
 	"github.com/tenancyhq/tenancy/internal/command"
 	"github.com/tenancyhq/tenancy/internal/config"
 	"github.com/tenancyhq/tenancy/internal/keyring"
@@ -63,6 +64,7 @@ Usage:
                                       stop a key from signing (it still verifies)
   tenancy projections status | rebuild NAME | skip NAME --seq N --reason TEXT
                                       the read models (needs DATABASE_URL or the dev default)
+  tenancy reconcile [--tenant ID]     compare Keycloak and billing with the log and repair drift
   tenancy probe URL                   exit 0 if URL answers 2xx (container health checks)
   tenancy help                        this text
 
@@ -88,6 +90,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runKeys(ctx, rest, getenv, stdout, stderr)
 	case "projections":
 		return runProjections(ctx, rest, getenv, stdout, stderr)
+	case "reconcile":
+		return runReconcile(ctx, rest, getenv, stdout, stderr)
 	case "probe":
 		return runProbe(ctx, rest, stdout)
 	case "help", "-h", "--help":
@@ -293,9 +297,18 @@ func runKeys(ctx context.Context, args []string, getenv func(string) string, std
 	return usageError{fmt.Sprintf("unknown keys command %q", args[0])}
 }
 
-// cliSigner is the key CLI commands sign their events with:
-// TENANCY_SIGNING_KEY, or the dev data directory's.
+// cliSigner is the signer CLI commands sign their events with.
 func cliSigner(getenv func(string) string) (*events.Signer, error) {
+	key, err := cliSigningKey(getenv)
+	if err != nil {
+		return nil, err
+	}
+	return events.NewSigner(key)
+}
+
+// cliSigningKey is the key CLI commands sign with: TENANCY_SIGNING_KEY, or
+// the dev data directory's.
+func cliSigningKey(getenv func(string) string) (ed25519.PrivateKey, error) {
 	var key ed25519.PrivateKey
 	var err error
 	if spec := getenv("TENANCY_SIGNING_KEY"); spec != "" {
@@ -307,10 +320,7 @@ func cliSigner(getenv func(string) string) (*events.Signer, error) {
 		}
 		key, err = signing.LoadOrCreateKeyFile(path)
 	}
-	if err != nil {
-		return nil, err
-	}
-	return events.NewSigner(key)
+	return key, err
 }
 
 func cliActor(getenv func(string) string) string {
@@ -361,4 +371,76 @@ func cliMasterKey(getenv func(string) string) ([]byte, error) {
 		return nil, fmt.Errorf("no master key: set TENANCY_MASTER_KEY (no dev key at %s)", path)
 	}
 	return keyring.LoadOrCreateMasterKeyFile(path)
+}
+
+// cliCore opens the core (signing, personal data, policy) for CLI commands
+// that append events on the operator's behalf.
+func cliCore(ctx context.Context, l *services.Log, getenv func(string) string, stderr io.Writer) (*services.Core, error) {
+	signKey, err := cliSigningKey(getenv)
+	if err != nil {
+		return nil, err
+	}
+	master, err := cliMasterKey(getenv)
+	if err != nil {
+		return nil, err
+	}
+	cat, err := catalog.Load(getenv("TENANCY_CATALOG"))
+	if err != nil {
+		return nil, err
+	}
+	stream := getenv("TENANCY_STREAM")
+	if stream == "" {
+		stream = "TENANCY"
+	}
+	log := logging.New(stderr, "tenancy", logging.ParseLevel(getenv("LOG_LEVEL")))
+	return services.OpenCore(ctx, l.NC, l.JS, services.CoreOptions{Stream: stream, Replicas: 1, SigningKey: signKey, MasterKey: master, Catalog: cat, Log: log})
+}
+
+func runReconcile(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlags("reconcile", stderr)
+	tenant := fs.String("tenant", "", "reconcile only this tenant")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := config.LoadDev(getenv)
+	if err != nil {
+		return err
+	}
+	l, err := services.OpenLog(ctx, getenv, dataDir(getenv))
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	core, err := cliCore(ctx, l, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	in, err := services.Integrations(cfg.Integrations, core)
+	if err != nil {
+		return err
+	}
+	if in.Keycloak == nil && in.Billing == nil {
+		return errors.New("nothing to reconcile: neither KEYCLOAK_URL nor BILLING_URL is set")
+	}
+	var rs *services.ReadSide
+	if *tenant == "" {
+		if rs, err = services.OpenReadSide(ctx, cfg.DatabaseURL, false, false); err != nil {
+			return err
+		}
+		defer rs.Close()
+	}
+	rec := services.NewReconciler(core, in, rs)
+	if *tenant != "" {
+		repairs, err := rec.Tenant(ctx, *tenant)
+		for _, r := range repairs {
+			fmt.Fprintf(stdout, "repaired %s %s: found %s, expected %s (%s)\n", r.System, r.Resource, r.Found, r.Expected, r.Action)
+		}
+		if err == nil {
+			fmt.Fprintf(stdout, "%d repairs\n", len(repairs))
+		}
+		return err
+	}
+	n, err := rec.All(ctx)
+	fmt.Fprintf(stdout, "%d repairs\n", n)
+	return err
 }

@@ -41,7 +41,46 @@ var Vars = []Var{
 	{"TENANCY_CATALOG", "(embedded default)", "YAML file with the region inventory and plan catalog", "api, provisioner, tenancy"},
 	{"TENANCY_BODY_LIMIT", "1048576", "maximum request body in bytes", "api"},
 	{"TENANCY_READ_WAIT", "2s", "how long a read with min_seq waits for the read model before answering 503", "api, tenancy"},
+	{"KEYCLOAK_URL", "(none: identity steps are skipped)", "Keycloak base URL the provisioner creates tenant realms in", "provisioner, api, tenancy"},
+	{"KEYCLOAK_REALM", "master", "realm of the provisioner's service account", "provisioner, api, tenancy"},
+	{"KEYCLOAK_CLIENT_ID", "", "the provisioner's service account (client credentials)", "provisioner, api, tenancy"},
+	{"KEYCLOAK_CLIENT_SECRET", "", "its secret", "provisioner, api, tenancy"},
+	{"KEYCLOAK_REALM_SMTP", "(none)", "JSON of Keycloak smtpServer settings given to every tenant realm, so new admins get an email to set their password", "provisioner, tenancy"},
+	{"BILLING_URL", "(none: billing steps are skipped)", "billing system implementing internal/billing/CONTRACT.md", "provisioner, tenancy"},
+	{"BILLING_TOKEN", "", "bearer token for the billing system", "provisioner, tenancy"},
+	{"TENANCY_RECONCILE_INTERVAL", "5m", "how often the provisioner compares Keycloak and billing with the log and repairs drift (0 disables)", "provisioner, tenancy"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error", "all"},
+}
+
+// Integrations configure the external systems the provisioner drives.
+type Integrations struct {
+	KeycloakURL          string
+	KeycloakRealm        string
+	KeycloakClientID     string
+	KeycloakClientSecret string
+	KeycloakRealmSMTP    string
+	BillingURL           string
+	BillingToken         string
+	ReconcileInterval    time.Duration
+}
+
+func (r *reader) integrations() Integrations {
+	return Integrations{
+		KeycloakURL: r.str("KEYCLOAK_URL", ""), KeycloakRealm: r.str("KEYCLOAK_REALM", "master"),
+		KeycloakClientID: r.str("KEYCLOAK_CLIENT_ID", ""), KeycloakClientSecret: r.str("KEYCLOAK_CLIENT_SECRET", ""),
+		KeycloakRealmSMTP: r.str("KEYCLOAK_REALM_SMTP", ""), BillingURL: r.str("BILLING_URL", ""), BillingToken: r.str("BILLING_TOKEN", ""),
+		ReconcileInterval: r.duration("TENANCY_RECONCILE_INTERVAL", 5*time.Minute),
+	}
+}
+
+// Validate reports every problem with the integrations.
+func (i Integrations) validate(errs *[]string) {
+	if i.KeycloakURL != "" && (i.KeycloakClientID == "" || i.KeycloakClientSecret == "") {
+		*errs = append(*errs, "KEYCLOAK_URL needs KEYCLOAK_CLIENT_ID and KEYCLOAK_CLIENT_SECRET")
+	}
+	if i.BillingURL != "" && i.BillingToken == "" {
+		*errs = append(*errs, "BILLING_URL needs BILLING_TOKEN")
+	}
 }
 
 // Getenv reads one variable (os.Getenv in production, a map in tests).
@@ -129,6 +168,7 @@ const DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/tenancy?sslmode=d
 
 // API configures cmd/api.
 type API struct {
+	Integrations  Integrations
 	NATS          NATS
 	HTTPAddr      string
 	DatabaseURL   string
@@ -147,7 +187,8 @@ type API struct {
 func LoadAPI(get Getenv) (API, error) {
 	r := &reader{get: get}
 	c := API{
-		NATS: r.nats(), HTTPAddr: r.str("TENANCY_HTTP_ADDR", ":8080"), DatabaseURL: r.str("DATABASE_URL", DefaultDatabaseURL),
+		Integrations: r.integrations(),
+		NATS:         r.nats(), HTTPAddr: r.str("TENANCY_HTTP_ADDR", ":8080"), DatabaseURL: r.str("DATABASE_URL", DefaultDatabaseURL),
 		SigningKey: r.str("TENANCY_SIGNING_KEY", ""), MasterKey: r.str("TENANCY_MASTER_KEY", ""),
 		OIDCIssuer: r.str("OIDC_ISSUER_URL", ""), OIDCDiscovery: r.str("OIDC_DISCOVERY_URL", ""), OIDCAudience: r.str("OIDC_AUDIENCE", "tenancy"),
 		Catalog: r.str("TENANCY_CATALOG", ""), BodyLimit: int64(r.int("TENANCY_BODY_LIMIT", 1<<20)),
@@ -175,18 +216,20 @@ func (c API) Validate() error {
 	if c.BodyLimit < 1024 {
 		errs = append(errs, "TENANCY_BODY_LIMIT must be at least 1024")
 	}
+	c.Integrations.validate(&errs)
 	return joinErrs(errs)
 }
 
 // Worker configures the projector, provisioner and webhooker.
 type Worker struct {
-	NATS        NATS
-	DatabaseURL string
-	SigningKey  string
-	MasterKey   string
-	Catalog     string
-	HTTPAddr    string
-	LogLevel    string
+	Integrations Integrations
+	NATS         NATS
+	DatabaseURL  string
+	SigningKey   string
+	MasterKey    string
+	Catalog      string
+	HTTPAddr     string
+	LogLevel     string
 }
 
 // LoadWorker reads a worker's configuration; defaultAddr is its health and
@@ -194,7 +237,8 @@ type Worker struct {
 func LoadWorker(get Getenv, defaultAddr string) (Worker, error) {
 	r := &reader{get: get}
 	c := Worker{
-		NATS: r.nats(), DatabaseURL: r.str("DATABASE_URL", DefaultDatabaseURL),
+		Integrations: r.integrations(),
+		NATS:         r.nats(), DatabaseURL: r.str("DATABASE_URL", DefaultDatabaseURL),
 		SigningKey: r.str("TENANCY_SIGNING_KEY", ""), MasterKey: r.str("TENANCY_MASTER_KEY", ""),
 		Catalog: r.str("TENANCY_CATALOG", ""), HTTPAddr: r.str("TENANCY_HTTP_ADDR", defaultAddr), LogLevel: r.str("LOG_LEVEL", "info"),
 	}
@@ -203,11 +247,13 @@ func LoadWorker(get Getenv, defaultAddr string) (Worker, error) {
 	}
 	var errs []string
 	c.NATS.validate(&errs, true)
+	c.Integrations.validate(&errs)
 	return c, joinErrs(errs)
 }
 
 // Dev configures `tenancy dev`.
 type Dev struct {
+	Integrations Integrations
 	DataDir      string
 	HTTPAddr     string
 	NATSAddr     string
@@ -223,7 +269,8 @@ type Dev struct {
 func LoadDev(get Getenv) (Dev, error) {
 	r := &reader{get: get}
 	c := Dev{
-		DataDir: r.str("TENANCY_DATA_DIR", "./.tenancy"), HTTPAddr: r.str("TENANCY_HTTP_ADDR", "127.0.0.1:8080"),
+		Integrations: r.integrations(),
+		DataDir:      r.str("TENANCY_DATA_DIR", "./.tenancy"), HTTPAddr: r.str("TENANCY_HTTP_ADDR", "127.0.0.1:8080"),
 		NATSAddr: r.str("TENANCY_DEV_NATS_ADDR", "127.0.0.1:4223"), DatabaseURL: r.str("DATABASE_URL", DefaultDatabaseURL),
 		Catalog: r.str("TENANCY_CATALOG", ""), OIDCAudience: r.str("OIDC_AUDIENCE", "tenancy"), LogLevel: r.str("LOG_LEVEL", "info"),
 		ReadWait: r.duration("TENANCY_READ_WAIT", 2*time.Second), Replicas: 1,
@@ -231,7 +278,9 @@ func LoadDev(get Getenv) (Dev, error) {
 	if err := r.err(); err != nil {
 		return c, err
 	}
-	return c, nil
+	var errs []string
+	c.Integrations.validate(&errs)
+	return c, joinErrs(errs)
 }
 
 func joinErrs(errs []string) error {

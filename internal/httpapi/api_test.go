@@ -94,11 +94,17 @@ func TestTenantLifecycle(t *testing.T) {
 	}
 	active := h.waitFor(t, id, 10*time.Second, func(m map[string]any) bool { return m["state"] == "active" })
 	prov := active["provisioning"].(map[string]any)
-	if prov["status"] != "completed" || len(prov["steps"].([]any)) != 6 {
+	if prov["status"] != "completed" || len(prov["steps"].([]any)) != 7 {
 		t.Fatalf("provisioning: %v", prov)
 	}
 	for _, s := range prov["steps"].([]any) {
 		step := s.(map[string]any)
+		if step["name"] == "policy" {
+			if step["outcome"] != "completed" {
+				t.Fatalf("the policy step: %v", step)
+			}
+			continue
+		}
 		if step["outcome"] != "skipped" || !strings.Contains(step["detail"].(string), "configured") {
 			t.Fatalf("without Keycloak or billing every step is skipped with a reason: %v", step)
 		}

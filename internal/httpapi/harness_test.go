@@ -74,6 +74,8 @@ type harness struct {
 
 type options struct {
 	provisioner bool
+	// integrations are the provisioner's (and the admin password route's).
+	integrations saga.Integrations
 	// projections runs the read side's projections.
 	projections bool
 	readWait    time.Duration
@@ -112,7 +114,7 @@ func newHarness(t *testing.T, o options) *harness {
 		t.Fatal(err)
 	}
 	api, err := services.NewAPI(ctx, core, services.APIOptions{Auth: authn, BodyLimit: 64 << 10, Mounts: map[string]http.Handler{auth.DevIssuerPath: issuer.Handler()},
-		ReadSide: rs, ReadWait: o.readWait})
+		ReadSide: rs, ReadWait: o.readWait, Keycloak: o.integrations.Keycloak})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +134,7 @@ func newHarness(t *testing.T, o options) *harness {
 	h := &harness{srv: srv, core: core, api: api, rs: rs, issuer: issuer, nats: n}
 	h.admin = h.token(t, auth.TokenRequest{Subject: "admin-1", Roles: []string{auth.RolePlatformAdmin}})
 	if o.provisioner {
-		w, err := services.NewProvisioner(ctx, core, services.ProvisionerOptions{Backoff: saga.Backoff{Attempts: 3, Base: time.Millisecond, Max: 10 * time.Millisecond}, RetryDelay: 100 * time.Millisecond})
+		w, err := services.NewProvisioner(ctx, core, services.ProvisionerOptions{Integrations: o.integrations, Backoff: saga.Backoff{Attempts: 3, Base: time.Millisecond, Max: 10 * time.Millisecond}, RetryDelay: 100 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -280,4 +282,8 @@ func (h *harness) waitFor(t testing.TB, id string, d time.Duration, cond func(ma
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+func tokenFor(role, tenant string) auth.TokenRequest {
+	return auth.TokenRequest{Subject: "user-" + role, Roles: []string{role}, TenantID: tenant}
 }

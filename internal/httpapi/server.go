@@ -59,6 +59,10 @@ type Deps struct {
 	ReadWait time.Duration
 	// ProjectionStatus reports the projections (GET /v1/admin/projections).
 	ProjectionStatus func(context.Context) ([]projection.Status, error)
+	// AdminPassword sets a new temporary password on a tenant's
+	// administrator in the identity provider and returns it; nil when no
+	// identity provider is configured.
+	AdminPassword func(ctx context.Context, t domain.Tenant) (username, password string, err error)
 }
 
 // Server is the HTTP API.
@@ -115,6 +119,8 @@ func New(d Deps) *Server {
 	for _, action := range []string{"activate", "suspend", "resume", "archive", "restore", "cancel-activation"} {
 		v1.POST("/tenants/:id/"+action, s.lifecycle(action), authn, admin, s.idempotent)
 	}
+	v1.POST("/tenants/:id/provisioning/retry", s.retryProvisioning, authn, admin, s.idempotent)
+	v1.POST("/tenants/:id/admin-password", s.adminPassword, authn, admin)
 	return s
 }
 

@@ -522,3 +522,54 @@ func (s *Server) catalog(c echo.Context) error {
 	}
 	return writeJSON(c, http.StatusOK, v)
 }
+
+func (s *Server) retryProvisioning(c echo.Context) error {
+	body, err := s.readBody(c, echo.MIMEApplicationJSON)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		var none struct{}
+		if err := decodeStrict(body, &none); err != nil {
+			return err
+		}
+	}
+	return s.run(c, domain.RetrySaga{}, http.StatusOK)
+}
+
+// AdminPasswordView is the one time a temporary administrator password is
+// shown.
+type AdminPasswordView struct {
+	Username          string `json:"username"`
+	TemporaryPassword string `json:"temporary_password"`
+	Note              string `json:"note"`
+}
+
+// adminPassword issues the tenant's administrator a temporary password. It
+// is deliberately not idempotent: a replay would have to store the
+// password.
+func (s *Server) adminPassword(c echo.Context) error {
+	if s.deps.AdminPassword == nil {
+		return fmt.Errorf("%w: no identity provider is configured (KEYCLOAK_URL), so there is no administrator account", domain.ErrPrecondition)
+	}
+	ctx := c.Request().Context()
+	t, _, err := s.deps.Tenants.Get(ctx, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	meta, err := s.meta(c)
+	if err != nil {
+		return err
+	}
+	// Record first: a password that exists is always accounted for.
+	if _, err := s.deps.Tenants.Do(ctx, t.ID, domain.RecordAdminPassword{}, meta); err != nil {
+		return err
+	}
+	user, password, err := s.deps.AdminPassword(ctx, t)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return writeJSON(c, http.StatusOK, AdminPasswordView{Username: user, TemporaryPassword: password,
+		Note: "shown once and not stored; the administrator must change it at first login"})
+}

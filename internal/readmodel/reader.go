@@ -320,3 +320,15 @@ func (r *Reader) Audit(ctx context.Context, f AuditFilter, p Page) (AuditPage, e
 	}
 	return out, nil
 }
+
+// TenantIDsInStates returns a function listing the ids of the tenants in
+// the given states (for periodic reconciliation).
+func (r *Reader) TenantIDsInStates(states ...string) func(context.Context) ([]string, error) {
+	return func(ctx context.Context) ([]string, error) {
+		rows, err := r.pool.Query(ctx, "SELECT id::text FROM tenants WHERE state = ANY($1) ORDER BY id", states)
+		if err != nil {
+			return nil, err
+		}
+		return pgx.CollectRows(rows, pgx.RowTo[string])
+	}
+}

@@ -2,12 +2,25 @@ package saga
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
 
+	"github.com/tenancyhq/tenancy/internal/billing"
+	"github.com/tenancyhq/tenancy/internal/keycloak"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 )
 
 // Step names.
 const (
+	StepPolicy          = "policy"
 	StepRealm           = "realm"
 	StepClient          = "client"
 	StepRoles           = "roles"
@@ -20,9 +33,28 @@ const (
 	StepBillingPause    = "billing_pause"
 	StepBillingResume   = "billing_resume"
 	StepBillingClose    = "billing_close"
+	StepBillingRemove   = "billing_remove"
 	StepErasePersonal   = "personal_data_erase"
 	StepCompensateRealm = "realm_remove"
 )
+
+// Names of what the provisioner creates in each tenant realm.
+const (
+	// AppClientID is the controller client whose tokens carry the tenant's
+	// identity, plan and features.
+	AppClientID = "tenancy-app"
+	// BreakGlassUsername is the emergency administrator.
+	BreakGlassUsername = "break-glass"
+	// AttrTenantID marks a realm (and its users) as this tenant's.
+	AttrTenantID = "tenancy.tenant_id"
+)
+
+// RealmRoles are created in every tenant realm.
+var RealmRoles = []keycloak.Role{
+	{Name: "admin", Description: "Administers the tenant"},
+	{Name: "default", Description: "A member of the tenant"},
+	{Name: "auditor", Description: "Reads the tenant's audit trail"},
+}
 
 // KeyDestroyer erases a tenant's personal-data key.
 type KeyDestroyer interface {
@@ -32,7 +64,13 @@ type KeyDestroyer interface {
 // Integrations are the external systems sagas act on. A nil system is not
 // configured: its steps are recorded as skipped, with the reason.
 type Integrations struct {
-	Keys KeyDestroyer
+	Keycloak *keycloak.Client
+	// RealmSMTP, when set, is the smtpServer configuration every tenant
+	// realm gets, so that Keycloak can email users.
+	RealmSMTP map[string]string
+	Billing   *billing.Client
+	Keys      KeyDestroyer
+	Catalog   *domain.Catalog
 }
 
 const (
@@ -48,7 +86,472 @@ func skip(name, why string) Step {
 
 // NewPlan returns the steps of each saga for the configured integrations.
 func NewPlan(in Integrations) Plan {
-	erase := Step{Name: StepErasePersonal, Run: func(ctx context.Context, t domain.Tenant) (Outcome, error) {
+	return func(saga string) []Step {
+		switch saga {
+		case domain.SagaActivate:
+			return []Step{in.policy(), in.identity(StepRealm, in.ensureRealm), in.identity(StepClient, in.ensureClient),
+				in.identity(StepRoles, in.ensureRoles), in.identity(StepAdmin, in.ensureAdmin), in.identity(StepBreakGlass, in.ensureBreakGlass),
+				in.money(StepBillingAccount, in.ensureAccount)}
+		case domain.SagaSuspend:
+			return []Step{in.identity(StepRealmDisable, in.realmEnabled(false)), in.money(StepBillingPause, in.accountStatus("paused"))}
+		case domain.SagaResume:
+			return []Step{in.identity(StepRealmEnable, in.realmEnabled(true)), in.money(StepBillingResume, in.accountStatus("active"))}
+		case domain.SagaArchive:
+			return []Step{in.identity(StepRealmDisable, in.realmEnabled(false)), in.money(StepBillingClose, in.accountStatus("closed"))}
+		case domain.SagaRestore:
+			return []Step{in.money(StepBillingPause, in.accountStatus("paused"))}
+		case domain.SagaCancel:
+			return []Step{in.identity(StepCompensateRealm, in.removeRealm), in.money(StepBillingRemove, in.removeAccount)}
+		case domain.SagaDelete:
+			return []Step{in.identity(StepRealmDelete, in.removeRealm), in.money(StepBillingClose, in.accountStatus("closed")), in.erase()}
+		}
+		return nil
+	}
+}
+
+func (in Integrations) identity(name string, run func(context.Context, domain.Tenant) (Outcome, error)) Step {
+	if in.Keycloak == nil {
+		return skip(name, noIdentity)
+	}
+	return Step{Name: name, Run: func(ctx context.Context, t domain.Tenant) (Outcome, error) {
+		out, err := run(ctx, t)
+		return out, classify("Keycloak", err)
+	}}
+}
+
+func (in Integrations) money(name string, run func(context.Context, domain.Tenant) (Outcome, error)) Step {
+	if in.Billing == nil {
+		return skip(name, noBilling)
+	}
+	return Step{Name: name, Run: func(ctx context.Context, t domain.Tenant) (Outcome, error) {
+		out, err := run(ctx, t)
+		return out, classify("billing", err)
+	}}
+}
+
+// temporary is implemented by the clients' errors.
+type temporary interface {
+	Temporary() bool
+	RetryAfterDuration() time.Duration
+}
+
+// classify turns a client error into a retryable one, or a permanent one
+// whose reason says what to fix.
+func classify(system string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var perm *PermanentError
+	if errors.As(err, &perm) {
+		return err
+	}
+	var t temporary
+	if errors.As(err, &t) {
+		if t.Temporary() {
+			return &RetryAfterError{After: t.RetryAfterDuration(), Err: err}
+		}
+		var kc *keycloak.Error
+		if errors.As(err, &kc) {
+			switch kc.Status {
+			case 401:
+				return Permanent("Keycloak rejected the provisioner's credentials (%s); check KEYCLOAK_CLIENT_ID and KEYCLOAK_CLIENT_SECRET, then retry", kc.Message)
+			case 403:
+				return Permanent("Keycloak refused %s %s: the provisioner's service account lacks the admin roles it needs (create-realm, or admin of the realm); grant them, then retry", kc.Method, kc.Path)
+			}
+			return Permanent("Keycloak refused %s %s with %d: %s; fix the cause, then retry", kc.Method, kc.Path, kc.Status, kc.Message)
+		}
+		var be *billing.Error
+		if errors.As(err, &be) {
+			if be.Status == 401 || be.Status == 403 {
+				return Permanent("billing refused the provisioner's token (%d %s); check BILLING_TOKEN, then retry", be.Status, be.Title)
+			}
+			return Permanent("billing refused %s %s with %d: %s; fix the cause, then retry", be.Method, be.Path, be.Status, strings.TrimSpace(be.Title+" "+be.Detail))
+		}
+		return Permanent("%s: %v", system, err)
+	}
+	// Transport failures (timeouts, refused or dropped connections) are
+	// worth retrying; anything else is a bug worth a retry too, bounded.
+	var netErr net.Error
+	var urlErr *url.Error
+	if errors.As(err, &netErr) || errors.As(err, &urlErr) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return err
+}
+
+// policy re-checks the policy the activation was decided under: the
+// catalog may have changed since.
+func (in Integrations) policy() Step {
+	return Step{Name: StepPolicy, Run: func(ctx context.Context, t domain.Tenant) (Outcome, error) {
+		if t.Activation == nil {
+			return Outcome{}, Permanent("the tenant has no recorded activation")
+		}
+		for _, c := range t.Activation.Policy {
+			if c.Outcome != "passed" {
+				return Outcome{}, Permanent("policy check %s did not pass at activation (%s)", c.Name, c.Detail)
+			}
+		}
+		if in.Catalog != nil {
+			_, problems := in.Catalog.Evaluate(domain.Placement{Plan: t.Plan, Isolation: t.Isolation, Regions: t.Regions}, true)
+			if len(problems) > 0 {
+				var msgs []string
+				for _, p := range problems {
+					msgs = append(msgs, p.Field+": "+p.Message)
+				}
+				return Outcome{}, Permanent("the catalog changed since activation was requested and the tenant no longer passes: %s; cancel the activation or fix the catalog, then retry", strings.Join(msgs, "; "))
+			}
+		}
+		return Outcome{Detail: fmt.Sprintf("%d checks passed", len(t.Activation.Policy))}, nil
+	}}
+}
+
+func (in Integrations) realmSpec(t domain.Tenant) keycloak.Realm {
+	return keycloak.Realm{
+		Realm: t.Slug, DisplayName: t.DisplayName, Enabled: keycloak.Bool(true), SSLRequired: "external",
+		BruteForceProtected: keycloak.Bool(true), RegistrationAllowed: keycloak.Bool(false), LoginWithEmailAllowed: keycloak.Bool(true),
+		ResetPasswordAllowed: keycloak.Bool(true), AccessTokenLifespan: 300,
+		Attributes: map[string]string{AttrTenantID: t.ID}, SMTPServer: in.RealmSMTP,
+	}
+}
+
+// ownRealm returns the tenant's realm, creating it if needed, and refuses a
+// realm of that name that belongs to someone else.
+func (in Integrations) ownRealm(ctx context.Context, t domain.Tenant, create bool) (keycloak.Realm, bool, error) {
+	kc := in.Keycloak
+	r, err := kc.GetRealm(ctx, t.Slug)
+	created := false
+	if errors.Is(err, keycloak.ErrNotFound) && create {
+		err = kc.CreateRealm(ctx, in.realmSpec(t))
+		if err == nil || errors.Is(err, keycloak.ErrConflict) {
+			// Created now, or by an earlier attempt whose response was lost:
+			// read it back and check it is ours.
+			created = err == nil
+			r, err = kc.GetRealm(ctx, t.Slug)
+		}
+	}
+	if err != nil {
+		return r, false, err
+	}
+	if owner := r.Attributes[AttrTenantID]; owner != t.ID {
+		return r, false, Permanent("Keycloak already has a realm %q that is not this tenant's (its %s is %q); remove or rename that realm, then retry", t.Slug, AttrTenantID, owner)
+	}
+	return r, created, nil
+}
+
+func (in Integrations) ensureRealm(ctx context.Context, t domain.Tenant) (Outcome, error) {
+	r, created, err := in.ownRealm(ctx, t, true)
+	if err != nil {
+		return Outcome{}, err
+	}
+	detail := "realm already present"
+	if created {
+		detail = "created realm " + t.Slug
+	}
+	if !r.IsEnabled() {
+		if err := in.Keycloak.UpdateRealm(ctx, t.Slug, keycloak.Realm{Enabled: keycloak.Bool(true)}); err != nil {
+			return Outcome{}, err
+		}
+		detail += "; enabled it"
+	}
+	return Outcome{Detail: detail, ExternalIDs: map[string]string{"keycloak_realm": t.Slug}}, nil
+}
+
+// features returns the plan's features now (the catalog) or as recorded at
+// activation.
+func (in Integrations) features(t domain.Tenant) []string {
+	if in.Catalog != nil {
+		if p, ok := in.Catalog.Plan(t.Plan); ok {
+			return p.Features
+		}
+	}
+	if t.Activation != nil {
+		return t.Activation.Features
+	}
+	return nil
+}
+
+// Mappers returns the protocol mappers that put the tenant's identity, plan
+// and features into every token of its realm.
+func (in Integrations) Mappers(t domain.Tenant) []keycloak.ProtocolMapper {
+	feats := in.features(t)
+	if feats == nil {
+		feats = []string{}
+	}
+	featJSON, _ := json.Marshal(feats)
+	claim := func(name, value, typ string) keycloak.ProtocolMapper {
+		return keycloak.ProtocolMapper{Name: "tenancy-" + strings.ReplaceAll(name, "_", "-"), Protocol: "openid-connect", ProtocolMapper: "oidc-hardcoded-claim-mapper",
+			Config: map[string]string{"claim.name": name, "claim.value": value, "jsonType.label": typ, "access.token.claim": "true",
+				"id.token.claim": "true", "userinfo.token.claim": "true", "introspection.token.claim": "true"}}
+	}
+	return []keycloak.ProtocolMapper{
+		claim("tenant_id", t.ID, "String"), claim("tenant_slug", t.Slug, "String"),
+		claim("plan", t.Plan, "String"), claim("features", string(featJSON), "JSON"),
+	}
+}
+
+// EnsureMappers makes the client's mappers the wanted ones and returns
+// those it changed.
+func (in Integrations) EnsureMappers(ctx context.Context, t domain.Tenant, clientUUID string) ([]string, error) {
+	kc := in.Keycloak
+	have, err := kc.Mappers(ctx, t.Slug, clientUUID)
+	if err != nil {
+		return nil, err
+	}
+	var changed []string
+	for _, want := range in.Mappers(t) {
+		i := slices.IndexFunc(have, func(m keycloak.ProtocolMapper) bool { return m.Name == want.Name })
+		switch {
+		case i < 0:
+			if err := kc.CreateMapper(ctx, t.Slug, clientUUID, want); err != nil && !errors.Is(err, keycloak.ErrConflict) {
+				return changed, err
+			}
+			changed = append(changed, want.Name)
+		case have[i].Config["claim.value"] != want.Config["claim.value"] || have[i].ProtocolMapper != want.ProtocolMapper:
+			want.ID = have[i].ID
+			if err := kc.UpdateMapper(ctx, t.Slug, clientUUID, want); err != nil {
+				return changed, err
+			}
+			changed = append(changed, want.Name)
+		}
+	}
+	return changed, nil
+}
+
+func (in Integrations) ensureClient(ctx context.Context, t domain.Tenant) (Outcome, error) {
+	kc := in.Keycloak
+	cl, ok, err := kc.FindClient(ctx, t.Slug, AppClientID)
+	if err != nil {
+		return Outcome{}, err
+	}
+	detail := "client already present"
+	if !ok {
+		_, err := kc.CreateClient(ctx, t.Slug, keycloak.OIDCClient{
+			ClientID: AppClientID, Name: t.DisplayName + " (Tenancy)", Enabled: keycloak.Bool(true), Protocol: "openid-connect",
+			PublicClient: keycloak.Bool(false), StandardFlowEnabled: keycloak.Bool(true), DirectAccessGrantsEnabled: keycloak.Bool(false),
+			ServiceAccountsEnabled: keycloak.Bool(false), Attributes: map[string]string{AttrTenantID: t.ID}, ProtocolMappers: in.Mappers(t),
+		})
+		if err != nil && !errors.Is(err, keycloak.ErrConflict) {
+			return Outcome{}, err
+		}
+		if cl, ok, err = kc.FindClient(ctx, t.Slug, AppClientID); err != nil {
+			return Outcome{}, err
+		}
+		if !ok {
+			return Outcome{}, fmt.Errorf("client %s created but not found", AppClientID)
+		}
+		detail = "created client " + AppClientID
+	}
+	changed, err := in.EnsureMappers(ctx, t, cl.ID)
+	if err != nil {
+		return Outcome{}, err
+	}
+	if len(changed) > 0 {
+		detail += "; set mappers " + strings.Join(changed, ", ")
+	}
+	return Outcome{Detail: detail, ExternalIDs: map[string]string{"keycloak_client": cl.ID}}, nil
+}
+
+func (in Integrations) ensureRoles(ctx context.Context, t domain.Tenant) (Outcome, error) {
+	var created []string
+	for _, r := range RealmRoles {
+		_, err := in.Keycloak.GetRole(ctx, t.Slug, r.Name)
+		if errors.Is(err, keycloak.ErrNotFound) {
+			err = in.Keycloak.CreateRole(ctx, t.Slug, r)
+			if err == nil {
+				created = append(created, r.Name)
+			} else if errors.Is(err, keycloak.ErrConflict) {
+				err = nil
+			}
+		}
+		if err != nil {
+			return Outcome{}, err
+		}
+	}
+	if len(created) == 0 {
+		return Outcome{Detail: "roles already present"}, nil
+	}
+	return Outcome{Detail: "created roles " + strings.Join(created, ", ")}, nil
+}
+
+// ensureUser finds or creates a user and maps the admin role to it. It
+// reports whether it created the user.
+func (in Integrations) ensureUser(ctx context.Context, t domain.Tenant, u keycloak.User) (keycloak.User, bool, error) {
+	kc := in.Keycloak
+	existing, ok, err := kc.FindUser(ctx, t.Slug, u.Username)
+	if err != nil {
+		return existing, false, err
+	}
+	created := false
+	if !ok {
+		_, err := kc.CreateUser(ctx, t.Slug, u)
+		if err != nil && !errors.Is(err, keycloak.ErrConflict) {
+			return existing, false, err
+		}
+		created = err == nil
+		if existing, ok, err = kc.FindUser(ctx, t.Slug, u.Username); err != nil {
+			return existing, false, err
+		}
+		if !ok {
+			return existing, false, fmt.Errorf("user %s created but not found", u.Username)
+		}
+	}
+	admin, err := kc.GetRole(ctx, t.Slug, "admin")
+	if err != nil {
+		return existing, created, err
+	}
+	return existing, created, kc.AddRealmRoles(ctx, t.Slug, existing.ID, []keycloak.Role{admin})
+}
+
+func (in Integrations) ensureAdmin(ctx context.Context, t domain.Tenant) (Outcome, error) {
+	if t.Activation == nil || t.Activation.Admin == nil {
+		return Outcome{Skipped: true, Detail: "no administrator recorded (erased or never named)"}, nil
+	}
+	a := t.Activation.Admin
+	first, last, _ := strings.Cut(a.Name, " ")
+	u, created, err := in.ensureUser(ctx, t, keycloak.User{
+		Username: strings.ToLower(a.Email), Email: a.Email, FirstName: first, LastName: last, Enabled: true,
+		RequiredActions: []string{"VERIFY_EMAIL", "UPDATE_PASSWORD"}, Attributes: map[string][]string{AttrTenantID: {t.ID}},
+	})
+	if err != nil {
+		return Outcome{}, err
+	}
+	detail := "administrator already present"
+	if created {
+		detail = "created the administrator"
+		if in.RealmSMTP["host"] != "" {
+			if err := in.Keycloak.ExecuteActionsEmail(ctx, t.Slug, u.ID, []string{"VERIFY_EMAIL", "UPDATE_PASSWORD"}); err != nil {
+				return Outcome{}, err
+			}
+			detail += " and emailed them to verify their address and set a password"
+		} else {
+			detail += "; no SMTP configured for the realm: issue a temporary password with POST /v1/tenants/" + t.ID + "/admin-password"
+		}
+	}
+	return Outcome{Detail: detail, ExternalIDs: map[string]string{"keycloak_admin_user": u.ID}}, nil
+}
+
+func (in Integrations) ensureBreakGlass(ctx context.Context, t domain.Tenant) (Outcome, error) {
+	u, created, err := in.ensureUser(ctx, t, keycloak.User{
+		Username: BreakGlassUsername, FirstName: "Break", LastName: "Glass", Enabled: true,
+		RequiredActions: []string{"UPDATE_PASSWORD"},
+		Attributes:      map[string][]string{AttrTenantID: {t.ID}, "tenancy.break_glass": {"true"}},
+	})
+	if err != nil {
+		return Outcome{}, err
+	}
+	detail := "break-glass administrator already present"
+	if created {
+		detail = "created the break-glass administrator (no password: set one through Keycloak's master realm when it is needed)"
+	}
+	return Outcome{Detail: detail, ExternalIDs: map[string]string{"keycloak_break_glass_user": u.ID}}, nil
+}
+
+// idemKey makes a billing idempotency key stable across retries of one step
+// of one saga.
+func idemKey(t domain.Tenant, step string) string {
+	sum := sha256.Sum256([]byte(t.Provisioning.SagaID + "\x00" + step))
+	return "tenancy-" + hex.EncodeToString(sum[:16])
+}
+
+func (in Integrations) ensureAccount(ctx context.Context, t domain.Tenant) (Outcome, error) {
+	b := in.Billing
+	acct, err := b.Create(ctx, billing.NewAccount{TenantID: t.ID, Slug: t.Slug, DisplayName: t.DisplayName, Plan: t.Plan, CustomerRef: t.CustomerRef}, idemKey(t, StepBillingAccount))
+	detail := "created the billing account"
+	if errors.Is(err, billing.ErrExists) {
+		detail = "billing account already present"
+		acct, err = b.Get(ctx, t.ID)
+	}
+	if err != nil {
+		return Outcome{}, err
+	}
+	if acct.Plan != t.Plan {
+		if acct, err = b.SetPlan(ctx, t.ID, t.Plan, idemKey(t, StepBillingAccount+":plan")); err != nil {
+			return Outcome{}, err
+		}
+		detail += "; set plan " + t.Plan
+	}
+	if acct.Status != "active" {
+		if acct, err = b.SetStatus(ctx, t.ID, "active", "tenant activated", idemKey(t, StepBillingAccount+":status")); err != nil {
+			return Outcome{}, err
+		}
+		detail += "; made it active"
+	}
+	return Outcome{Detail: detail, ExternalIDs: map[string]string{"billing_account": acct.AccountID}}, nil
+}
+
+func (in Integrations) realmEnabled(enabled bool) func(context.Context, domain.Tenant) (Outcome, error) {
+	return func(ctx context.Context, t domain.Tenant) (Outcome, error) {
+		r, _, err := in.ownRealm(ctx, t, false)
+		if errors.Is(err, keycloak.ErrNotFound) {
+			return Outcome{Skipped: true, Detail: "the tenant has no realm (identity was not provisioned)"}, nil
+		}
+		if err != nil {
+			return Outcome{}, err
+		}
+		state := map[bool]string{true: "enabled", false: "disabled"}[enabled]
+		if r.IsEnabled() != enabled {
+			if err := in.Keycloak.UpdateRealm(ctx, t.Slug, keycloak.Realm{Enabled: keycloak.Bool(enabled)}); err != nil {
+				return Outcome{}, err
+			}
+		}
+		if !enabled {
+			// A disabled realm refuses new logins; existing sessions must end too.
+			if err := in.Keycloak.LogoutAll(ctx, t.Slug); err != nil {
+				return Outcome{}, err
+			}
+			return Outcome{Detail: "realm " + state + " and its sessions ended"}, nil
+		}
+		return Outcome{Detail: "realm " + state}, nil
+	}
+}
+
+func (in Integrations) removeRealm(ctx context.Context, t domain.Tenant) (Outcome, error) {
+	_, _, err := in.ownRealm(ctx, t, false)
+	if errors.Is(err, keycloak.ErrNotFound) {
+		return Outcome{Detail: "no realm to remove"}, nil
+	}
+	if err != nil {
+		return Outcome{}, err
+	}
+	if err := in.Keycloak.DeleteRealm(ctx, t.Slug); err != nil && !errors.Is(err, keycloak.ErrNotFound) {
+		return Outcome{}, err
+	}
+	return Outcome{Detail: "deleted realm " + t.Slug, ExternalIDs: map[string]string{"keycloak_realm": "", "keycloak_client": "",
+		"keycloak_admin_user": "", "keycloak_break_glass_user": ""}}, nil
+}
+
+func (in Integrations) accountStatus(status string) func(context.Context, domain.Tenant) (Outcome, error) {
+	return func(ctx context.Context, t domain.Tenant) (Outcome, error) {
+		acct, err := in.Billing.Get(ctx, t.ID)
+		if errors.Is(err, billing.ErrNotFound) {
+			return Outcome{Skipped: true, Detail: "the tenant has no billing account"}, nil
+		}
+		if err != nil {
+			return Outcome{}, err
+		}
+		if acct.Status == status {
+			return Outcome{Detail: "billing account already " + status}, nil
+		}
+		if _, err := in.Billing.SetStatus(ctx, t.ID, status, "tenant "+string(t.State), idemKey(t, "status:"+status)); err != nil {
+			return Outcome{}, err
+		}
+		return Outcome{Detail: "billing account " + status}, nil
+	}
+}
+
+func (in Integrations) removeAccount(ctx context.Context, t domain.Tenant) (Outcome, error) {
+	err := in.Billing.Delete(ctx, t.ID, idemKey(t, StepBillingRemove))
+	if errors.Is(err, billing.ErrNotFound) {
+		return Outcome{Detail: "no billing account to remove"}, nil
+	}
+	if err != nil {
+		return Outcome{}, err
+	}
+	return Outcome{Detail: "removed the billing account", ExternalIDs: map[string]string{"billing_account": ""}}, nil
+}
+
+func (in Integrations) erase() Step {
+	return Step{Name: StepErasePersonal, Run: func(ctx context.Context, t domain.Tenant) (Outcome, error) {
 		if in.Keys == nil {
 			return Outcome{Skipped: true, Detail: "no keyring configured"}, nil
 		}
@@ -57,26 +560,4 @@ func NewPlan(in Integrations) Plan {
 		}
 		return Outcome{Detail: "personal data key destroyed"}, nil
 	}}
-	return func(saga string) []Step {
-		switch saga {
-		case domain.SagaActivate:
-			return []Step{skip(StepRealm, noIdentity), skip(StepClient, noIdentity), skip(StepRoles, noIdentity),
-				skip(StepAdmin, noIdentity), skip(StepBreakGlass, noIdentity), skip(StepBillingAccount, noBilling)}
-		case domain.SagaSuspend, domain.SagaArchive:
-			close := StepBillingPause
-			if saga == domain.SagaArchive {
-				close = StepBillingClose
-			}
-			return []Step{skip(StepRealmDisable, noIdentity), skip(close, noBilling)}
-		case domain.SagaResume:
-			return []Step{skip(StepRealmEnable, noIdentity), skip(StepBillingResume, noBilling)}
-		case domain.SagaRestore:
-			return []Step{skip(StepBillingPause, noBilling)}
-		case domain.SagaCancel:
-			return []Step{skip(StepCompensateRealm, noIdentity), skip(StepBillingClose, noBilling)}
-		case domain.SagaDelete:
-			return []Step{skip(StepRealmDelete, noIdentity), skip(StepBillingClose, noBilling), erase}
-		}
-		return nil
-	}
 }

@@ -50,15 +50,18 @@ type WorkerConfig struct {
 // Worker feeds lifecycle events from a durable consumer, shared by every
 // provisioner instance as a work queue, to the runner.
 type Worker struct {
-	cfg    WorkerConfig
-	js     jetstream.JetStream
-	runner *Runner
-	leases jetstream.KeyValue
-	log    *slog.Logger
+	cfg       WorkerConfig
+	js        jetstream.JetStream
+	runner    *Runner
+	reconcile *Reconciler
+	leases    jetstream.KeyValue
+	log       *slog.Logger
 }
 
 // NewWorker creates the lease bucket and returns a worker.
-func NewWorker(ctx context.Context, js jetstream.JetStream, runner *Runner, cfg WorkerConfig, log *slog.Logger) (*Worker, error) {
+// A plan change reaches the realm's claims and the billing account through
+// the reconciler, when one is given.
+func NewWorker(ctx context.Context, js jetstream.JetStream, runner *Runner, reconcile *Reconciler, cfg WorkerConfig, log *slog.Logger) (*Worker, error) {
 	if cfg.Consumer == "" {
 		cfg.Consumer = "provisioner"
 	}
@@ -78,7 +81,7 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, runner *Runner, cfg 
 	if err != nil {
 		return nil, fmt.Errorf("saga: lease bucket: %w", err)
 	}
-	return &Worker{cfg: cfg, js: js, runner: runner, leases: kv, log: log}, nil
+	return &Worker{cfg: cfg, js: js, runner: runner, reconcile: reconcile, leases: kv, log: log}, nil
 }
 
 // Run consumes until ctx ends.
@@ -147,7 +150,8 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Term()
 		return
 	}
-	if !Triggers[head.Type] {
+	planChange := head.Type == events.TypeTenantPlanChanged && w.reconcile != nil
+	if !Triggers[head.Type] && !planChange {
 		_ = msg.Ack()
 		return
 	}
@@ -160,7 +164,12 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	done := make(chan struct{})
 	go w.keepAlive(ctx, msg, l, done)
-	err := w.runner.Run(ctx, head.TenantID, head.ID)
+	var err error
+	if planChange {
+		_, err = w.reconcile.Tenant(ctx, head.TenantID)
+	} else {
+		err = w.runner.Run(ctx, head.TenantID, head.ID)
+	}
 	close(done)
 	l.release(ctx)
 	switch {

@@ -11,6 +11,7 @@ import (
 	"github.com/tenancyhq/tenancy/internal/auth"
 	"github.com/tenancyhq/tenancy/internal/httpapi"
 	"github.com/tenancyhq/tenancy/internal/idempotency"
+	"github.com/tenancyhq/tenancy/internal/keycloak"
 	"github.com/tenancyhq/tenancy/internal/postgres"
 	"github.com/tenancyhq/tenancy/internal/projection"
 	"github.com/tenancyhq/tenancy/internal/readmodel"
@@ -62,6 +63,8 @@ type APIOptions struct {
 	ReadSide *ReadSide
 	// ReadWait bounds how long a read waits for its min_seq.
 	ReadWait time.Duration
+	// Keycloak, when set, lets operators issue administrator passwords.
+	Keycloak *keycloak.Client
 }
 
 // API is the HTTP API and what runs behind it.
@@ -110,6 +113,9 @@ func NewAPI(ctx context.Context, core *Core, o APIOptions) (*API, error) {
 		deps.ProjectionStatus = func(ctx context.Context) ([]projection.Status, error) {
 			return projection.Statuses(ctx, rs.Pool, core.Store, time.Now())
 		}
+	}
+	if o.Keycloak != nil {
+		deps.AdminPassword = AdminPassword(o.Keycloak)
 	}
 	deps.Checks = checks
 	api.Server = httpapi.New(deps)

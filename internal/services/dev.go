@@ -162,7 +162,11 @@ func RunDev(ctx context.Context, cfg config.Dev, log *slog.Logger, ready func(De
 	if err != nil {
 		return err
 	}
-	api, err := NewAPI(ctx, core, APIOptions{Auth: authn, Mounts: map[string]http.Handler{auth.DevIssuerPath: issuer.Handler()}, ReadSide: rs, ReadWait: cfg.ReadWait})
+	in, err := Integrations(cfg.Integrations, core)
+	if err != nil {
+		return err
+	}
+	api, err := NewAPI(ctx, core, APIOptions{Auth: authn, Mounts: map[string]http.Handler{auth.DevIssuerPath: issuer.Handler()}, ReadSide: rs, ReadWait: cfg.ReadWait, Keycloak: in.Keycloak})
 	if err != nil {
 		return err
 	}
@@ -182,7 +186,7 @@ func RunDev(ctx context.Context, cfg config.Dev, log *slog.Logger, ready func(De
 		}
 		return Serve(gctx, ln, api.Handler(), log)
 	})
-	prov, err := NewProvisioner(ctx, core, ProvisionerOptions{})
+	prov, err := NewProvisioner(ctx, core, ProvisionerOptions{Integrations: in, ReadSide: rs, ReconcileInterval: cfg.Integrations.ReconcileInterval})
 	if err != nil {
 		return err
 	}

@@ -142,6 +142,13 @@ type CompleteSaga struct {
 	SagaID string
 }
 
+// RecordAdminPassword records that a temporary password was issued to the
+// tenant's administrator.
+type RecordAdminPassword struct{}
+
+// Action implements TenantCommand.
+func (RecordAdminPassword) Action() string { return "issue-admin-password" }
+
 // RecordRepair records a drift repair made by reconcile.
 type RecordRepair struct {
 	Repair events.TenantDriftRepaired
@@ -292,6 +299,12 @@ func (d TenantDecider) Decide(t Tenant, cmd TenantCommand) ([]events.Payload, er
 			return []events.Payload{&events.TenantActivated{SagaID: c.SagaID, Region: region}}, nil
 		}
 		return []events.Payload{&events.TenantSagaCompleted{SagaID: c.SagaID, Saga: t.Provisioning.Saga}}, nil
+	case RecordAdminPassword:
+		switch t.State {
+		case StateProvisioning, StateActive, StateSuspended:
+			return []events.Payload{&events.TenantAdminPasswordIssued{}}, nil
+		}
+		return nil, fmt.Errorf("%w: the tenant is %s; an administrator password can be issued while it is provisioning, active or suspended", ErrPrecondition, t.State)
 	case RecordRepair:
 		if t.State == StateDeleted {
 			return nil, refuse(&t, c.Action())

@@ -64,6 +64,7 @@ var samples = map[string]Payload{
 	TypeTenantSagaCompleted:       &TenantSagaCompleted{SagaID: "0193a0c0-0000-7000-8000-000000000004", Saga: "suspend"},
 	TypeSigningKeyRegistered:      &SigningKeyRegistered{PublicKey: "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", Algorithm: "Ed25519"},
 	TypeSigningKeyRetired:         &SigningKeyRetired{Reason: "scheduled rotation"},
+	TypeTenantAdminPasswordIssued: &TenantAdminPasswordIssued{},
 	TypeProjectionEventSkipped:    &ProjectionEventSkipped{Projection: "tenants", Seq: 42, Reason: "written by hand in an incident", Error: "malformed event"},
 }
 

@@ -24,6 +24,7 @@ const (
 	TypeTenantDeleted             = "tenancy.tenant.deleted.v1"
 	TypeTenantDriftRepaired       = "tenancy.tenant.drift_repaired.v1"
 	TypeTenantSagaCompleted       = "tenancy.tenant.provisioning_completed.v1"
+	TypeTenantAdminPasswordIssued = "tenancy.tenant.admin_password_issued.v1"
 )
 
 // AggregateTenant is the aggregate kind of tenant events in subjects.
@@ -429,8 +430,22 @@ func (*TenantSagaCompleted) EventType() string { return TypeTenantSagaCompleted 
 // Summary implements Summarizer.
 func (p *TenantSagaCompleted) Summary() string { return p.Saga + " provisioning completed" }
 
+// TenantAdminPasswordIssued records that an operator issued the tenant
+// administrator a temporary password (shown to the operator once; never
+// stored).
+type TenantAdminPasswordIssued struct{}
+
+// EventType implements Payload.
+func (*TenantAdminPasswordIssued) EventType() string { return TypeTenantAdminPasswordIssued }
+
+// Summary implements Summarizer.
+func (*TenantAdminPasswordIssued) Summary() string {
+	return "issued the tenant administrator a temporary password"
+}
+
 func init() {
 	register(
+		func() Payload { return &TenantAdminPasswordIssued{} },
 		func() Payload { return &TenantCreated{} },
 		func() Payload { return &TenantUpdated{} },
 		func() Payload { return &TenantPlanChanged{} },

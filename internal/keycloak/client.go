@@ -1,0 +1,480 @@
+// Package keycloak is a client of Keycloak's Admin REST API, covering what
+// the provisioner needs: realms, a client with protocol mappers, realm roles
+// and users. It authenticates with a service account's client credentials,
+// caching the short-lived access token and renewing it before it expires.
+package keycloak
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Config says where Keycloak is and who the service account is.
+type Config struct {
+	// URL is Keycloak's base URL, e.g. https://keycloak.example.com.
+	URL string
+	// Realm is where the service account lives (usually "master").
+	Realm        string
+	ClientID     string
+	ClientSecret string
+	HTTPClient   *http.Client
+	Now          func() time.Time
+}
+
+// Client calls the Admin REST API.
+type Client struct {
+	cfg  Config
+	base *url.URL
+
+	mu      sync.Mutex
+	token   string
+	expires time.Time
+}
+
+// New returns a client.
+func New(cfg Config) (*Client, error) {
+	u, err := url.Parse(strings.TrimRight(cfg.URL, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("KEYCLOAK_URL %q is not an http(s) URL", cfg.URL)
+	}
+	if cfg.ClientID == "" || cfg.ClientSecret == "" {
+		return nil, errors.New("KEYCLOAK_CLIENT_ID and KEYCLOAK_CLIENT_SECRET are required with KEYCLOAK_URL")
+	}
+	if cfg.Realm == "" {
+		cfg.Realm = "master"
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 15 * time.Second}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Client{cfg: cfg, base: u}, nil
+}
+
+// Error is a failed Admin API call.
+type Error struct {
+	Status     int
+	Message    string
+	RetryAfter time.Duration
+	Method     string
+	Path       string
+}
+
+func (e *Error) Error() string {
+	return fmt.Sprintf("keycloak %s %s: %d %s", e.Method, e.Path, e.Status, e.Message)
+}
+
+// Temporary reports whether retrying may succeed.
+func (e *Error) Temporary() bool {
+	return e.Status == http.StatusTooManyRequests || e.Status == http.StatusRequestTimeout || e.Status >= 500
+}
+
+// RetryAfterDuration is the wait the server asked for, if any.
+func (e *Error) RetryAfterDuration() time.Duration { return e.RetryAfter }
+
+// Is lets errors.Is match the error kinds.
+func (e *Error) Is(target error) bool {
+	switch target {
+	case ErrNotFound:
+		return e.Status == http.StatusNotFound
+	case ErrConflict:
+		return e.Status == http.StatusConflict
+	}
+	return false
+}
+
+// Error kinds.
+var (
+	ErrNotFound = errors.New("not found in keycloak")
+	ErrConflict = errors.New("already exists in keycloak")
+)
+
+// errorBody covers Keycloak's two error shapes.
+type errorBody struct {
+	ErrorMessage     string `json:"errorMessage"`
+	Error            string `json:"error"`
+	ErrorDescription string `json:"error_description"`
+}
+
+func readError(resp *http.Response, method, p string) error {
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	e := &Error{Status: resp.StatusCode, Method: method, Path: p}
+	var b errorBody
+	if json.Unmarshal(raw, &b) == nil {
+		switch {
+		case b.ErrorMessage != "":
+			e.Message = b.ErrorMessage
+		case b.ErrorDescription != "":
+			e.Message = b.Error + ": " + b.ErrorDescription
+		case b.Error != "":
+			e.Message = b.Error
+		}
+	}
+	if e.Message == "" {
+		e.Message = http.StatusText(resp.StatusCode)
+		if s := strings.TrimSpace(string(raw)); s != "" && len(s) < 200 {
+			e.Message += ": " + s
+		}
+	}
+	if ra := resp.Header.Get("Retry-After"); ra != "" {
+		if secs, err := strconv.Atoi(ra); err == nil && secs >= 0 {
+			e.RetryAfter = time.Duration(secs) * time.Second
+		} else if t, err := http.ParseTime(ra); err == nil {
+			e.RetryAfter = max(0, t.Sub(time.Now()))
+		}
+	}
+	return e
+}
+
+// accessToken returns a cached token, fetching a new one when the cached
+// one has less than 10 s (or a sixth of its life) left.
+func (c *Client) accessToken(ctx context.Context, force bool) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !force && c.token != "" && c.cfg.Now().Before(c.expires) {
+		return c.token, nil
+	}
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {c.cfg.ClientID}, "client_secret": {c.cfg.ClientSecret}}
+	p := "/realms/" + url.PathEscape(c.cfg.Realm) + "/protocol/openid-connect/token"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base.String()+p, strings.NewReader(form.Encode()))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	start := c.cfg.Now()
+	resp, err := c.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("keycloak token: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", readError(resp, http.MethodPost, p)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+		ExpiresIn   int    `json:"expires_in"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&tok); err != nil || tok.AccessToken == "" {
+		return "", fmt.Errorf("keycloak token: unreadable response")
+	}
+	life := time.Duration(tok.ExpiresIn) * time.Second
+	c.token = tok.AccessToken
+	c.expires = start.Add(life - max(10*time.Second, life/6))
+	return c.token, nil
+}
+
+// call sends one Admin API request. body, if not nil, is sent as JSON; out,
+// if not nil, receives the JSON response. It returns the response headers.
+// A 401 refreshes the token once.
+func (c *Client) call(ctx context.Context, method, p string, body, out any) (http.Header, error) {
+	var raw []byte
+	if body != nil {
+		var err error
+		if raw, err = json.Marshal(body); err != nil {
+			return nil, err
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		tok, err := c.accessToken(ctx, attempt > 0)
+		if err != nil {
+			return nil, err
+		}
+		req, err := http.NewRequestWithContext(ctx, method, c.base.String()+p, bytes.NewReader(raw))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Accept", "application/json")
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := c.cfg.HTTPClient.Do(req)
+		if err != nil {
+			return nil, fmt.Errorf("keycloak %s %s: %w", method, p, err)
+		}
+		if resp.StatusCode == http.StatusUnauthorized && attempt == 0 {
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+			resp.Body.Close()
+			continue
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			return resp.Header, readError(resp, method, p)
+		}
+		if out != nil {
+			if err := json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(out); err != nil {
+				return resp.Header, fmt.Errorf("keycloak %s %s: unreadable response: %w", method, p, err)
+			}
+		} else {
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		}
+		return resp.Header, nil
+	}
+}
+
+// createdID reads the id of a created resource from its Location header.
+func createdID(h http.Header) (string, error) {
+	loc := h.Get("Location")
+	if loc == "" {
+		return "", errors.New("keycloak: created, but no Location header")
+	}
+	u, err := url.Parse(loc)
+	if err != nil {
+		return "", fmt.Errorf("keycloak: bad Location header %q", loc)
+	}
+	id := path.Base(u.Path)
+	if id == "" || id == "." || id == "/" {
+		return "", fmt.Errorf("keycloak: no id in Location header %q", loc)
+	}
+	return url.PathUnescape(id)
+}
+
+func realmPath(realm string, rest ...string) string {
+	p := "/admin/realms/" + url.PathEscape(realm)
+	for _, r := range rest {
+		p += "/" + url.PathEscape(r)
+	}
+	return p
+}
+
+// Realm is the part of a realm representation the provisioner manages.
+type Realm struct {
+	Realm                 string            `json:"realm"`
+	ID                    string            `json:"id,omitempty"`
+	DisplayName           string            `json:"displayName,omitempty"`
+	Enabled               *bool             `json:"enabled,omitempty"`
+	SSLRequired           string            `json:"sslRequired,omitempty"`
+	BruteForceProtected   *bool             `json:"bruteForceProtected,omitempty"`
+	RegistrationAllowed   *bool             `json:"registrationAllowed,omitempty"`
+	LoginWithEmailAllowed *bool             `json:"loginWithEmailAllowed,omitempty"`
+	ResetPasswordAllowed  *bool             `json:"resetPasswordAllowed,omitempty"`
+	AccessTokenLifespan   int               `json:"accessTokenLifespan,omitempty"`
+	Attributes            map[string]string `json:"attributes,omitempty"`
+	SMTPServer            map[string]string `json:"smtpServer,omitempty"`
+}
+
+// Bool returns a pointer to v.
+func Bool(v bool) *bool { return &v }
+
+// IsEnabled reports whether the realm is enabled.
+func (r Realm) IsEnabled() bool { return r.Enabled != nil && *r.Enabled }
+
+// HasSMTP reports whether the realm can send email.
+func (r Realm) HasSMTP() bool { return r.SMTPServer["host"] != "" }
+
+// GetRealm returns a realm; a missing one is an error wrapping ErrNotFound.
+func (c *Client) GetRealm(ctx context.Context, name string) (Realm, error) {
+	var r Realm
+	_, err := c.call(ctx, http.MethodGet, realmPath(name), nil, &r)
+	return r, err
+}
+
+// CreateRealm creates a realm; an existing one is an error wrapping
+// ErrConflict.
+func (c *Client) CreateRealm(ctx context.Context, r Realm) error {
+	_, err := c.call(ctx, http.MethodPost, "/admin/realms", r, nil)
+	return err
+}
+
+// UpdateRealm changes the top-level fields set in r (a partial update).
+func (c *Client) UpdateRealm(ctx context.Context, name string, r Realm) error {
+	r.Realm = name
+	_, err := c.call(ctx, http.MethodPut, realmPath(name), r, nil)
+	return err
+}
+
+// DeleteRealm deletes a realm; a missing one is an error wrapping
+// ErrNotFound.
+func (c *Client) DeleteRealm(ctx context.Context, name string) error {
+	_, err := c.call(ctx, http.MethodDelete, realmPath(name), nil, nil)
+	return err
+}
+
+// LogoutAll ends every user session of a realm.
+func (c *Client) LogoutAll(ctx context.Context, realm string) error {
+	_, err := c.call(ctx, http.MethodPost, realmPath(realm, "logout-all"), nil, nil)
+	return err
+}
+
+// ProtocolMapper puts a claim into tokens.
+type ProtocolMapper struct {
+	ID             string            `json:"id,omitempty"`
+	Name           string            `json:"name"`
+	Protocol       string            `json:"protocol"`
+	ProtocolMapper string            `json:"protocolMapper"`
+	Config         map[string]string `json:"config"`
+}
+
+// OIDCClient is the part of a client representation the provisioner
+// manages.
+type OIDCClient struct {
+	ID                        string            `json:"id,omitempty"`
+	ClientID                  string            `json:"clientId"`
+	Name                      string            `json:"name,omitempty"`
+	Enabled                   *bool             `json:"enabled,omitempty"`
+	Protocol                  string            `json:"protocol,omitempty"`
+	PublicClient              *bool             `json:"publicClient,omitempty"`
+	StandardFlowEnabled       *bool             `json:"standardFlowEnabled,omitempty"`
+	DirectAccessGrantsEnabled *bool             `json:"directAccessGrantsEnabled,omitempty"`
+	ServiceAccountsEnabled    *bool             `json:"serviceAccountsEnabled,omitempty"`
+	RedirectURIs              []string          `json:"redirectUris,omitempty"`
+	WebOrigins                []string          `json:"webOrigins,omitempty"`
+	Attributes                map[string]string `json:"attributes,omitempty"`
+	ProtocolMappers           []ProtocolMapper  `json:"protocolMappers,omitempty"`
+}
+
+// FindClient returns the realm's client with clientId, and whether it
+// exists.
+func (c *Client) FindClient(ctx context.Context, realm, clientID string) (OIDCClient, bool, error) {
+	var list []OIDCClient
+	_, err := c.call(ctx, http.MethodGet, realmPath(realm, "clients")+"?clientId="+url.QueryEscape(clientID), nil, &list)
+	if err != nil {
+		return OIDCClient{}, false, err
+	}
+	for _, cl := range list {
+		if cl.ClientID == clientID {
+			return cl, true, nil
+		}
+	}
+	return OIDCClient{}, false, nil
+}
+
+// CreateClient creates a client and returns its id.
+func (c *Client) CreateClient(ctx context.Context, realm string, cl OIDCClient) (string, error) {
+	h, err := c.call(ctx, http.MethodPost, realmPath(realm, "clients"), cl, nil)
+	if err != nil {
+		return "", err
+	}
+	return createdID(h)
+}
+
+// DeleteClient deletes a client.
+func (c *Client) DeleteClient(ctx context.Context, realm, id string) error {
+	_, err := c.call(ctx, http.MethodDelete, realmPath(realm, "clients", id), nil, nil)
+	return err
+}
+
+// Mappers lists a client's protocol mappers.
+func (c *Client) Mappers(ctx context.Context, realm, clientUUID string) ([]ProtocolMapper, error) {
+	var list []ProtocolMapper
+	_, err := c.call(ctx, http.MethodGet, realmPath(realm, "clients", clientUUID, "protocol-mappers", "models"), nil, &list)
+	return list, err
+}
+
+// CreateMapper adds a protocol mapper to a client.
+func (c *Client) CreateMapper(ctx context.Context, realm, clientUUID string, m ProtocolMapper) error {
+	_, err := c.call(ctx, http.MethodPost, realmPath(realm, "clients", clientUUID, "protocol-mappers", "models"), m, nil)
+	return err
+}
+
+// UpdateMapper replaces a protocol mapper.
+func (c *Client) UpdateMapper(ctx context.Context, realm, clientUUID string, m ProtocolMapper) error {
+	_, err := c.call(ctx, http.MethodPut, realmPath(realm, "clients", clientUUID, "protocol-mappers", "models", m.ID), m, nil)
+	return err
+}
+
+// Role is a realm role.
+type Role struct {
+	ID          string `json:"id,omitempty"`
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+}
+
+// GetRole returns a realm role; a missing one is an error wrapping
+// ErrNotFound.
+func (c *Client) GetRole(ctx context.Context, realm, name string) (Role, error) {
+	var r Role
+	_, err := c.call(ctx, http.MethodGet, realmPath(realm, "roles", name), nil, &r)
+	return r, err
+}
+
+// CreateRole creates a realm role; an existing one is an error wrapping
+// ErrConflict.
+func (c *Client) CreateRole(ctx context.Context, realm string, r Role) error {
+	_, err := c.call(ctx, http.MethodPost, realmPath(realm, "roles"), r, nil)
+	return err
+}
+
+// User is a user representation. PUT replaces a user whole, so updates
+// always send a complete User read back from Keycloak.
+type User struct {
+	ID               string              `json:"id,omitempty"`
+	Username         string              `json:"username"`
+	Email            string              `json:"email,omitempty"`
+	FirstName        string              `json:"firstName,omitempty"`
+	LastName         string              `json:"lastName,omitempty"`
+	Enabled          bool                `json:"enabled"`
+	EmailVerified    bool                `json:"emailVerified"`
+	RequiredActions  []string            `json:"requiredActions,omitempty"`
+	Attributes       map[string][]string `json:"attributes,omitempty"`
+	CreatedTimestamp int64               `json:"createdTimestamp,omitempty"`
+}
+
+// FindUser returns the user with exactly this username, and whether it
+// exists.
+func (c *Client) FindUser(ctx context.Context, realm, username string) (User, bool, error) {
+	var list []User
+	_, err := c.call(ctx, http.MethodGet, realmPath(realm, "users")+"?exact=true&username="+url.QueryEscape(username), nil, &list)
+	if err != nil {
+		return User{}, false, err
+	}
+	for _, u := range list {
+		if strings.EqualFold(u.Username, username) {
+			return u, true, nil
+		}
+	}
+	return User{}, false, nil
+}
+
+// CreateUser creates a user and returns its id.
+func (c *Client) CreateUser(ctx context.Context, realm string, u User) (string, error) {
+	h, err := c.call(ctx, http.MethodPost, realmPath(realm, "users"), u, nil)
+	if err != nil {
+		return "", err
+	}
+	return createdID(h)
+}
+
+// UpdateUser replaces a user with u (send the whole representation).
+func (c *Client) UpdateUser(ctx context.Context, realm string, u User) error {
+	_, err := c.call(ctx, http.MethodPut, realmPath(realm, "users", u.ID), u, nil)
+	return err
+}
+
+// AddRealmRoles maps realm roles to a user.
+func (c *Client) AddRealmRoles(ctx context.Context, realm, userID string, roles []Role) error {
+	_, err := c.call(ctx, http.MethodPost, realmPath(realm, "users", userID, "role-mappings", "realm"), roles, nil)
+	return err
+}
+
+// UserRealmRoles lists the realm roles mapped to a user.
+func (c *Client) UserRealmRoles(ctx context.Context, realm, userID string) ([]Role, error) {
+	var list []Role
+	_, err := c.call(ctx, http.MethodGet, realmPath(realm, "users", userID, "role-mappings", "realm"), nil, &list)
+	return list, err
+}
+
+// ResetPassword sets a user's password.
+func (c *Client) ResetPassword(ctx context.Context, realm, userID, password string, temporary bool) error {
+	_, err := c.call(ctx, http.MethodPut, realmPath(realm, "users", userID, "reset-password"),
+		map[string]any{"type": "password", "value": password, "temporary": temporary}, nil)
+	return err
+}
+
+// ExecuteActionsEmail emails the user a link to perform actions.
+func (c *Client) ExecuteActionsEmail(ctx context.Context, realm, userID string, actions []string) error {
+	_, err := c.call(ctx, http.MethodPut, realmPath(realm, "users", userID, "execute-actions-email"), actions, nil)
+	return err
+}

@@ -1,0 +1,240 @@
+package saga
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tenancyhq/tenancy/internal/billing"
+	"github.com/tenancyhq/tenancy/internal/command"
+	"github.com/tenancyhq/tenancy/internal/keycloak"
+	"github.com/tenancyhq/tenancy/internal/tenants"
+	"github.com/tenancyhq/tenancy/pkg/domain"
+	"github.com/tenancyhq/tenancy/pkg/events"
+)
+
+// ReconcileActor is the actor recorded on repairs.
+const ReconcileActor = "system:reconciler"
+
+// Reconciler compares what the log says active and suspended tenants should
+// have in Keycloak and billing with what those systems have, and repairs
+// the differences, recording each repair as an event. It is how drift (a
+// realm re-enabled by hand) is undone, and how plan changes reach the
+// realm's token claims and the billing account.
+type Reconciler struct {
+	Tenants *tenants.Service
+	In      Integrations
+	// List returns the ids of the tenants to look at (the read model's
+	// active and suspended tenants); nil disables periodic runs.
+	List func(ctx context.Context) ([]string, error)
+	Log  *slog.Logger
+	// Observe, if set, is told about every pass.
+	Observe func(took time.Duration, tenants, repairs int)
+}
+
+// Tenant reconciles one tenant and returns the repairs it made.
+func (r *Reconciler) Tenant(ctx context.Context, id string) ([]events.TenantDriftRepaired, error) {
+	t, _, err := r.Tenants.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if t.State != domain.StateActive && t.State != domain.StateSuspended {
+		return nil, nil
+	}
+	if t.Provisioning.Status == domain.SagaRunning {
+		// A saga is bringing the systems in line; it is in charge.
+		return nil, nil
+	}
+	var repairs []events.TenantDriftRepaired
+	if r.In.Keycloak != nil {
+		found, err := r.realm(ctx, t)
+		repairs = append(repairs, found...)
+		if err != nil {
+			return r.record(ctx, t, repairs, err)
+		}
+	}
+	if r.In.Billing != nil {
+		found, err := r.billing(ctx, t)
+		repairs = append(repairs, found...)
+		if err != nil {
+			return r.record(ctx, t, repairs, err)
+		}
+	}
+	return r.record(ctx, t, repairs, nil)
+}
+
+func (r *Reconciler) record(ctx context.Context, t domain.Tenant, repairs []events.TenantDriftRepaired, cause error) ([]events.TenantDriftRepaired, error) {
+	for _, rep := range repairs {
+		if _, err := r.Tenants.Do(ctx, t.ID, domain.RecordRepair{Repair: rep}, command.Meta{Actor: ReconcileActor}); err != nil {
+			return repairs, errors.Join(cause, err)
+		}
+		r.Log.WarnContext(ctx, "repaired drift", "tenant_id", t.ID, "system", rep.System, "resource", rep.Resource, "found", rep.Found, "expected", rep.Expected)
+	}
+	return repairs, cause
+}
+
+func onOff(b bool) string {
+	if b {
+		return "enabled"
+	}
+	return "disabled"
+}
+
+func (r *Reconciler) realm(ctx context.Context, t domain.Tenant) ([]events.TenantDriftRepaired, error) {
+	kc := r.In.Keycloak
+	var out []events.TenantDriftRepaired
+	realm, _, err := r.In.ownRealm(ctx, t, false)
+	if errors.Is(err, keycloak.ErrNotFound) {
+		if _, provisioned := t.Provisioning.ExternalIDs["keycloak_realm"]; !provisioned {
+			return nil, nil // identity was never provisioned for this tenant
+		}
+		for _, step := range []func(context.Context, domain.Tenant) (Outcome, error){r.In.ensureRealm, r.In.ensureClient, r.In.ensureRoles} {
+			if _, err := step(ctx, t); err != nil {
+				return out, err
+			}
+		}
+		out = append(out, events.TenantDriftRepaired{System: "keycloak", Resource: "realm " + t.Slug, Found: "missing", Expected: "present",
+			Action: "recreated the realm with its client and roles (users are not recreated)"})
+		if realm, _, err = r.In.ownRealm(ctx, t, false); err != nil {
+			return out, err
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	want := t.State == domain.StateActive
+	if realm.IsEnabled() != want {
+		if err := kc.UpdateRealm(ctx, t.Slug, keycloak.Realm{Enabled: keycloak.Bool(want)}); err != nil {
+			return out, err
+		}
+		action := onOff(want) + " the realm"
+		if !want {
+			if err := kc.LogoutAll(ctx, t.Slug); err != nil {
+				return out, err
+			}
+			action += " and ended its sessions"
+		}
+		out = append(out, events.TenantDriftRepaired{System: "keycloak", Resource: "realm " + t.Slug, Found: onOff(realm.IsEnabled()),
+			Expected: onOff(want) + " (tenant " + string(t.State) + ")", Action: action})
+	}
+	cl, ok, err := kc.FindClient(ctx, t.Slug, AppClientID)
+	if err != nil {
+		return out, err
+	}
+	if !ok {
+		if _, err := r.In.ensureClient(ctx, t); err != nil {
+			return out, err
+		}
+		return append(out, events.TenantDriftRepaired{System: "keycloak", Resource: "client " + AppClientID, Found: "missing", Expected: "present", Action: "recreated the client"}), nil
+	}
+	changed, err := r.In.EnsureMappers(ctx, t, cl.ID)
+	if err != nil {
+		return out, err
+	}
+	if len(changed) > 0 {
+		out = append(out, events.TenantDriftRepaired{System: "keycloak", Resource: "client " + AppClientID + " token claims", Found: "out of date",
+			Expected: "plan " + t.Plan, Action: "updated mappers " + strings.Join(changed, ", ")})
+	}
+	return out, nil
+}
+
+func wantStatus(s domain.State) string {
+	if s == domain.StateActive {
+		return "active"
+	}
+	return "paused"
+}
+
+func (r *Reconciler) billing(ctx context.Context, t domain.Tenant) ([]events.TenantDriftRepaired, error) {
+	b := r.In.Billing
+	key := func(what string) string {
+		return "reconcile-" + t.ID + "-" + strconv.FormatInt(t.Version, 10) + "-" + what
+	}
+	acct, err := b.Get(ctx, t.ID)
+	if errors.Is(err, billing.ErrNotFound) {
+		if _, provisioned := t.Provisioning.ExternalIDs["billing_account"]; !provisioned {
+			return nil, nil
+		}
+		if _, err := b.Create(ctx, billing.NewAccount{TenantID: t.ID, Slug: t.Slug, DisplayName: t.DisplayName, Plan: t.Plan, CustomerRef: t.CustomerRef}, key("create")); err != nil && !errors.Is(err, billing.ErrExists) {
+			return nil, err
+		}
+		if acct, err = b.Get(ctx, t.ID); err != nil {
+			return nil, err
+		}
+		return append(r.billingState(ctx, t, acct, key), events.TenantDriftRepaired{System: "billing", Resource: "account", Found: "missing", Expected: "present", Action: "recreated the account"}), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return r.billingState(ctx, t, acct, key), nil
+}
+
+func (r *Reconciler) billingState(ctx context.Context, t domain.Tenant, acct billing.Account, key func(string) string) []events.TenantDriftRepaired {
+	var out []events.TenantDriftRepaired
+	if acct.Plan != t.Plan {
+		if _, err := r.In.Billing.SetPlan(ctx, t.ID, t.Plan, key("plan")); err != nil {
+			r.Log.WarnContext(ctx, "reconcile: setting the billing plan failed", "tenant_id", t.ID, "error", err)
+		} else {
+			out = append(out, events.TenantDriftRepaired{System: "billing", Resource: "account plan", Found: acct.Plan, Expected: t.Plan, Action: "set the plan"})
+		}
+	}
+	if want := wantStatus(t.State); acct.Status != want {
+		if _, err := r.In.Billing.SetStatus(ctx, t.ID, want, "reconcile: tenant "+string(t.State), key("status")); err != nil {
+			r.Log.WarnContext(ctx, "reconcile: setting the billing status failed", "tenant_id", t.ID, "error", err)
+		} else {
+			out = append(out, events.TenantDriftRepaired{System: "billing", Resource: "account status", Found: acct.Status, Expected: want, Action: "set the status"})
+		}
+	}
+	return out
+}
+
+// All reconciles every listed tenant and returns how many repairs it made.
+func (r *Reconciler) All(ctx context.Context) (int, error) {
+	if r.List == nil {
+		return 0, errors.New("reconcile needs the read model to list tenants")
+	}
+	start := time.Now()
+	ids, err := r.List(ctx)
+	if err != nil {
+		return 0, err
+	}
+	total, failed := 0, 0
+	for _, id := range ids {
+		repairs, err := r.Tenant(ctx, id)
+		total += len(repairs)
+		if err != nil {
+			failed++
+			r.Log.WarnContext(ctx, "reconcile failed for a tenant", "tenant_id", id, "error", err)
+		}
+	}
+	if r.Observe != nil {
+		r.Observe(time.Since(start), len(ids), total)
+	}
+	if failed > 0 {
+		return total, fmt.Errorf("%d of %d tenants could not be reconciled (see the log)", failed, len(ids))
+	}
+	return total, nil
+}
+
+// Run reconciles every interval until ctx ends.
+func (r *Reconciler) Run(ctx context.Context, interval time.Duration) error {
+	if r.List == nil || interval <= 0 {
+		<-ctx.Done()
+		return nil
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if n, err := r.All(ctx); err != nil && ctx.Err() == nil {
+			r.Log.WarnContext(ctx, "reconcile pass incomplete", "repairs", n, "error", err)
+		}
+	}
+}
