@@ -47,6 +47,7 @@ var suites = []suite{
 	{"api", benchAPI},
 	{"load", benchLoad},
 	{"read", benchReadSide},
+	{"saga", benchSaga},
 }
 
 func main() {

@@ -132,7 +132,7 @@ func readError(resp *http.Response, method, p string) error {
 		if secs, err := strconv.Atoi(ra); err == nil && secs >= 0 {
 			e.RetryAfter = time.Duration(secs) * time.Second
 		} else if t, err := http.ParseTime(ra); err == nil {
-			e.RetryAfter = max(0, t.Sub(time.Now()))
+			e.RetryAfter = max(0, time.Until(t))
 		}
 	}
 	return e

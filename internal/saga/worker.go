@@ -92,7 +92,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		FilterSubjects: []string{events.Subject("*", events.AggregateTenant, "*")},
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        time.Minute,
+		AckWait:        LeaseTTL,
 		MaxAckPending:  w.cfg.Concurrency * 4,
 		MaxDeliver:     -1,
 	})

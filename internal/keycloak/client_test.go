@@ -1,0 +1,187 @@
+package keycloak_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tenancyhq/tenancy/internal/keycloak"
+	"github.com/tenancyhq/tenancy/internal/keycloak/keycloakfake"
+)
+
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+func setup(t *testing.T) (*keycloakfake.Server, *keycloak.Client, *clock) {
+	t.Helper()
+	clk := &clock{now: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)}
+	kf := keycloakfake.New(keycloakfake.Options{ClientID: "prov", ClientSecret: "secret", Now: clk.Now})
+	t.Cleanup(kf.Close)
+	c, err := keycloak.New(keycloak.Config{URL: kf.URL(), ClientID: "prov", ClientSecret: "secret", Now: clk.Now, HTTPClient: &http.Client{Timeout: 2 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kf, c, clk
+}
+
+func TestTokenIsCachedAndRenewedBeforeExpiry(t *testing.T) {
+	kf, c, clk := setup(t)
+	ctx := context.Background()
+	for range 5 {
+		if _, err := c.GetRealm(ctx, "master"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if kf.TokensIssued() != 1 {
+		t.Fatalf("%d tokens for 5 calls: the token is not cached", kf.TokensIssued())
+	}
+	clk.Add(30 * time.Second)
+	if _, err := c.GetRealm(ctx, "master"); err != nil || kf.TokensIssued() != 1 {
+		t.Fatalf("a 30 s old token was not reused: %v, %d tokens", err, kf.TokensIssued())
+	}
+	clk.Add(25 * time.Second) // 55 s: within its 60 s, but too close to expiry to use
+	if _, err := c.GetRealm(ctx, "master"); err != nil {
+		t.Fatal(err)
+	}
+	if kf.TokensIssued() != 2 {
+		t.Fatalf("%d tokens: the token was not renewed before it expired", kf.TokensIssued())
+	}
+}
+
+func TestRefreshesOnceOn401(t *testing.T) {
+	kf, c, _ := setup(t)
+	ctx := context.Background()
+	if _, err := c.GetRealm(ctx, "master"); err != nil {
+		t.Fatal(err)
+	}
+	kf.Inject(keycloakfake.Fault{Path: "/admin/realms/master", Times: 1, Status: 401})
+	if _, err := c.GetRealm(ctx, "master"); err != nil {
+		t.Fatalf("a 401 should refresh the token and retry once: %v", err)
+	}
+	if kf.TokensIssued() != 2 {
+		t.Fatalf("%d tokens", kf.TokensIssued())
+	}
+	kf.Inject(keycloakfake.Fault{Path: "/admin/realms/master", Times: 2, Status: 401})
+	_, err := c.GetRealm(ctx, "master")
+	var ke *keycloak.Error
+	if !errors.As(err, &ke) || ke.Status != 401 {
+		t.Fatalf("a second 401 must be returned, not retried forever: %v", err)
+	}
+}
+
+func TestBadCredentials(t *testing.T) {
+	kf, _, _ := setup(t)
+	c, _ := keycloak.New(keycloak.Config{URL: kf.URL(), ClientID: "prov", ClientSecret: "wrong"})
+	_, err := c.GetRealm(context.Background(), "master")
+	var ke *keycloak.Error
+	if !errors.As(err, &ke) || ke.Status != 401 || !strings.Contains(ke.Message, "Invalid client") || ke.Temporary() {
+		t.Fatalf("bad credentials: %v", err)
+	}
+}
+
+func TestCreateFindAndErrors(t *testing.T) {
+	kf, c, _ := setup(t)
+	ctx := context.Background()
+	_, err := c.GetRealm(ctx, "nope")
+	if !errors.Is(err, keycloak.ErrNotFound) || !strings.Contains(err.Error(), "Realm not found") {
+		t.Fatalf("missing realm (error/error_description shape): %v", err)
+	}
+	if err := c.CreateRealm(ctx, keycloak.Realm{Realm: "r1", Enabled: keycloak.Bool(true), Attributes: map[string]string{"k": "v"}}); err != nil {
+		t.Fatal(err)
+	}
+	err = c.CreateRealm(ctx, keycloak.Realm{Realm: "r1"})
+	if !errors.Is(err, keycloak.ErrConflict) || !strings.Contains(err.Error(), "Conflict") {
+		t.Fatalf("duplicate realm (errorMessage shape): %v", err)
+	}
+	if err := c.UpdateRealm(ctx, "r1", keycloak.Realm{Enabled: keycloak.Bool(false)}); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := c.GetRealm(ctx, "r1")
+	if r.IsEnabled() || r.Attributes["k"] != "v" {
+		t.Fatalf("a partial realm update changed more than asked: %+v", r)
+	}
+	id, err := c.CreateClient(ctx, "r1", keycloak.OIDCClient{ClientID: "app", ProtocolMappers: []keycloak.ProtocolMapper{{Name: "m", Protocol: "openid-connect", ProtocolMapper: "oidc-hardcoded-claim-mapper", Config: map[string]string{"claim.name": "x"}}}})
+	if err != nil || id == "" {
+		t.Fatalf("create client: %q %v", id, err)
+	}
+	cl, ok, err := c.FindClient(ctx, "r1", "app")
+	if err != nil || !ok || cl.ID != id {
+		t.Fatalf("find client: %+v %v %v (id from Location %q)", cl, ok, err, id)
+	}
+	if _, ok, _ := c.FindClient(ctx, "r1", "other"); ok {
+		t.Fatal("found a client that does not exist")
+	}
+	if err := c.CreateRole(ctx, "r1", keycloak.Role{Name: "admin"}); err != nil {
+		t.Fatal(err)
+	}
+	role, err := c.GetRole(ctx, "r1", "admin")
+	if err != nil || role.ID == "" {
+		t.Fatal(err)
+	}
+	uid, err := c.CreateUser(ctx, "r1", keycloak.User{Username: "a@x.test", Email: "a@x.test", Enabled: true, RequiredActions: []string{"UPDATE_PASSWORD"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddRealmRoles(ctx, "r1", uid, []keycloak.Role{role}); err != nil {
+		t.Fatal(err)
+	}
+	u, ok, err := c.FindUser(ctx, "r1", "A@X.test")
+	if err != nil || !ok || u.ID != uid {
+		t.Fatalf("find user: %+v %v %v", u, ok, err)
+	}
+	// PUT replaces: an update built from what was read keeps everything.
+	u.FirstName = "Ada"
+	if err := c.UpdateUser(ctx, "r1", u); err != nil {
+		t.Fatal(err)
+	}
+	after := kf.Users("r1")[0]
+	if !after.Enabled || len(after.RequiredActions) != 1 || after.FirstName != "Ada" {
+		t.Fatalf("update lost fields: %+v", after)
+	}
+	err = c.ResetPassword(ctx, "r1", uid, "short", true)
+	var ke *keycloak.Error
+	if !errors.As(err, &ke) || ke.Status != 400 || ke.Temporary() {
+		t.Fatalf("short password: %v", err)
+	}
+	if err := c.LogoutAll(ctx, "r1"); err != nil || kf.LogoutAlls("r1") != 1 {
+		t.Fatalf("logout-all: %v", err)
+	}
+	if err := c.DeleteRealm(ctx, "r1"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRetryAfterAndTemporary(t *testing.T) {
+	kf, c, _ := setup(t)
+	kf.Inject(keycloakfake.Fault{Path: "/admin/realms/master", Times: 1, Status: 429, RetryAfter: 3 * time.Second})
+	_, err := c.GetRealm(context.Background(), "master")
+	var ke *keycloak.Error
+	if !errors.As(err, &ke) || !ke.Temporary() || ke.RetryAfterDuration() != 3*time.Second {
+		t.Fatalf("429: %v", err)
+	}
+	kf.Inject(keycloakfake.Fault{Path: "/admin/realms/master", Times: 1, Status: 503})
+	if _, err := c.GetRealm(context.Background(), "master"); !errors.As(err, &ke) || !ke.Temporary() {
+		t.Fatalf("503: %v", err)
+	}
+}
+
+func TestConfigValidation(t *testing.T) {
+	for _, cfg := range []keycloak.Config{{URL: "keycloak:8080", ClientID: "a", ClientSecret: "b"}, {URL: "http://k", ClientID: "a"}} {
+		if _, err := keycloak.New(cfg); err == nil {
+			t.Errorf("%+v accepted", cfg)
+		}
+	}
+}
