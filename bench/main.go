@@ -48,6 +48,7 @@ var suites = []suite{
 	{"load", benchLoad},
 	{"read", benchReadSide},
 	{"saga", benchSaga},
+	{"webhook", benchWebhook},
 }
 
 func main() {

@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
-	crand "crypto/rand"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/url"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -17,14 +14,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tenancyhq/tenancy/internal/auth"
-	"github.com/tenancyhq/tenancy/internal/catalog"
 	"github.com/tenancyhq/tenancy/internal/command"
 	"github.com/tenancyhq/tenancy/internal/logging"
-	"github.com/tenancyhq/tenancy/internal/natsembed"
 	"github.com/tenancyhq/tenancy/internal/postgres"
 	"github.com/tenancyhq/tenancy/internal/projection"
 	"github.com/tenancyhq/tenancy/internal/readmodel"
@@ -176,25 +170,11 @@ func preload(ctx context.Context, js jetstream.JetStream, signer *events.Signer,
 
 func benchReadSide(ctx context.Context, o opts) ([]row, error) {
 	logf := func(f string, a ...any) { fmt.Fprintf(o.log, f+"\n", a...) }
-	ns, err := natsembed.Start(natsembed.Options{StoreDir: filepath.Join(o.dir, "nats-read")})
+	core, js, stopCore, err := startCore(ctx, o, "nats-read")
 	if err != nil {
 		return nil, err
 	}
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		return nil, err
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	_, signKey, _ := ed25519.GenerateKey(crand.Reader)
-	master := make([]byte, 32)
-	_, _ = crand.Read(master)
-	cat, _ := catalog.Load("")
-	core, err := services.OpenCore(ctx, nc, js, services.CoreOptions{Stream: "TENANCY", Replicas: 1, SigningKey: signKey, MasterKey: master, Catalog: cat, Log: logging.Discard()})
-	if err != nil {
-		return nil, err
-	}
+	defer stopCore()
 	n := o.tenants
 	logf("  preloading %d tenant events ...", n)
 	if err := preload(ctx, js, core.Signer, n, logf); err != nil {

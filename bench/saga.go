@@ -2,25 +2,16 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
-	crand "crypto/rand"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/tenancyhq/tenancy/internal/billing"
 	"github.com/tenancyhq/tenancy/internal/billing/billingfake"
-	"github.com/tenancyhq/tenancy/internal/catalog"
 	"github.com/tenancyhq/tenancy/internal/command"
 	"github.com/tenancyhq/tenancy/internal/keycloak"
 	"github.com/tenancyhq/tenancy/internal/keycloak/keycloakfake"
-	"github.com/tenancyhq/tenancy/internal/logging"
-	"github.com/tenancyhq/tenancy/internal/natsembed"
 	"github.com/tenancyhq/tenancy/internal/saga"
 	"github.com/tenancyhq/tenancy/internal/services"
 	"github.com/tenancyhq/tenancy/pkg/domain"
@@ -30,25 +21,12 @@ import (
 // benchSaga measures activation sagas end to end against zero-latency
 // fakes, against a baseline of the same external calls made directly.
 func benchSaga(ctx context.Context, o opts) ([]row, error) {
-	ns, err := natsembed.Start(natsembed.Options{StoreDir: filepath.Join(o.dir, "nats-saga")})
+	core, _, stopCore, err := startCore(ctx, o, "nats-saga")
 	if err != nil {
 		return nil, err
 	}
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		return nil, err
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	_, signKey, _ := ed25519.GenerateKey(crand.Reader)
-	master := make([]byte, 32)
-	_, _ = crand.Read(master)
-	cat, _ := catalog.Load("")
-	core, err := services.OpenCore(ctx, nc, js, services.CoreOptions{Stream: "TENANCY", Replicas: 1, SigningKey: signKey, MasterKey: master, Catalog: cat, Log: logging.Discard()})
-	if err != nil {
-		return nil, err
-	}
+	defer stopCore()
+	cat := core.Catalog
 	kf := keycloakfake.New(keycloakfake.Options{ClientID: "prov", ClientSecret: "secret"})
 	defer kf.Close()
 	bf := billingfake.New(billingfake.Options{})

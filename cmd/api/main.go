@@ -53,7 +53,7 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	api, err := services.NewAPI(ctx, core, services.APIOptions{Auth: authn, BodyLimit: cfg.BodyLimit, ReadSide: rs, ReadWait: cfg.ReadWait, Keycloak: in.Keycloak})
+	api, err := services.NewAPI(ctx, core, services.APIOptions{Auth: authn, BodyLimit: cfg.BodyLimit, ReadSide: rs, ReadWait: cfg.ReadWait, Keycloak: in.Keycloak, Webhooks: cfg.Webhooks})
 	if err != nil {
 		return err
 	}

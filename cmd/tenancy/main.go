@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -65,12 +66,17 @@ Usage:
   tenancy projections status | rebuild NAME | skip NAME --seq N --reason TEXT
                                       the read models (needs DATABASE_URL or the dev default)
   tenancy reconcile [--tenant ID]     compare Keycloak and billing with the log and repair drift
+  tenancy webhooks COMMAND [--api URL] [--token T]
+                                      webhook subscriptions, attempts, dead letters and replays
+                                      through the API ('tenancy webhooks help' lists the commands)
   tenancy probe URL                   exit 0 if URL answers 2xx (container health checks)
   tenancy help                        this text
 
 The CLI reaches the log through NATS_URL when set, otherwise through the
 running 'tenancy dev' of TENANCY_DATA_DIR (default ./.tenancy), otherwise by
-opening that stopped data directory itself.
+opening that stopped data directory itself. 'tenancy webhooks' calls the API
+instead: --api or TENANCY_API_URL (default http://TENANCY_HTTP_ADDR), with
+--token, TENANCY_TOKEN or the data directory's admin.token.
 `
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -92,6 +98,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runProjections(ctx, rest, getenv, stdout, stderr)
 	case "reconcile":
 		return runReconcile(ctx, rest, getenv, stdout, stderr)
+	case "webhooks":
+		return runWebhooks(ctx, rest, getenv, stdout, stderr)
 	case "probe":
 		return runProbe(ctx, rest, stdout)
 	case "help", "-h", "--help":
@@ -392,8 +400,16 @@ func cliCore(ctx context.Context, l *services.Log, getenv func(string) string, s
 	if stream == "" {
 		stream = "TENANCY"
 	}
+	// The replica count must match the deployment's: ensuring a stream with
+	// fewer replicas than it has would scale a cluster's streams down.
+	replicas := 1
+	if v := strings.TrimSpace(getenv("TENANCY_REPLICAS")); v != "" {
+		if replicas, err = strconv.Atoi(v); err != nil || replicas < 1 {
+			return nil, fmt.Errorf("TENANCY_REPLICAS=%q is not a positive whole number", v)
+		}
+	}
 	log := logging.New(stderr, "tenancy", logging.ParseLevel(getenv("LOG_LEVEL")))
-	return services.OpenCore(ctx, l.NC, l.JS, services.CoreOptions{Stream: stream, Replicas: 1, SigningKey: signKey, MasterKey: master, Catalog: cat, Log: log})
+	return services.OpenCore(ctx, l.NC, l.JS, services.CoreOptions{Stream: stream, Replicas: replicas, SigningKey: signKey, MasterKey: master, Catalog: cat, Log: log})
 }
 
 func runReconcile(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {

@@ -1,22 +1,61 @@
-// Command webhooker delivers signed, sequenced events to webhook subscribers with retries, a dead-letter stream and operator requeue.
+// Command webhooker delivers the event log to webhook subscribers: signed
+// (Standard Webhooks), sequenced and in order per endpoint, with retries on
+// a schedule, a dead-letter stream, operator requeue and replay. Any number
+// of instances share the work.
 package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tenancyhq/tenancy/internal/config"
+	"github.com/tenancyhq/tenancy/internal/logging"
+	"github.com/tenancyhq/tenancy/internal/services"
 )
 
 func main() {
-	if err := run(context.Background(), os.Args, os.Stderr); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Getenv, os.Stderr)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "webhooker:", err)
-		os.Exit(2)
+		os.Exit(1)
 	}
 }
 
-func run(_ context.Context, _ []string, stderr io.Writer) error {
-	fmt.Fprintln(stderr, "webhooker delivers signed, sequenced events to webhook subscribers with retries, a dead-letter stream and operator requeue.")
-	return errors.New("not available in this build yet")
+func run(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := config.LoadWorker(getenv, ":8083")
+	if err != nil {
+		return err
+	}
+	log := logging.New(stderr, "webhooker", logging.ParseLevel(cfg.LogLevel))
+	core, err := services.ConnectCore(ctx, cfg.NATS, services.Secrets{SigningKey: cfg.SigningKey, MasterKey: cfg.MasterKey, Catalog: cfg.Catalog}, "tenancy-webhooker", log)
+	if err != nil {
+		return err
+	}
+	defer core.Close()
+	// Attempts are recorded in PostgreSQL; the projector owns the schema,
+	// but a webhooker started first must not fail on a missing table.
+	rs, err := services.OpenReadSide(ctx, cfg.DatabaseURL, false, true)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	w, err := services.NewWebhooker(ctx, core, cfg.Webhooks, rs)
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return w.Run(gctx) })
+	g.Go(func() error {
+		return services.ListenAndServe(gctx, cfg.HTTPAddr, services.HealthHandler(
+			services.HealthCheck{Name: "nats", Check: core.CheckNATS}, services.HealthCheck{Name: "postgres", Check: rs.Check}), log)
+	})
+	return g.Wait()
 }

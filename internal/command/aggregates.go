@@ -70,3 +70,25 @@ func (ProjectionOps) Version(s domain.ProjectionOps) int64 { return s.Version }
 
 // Claims implements Aggregate.
 func (ProjectionOps) Claims(domain.ProjectionOps) []domain.Claim { return nil }
+
+// Webhooks adapts the webhook subscription decider.
+type Webhooks struct{}
+
+// Kind implements Aggregate.
+func (Webhooks) Kind() string { return events.AggregateWebhook }
+
+// Decide implements Aggregate.
+func (Webhooks) Decide(s domain.Webhook, c domain.WebhookCommand) ([]events.Payload, error) {
+	return domain.DecideWebhook(s, c)
+}
+
+// Evolve implements Aggregate.
+func (Webhooks) Evolve(s domain.Webhook, r domain.Recorded) domain.Webhook {
+	return domain.EvolveWebhook(s, r)
+}
+
+// Version implements Aggregate.
+func (Webhooks) Version(s domain.Webhook) int64 { return s.Version }
+
+// Claims implements Aggregate.
+func (Webhooks) Claims(domain.Webhook) []domain.Claim { return nil }

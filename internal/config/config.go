@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tenancyhq/tenancy/internal/egress"
 )
 
 // Var documents one environment variable.
@@ -50,6 +52,14 @@ var Vars = []Var{
 	{"BILLING_TOKEN", "", "bearer token for the billing system", "provisioner, tenancy"},
 	{"TENANCY_RECONCILE_INTERVAL", "5m", "how often the provisioner compares Keycloak and billing with the log and repairs drift (0 disables)", "provisioner, tenancy"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error", "all"},
+	{"TENANCY_API_URL", "http://$TENANCY_HTTP_ADDR", "`tenancy webhooks`: the API it calls", "tenancy"},
+	{"TENANCY_TOKEN", "(the data dir's admin.token)", "`tenancy webhooks`: the platform-admin bearer token it sends", "tenancy"},
+	{"WEBHOOK_ALLOW_CIDRS", "(none; dev: 127.0.0.0/8, ::1)", "addresses webhooks may reach although they are internal (loopback, private, link-local, ...): CIDRs or IPs, comma-separated", "api, webhooker, tenancy"},
+	{"WEBHOOK_ALLOW_HTTP", "false (dev: true)", "accept http:// webhook URLs (otherwise https is required)", "api, webhooker, tenancy"},
+	{"WEBHOOK_TIMEOUT", "15s", "time limit of one delivery attempt (connect, send, response headers and body)", "webhooker, tenancy"},
+	{"WEBHOOK_RETRY_SCHEDULE", "0s,5s,5m,30m,2h,5h,10h,10h", "delay before each delivery attempt (±20% jitter); after the last one the delivery is dead-lettered", "webhooker, tenancy"},
+	{"WEBHOOK_MAX_BODY", "262144", "largest request body sent; a larger event is sent without its data, with a dataref link to it", "webhooker, tenancy"},
+	{"WEBHOOK_DISABLE_AFTER", "120h", "an endpoint failing without a single success for this long is disabled (0 never disables)", "webhooker, tenancy"},
 }
 
 // Integrations configure the external systems the provisioner drives.
@@ -80,6 +90,72 @@ func (i Integrations) validate(errs *[]string) {
 	}
 	if i.BillingURL != "" && i.BillingToken == "" {
 		*errs = append(*errs, "BILLING_URL needs BILLING_TOKEN")
+	}
+}
+
+// Webhooks configure subscriptions and deliveries.
+type Webhooks struct {
+	AllowCIDRs   []string
+	AllowHTTP    bool
+	Timeout      time.Duration
+	Schedule     []time.Duration
+	MaxBody      int
+	DisableAfter time.Duration
+}
+
+// DefaultRetrySchedule is the delay before each delivery attempt.
+var DefaultRetrySchedule = []time.Duration{0, 5 * time.Second, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 5 * time.Hour, 10 * time.Hour, 10 * time.Hour}
+
+// devAllow lets `tenancy dev` deliver to receivers on the same machine.
+var devAllow = []string{"127.0.0.0/8", "::1/128"}
+
+func (r *reader) webhooks(dev bool) Webhooks {
+	w := Webhooks{
+		Timeout: r.duration("WEBHOOK_TIMEOUT", 15*time.Second), MaxBody: r.int("WEBHOOK_MAX_BODY", 256<<10),
+		DisableAfter: r.duration("WEBHOOK_DISABLE_AFTER", 120*time.Hour), Schedule: DefaultRetrySchedule,
+	}
+	if dev {
+		w.AllowCIDRs, w.AllowHTTP = devAllow, true
+	}
+	allow, err := egress.ParseAllowList(r.get("WEBHOOK_ALLOW_CIDRS"))
+	if err != nil {
+		r.errs = append(r.errs, err.Error())
+	}
+	w.AllowCIDRs = append(w.AllowCIDRs, allow...)
+	switch v := strings.TrimSpace(r.get("WEBHOOK_ALLOW_HTTP")); v {
+	case "":
+	case "true", "1":
+		w.AllowHTTP = true
+	case "false", "0":
+		w.AllowHTTP = false
+	default:
+		r.errs = append(r.errs, fmt.Sprintf("WEBHOOK_ALLOW_HTTP=%q must be true or false", v))
+	}
+	if v := strings.TrimSpace(r.get("WEBHOOK_RETRY_SCHEDULE")); v != "" {
+		w.Schedule = nil
+		for _, f := range strings.Split(v, ",") {
+			d, err := time.ParseDuration(strings.TrimSpace(f))
+			if err != nil || d < 0 {
+				r.errs = append(r.errs, fmt.Sprintf("WEBHOOK_RETRY_SCHEDULE entry %q is not a duration like 5s or 30m", f))
+				continue
+			}
+			w.Schedule = append(w.Schedule, d)
+		}
+	}
+	return w
+}
+
+func (w Webhooks) validate(errs *[]string) {
+	if w.Timeout < 100*time.Millisecond {
+		*errs = append(*errs, "WEBHOOK_TIMEOUT must be at least 100ms")
+	}
+	if len(w.Schedule) == 0 || len(w.Schedule) > 50 {
+		*errs = append(*errs, "WEBHOOK_RETRY_SCHEDULE needs between 1 and 50 entries")
+	} else if w.Schedule[0] != 0 {
+		*errs = append(*errs, "WEBHOOK_RETRY_SCHEDULE: the first entry is the first attempt, made at once; it must be 0s")
+	}
+	if w.MaxBody < 4096 {
+		*errs = append(*errs, "WEBHOOK_MAX_BODY must be at least 4096")
 	}
 }
 
@@ -169,6 +245,7 @@ const DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/tenancy?sslmode=d
 // API configures cmd/api.
 type API struct {
 	Integrations  Integrations
+	Webhooks      Webhooks
 	NATS          NATS
 	HTTPAddr      string
 	DatabaseURL   string
@@ -187,8 +264,8 @@ type API struct {
 func LoadAPI(get Getenv) (API, error) {
 	r := &reader{get: get}
 	c := API{
-		Integrations: r.integrations(),
-		NATS:         r.nats(), HTTPAddr: r.str("TENANCY_HTTP_ADDR", ":8080"), DatabaseURL: r.str("DATABASE_URL", DefaultDatabaseURL),
+		Integrations: r.integrations(), Webhooks: r.webhooks(false),
+		NATS: r.nats(), HTTPAddr: r.str("TENANCY_HTTP_ADDR", ":8080"), DatabaseURL: r.str("DATABASE_URL", DefaultDatabaseURL),
 		SigningKey: r.str("TENANCY_SIGNING_KEY", ""), MasterKey: r.str("TENANCY_MASTER_KEY", ""),
 		OIDCIssuer: r.str("OIDC_ISSUER_URL", ""), OIDCDiscovery: r.str("OIDC_DISCOVERY_URL", ""), OIDCAudience: r.str("OIDC_AUDIENCE", "tenancy"),
 		Catalog: r.str("TENANCY_CATALOG", ""), BodyLimit: int64(r.int("TENANCY_BODY_LIMIT", 1<<20)),
@@ -217,12 +294,14 @@ func (c API) Validate() error {
 		errs = append(errs, "TENANCY_BODY_LIMIT must be at least 1024")
 	}
 	c.Integrations.validate(&errs)
+	c.Webhooks.validate(&errs)
 	return joinErrs(errs)
 }
 
 // Worker configures the projector, provisioner and webhooker.
 type Worker struct {
 	Integrations Integrations
+	Webhooks     Webhooks
 	NATS         NATS
 	DatabaseURL  string
 	SigningKey   string
@@ -237,8 +316,8 @@ type Worker struct {
 func LoadWorker(get Getenv, defaultAddr string) (Worker, error) {
 	r := &reader{get: get}
 	c := Worker{
-		Integrations: r.integrations(),
-		NATS:         r.nats(), DatabaseURL: r.str("DATABASE_URL", DefaultDatabaseURL),
+		Integrations: r.integrations(), Webhooks: r.webhooks(false),
+		NATS: r.nats(), DatabaseURL: r.str("DATABASE_URL", DefaultDatabaseURL),
 		SigningKey: r.str("TENANCY_SIGNING_KEY", ""), MasterKey: r.str("TENANCY_MASTER_KEY", ""),
 		Catalog: r.str("TENANCY_CATALOG", ""), HTTPAddr: r.str("TENANCY_HTTP_ADDR", defaultAddr), LogLevel: r.str("LOG_LEVEL", "info"),
 	}
@@ -248,12 +327,14 @@ func LoadWorker(get Getenv, defaultAddr string) (Worker, error) {
 	var errs []string
 	c.NATS.validate(&errs, true)
 	c.Integrations.validate(&errs)
+	c.Webhooks.validate(&errs)
 	return c, joinErrs(errs)
 }
 
 // Dev configures `tenancy dev`.
 type Dev struct {
 	Integrations Integrations
+	Webhooks     Webhooks
 	DataDir      string
 	HTTPAddr     string
 	NATSAddr     string
@@ -269,8 +350,8 @@ type Dev struct {
 func LoadDev(get Getenv) (Dev, error) {
 	r := &reader{get: get}
 	c := Dev{
-		Integrations: r.integrations(),
-		DataDir:      r.str("TENANCY_DATA_DIR", "./.tenancy"), HTTPAddr: r.str("TENANCY_HTTP_ADDR", "127.0.0.1:8080"),
+		Integrations: r.integrations(), Webhooks: r.webhooks(true),
+		DataDir: r.str("TENANCY_DATA_DIR", "./.tenancy"), HTTPAddr: r.str("TENANCY_HTTP_ADDR", "127.0.0.1:8080"),
 		NATSAddr: r.str("TENANCY_DEV_NATS_ADDR", "127.0.0.1:4223"), DatabaseURL: r.str("DATABASE_URL", DefaultDatabaseURL),
 		Catalog: r.str("TENANCY_CATALOG", ""), OIDCAudience: r.str("OIDC_AUDIENCE", "tenancy"), LogLevel: r.str("LOG_LEVEL", "info"),
 		ReadWait: r.duration("TENANCY_READ_WAIT", 2*time.Second), Replicas: 1,
@@ -280,6 +361,7 @@ func LoadDev(get Getenv) (Dev, error) {
 	}
 	var errs []string
 	c.Integrations.validate(&errs)
+	c.Webhooks.validate(&errs)
 	return c, joinErrs(errs)
 }
 

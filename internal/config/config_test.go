@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -108,5 +109,41 @@ func TestComposeUsesKnownVariables(t *testing.T) {
 				t.Errorf("service %s runs %s, which this repository does not build", name, argv[0])
 			}
 		}
+	}
+}
+
+func TestWebhookConfig(t *testing.T) {
+	base := map[string]string{"NATS_URL": "nats://a"}
+	c, err := LoadWorker(env(base), ":8083")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Webhooks.AllowHTTP || len(c.Webhooks.AllowCIDRs) != 0 || c.Webhooks.Timeout != 15*time.Second ||
+		!slices.Equal(c.Webhooks.Schedule, DefaultRetrySchedule) || c.Webhooks.MaxBody != 256<<10 || c.Webhooks.DisableAfter != 120*time.Hour {
+		t.Fatalf("worker defaults: %+v", c.Webhooks)
+	}
+	d, err := LoadDev(env(map[string]string{"WEBHOOK_ALLOW_CIDRS": "10.1.0.0/16"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.Webhooks.AllowHTTP || !slices.Equal(d.Webhooks.AllowCIDRs, []string{"127.0.0.0/8", "::1/128", "10.1.0.0/16"}) {
+		t.Fatalf("dev allows loopback and http, plus what is configured: %+v", d.Webhooks)
+	}
+	for _, tc := range []struct{ name, value, want string }{
+		{"WEBHOOK_ALLOW_CIDRS", "10.0.0.5/8", "10.0.0.5/8"},
+		{"WEBHOOK_ALLOW_HTTP", "maybe", "true or false"},
+		{"WEBHOOK_RETRY_SCHEDULE", "0s,5x", "5x"},
+		{"WEBHOOK_RETRY_SCHEDULE", "5s,10s", "must be 0s"},
+		{"WEBHOOK_TIMEOUT", "1ms", "at least 100ms"},
+		{"WEBHOOK_MAX_BODY", "10", "at least 4096"},
+	} {
+		m := map[string]string{"NATS_URL": "nats://a", tc.name: tc.value}
+		if _, err := LoadWorker(env(m), ":8083"); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s=%s: error %v, want it to mention %q", tc.name, tc.value, err, tc.want)
+		}
+	}
+	c, err = LoadWorker(env(map[string]string{"NATS_URL": "nats://a", "WEBHOOK_RETRY_SCHEDULE": "0s, 1s,2m"}), ":8083")
+	if err != nil || !slices.Equal(c.Webhooks.Schedule, []time.Duration{0, time.Second, 2 * time.Minute}) {
+		t.Fatalf("custom schedule: %v %v", c.Webhooks.Schedule, err)
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/tenancyhq/tenancy/internal/projection"
 	"github.com/tenancyhq/tenancy/internal/readmodel"
 	"github.com/tenancyhq/tenancy/internal/tenants"
+	"github.com/tenancyhq/tenancy/internal/webhooks"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
@@ -63,6 +64,11 @@ type Deps struct {
 	// administrator in the identity provider and returns it; nil when no
 	// identity provider is configured.
 	AdminPassword func(ctx context.Context, t domain.Tenant) (username, password string, err error)
+	// Webhooks manages subscriptions and dead letters; nil disables the
+	// webhook routes (503).
+	Webhooks *webhooks.Service
+	// Attempts reads recorded delivery attempts; nil without a database.
+	Attempts *webhooks.AttemptReader
 }
 
 // Server is the HTTP API.
@@ -121,6 +127,20 @@ func New(d Deps) *Server {
 	}
 	v1.POST("/tenants/:id/provisioning/retry", s.retryProvisioning, authn, admin, s.idempotent)
 	v1.POST("/tenants/:id/admin-password", s.adminPassword, authn, admin)
+
+	v1.POST("/webhooks", s.createWebhook, authn, admin, s.idempotent)
+	v1.GET("/webhooks", s.listWebhooks, authn, admin)
+	v1.GET("/webhooks/:id", s.getWebhook, authn, admin)
+	v1.PATCH("/webhooks/:id", s.patchWebhook, authn, admin)
+	v1.DELETE("/webhooks/:id", s.deleteWebhook, authn, admin)
+	v1.POST("/webhooks/:id/rotate-secret", s.rotateWebhookSecret, authn, admin)
+	v1.GET("/webhooks/:id/attempts", s.webhookAttempts, authn, admin)
+	v1.POST("/webhooks/:id/replay", s.replayWebhook, authn, admin, s.idempotent)
+	v1.POST("/webhooks/:id/dead-letters/requeue", s.requeueAll, authn, admin)
+	v1.GET("/dead-letters", s.deadLetters, authn, admin)
+	v1.GET("/dead-letters/:seq", s.deadLetter, authn, admin)
+	v1.POST("/dead-letters/:seq/requeue", s.requeueDeadLetter, authn, admin)
+	v1.POST("/dead-letters/:seq/discard", s.discardDeadLetter, authn, admin)
 	return s
 }
 

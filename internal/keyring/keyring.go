@@ -298,3 +298,22 @@ func (k *Keyring) Prefetch(ctx context.Context, tenantIDs []string) error {
 	}
 	return nil
 }
+
+// secretAAD binds a wrapped secret to its name and keeps it apart from
+// wrapped tenant keys, which use the bare tenant id.
+func secretAAD(name string) []byte { return []byte("secret:" + name) }
+
+// WrapSecret encrypts a platform secret (a webhook signing secret) under the
+// master key, bound to name: the ciphertext does not open under another name.
+func (k *Keyring) WrapSecret(name string, plaintext []byte) ([]byte, error) {
+	return seal(k.master, plaintext, secretAAD(name))
+}
+
+// UnwrapSecret decrypts what WrapSecret sealed under the same name.
+func (k *Keyring) UnwrapSecret(name string, sealed []byte) ([]byte, error) {
+	plain, err := open(k.master, sealed, secretAAD(name))
+	if err != nil {
+		return nil, fmt.Errorf("keyring: cannot decrypt secret %s (wrong master key?): %w", name, err)
+	}
+	return plain, nil
+}

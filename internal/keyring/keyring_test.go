@@ -81,3 +81,31 @@ func TestParseMasterKey(t *testing.T) {
 		t.Fatalf("%v %v", k, err)
 	}
 }
+
+func TestWrapSecret(t *testing.T) {
+	n := testenv.StartNATS(t)
+	ctx := testenv.Context(t, time.Minute)
+	m := master(t)
+	ring, err := keyring.Open(ctx, n.JS, m, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := ring.WrapSecret("w1.v1", []byte("whsec_abc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(sealed), "whsec_abc") {
+		t.Fatal("wrapped secret contains the plaintext")
+	}
+	got, err := ring.UnwrapSecret("w1.v1", sealed)
+	if err != nil || string(got) != "whsec_abc" {
+		t.Fatalf("UnwrapSecret = %q, %v", got, err)
+	}
+	if _, err := ring.UnwrapSecret("w2.v1", sealed); err == nil {
+		t.Fatal("a secret opened under another name")
+	}
+	wrong, _ := keyring.Open(ctx, n.JS, master(t), 1)
+	if _, err := wrong.UnwrapSecret("w1.v1", sealed); err == nil {
+		t.Fatal("a secret opened under another master key")
+	}
+}

@@ -9,12 +9,14 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tenancyhq/tenancy/internal/auth"
+	"github.com/tenancyhq/tenancy/internal/config"
 	"github.com/tenancyhq/tenancy/internal/httpapi"
 	"github.com/tenancyhq/tenancy/internal/idempotency"
 	"github.com/tenancyhq/tenancy/internal/keycloak"
 	"github.com/tenancyhq/tenancy/internal/postgres"
 	"github.com/tenancyhq/tenancy/internal/projection"
 	"github.com/tenancyhq/tenancy/internal/readmodel"
+	"github.com/tenancyhq/tenancy/internal/webhooks"
 )
 
 // ReadSide is the PostgreSQL database of the read models.
@@ -65,6 +67,8 @@ type APIOptions struct {
 	ReadWait time.Duration
 	// Keycloak, when set, lets operators issue administrator passwords.
 	Keycloak *keycloak.Client
+	// Webhooks configure subscriptions (URL policy).
+	Webhooks config.Webhooks
 }
 
 // API is the HTTP API and what runs behind it.
@@ -116,6 +120,12 @@ func NewAPI(ctx context.Context, core *Core, o APIOptions) (*API, error) {
 	}
 	if o.Keycloak != nil {
 		deps.AdminPassword = AdminPassword(o.Keycloak)
+	}
+	if deps.Webhooks, err = NewWebhookService(ctx, core, o.Webhooks); err != nil {
+		return nil, err
+	}
+	if o.ReadSide != nil {
+		deps.Attempts = &webhooks.AttemptReader{Pool: o.ReadSide.Pool}
 	}
 	deps.Checks = checks
 	api.Server = httpapi.New(deps)

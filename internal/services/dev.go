@@ -166,7 +166,7 @@ func RunDev(ctx context.Context, cfg config.Dev, log *slog.Logger, ready func(De
 	if err != nil {
 		return err
 	}
-	api, err := NewAPI(ctx, core, APIOptions{Auth: authn, Mounts: map[string]http.Handler{auth.DevIssuerPath: issuer.Handler()}, ReadSide: rs, ReadWait: cfg.ReadWait, Keycloak: in.Keycloak})
+	api, err := NewAPI(ctx, core, APIOptions{Auth: authn, Mounts: map[string]http.Handler{auth.DevIssuerPath: issuer.Handler()}, ReadSide: rs, ReadWait: cfg.ReadWait, Keycloak: in.Keycloak, Webhooks: cfg.Webhooks})
 	if err != nil {
 		return err
 	}
@@ -179,6 +179,14 @@ func RunDev(ctx context.Context, cfg config.Dev, log *slog.Logger, ready func(De
 		return err
 	}
 
+	prov, err := NewProvisioner(ctx, core, ProvisionerOptions{Integrations: in, ReadSide: rs, ReconcileInterval: cfg.Integrations.ReconcileInterval})
+	if err != nil {
+		return err
+	}
+	hooks, err := NewWebhooker(ctx, core, cfg.Webhooks, rs)
+	if err != nil {
+		return err
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		if ready != nil {
@@ -186,11 +194,8 @@ func RunDev(ctx context.Context, cfg config.Dev, log *slog.Logger, ready func(De
 		}
 		return Serve(gctx, ln, api.Handler(), log)
 	})
-	prov, err := NewProvisioner(ctx, core, ProvisionerOptions{Integrations: in, ReadSide: rs, ReconcileInterval: cfg.Integrations.ReconcileInterval})
-	if err != nil {
-		return err
-	}
 	g.Go(func() error { return prov.Run(gctx) })
+	g.Go(func() error { return hooks.Run(gctx) })
 	g.Go(func() error { return api.Run(gctx) })
 	for _, p := range Projections(core, rs, nil) {
 		g.Go(func() error { return p.Run(gctx) })

@@ -1210,6 +1210,12 @@ func TestHookStopsClientMidSaga(t *testing.T) {
 	f.srv.SetHook(func(r *http.Request) {
 		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/roles") {
 			cancel()
+			// Answer only once the client has given up (it closes the
+			// connection), or a fast answer could beat the cancellation.
+			select {
+			case <-r.Context().Done():
+			case <-time.After(500 * time.Millisecond):
+			}
 		}
 	})
 	if _, err := f.try(ctx, http.MethodPost, "/admin/realms/acme/users", f.token, map[string]any{"username": "ann"}); err != nil {

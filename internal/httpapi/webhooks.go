@@ -1,0 +1,566 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/tenancyhq/tenancy/internal/tenants"
+	"github.com/tenancyhq/tenancy/internal/webhooks"
+	"github.com/tenancyhq/tenancy/pkg/domain"
+)
+
+var validID = tenants.ValidID
+
+// WebhookView is a subscription as the API shows it; the secret never
+// appears here.
+type WebhookView struct {
+	ID             string     `json:"id"`
+	URL            string     `json:"url"`
+	EventTypes     []string   `json:"event_types"`
+	TenantID       *string    `json:"tenant_id"`
+	Description    string     `json:"description"`
+	Enabled        bool       `json:"enabled"`
+	DisabledReason string     `json:"disabled_reason,omitempty"`
+	SecretVersion  int        `json:"secret_version"`
+	PreviousSecret *time.Time `json:"previous_secret_valid_until,omitempty"`
+	Version        int64      `json:"version"`
+	CreatedAt      time.Time  `json:"created_at"`
+	UpdatedAt      time.Time  `json:"updated_at"`
+}
+
+// WebhookWithSecret is the answer to create and rotate: the only place the
+// plaintext secret is ever shown.
+type WebhookWithSecret struct {
+	WebhookView
+	Secret string `json:"secret"`
+}
+
+// ViewWebhook renders a subscription.
+func ViewWebhook(w domain.Webhook, now time.Time) WebhookView {
+	v := WebhookView{ID: w.ID, URL: w.URL, EventTypes: w.EventTypes, Description: w.Description, Enabled: w.Enabled,
+		DisabledReason: w.DisabledReason, SecretVersion: w.SecretVersion, Version: w.Version, CreatedAt: w.CreatedAt, UpdatedAt: w.UpdatedAt}
+	if w.TenantID != "" {
+		t := w.TenantID
+		v.TenantID = &t
+	}
+	if v.EventTypes == nil {
+		v.EventTypes = []string{}
+	}
+	if w.PreviousSecretVersion != 0 && now.Before(w.PreviousValidUntil) {
+		t := w.PreviousValidUntil
+		v.PreviousSecret = &t
+	}
+	return v
+}
+
+func (s *Server) webhookService() (*webhooks.Service, error) {
+	if s.deps.Webhooks == nil {
+		return nil, fmt.Errorf("%w: webhooks are not configured on this API instance", domain.ErrUnavailable)
+	}
+	return s.deps.Webhooks, nil
+}
+
+func writeWebhook(c echo.Context, status int, v any, version int64, seq uint64) error {
+	h := c.Response().Header()
+	h.Set("ETag", etag(version))
+	h.Set(SequenceHeader, strconv.FormatUint(seq, 10))
+	return writeJSON(c, status, v)
+}
+
+// CreateWebhookRequest is the body of POST /v1/webhooks.
+type CreateWebhookRequest struct {
+	URL         string   `json:"url"`
+	EventTypes  []string `json:"event_types"`
+	TenantID    string   `json:"tenant_id"`
+	Description string   `json:"description"`
+	Enabled     *bool    `json:"enabled"`
+}
+
+func (s *Server) createWebhook(c echo.Context) error {
+	svc, err := s.webhookService()
+	if err != nil {
+		return err
+	}
+	body, err := s.readBody(c, echo.MIMEApplicationJSON)
+	if err != nil {
+		return err
+	}
+	var req CreateWebhookRequest
+	if err := decodeStrict(body, &req); err != nil {
+		return err
+	}
+	if req.TenantID != "" && !validID(req.TenantID) {
+		return invalid("tenant_id", "must be a tenant id (a UUID)")
+	}
+	meta, err := s.meta(c)
+	if err != nil {
+		return err
+	}
+	meta.IfVersion = 0
+	res, secret, err := svc.Create(c.Request().Context(), domain.CreateWebhook{URL: req.URL, EventTypes: req.EventTypes, TenantID: req.TenantID,
+		Description: req.Description, Enabled: req.Enabled}, meta)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set(echo.HeaderLocation, "/v1/webhooks/"+res.State.ID)
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return writeWebhook(c, http.StatusCreated, WebhookWithSecret{ViewWebhook(res.State, time.Now()), secret}, res.State.Version, res.Seq)
+}
+
+// WebhookList is every subscription.
+type WebhookList struct {
+	Items []WebhookView `json:"items"`
+}
+
+func (s *Server) listWebhooks(c echo.Context) error {
+	svc, err := s.webhookService()
+	if err != nil {
+		return err
+	}
+	if err := checkParams(c); err != nil {
+		return err
+	}
+	ws, seq, err := svc.List(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	out := WebhookList{Items: make([]WebhookView, len(ws))}
+	now := time.Now()
+	for i, w := range ws {
+		out.Items[i] = ViewWebhook(w, now)
+	}
+	c.Response().Header().Set(SequenceHeader, strconv.FormatUint(seq, 10))
+	return writeJSON(c, http.StatusOK, out)
+}
+
+func (s *Server) getWebhook(c echo.Context) error {
+	svc, err := s.webhookService()
+	if err != nil {
+		return err
+	}
+	w, seq, err := svc.Get(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return writeWebhook(c, http.StatusOK, ViewWebhook(w, time.Now()), w.Version, seq)
+}
+
+var webhookReadOnly = map[string]string{
+	"id": "is immutable", "secret_version": "changes only through rotate-secret", "previous_secret_valid_until": "changes only through rotate-secret",
+	"version": "is maintained by the server", "created_at": "is maintained by the server", "updated_at": "is maintained by the server",
+	"disabled_reason": "is maintained by the server; set enabled to true to resume deliveries", "secret": "is generated by the server; use rotate-secret",
+}
+
+// parseWebhookPatch turns a JSON merge patch into an update command.
+func parseWebhookPatch(body []byte) (domain.UpdateWebhook, error) {
+	var cmd domain.UpdateWebhook
+	if len(body) == 0 {
+		return cmd, fmt.Errorf("%w: the request body is empty; send a JSON merge patch object", errMalformed)
+	}
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return cmd, jsonError(err)
+	}
+	var fe []domain.FieldError
+	str := func(name string, raw json.RawMessage, nullable bool) *string {
+		if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+			if !nullable {
+				fe = append(fe, domain.FieldError{Field: name, Message: "cannot be removed (null)"})
+				return nil
+			}
+			empty := ""
+			return &empty
+		}
+		var v string
+		if err := json.Unmarshal(raw, &v); err != nil {
+			fe = append(fe, domain.FieldError{Field: name, Message: "must be a string"})
+			return nil
+		}
+		return &v
+	}
+	for k, raw := range doc {
+		switch k {
+		case "url":
+			cmd.URL = str(k, raw, false)
+		case "description":
+			cmd.Description = str(k, raw, true)
+		case "tenant_id":
+			cmd.TenantID = str(k, raw, true)
+			if cmd.TenantID != nil && *cmd.TenantID != "" && !validID(*cmd.TenantID) {
+				fe = append(fe, domain.FieldError{Field: k, Message: "must be a tenant id (a UUID), or null to receive every tenant's events"})
+			}
+		case "event_types":
+			var v []string
+			if err := json.Unmarshal(raw, &v); err != nil || v == nil {
+				fe = append(fe, domain.FieldError{Field: k, Message: "must be an array of event types or prefixes"})
+				continue
+			}
+			cmd.EventTypes = &v
+		case "enabled":
+			var v bool
+			if err := json.Unmarshal(raw, &v); err != nil {
+				fe = append(fe, domain.FieldError{Field: k, Message: "must be true or false"})
+				continue
+			}
+			cmd.Enabled = &v
+		default:
+			msg, ok := webhookReadOnly[k]
+			if !ok {
+				msg = "unknown field; see openapi.yaml for the fields of a webhook"
+			}
+			fe = append(fe, domain.FieldError{Field: k, Message: msg})
+		}
+	}
+	if len(fe) > 0 {
+		return cmd, &domain.ValidationError{Fields: fe}
+	}
+	return cmd, nil
+}
+
+func (s *Server) patchWebhook(c echo.Context) error {
+	svc, err := s.webhookService()
+	if err != nil {
+		return err
+	}
+	body, err := s.readBody(c, "application/merge-patch+json", echo.MIMEApplicationJSON)
+	if err != nil {
+		return err
+	}
+	cmd, err := parseWebhookPatch(body)
+	if err != nil {
+		return err
+	}
+	meta, err := s.meta(c)
+	if err != nil {
+		return err
+	}
+	res, err := svc.Update(c.Request().Context(), c.Param("id"), cmd, meta)
+	if err != nil {
+		return err
+	}
+	return writeWebhook(c, http.StatusOK, ViewWebhook(res.State, time.Now()), res.State.Version, res.Seq)
+}
+
+func (s *Server) deleteWebhook(c echo.Context) error {
+	svc, err := s.webhookService()
+	if err != nil {
+		return err
+	}
+	meta, err := s.meta(c)
+	if err != nil {
+		return err
+	}
+	res, err := svc.Delete(c.Request().Context(), c.Param("id"), meta)
+	if err != nil {
+		return err
+	}
+	return writeWebhook(c, http.StatusOK, ViewWebhook(res.State, time.Now()), res.State.Version, res.Seq)
+}
+
+// RotateSecretRequest is the optional body of POST .../rotate-secret.
+type RotateSecretRequest struct {
+	// Grace is how long the old secret keeps signing, like "24h".
+	Grace string `json:"grace"`
+}
+
+func (s *Server) rotateWebhookSecret(c echo.Context) error {
+	svc, err := s.webhookService()
+	if err != nil {
+		return err
+	}
+	body, err := s.readBody(c, echo.MIMEApplicationJSON)
+	if err != nil {
+		return err
+	}
+	var req RotateSecretRequest
+	if body != nil {
+		if err := decodeStrict(body, &req); err != nil {
+			return err
+		}
+	}
+	var grace time.Duration
+	if req.Grace != "" {
+		if grace, err = time.ParseDuration(req.Grace); err != nil || grace <= 0 {
+			return invalid("grace", "must be a positive duration like 24h or 90m (0 is not allowed: receivers need time to switch)")
+		}
+	}
+	meta, err := s.meta(c)
+	if err != nil {
+		return err
+	}
+	res, secret, err := svc.Rotate(c.Request().Context(), c.Param("id"), grace, meta)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return writeWebhook(c, http.StatusOK, WebhookWithSecret{ViewWebhook(res.State, time.Now()), secret}, res.State.Version, res.Seq)
+}
+
+// AttemptList is a page of delivery attempts, newest first.
+type AttemptList struct {
+	Items         []webhooks.Attempt `json:"items"`
+	NextPageToken string             `json:"next_page_token"`
+}
+
+func (s *Server) webhookAttempts(c echo.Context) error {
+	svc, err := s.webhookService()
+	if err != nil {
+		return err
+	}
+	if err := checkParams(c, "event_seq", "page_size", "page_token"); err != nil {
+		return err
+	}
+	if s.deps.Attempts == nil {
+		return fmt.Errorf("%w: this API instance has no database configured (DATABASE_URL) to read attempts from", domain.ErrUnavailable)
+	}
+	id := c.Param("id")
+	if _, _, err := svc.Get(c.Request().Context(), id); err != nil {
+		return err
+	}
+	f := webhooks.AttemptFilter{WebhookID: id}
+	if f.Limit, err = pageSize(c); err != nil {
+		return err
+	}
+	if raw := c.QueryParam("event_seq"); raw != "" {
+		if f.EventSeq, err = strconv.ParseUint(raw, 10, 64); err != nil || f.EventSeq == 0 {
+			return invalid("event_seq", "must be a stream sequence (a positive whole number)")
+		}
+	}
+	if tok := c.QueryParam("page_token"); tok != "" {
+		seq, err := parseSeqToken(tok)
+		if err != nil {
+			return err
+		}
+		f.Before = int64(seq)
+	}
+	items, more, err := s.deps.Attempts.List(c.Request().Context(), f)
+	if err != nil {
+		return readErr(err)
+	}
+	out := AttemptList{Items: items}
+	if more {
+		out.NextPageToken = seqToken(uint64(items[len(items)-1].ID))
+	}
+	return writeJSON(c, http.StatusOK, out)
+}
+
+// DeadLetterList is a page of dead letters, oldest first.
+type DeadLetterList struct {
+	Items         []webhooks.DeadLetter `json:"items"`
+	NextPageToken string                `json:"next_page_token"`
+}
+
+func (s *Server) deadLetters(c echo.Context) error {
+	svc, err := s.webhookService()
+	if err != nil {
+		return err
+	}
+	if err := checkParams(c, "webhook_id", "type", "from", "to", "page_size", "page_token"); err != nil {
+		return err
+	}
+	f := webhooks.DeadLetterFilter{WebhookID: c.QueryParam("webhook_id"), Type: c.QueryParam("type")}
+	if f.WebhookID != "" && !validID(f.WebhookID) {
+		return invalid("webhook_id", "must be a webhook id (a UUID)")
+	}
+	if f.From, err = timeParam(c, "from"); err != nil {
+		return err
+	}
+	if f.To, err = timeParam(c, "to"); err != nil {
+		return err
+	}
+	if f.Limit, err = pageSize(c); err != nil {
+		return err
+	}
+	if tok := c.QueryParam("page_token"); tok != "" {
+		if f.After, err = parseSeqToken(tok); err != nil {
+			return err
+		}
+	}
+	items, more, err := svc.DeadLetters(c.Request().Context(), f)
+	if err != nil {
+		return err
+	}
+	out := DeadLetterList{Items: items}
+	if more && len(items) > 0 {
+		out.NextPageToken = seqToken(items[len(items)-1].Seq)
+	}
+	return writeJSON(c, http.StatusOK, out)
+}
+
+// DeadLetterDetail is one dead letter with its event and every attempt.
+type DeadLetterDetail struct {
+	webhooks.DeadLetter
+	Event      json.RawMessage    `json:"event"`
+	AttemptLog []webhooks.Attempt `json:"attempt_log"`
+}
+
+func deadLetterSeq(c echo.Context) (uint64, error) {
+	seq, err := strconv.ParseUint(c.Param("seq"), 10, 64)
+	if err != nil || seq == 0 {
+		return 0, fmt.Errorf("no dead letter %q (ids are positive whole numbers): %w", c.Param("seq"), domain.ErrNotFound)
+	}
+	return seq, nil
+}
+
+func (s *Server) deadLetter(c echo.Context) error {
+	svc, err := s.webhookService()
+	if err != nil {
+		return err
+	}
+	seq, err := deadLetterSeq(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	d, err := svc.DeadLetter(ctx, seq)
+	if err != nil {
+		return err
+	}
+	ev, err := svc.Event(ctx, d.EventSeq)
+	if err != nil {
+		return err
+	}
+	out := DeadLetterDetail{DeadLetter: d, Event: ev, AttemptLog: []webhooks.Attempt{}}
+	if s.deps.Attempts != nil {
+		items, _, err := s.deps.Attempts.List(ctx, webhooks.AttemptFilter{WebhookID: d.WebhookID, EventSeq: d.EventSeq, Limit: MaxPageSize})
+		if err != nil {
+			return readErr(err)
+		}
+		out.AttemptLog = items
+	}
+	return writeJSON(c, http.StatusOK, out)
+}
+
+// RequeueResult says which dead letters went back to their endpoint's queue.
+type RequeueResult struct {
+	Requeued []uint64 `json:"requeued"`
+}
+
+func (s *Server) requeueDeadLetter(c echo.Context) error {
+	svc, err := s.webhookService()
+	if err != nil {
+		return err
+	}
+	seq, err := deadLetterSeq(c)
+	if err != nil {
+		return err
+	}
+	d, err := svc.DeadLetter(c.Request().Context(), seq)
+	if err != nil {
+		return err
+	}
+	return s.requeue(c, svc, d.WebhookID, []uint64{seq})
+}
+
+func (s *Server) requeueAll(c echo.Context) error {
+	svc, err := s.webhookService()
+	if err != nil {
+		return err
+	}
+	return s.requeue(c, svc, c.Param("id"), nil)
+}
+
+func (s *Server) requeue(c echo.Context, svc *webhooks.Service, webhookID string, seqs []uint64) error {
+	meta, err := s.meta(c)
+	if err != nil {
+		return err
+	}
+	meta.IfVersion = 0
+	res, done, err := svc.Requeue(c.Request().Context(), webhookID, seqs, meta)
+	if err != nil {
+		return err
+	}
+	if done == nil {
+		done = []uint64{}
+	}
+	c.Response().Header().Set(SequenceHeader, strconv.FormatUint(res.Seq, 10))
+	return writeJSON(c, http.StatusAccepted, RequeueResult{Requeued: done})
+}
+
+// DiscardRequest is the body of POST /v1/dead-letters/{seq}/discard.
+type DiscardRequest struct {
+	Reason string `json:"reason"`
+}
+
+func (s *Server) discardDeadLetter(c echo.Context) error {
+	svc, err := s.webhookService()
+	if err != nil {
+		return err
+	}
+	seq, err := deadLetterSeq(c)
+	if err != nil {
+		return err
+	}
+	body, err := s.readBody(c, echo.MIMEApplicationJSON)
+	if err != nil {
+		return err
+	}
+	var req DiscardRequest
+	if err := decodeStrict(body, &req); err != nil {
+		return err
+	}
+	meta, err := s.meta(c)
+	if err != nil {
+		return err
+	}
+	meta.IfVersion = 0
+	res, err := svc.Discard(c.Request().Context(), seq, req.Reason, meta)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set(SequenceHeader, strconv.FormatUint(res.Seq, 10))
+	return c.NoContent(http.StatusNoContent)
+}
+
+// ReplayRequest is the body of POST /v1/webhooks/{id}/replay.
+type ReplayRequest struct {
+	FromSeq  uint64    `json:"from_seq"`
+	ToSeq    uint64    `json:"to_seq"`
+	FromTime time.Time `json:"from_time"`
+	ToTime   time.Time `json:"to_time"`
+	Types    []string  `json:"types"`
+	TenantID string    `json:"tenant_id"`
+}
+
+// ReplayAccepted acknowledges a replay request.
+type ReplayAccepted struct {
+	RequestID string `json:"request_id"`
+	WebhookID string `json:"webhook_id"`
+}
+
+func (s *Server) replayWebhook(c echo.Context) error {
+	svc, err := s.webhookService()
+	if err != nil {
+		return err
+	}
+	body, err := s.readBody(c, echo.MIMEApplicationJSON)
+	if err != nil {
+		return err
+	}
+	var req ReplayRequest
+	if err := decodeStrict(body, &req); err != nil {
+		return err
+	}
+	if req.TenantID != "" && !validID(req.TenantID) {
+		return invalid("tenant_id", "must be a tenant id (a UUID)")
+	}
+	meta, err := s.meta(c)
+	if err != nil {
+		return err
+	}
+	meta.IfVersion = 0
+	id := c.Param("id")
+	res, err := svc.Replay(c.Request().Context(), id, domain.RequestReplay{FromSeq: req.FromSeq, ToSeq: req.ToSeq, FromTime: req.FromTime, ToTime: req.ToTime,
+		Types: req.Types, TenantID: req.TenantID}, meta)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set(SequenceHeader, strconv.FormatUint(res.Seq, 10))
+	return writeJSON(c, http.StatusAccepted, ReplayAccepted{RequestID: res.Events[len(res.Events)-1].ID, WebhookID: id})
+}

@@ -1,0 +1,194 @@
+package webhooks
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tenancyhq/tenancy/internal/egress"
+)
+
+// Delivery headers beyond the Standard Webhooks ones.
+const (
+	HeaderSequence = "tenancy-sequence"
+	HeaderAttempt  = "tenancy-attempt"
+	HeaderReplay   = "tenancy-replay"
+	// ContentType is the body's media type: a CloudEvent in structured mode.
+	ContentType = "application/cloudevents+json"
+)
+
+// ResponseCap bounds how much of a receiver's response is read and kept.
+const ResponseCap = 4 << 10
+
+// Outcome classifies one attempt.
+type Outcome string
+
+// Outcomes of an attempt.
+const (
+	Delivered Outcome = "delivered"
+	Failed    Outcome = "failed"
+	// Gone is a 410: the receiver asked never to be called again.
+	Gone Outcome = "gone"
+	// Refused is a destination the egress policy denies; it is retried like
+	// any failure, since the allowlist or DNS may change.
+	Refused Outcome = "refused"
+)
+
+// AttemptResult is what one attempt produced.
+type AttemptResult struct {
+	Outcome    Outcome
+	Status     int
+	Latency    time.Duration
+	Response   string
+	Error      string
+	RetryAfter time.Duration
+}
+
+// Request is one delivery attempt.
+type Request struct {
+	URL      string
+	Keys     [][]byte
+	EventID  string
+	Seq      uint64
+	Attempt  int
+	Replay   bool
+	Body     []byte
+	TenantID string
+}
+
+// Sender makes delivery attempts.
+type Sender struct {
+	Client *http.Client
+	Clock  func() time.Time
+	// UserAgent identifies Tenancy to receivers.
+	UserAgent string
+}
+
+// NewSender returns a sender whose connections obey policy.
+func NewSender(policy *egress.Policy, timeout time.Duration) *Sender {
+	return &Sender{Client: policy.Client(timeout), Clock: time.Now, UserAgent: "Tenancy-Webhooks/1"}
+}
+
+// Send makes one attempt.
+func (s *Sender) Send(ctx context.Context, r Request) AttemptResult {
+	now := s.Clock()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.URL, bytes.NewReader(r.Body))
+	if err != nil {
+		return AttemptResult{Outcome: Failed, Error: "cannot build the request: " + err.Error()}
+	}
+	h := req.Header
+	h.Set("content-type", ContentType)
+	h.Set("user-agent", s.UserAgent)
+	h.Set("webhook-id", r.EventID)
+	h.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
+	h.Set("webhook-signature", Sign(r.Keys, r.EventID, now, r.Body))
+	h.Set(HeaderSequence, strconv.FormatUint(r.Seq, 10))
+	h.Set(HeaderAttempt, strconv.Itoa(r.Attempt))
+	if r.Replay {
+		h.Set(HeaderReplay, "true")
+	}
+	start := time.Now()
+	resp, err := s.Client.Do(req)
+	if err != nil {
+		res := AttemptResult{Outcome: Failed, Latency: time.Since(start), Error: describe(err)}
+		if errors.Is(err, egress.ErrBlocked) {
+			res.Outcome = Refused
+		}
+		return res
+	}
+	body, readErr := io.ReadAll(io.LimitReader(resp.Body, ResponseCap))
+	// Drain a little more so the connection can be reused, but never
+	// without bound.
+	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
+	_ = resp.Body.Close()
+	res := AttemptResult{Status: resp.StatusCode, Latency: time.Since(start), Response: string(bytes.ToValidUTF8(body, []byte("?")))}
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		res.Outcome = Delivered
+		if readErr != nil {
+			// The receiver said yes; a broken body afterwards does not
+			// change that.
+			res.Error = "reading the response: " + readErr.Error()
+		}
+	case resp.StatusCode == http.StatusGone:
+		res.Outcome, res.Error = Gone, "the endpoint answered 410 Gone"
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		res.Outcome, res.Error = Failed, fmt.Sprintf("the endpoint answered %d (a redirect, which is never followed); register the final URL", resp.StatusCode)
+	default:
+		res.Outcome, res.Error = Failed, fmt.Sprintf("the endpoint answered %d", resp.StatusCode)
+		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+			res.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), now)
+		}
+	}
+	return res
+}
+
+// maxRetryAfter bounds how long a receiver can postpone its deliveries.
+const maxRetryAfter = 24 * time.Hour
+
+func retryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	var d time.Duration
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs < 0 {
+			return 0
+		}
+		d = time.Duration(min(secs, int64(maxRetryAfter/time.Second))) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	}
+	return min(max(d, 0), maxRetryAfter)
+}
+
+func describe(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, egress.ErrBlocked):
+		return err.Error()
+	case errors.As(err, &ne) && ne.Timeout():
+		return "timed out: " + err.Error()
+	}
+	return err.Error()
+}
+
+// Backoff returns the delay before attempt n+1 after attempt n (1-based)
+// failed, with ±20% jitter, or false when the schedule is exhausted.
+func Backoff(schedule []time.Duration, n int) (time.Duration, bool) {
+	if n >= len(schedule) {
+		return 0, false
+	}
+	d := schedule[n]
+	if d <= 0 {
+		return 0, true
+	}
+	j := 0.8 + 0.4*rand.Float64()
+	return time.Duration(float64(d) * j), true
+}
+
+// thin replaces an oversized event's data with a dataref to it: the
+// documented rule for bodies over the limit. The event's own signature then
+// no longer verifies; the receiver fetches the full event from dataref.
+func thin(body []byte, dataref string) ([]byte, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, err
+	}
+	delete(m, "data")
+	delete(m, "data_base64")
+	ref, _ := json.Marshal(dataref)
+	m["dataref"] = ref
+	m["tenancytruncated"] = json.RawMessage("true")
+	return json.Marshal(m)
+}
