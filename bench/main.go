@@ -49,6 +49,7 @@ var suites = []suite{
 	{"read", benchReadSide},
 	{"saga", benchSaga},
 	{"webhook", benchWebhook},
+	{"cluster", benchCluster},
 }
 
 func main() {

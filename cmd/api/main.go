@@ -35,6 +35,11 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 		return err
 	}
 	log := logging.New(stderr, "api", logging.ParseLevel(cfg.LogLevel))
+	stopTracing, err := services.StartTracing(ctx, "tenancy-api", log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	core, err := services.ConnectCore(ctx, cfg.NATS, services.Secrets{SigningKey: cfg.SigningKey, MasterKey: cfg.MasterKey, Catalog: cfg.Catalog}, "tenancy-api", log)
 	if err != nil {
 		return err

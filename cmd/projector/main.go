@@ -69,6 +69,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		tools := services.ProjectionTools{JS: core.JS, Store: core.Store, Opener: core.Keyring, Signer: core.Signer, ReadSide: rs, Log: log}
 		return tools.RunProjectionsCommand(ctx, args[1:], "cli:"+getenv("USER"), stdout)
 	}
+	stopTracing, err := services.StartTracing(ctx, "tenancy-projector", log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	defer services.WatchProjectionLag(core, rs)()
 	g, gctx := errgroup.WithContext(ctx)
 	for _, p := range services.Projections(core, rs, nil) {
 		g.Go(func() error { return p.Run(gctx) })

@@ -6,7 +6,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -123,27 +122,6 @@ func (f *fixture) checkpoints(t *testing.T, conn *pgx.Conn) map[string]uint64 {
 		out[name] = uint64(cp)
 	}
 	return out
-}
-
-func dump(t *testing.T, conn *pgx.Conn, table, key string) []map[string]any {
-	t.Helper()
-	rows, err := conn.Query(context.Background(), "SELECT * FROM "+projection.Ident(table)+" ORDER BY "+key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ms, err := pgx.CollectRows(rows, pgx.RowToMap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range ms {
-		for k, v := range m {
-			if b, ok := v.(map[string]any); ok {
-				raw, _ := json.Marshal(b)
-				m[k] = string(raw)
-			}
-		}
-	}
-	return ms
 }
 
 // TestKillMidBatchThenCompareWithReplay kills the projector with SIGKILL
@@ -275,7 +253,7 @@ func TestKillMidBatchThenCompareWithReplay(t *testing.T) {
 	}
 	defer fresh.Close(ctx)
 	for _, tc := range []struct{ table, key string }{{"tenants", "id"}, {"audit_log", "seq"}} {
-		want, got := dump(t, fresh, tc.table, tc.key), dump(t, conn, tc.table, tc.key)
+		want, got := testenv.DumpTable(t, fresh, tc.table, tc.key), testenv.DumpTable(t, conn, tc.table, tc.key)
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Fatalf("%s after %d kills differs from a fresh replay (-replay +killed):\n%s", tc.table, kills, diff)
 		}

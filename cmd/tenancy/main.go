@@ -143,6 +143,11 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		return err
 	}
 	log := logging.New(stderr, "tenancy-dev", logging.ParseLevel(cfg.LogLevel))
+	stopTracing, err := services.StartTracing(ctx, "tenancy-dev", log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	return services.RunDev(ctx, cfg, log, func(s services.DevStatus) {
 		fmt.Fprintf(stdout, `Tenancy is running.
   API:          http://%s

@@ -12,12 +12,17 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math/rand/v2"
+	"reflect"
 	"sync"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tenancyhq/tenancy/internal/eventstore"
+	"github.com/tenancyhq/tenancy/internal/metrics"
+	"github.com/tenancyhq/tenancy/internal/tracing"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
@@ -38,7 +43,9 @@ type Meta struct {
 	Actor         string
 	CorrelationID string
 	CausationID   string
-	TraceParent   string
+	// TraceParent is recorded on the events when ctx carries no span of its
+	// own (the span of the command, when tracing is on, wins).
+	TraceParent string
 	// IfVersion, when non-zero, requires the aggregate to be at that version
 	// (If-Match).
 	IfVersion int64
@@ -114,7 +121,87 @@ func (h *Handler[S, C]) lock(subject string) func() {
 
 // Execute decides cmd on the aggregate id owned by tenantID and appends what
 // it decided.
-func (h *Handler[S, C]) Execute(ctx context.Context, tenantID, id string, cmd C, meta Meta) (Result[S], error) {
+//
+// Each command is counted and timed by type and outcome, and, with tracing
+// on, runs in a span whose traceparent its events record.
+func (h *Handler[S, C]) Execute(ctx context.Context, tenantID, id string, cmd C, meta Meta) (res Result[S], err error) {
+	name := CommandName(cmd)
+	start := time.Now()
+	var span trace.Span
+	ctx, span = tracing.Start(ctx, name, trace.WithSpanKind(trace.SpanKindInternal))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("tenancy.command", name), attribute.String("tenancy.aggregate", h.agg.Kind()),
+			attribute.String("tenancy.tenant_id", tenantID), attribute.String("tenancy.aggregate_id", id))
+	}
+	defer func() {
+		outcome := Outcome(res, err)
+		metrics.Commands.WithLabelValues(name, outcome).Inc()
+		metrics.CommandDuration.WithLabelValues(name).Observe(metrics.Since(start))
+		if span.IsRecording() {
+			span.SetAttributes(attribute.String("tenancy.outcome", outcome), attribute.Int64("tenancy.seq", int64(res.Seq)),
+				attribute.Int("tenancy.events", len(res.Events)))
+			if outcome == OutcomeError || outcome == OutcomeContention {
+				tracing.Fail(span, err)
+			}
+		}
+		span.End()
+	}()
+	return h.execute(ctx, name, tenantID, id, cmd, meta)
+}
+
+// Outcomes of a command, as metrics label them.
+const (
+	OutcomeOK         = "ok"
+	OutcomeUnchanged  = "unchanged"
+	OutcomeRejected   = "rejected"
+	OutcomeContention = "contention"
+	OutcomeError      = "error"
+)
+
+// Outcome classifies a command's result: ok (events appended), unchanged
+// (nothing to append), rejected (the domain or an If-Match refused it),
+// contention (too many conflicts) or error (anything else: the log, keys,
+// cancellation).
+func Outcome[S any](res Result[S], err error) string {
+	switch {
+	case err == nil && len(res.Events) > 0:
+		return OutcomeOK
+	case err == nil:
+		return OutcomeUnchanged
+	case errors.Is(err, ErrContention):
+		return OutcomeContention
+	case errors.Is(err, domain.ErrInvalid), errors.Is(err, domain.ErrPrecondition), errors.Is(err, domain.ErrConflict),
+		errors.Is(err, domain.ErrNotFound), errors.Is(err, domain.ErrVersionMismatch), errors.Is(err, domain.ErrForbidden):
+		return OutcomeRejected
+	}
+	return OutcomeError
+}
+
+// commandNames caches the label of each command type.
+var commandNames sync.Map // reflect.Type -> string
+
+// CommandName returns the label of a command: its Go type name
+// ("CreateTenant"), a bounded set.
+func CommandName(cmd any) string {
+	t := reflect.TypeOf(cmd)
+	if t == nil {
+		return "unknown"
+	}
+	if n, ok := commandNames.Load(t); ok {
+		return n.(string)
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	n := t.Name()
+	if n == "" {
+		n = "unknown"
+	}
+	commandNames.Store(reflect.TypeOf(cmd), n)
+	return n
+}
+
+func (h *Handler[S, C]) execute(ctx context.Context, name, tenantID, id string, cmd C, meta Meta) (Result[S], error) {
 	subject := h.Subject(tenantID, id)
 	// Commands on one aggregate in this process take turns: they would only
 	// conflict in the log and retry.
@@ -130,7 +217,10 @@ func (h *Handler[S, C]) Execute(ctx context.Context, tenantID, id string, cmd C,
 		}
 	}
 	for attempt := 1; attempt <= h.deps.MaxAttempts; attempt++ {
-		res, retry, err := h.try(ctx, tenantID, id, subject, snap, cmd, meta)
+		if attempt > 1 {
+			metrics.CommandRetries.WithLabelValues(name).Inc()
+		}
+		res, retry, err := h.try(ctx, name, tenantID, id, subject, snap, cmd, meta)
 		if !retry {
 			if err == nil && len(res.Events) > 0 {
 				return res, nil
@@ -191,12 +281,14 @@ func refreshable(err error) bool {
 		errors.Is(err, domain.ErrVersionMismatch) || errors.Is(err, domain.ErrConflict)
 }
 
-func (h *Handler[S, C]) try(ctx context.Context, tenantID, id, subject string, snap snapshot[S], cmd C, meta Meta) (Result[S], bool, error) {
+func (h *Handler[S, C]) try(ctx context.Context, name, tenantID, id, subject string, snap snapshot[S], cmd C, meta Meta) (Result[S], bool, error) {
 	version := h.agg.Version(snap.state)
 	if meta.IfVersion != 0 && meta.IfVersion != version {
 		return Result[S]{}, false, &domain.VersionMismatchError{Expected: meta.IfVersion, Actual: version}
 	}
+	decideStart := time.Now()
 	payloads, err := h.agg.Decide(snap.state, cmd)
+	metrics.PolicyDuration.WithLabelValues(name).Observe(metrics.Since(decideStart))
 	if err != nil {
 		return Result[S]{}, false, err
 	}
@@ -205,6 +297,12 @@ func (h *Handler[S, C]) try(ctx context.Context, tenantID, id, subject string, s
 	}
 
 	now := h.deps.Clock().UTC().Truncate(time.Microsecond)
+	// The events name the span that appends them, so that whatever handles
+	// them later continues this trace.
+	traceParent := meta.TraceParent
+	if tp := tracing.TraceParent(ctx); tp != "" {
+		traceParent = tp
+	}
 	state := snap.state
 	envs := make([]*events.Envelope, len(payloads))
 	for i, p := range payloads {
@@ -213,7 +311,7 @@ func (h *Handler[S, C]) try(ctx context.Context, tenantID, id, subject string, s
 			SpecVersion: events.SpecVersion, ID: h.deps.NewID(), Source: events.Source, Type: p.EventType(),
 			Subject: id, Time: now, DataContentType: events.ContentType, TenantID: tenantID,
 			Actor: meta.Actor, CorrelationID: meta.CorrelationID, CausationID: meta.CausationID,
-			TraceParent: meta.TraceParent, AggVersion: v,
+			TraceParent: traceParent, AggVersion: v,
 		}
 		state = h.agg.Evolve(state, domain.Recorded{AggregateID: id, ID: envs[i].ID, Time: now, Version: v, Payload: p})
 	}
@@ -257,6 +355,7 @@ func (h *Handler[S, C]) try(ctx context.Context, tenantID, id, subject string, s
 
 	seq, err := h.deps.Store.Append(ctx, out)
 	if errors.Is(err, eventstore.ErrWrongSequence) {
+		metrics.AppendConflicts.WithLabelValues(name).Inc()
 		return Result[S]{}, true, nil
 	}
 	if err != nil {

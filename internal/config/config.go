@@ -25,7 +25,7 @@ type Var struct {
 // Vars is every environment variable Tenancy reads.
 var Vars = []Var{
 	{"TENANCY_DATA_DIR", "./.tenancy", "`tenancy dev`: where the embedded JetStream store, generated keys and the admin token live", "tenancy"},
-	{"TENANCY_HTTP_ADDR", "127.0.0.1:8080 (dev), :8080 (api)", "HTTP listen address of the API", "api, tenancy"},
+	{"TENANCY_HTTP_ADDR", "127.0.0.1:8080 (dev), :8080 (api)", "HTTP listen address: the API, or a worker's health checks and metrics", "all"},
 	{"TENANCY_DEV_NATS_ADDR", "127.0.0.1:4223", "`tenancy dev`: client address of the embedded NATS server (so the CLI and other processes can reach it)", "tenancy"},
 	{"NATS_URL", "(none; dev embeds a server)", "NATS server URL(s), comma-separated for a cluster", "all"},
 	{"NATS_CREDS", "", "NATS credentials file", "all"},
@@ -34,8 +34,8 @@ var Vars = []Var{
 	{"NATS_TLS_KEY", "", "client key for NATS mTLS", "all"},
 	{"TENANCY_STREAM", "TENANCY", "name of the event stream", "all"},
 	{"TENANCY_REPLICAS", "1", "replicas of the streams and buckets Tenancy creates (3 in a cluster)", "all"},
-	{"DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tenancy?sslmode=disable", "PostgreSQL for the read models (dev creates the database if missing)", "api, projector, tenancy"},
-	{"TENANCY_SIGNING_KEY", "(dev: generated in the data dir)", "Ed25519 event signing key: base64 of the 32-byte seed, or file:<path>", "api, provisioner, webhooker"},
+	{"DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tenancy?sslmode=disable", "PostgreSQL for the read models and the webhook attempt log (dev creates the database if missing)", "all"},
+	{"TENANCY_SIGNING_KEY", "(dev: generated in the data dir)", "Ed25519 event signing key: base64 of the 32-byte seed, or file:<path>", "api, projector, provisioner, webhooker"},
 	{"TENANCY_MASTER_KEY", "(dev: generated in the data dir)", "AES-256 master key wrapping per-tenant personal-data keys and webhook secrets: base64 of 32 bytes, or file:<path>", "api, provisioner, projector, webhooker"},
 	{"OIDC_ISSUER_URL", "(dev: the built-in issuer at /dev/oidc)", "OIDC issuer whose tokens the API accepts", "api"},
 	{"OIDC_DISCOVERY_URL", "(the issuer URL)", "where to fetch the issuer's discovery document when the issuer is reachable under another name (e.g. http://keycloak:8080/realms/tenancy-ops in compose)", "api"},
@@ -60,6 +60,16 @@ var Vars = []Var{
 	{"WEBHOOK_RETRY_SCHEDULE", "0s,5s,5m,30m,2h,5h,10h,10h", "delay before each delivery attempt (±20% jitter); after the last one the delivery is dead-lettered", "webhooker, tenancy"},
 	{"WEBHOOK_MAX_BODY", "262144", "largest request body sent; a larger event is sent without its data, with a dataref link to it", "webhooker, tenancy"},
 	{"WEBHOOK_DISABLE_AFTER", "120h", "an endpoint failing without a single success for this long is disabled (0 never disables)", "webhooker, tenancy"},
+	// Tracing: the standard OpenTelemetry variables, read by internal/tracing
+	// and the OpenTelemetry SDK itself.
+	{"OTEL_EXPORTER_OTLP_ENDPOINT", "(none: no traces)", "OTLP/HTTP collector base URL (e.g. http://otel-collector:4318); traces are exported only when this or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set", "all"},
+	{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "(the endpoint + /v1/traces)", "full URL the spans are posted to", "all"},
+	{"OTEL_EXPORTER_OTLP_HEADERS", "", "headers sent to the collector, key=value pairs, comma-separated (e.g. authentication)", "all"},
+	{"OTEL_SERVICE_NAME", "tenancy-api, tenancy-projector, tenancy-provisioner, tenancy-webhooker, tenancy-dev", "service.name of the spans", "all"},
+	{"OTEL_RESOURCE_ATTRIBUTES", "", "extra resource attributes of the spans, key=value pairs, comma-separated", "all"},
+	{"OTEL_TRACES_SAMPLER", "parentbased_always_on", "which traces are recorded (e.g. parentbased_traceidratio)", "all"},
+	{"OTEL_TRACES_SAMPLER_ARG", "", "the sampler's argument (the ratio, e.g. 0.1)", "all"},
+	{"OTEL_SDK_DISABLED", "false", "true turns tracing off whatever the endpoint", "all"},
 }
 
 // Integrations configure the external systems the provisioner drives.

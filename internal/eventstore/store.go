@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/synadia-io/orbit.go/jetstreamext"
 
+	"github.com/tenancyhq/tenancy/internal/metrics"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
 
@@ -194,6 +195,10 @@ type Outgoing struct {
 	Header    nats.Header
 }
 
+// PublishTimeout bounds one append attempt made on a context without a
+// deadline, as the JetStream client's default does for its own calls.
+const PublishTimeout = 5 * time.Second
+
 // Append stores msgs atomically: all of them or none. It returns the stream
 // sequence of the last one. A batch that was already stored (a retry after a
 // lost acknowledgement) returns its sequence without storing it twice.
@@ -223,6 +228,7 @@ func (s *Store) Append(ctx context.Context, msgs []Outgoing) (uint64, error) {
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
 		if attempt > 0 {
+			metrics.PublishRetries.Inc()
 			select {
 			case <-ctx.Done():
 				return 0, classify(ctx.Err())
@@ -239,6 +245,14 @@ func (s *Store) Append(ctx context.Context, msgs []Outgoing) (uint64, error) {
 
 func (s *Store) publish(ctx context.Context, msgs []Outgoing, nmsgs []*nats.Msg) (uint64, error) {
 	if len(nmsgs) == 1 {
+		if _, ok := ctx.Deadline(); !ok {
+			// Without a deadline a request whose stream leader died after
+			// receiving it waits forever (workers run on contexts that
+			// only end at shutdown); the retry above then settles it.
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, PublishTimeout)
+			defer cancel()
+		}
 		resp, err := s.js.Conn().RequestMsgWithContext(ctx, nmsgs[0])
 		if err != nil {
 			return 0, classify(err)

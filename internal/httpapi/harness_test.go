@@ -79,6 +79,8 @@ type options struct {
 	// projections runs the read side's projections.
 	projections bool
 	readWait    time.Duration
+	// logs, when set, receives every service's JSON log lines.
+	logs io.Writer
 }
 
 func newHarness(t *testing.T, o options) *harness {
@@ -95,7 +97,10 @@ func newHarness(t *testing.T, o options) *harness {
 		t.Fatal(err)
 	}
 	log := logging.Discard()
-	if os.Getenv("TEST_LOG") != "" {
+	switch {
+	case o.logs != nil:
+		log = logging.New(o.logs, "test", logging.ParseLevel("debug"))
+	case os.Getenv("TEST_LOG") != "":
 		log = logging.New(os.Stderr, "test", logging.ParseLevel("debug"))
 	}
 	core, err := services.OpenCore(ctx, n.Conn, n.JS, services.CoreOptions{Stream: "TENANCY", Replicas: 1, SigningKey: signKey, MasterKey: master, Catalog: cat, Log: log})

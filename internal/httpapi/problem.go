@@ -10,6 +10,7 @@ import (
 
 	"github.com/tenancyhq/tenancy/internal/command"
 	"github.com/tenancyhq/tenancy/internal/eventstore"
+	"github.com/tenancyhq/tenancy/internal/idempotency"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 )
 
@@ -149,6 +150,13 @@ func (s *Server) errorHandler(err error, c echo.Context) {
 		h.Set("WWW-Authenticate", `Bearer realm="tenancy"`)
 	case http.StatusServiceUnavailable:
 		h.Set("Retry-After", strconv.Itoa(1))
+	case http.StatusConflict:
+		if errors.Is(err, idempotency.ErrInProgress) {
+			// The same request is running (or its instance died and the key
+			// is taken over after idempotency.PendingTimeout): retrying is
+			// right, unlike for other conflicts.
+			h.Set("Retry-After", strconv.Itoa(1))
+		}
 	}
 	h.Set(echo.HeaderContentType, ProblemContentType)
 	c.Response().WriteHeader(p.Status)

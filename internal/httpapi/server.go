@@ -13,17 +13,23 @@ import (
 	"regexp"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tenancyhq/tenancy/internal/auth"
 	"github.com/tenancyhq/tenancy/internal/idempotency"
 	"github.com/tenancyhq/tenancy/internal/logging"
+	"github.com/tenancyhq/tenancy/internal/metrics"
 	"github.com/tenancyhq/tenancy/internal/projection"
 	"github.com/tenancyhq/tenancy/internal/readmodel"
 	"github.com/tenancyhq/tenancy/internal/tenants"
+	"github.com/tenancyhq/tenancy/internal/tracing"
 	"github.com/tenancyhq/tenancy/internal/webhooks"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
@@ -93,10 +99,13 @@ func New(d Deps) *Server {
 	e := s.e
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
-	e.Use(s.requestContext, s.recoverPanics, s.accessLog)
+	e.Use(s.trace, s.requestContext, s.recoverPanics, s.accessLog)
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
+	// Unauthenticated like the health checks: scrapers hold no tokens, and
+	// the series carry no tenant data.
+	e.GET(MetricsPath, echo.WrapHandler(metrics.Handler()))
 	e.GET(ProblemTypeBase+":name", s.problemDoc)
 	e.GET("/.well-known/tenancy/event-keys.json", s.eventKeys)
 	for prefix, h := range d.Mounts {
@@ -169,6 +178,67 @@ func principal(c echo.Context) auth.Principal {
 	return p
 }
 
+// MetricsPath serves the Prometheus metrics.
+const MetricsPath = "/metrics"
+
+// untraced routes are called by probes and scrapers every few seconds: a
+// span each would bury the requests worth tracing.
+var untraced = map[string]bool{MetricsPath: true, "/healthz": true, "/readyz": true}
+
+// trace runs the request in a server span (with tracing on), continuing the
+// caller's trace when it sent a traceparent header. Commands the request
+// runs become child spans, and their events carry the trace on.
+func (s *Server) trace(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if !tracing.Enabled() || untraced[c.Path()] {
+			return next(c)
+		}
+		req := c.Request()
+		route := routeLabel(c)
+		ctx := tracing.Extract(req.Context(), req.Header)
+		ctx, span := tracing.Start(ctx, req.Method+" "+route, trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("http.request.method", req.Method), attribute.String("http.route", route),
+				attribute.String("url.path", req.URL.Path)))
+		defer span.End()
+		c.SetRequest(req.WithContext(ctx))
+		err := next(c)
+		status := c.Response().Status
+		span.SetAttributes(attribute.Int("http.response.status_code", status))
+		if status >= 500 {
+			span.SetStatus(codes.Error, http.StatusText(status))
+		}
+		return err
+	}
+}
+
+// routeLabel is the request's route template ("/v1/tenants/:id"): a
+// bounded set, unlike paths.
+func routeLabel(c echo.Context) string {
+	if p := c.Path(); p != "" && c.Response().Status != http.StatusNotFound && c.Response().Status != http.StatusMethodNotAllowed {
+		return p
+	}
+	return "unmatched"
+}
+
+// methodLabel bounds the method label to the methods the API knows.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodPut, http.MethodDelete, http.MethodHead, http.MethodOptions:
+		return m
+	}
+	return "other"
+}
+
+// withTenant names the tenant a request is about in its log lines and span.
+func withTenant(c echo.Context, id string) {
+	if !tenants.ValidID(id) {
+		return
+	}
+	ctx := logging.With(c.Request().Context(), slog.String("tenant_id", id))
+	trace.SpanFromContext(ctx).SetAttributes(attribute.String("tenancy.tenant_id", id))
+	c.SetRequest(c.Request().WithContext(ctx))
+}
+
 var requestIDRE = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
 
 // RequestIDHeader carries the correlation id in and out.
@@ -190,6 +260,7 @@ func (s *Server) requestContext(next echo.HandlerFunc) echo.HandlerFunc {
 		c.Set("request_id", id)
 		c.Response().Header().Set(RequestIDHeader, id)
 		ctx := logging.With(c.Request().Context(), slog.String("request_id", id), slog.String("correlation_id", id))
+		trace.SpanFromContext(ctx).SetAttributes(attribute.String("tenancy.request_id", id))
 		c.SetRequest(c.Request().WithContext(ctx))
 		return next(c)
 	}
@@ -218,9 +289,14 @@ func (s *Server) accessLog(next echo.HandlerFunc) echo.HandlerFunc {
 			c.Error(err)
 		}
 		req := c.Request()
+		took := time.Since(start)
+		status := c.Response().Status
+		route, method := routeLabel(c), methodLabel(req.Method)
+		metrics.HTTPRequests.WithLabelValues(route, method, strconv.Itoa(status)).Inc()
+		metrics.HTTPDuration.WithLabelValues(route, method).Observe(took.Seconds())
 		s.log.LogAttrs(req.Context(), slog.LevelInfo, "request",
 			slog.String("method", req.Method), slog.String("route", c.Path()),
-			slog.Int("status", c.Response().Status), slog.Duration("duration", time.Since(start)))
+			slog.Int("status", status), slog.Duration("duration", took))
 		return nil
 	}
 }
@@ -234,6 +310,9 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		c.Set("principal", p)
 		ctx := logging.With(c.Request().Context(), slog.String("actor", p.Subject))
 		c.SetRequest(c.Request().WithContext(ctx))
+		if strings.HasPrefix(c.Path(), "/v1/tenants/:id") {
+			withTenant(c, c.Param("id"))
+		}
 		return next(c)
 	}
 }

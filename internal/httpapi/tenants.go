@@ -202,6 +202,7 @@ func (s *Server) createTenant(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	withTenant(c, res.State.ID)
 	c.Response().Header().Set(echo.HeaderLocation, "/v1/tenants/"+res.State.ID)
 	return writeTenant(c, http.StatusCreated, res.State, res.Seq)
 }

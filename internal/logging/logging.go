@@ -1,6 +1,8 @@
 // Package logging sets up structured JSON logs and carries per-request
 // attributes (request id, correlation id, tenant id) in the context, so that
-// every log line written with a request's context names them.
+// every log line written with a request's context names them. A line written
+// with a context holding a valid trace span also names its trace_id and
+// span_id, so logs and traces can be joined.
 package logging
 
 import (
@@ -8,6 +10,8 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 type ctxKey struct{}
@@ -30,9 +34,15 @@ func Attrs(ctx context.Context) []slog.Attr {
 type handler struct{ slog.Handler }
 
 func (h handler) Handle(ctx context.Context, r slog.Record) error {
-	if attrs := Attrs(ctx); len(attrs) > 0 {
+	attrs := Attrs(ctx)
+	sc := trace.SpanContextFromContext(ctx)
+	if len(attrs) > 0 || sc.IsValid() {
+		// The record may be shared with other handlers: add to a copy.
 		r = r.Clone()
 		r.AddAttrs(attrs...)
+		if sc.IsValid() {
+			r.AddAttrs(slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
+		}
 	}
 	return h.Handler.Handle(ctx, r)
 }

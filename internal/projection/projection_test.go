@@ -160,31 +160,6 @@ func workload(t *testing.T, e *env, prefix string, n int) []string {
 	return ids
 }
 
-// dump reads a view as rows of column -> value, ordered by its key.
-func dump(t *testing.T, q interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-}, table, key string) []map[string]any {
-	t.Helper()
-	rows, err := q.Query(context.Background(), "SELECT * FROM "+projection.Ident(table)+" ORDER BY "+key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	maps, err := pgx.CollectRows(rows, pgx.RowToMap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Normalise JSON documents so that key order does not matter.
-	for _, m := range maps {
-		for k, v := range m {
-			if b, ok := v.(map[string]any); ok {
-				raw, _ := json.Marshal(b)
-				m[k] = string(raw)
-			}
-		}
-	}
-	return maps
-}
-
 // freshReplay rebuilds both projections from scratch in a new database and
 // returns their rows.
 func freshReplay(t *testing.T, e *env) (tenants, audit []map[string]any) {
@@ -204,7 +179,7 @@ func freshReplay(t *testing.T, e *env) (tenants, audit []map[string]any) {
 			t.Fatal(err)
 		}
 	}
-	return dump(t, pool, "tenants", "id"), dump(t, pool, "audit_log", "seq")
+	return testenv.DumpTable(t, pool, "tenants", "id"), testenv.DumpTable(t, pool, "audit_log", "seq")
 }
 
 func TestProjectionsFollowTheLog(t *testing.T) {
@@ -246,10 +221,10 @@ func TestProjectionsFollowTheLog(t *testing.T) {
 		t.Fatalf("audit row: %q %q", actor, summary)
 	}
 	wantT, wantA := freshReplay(t, e)
-	if diff := cmp.Diff(wantT, dump(t, e.pool, "tenants", "id")); diff != "" {
+	if diff := cmp.Diff(wantT, testenv.DumpTable(t, e.pool, "tenants", "id")); diff != "" {
 		t.Fatalf("live tenants differ from a fresh replay (-replay +live):\n%s", diff)
 	}
-	if diff := cmp.Diff(wantA, dump(t, e.pool, "audit_log", "seq")); diff != "" {
+	if diff := cmp.Diff(wantA, testenv.DumpTable(t, e.pool, "audit_log", "seq")); diff != "" {
 		t.Fatalf("live audit differs from a fresh replay (-replay +live):\n%s", diff)
 	}
 }
@@ -302,10 +277,10 @@ func TestRecoversFromLostConnections(t *testing.T) {
 	e.waitCaughtUp(t, "tenants")
 	e.waitCaughtUp(t, "audit_log")
 	wantT, wantA := freshReplay(t, e)
-	if diff := cmp.Diff(wantT, dump(t, e.pool, "tenants", "id")); diff != "" {
+	if diff := cmp.Diff(wantT, testenv.DumpTable(t, e.pool, "tenants", "id")); diff != "" {
 		t.Fatalf("tenants after outages differ from a fresh replay:\n%s", diff)
 	}
-	if diff := cmp.Diff(wantA, dump(t, e.pool, "audit_log", "seq")); diff != "" {
+	if diff := cmp.Diff(wantA, testenv.DumpTable(t, e.pool, "audit_log", "seq")); diff != "" {
 		t.Fatalf("audit after outages differs from a fresh replay:\n%s", diff)
 	}
 }
@@ -452,7 +427,7 @@ func TestRebuildUnderLoad(t *testing.T) {
 		t.Fatalf("the old generation was not dropped: %v", err)
 	}
 	wantT, _ := freshReplay(t, e)
-	if diff := cmp.Diff(wantT, dump(t, e.pool, "tenants", "id")); diff != "" {
+	if diff := cmp.Diff(wantT, testenv.DumpTable(t, e.pool, "tenants", "id")); diff != "" {
 		t.Fatalf("the rebuilt generation differs from a fresh replay:\n%s", diff)
 	}
 }

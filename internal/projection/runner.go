@@ -11,10 +11,14 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tenancyhq/tenancy/internal/eventstore"
 	"github.com/tenancyhq/tenancy/internal/logging"
+	"github.com/tenancyhq/tenancy/internal/metrics"
 	"github.com/tenancyhq/tenancy/internal/postgres"
+	"github.com/tenancyhq/tenancy/internal/tracing"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
 
@@ -314,10 +318,40 @@ func (r *Runner) applyTx(ctx context.Context, conn *pgx.Conn, gen int, cp uint64
 		_, err = tx.Exec(ctx, "SELECT pg_notify($1, $2)", NotifyChannel, r.p.Name()+":"+strconv.FormatUint(last.Seq, 10))
 		return err
 	})
+	end := time.Now()
+	if err == nil {
+		metrics.ProjectionBatchDuration.WithLabelValues(r.p.Name()).Observe(end.Sub(start).Seconds())
+		metrics.ProjectionEvents.WithLabelValues(r.p.Name()).Add(float64(len(batch)))
+	}
+	r.traceApplied(ctx, batch, start, end, err)
 	if err == nil && r.d.Observe != nil {
-		r.d.Observe(r.p.Name(), len(batch), time.Since(start), last.Seq, last.Envelope.Time)
+		r.d.Observe(r.p.Name(), len(batch), end.Sub(start), last.Seq, last.Envelope.Time)
 	}
 	return err
+}
+
+// traceApplied records, with tracing on, a span of the transaction that
+// applied each event carrying a trace, as a child of the span that appended
+// the event: the request's trace then shows when its write reached the read
+// model. The spans are made afterwards, from the transaction's times, so the
+// transaction itself pays nothing for them.
+func (r *Runner) traceApplied(ctx context.Context, batch []Event, start, end time.Time, err error) {
+	if !tracing.Enabled() {
+		return
+	}
+	name := "project " + r.p.Name()
+	for _, e := range batch {
+		if e.Envelope.TraceParent == "" {
+			continue
+		}
+		_, span := tracing.StartFromTraceParent(ctx, e.Envelope.TraceParent, name, trace.WithTimestamp(start),
+			trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
+				attribute.String("tenancy.projection", r.p.Name()), attribute.Int64("tenancy.seq", int64(e.Seq)),
+				attribute.String("tenancy.event_type", e.Envelope.Type), attribute.String("tenancy.tenant_id", e.Envelope.TenantID),
+				attribute.Int("tenancy.batch_size", len(batch))))
+		tracing.Fail(span, err)
+		span.End(trace.WithTimestamp(end))
+	}
 }
 
 // decode turns messages into events, opening personal data. It stops at the

@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tenancyhq/tenancy/internal/eventstore"
+	"github.com/tenancyhq/tenancy/internal/metrics"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
 
@@ -71,20 +72,51 @@ func Statuses(ctx context.Context, pool *pgxpool.Pool, store *eventstore.Store, 
 		if s.RebuildingGeneration != 0 {
 			st.Rebuild = &Rebuild{Generation: s.RebuildingGeneration, Checkpoint: s.RebuildCheckpoint, StartedAt: s.RebuildStartedAt}
 		}
-		first, pending, err := store.Pending(ctx, events.AllSubjects, s.Checkpoint+1)
+		lag, err := lagOf(ctx, store, s, now)
 		if err != nil {
 			return nil, err
 		}
-		st.LagEvents = pending
-		if first != nil {
-			st.LagSeconds = max(0, now.Sub(first.Time).Seconds())
-		}
+		st.LagEvents, st.LagSeconds = lag.Events, lag.Seconds
 		key := lockKey(s.Name)
+		// pg_locks spans the whole server: only this database's runners count.
 		if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+			AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
 			AND classid = $1::bigint::oid AND objid = $2::bigint::oid AND objsubid = 1)`, uint64(key)>>32, uint64(key)&0xffffffff).Scan(&st.Active); err != nil {
 			return nil, err
 		}
 		out = append(out, st)
 	}
 	return out, nil
+}
+
+// Lags reports how far each projection is behind the log: the events after
+// its checkpoint, and the age of the oldest of them. It is what the
+// projection lag metrics read at scrape time.
+func Lags(ctx context.Context, pool *pgxpool.Pool, store *eventstore.Store, now time.Time) ([]metrics.ProjectionLag, error) {
+	states, err := States(ctx, pool)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]metrics.ProjectionLag, 0, len(states))
+	for _, s := range states {
+		lag, err := lagOf(ctx, store, s, now)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, lag)
+	}
+	return out, nil
+}
+
+func lagOf(ctx context.Context, store *eventstore.Store, s State, now time.Time) (metrics.ProjectionLag, error) {
+	lag := metrics.ProjectionLag{Name: s.Name}
+	first, pending, err := store.Pending(ctx, events.AllSubjects, s.Checkpoint+1)
+	if err != nil {
+		return lag, err
+	}
+	lag.Events = pending
+	if first != nil {
+		lag.Seconds = max(0, now.Sub(first.Time).Seconds())
+	}
+	return lag, nil
 }

@@ -9,10 +9,14 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"github.com/tenancyhq/tenancy/internal/billing"
 	"github.com/tenancyhq/tenancy/internal/command"
 	"github.com/tenancyhq/tenancy/internal/keycloak"
+	"github.com/tenancyhq/tenancy/internal/metrics"
 	"github.com/tenancyhq/tenancy/internal/tenants"
+	"github.com/tenancyhq/tenancy/internal/tracing"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
@@ -37,7 +41,20 @@ type Reconciler struct {
 }
 
 // Tenant reconciles one tenant and returns the repairs it made.
-func (r *Reconciler) Tenant(ctx context.Context, id string) ([]events.TenantDriftRepaired, error) {
+func (r *Reconciler) Tenant(ctx context.Context, id string) (repaired []events.TenantDriftRepaired, err error) {
+	ctx, span := tracing.Start(ctx, "reconcile tenant")
+	defer func() {
+		result := "ok"
+		if err != nil {
+			result = "error"
+			tracing.Fail(span, err)
+		}
+		metrics.ReconcileTenants.WithLabelValues(result).Inc()
+		if span.IsRecording() {
+			span.SetAttributes(attribute.String("tenancy.tenant_id", id), attribute.Int("tenancy.repairs", len(repaired)))
+		}
+		span.End()
+	}()
 	t, _, err := r.Tenants.Get(ctx, id)
 	if err != nil {
 		return nil, err
@@ -72,6 +89,7 @@ func (r *Reconciler) record(ctx context.Context, t domain.Tenant, repairs []even
 		if _, err := r.Tenants.Do(ctx, t.ID, domain.RecordRepair{Repair: rep}, command.Meta{Actor: ReconcileActor}); err != nil {
 			return repairs, errors.Join(cause, err)
 		}
+		metrics.ReconcileRepairs.WithLabelValues(rep.System).Inc()
 		r.Log.WarnContext(ctx, "repaired drift", "tenant_id", t.ID, "system", rep.System, "resource", rep.Resource, "found", rep.Found, "expected", rep.Expected)
 	}
 	return repairs, cause
@@ -197,8 +215,11 @@ func (r *Reconciler) All(ctx context.Context) (int, error) {
 		return 0, errors.New("reconcile needs the read model to list tenants")
 	}
 	start := time.Now()
+	ctx, span := tracing.Start(ctx, "reconcile")
+	defer span.End()
 	ids, err := r.List(ctx)
 	if err != nil {
+		tracing.Fail(span, err)
 		return 0, err
 	}
 	total, failed := 0, 0
@@ -210,6 +231,7 @@ func (r *Reconciler) All(ctx context.Context) (int, error) {
 			r.Log.WarnContext(ctx, "reconcile failed for a tenant", "tenant_id", id, "error", err)
 		}
 	}
+	metrics.ReconcileDuration.Observe(metrics.Since(start))
 	if r.Observe != nil {
 		r.Observe(time.Since(start), len(ids), total)
 	}

@@ -13,9 +13,14 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/tenancyhq/tenancy/internal/command"
 	"github.com/tenancyhq/tenancy/internal/logging"
+	"github.com/tenancyhq/tenancy/internal/metrics"
 	"github.com/tenancyhq/tenancy/internal/tenants"
+	"github.com/tenancyhq/tenancy/internal/tracing"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
@@ -116,7 +121,7 @@ func (r *Runner) now() time.Time {
 // Run brings the tenant's current saga as far as it can go. It returns nil
 // when the saga finished, failed permanently (recorded), was superseded, or
 // there is none; ErrRetryLater when a step keeps failing transiently.
-func (r *Runner) Run(ctx context.Context, tenantID string, causation string) error {
+func (r *Runner) Run(ctx context.Context, tenantID string, causation string) (err error) {
 	t, _, err := r.Tenants.Get(ctx, tenantID)
 	if errors.Is(err, domain.ErrNotFound) {
 		return nil
@@ -129,6 +134,25 @@ func (r *Runner) Run(ctx context.Context, tenantID string, causation string) err
 		return nil
 	}
 	ctx = logging.With(ctx, slog.String("tenant_id", tenantID), slog.String("saga", p.Saga), slog.String("saga_id", p.SagaID))
+	// The run is a child of the span that appended the triggering event
+	// (the worker put it in ctx); each step is a child of the run, and the
+	// events recording them carry the trace on.
+	ctx, span := tracing.Start(ctx, "saga "+p.Saga, trace.WithSpanKind(trace.SpanKindConsumer))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("tenancy.saga", p.Saga), attribute.String("tenancy.saga_id", p.SagaID),
+			attribute.String("tenancy.tenant_id", tenantID))
+	}
+	result := "error"
+	defer func() {
+		metrics.Sagas.WithLabelValues(p.Saga, result).Inc()
+		if span.IsRecording() {
+			span.SetAttributes(attribute.String("tenancy.result", result))
+			if result == "error" || result == "retry" {
+				tracing.Fail(span, err)
+			}
+		}
+		span.End()
+	}()
 	meta := command.Meta{Actor: Actor, CorrelationID: p.SagaID, CausationID: causation}
 	for _, step := range r.Plan(p.Saga) {
 		if st, ok := t.Provisioning.Step(step.Name); ok && (st.Outcome == events.StepCompleted || st.Outcome == events.StepSkipped) {
@@ -139,7 +163,10 @@ func (r *Runner) Run(ctx context.Context, tenantID string, causation string) err
 			prevAttempts = st.Attempt
 		}
 		started := r.now()
-		out, attempts, err := r.attempt(ctx, step, t)
+		stepCtx, stepSpan := tracing.Start(ctx, "saga step "+step.Name)
+		t0 := time.Now()
+		out, attempts, err := r.attempt(stepCtx, step, t)
+		took := time.Since(t0)
 		rec := events.TenantStepRecorded{
 			SagaID: p.SagaID, Step: step.Name, Attempt: prevAttempts + attempts,
 			StartedAt: started, FinishedAt: r.now(), Detail: out.Detail, ExternalIDs: out.ExternalIDs,
@@ -153,9 +180,20 @@ func (r *Runner) Run(ctx context.Context, tenantID string, causation string) err
 			rec.Outcome = events.StepFailed
 			rec.Detail = err.Error()
 		}
-		res, rerr := r.Tenants.Do(ctx, tenantID, domain.RecordStep{Step: rec}, meta)
+		metrics.SagaSteps.WithLabelValues(p.Saga, step.Name, rec.Outcome, metrics.AttemptLabel(rec.Attempt)).Inc()
+		metrics.SagaStepDuration.WithLabelValues(step.Name, rec.Outcome).Observe(took.Seconds())
+		if stepSpan.IsRecording() {
+			stepSpan.SetAttributes(attribute.String("tenancy.step", step.Name), attribute.String("tenancy.outcome", rec.Outcome),
+				attribute.Int("tenancy.attempt", rec.Attempt), attribute.Int("tenancy.attempts_this_run", attempts))
+			if rec.Outcome == events.StepFailed {
+				tracing.Fail(stepSpan, err)
+			}
+		}
+		res, rerr := r.Tenants.Do(stepCtx, tenantID, domain.RecordStep{Step: rec}, meta)
+		stepSpan.End()
 		if errors.Is(rerr, domain.ErrPrecondition) {
 			r.Log.InfoContext(ctx, "saga superseded; stopping", "step", step.Name)
+			result = "superseded"
 			return nil
 		}
 		if rerr != nil {
@@ -167,21 +205,28 @@ func (r *Runner) Run(ctx context.Context, tenantID string, causation string) err
 		case errors.As(err, &perm):
 			r.Log.WarnContext(ctx, "saga step failed permanently", "step", step.Name, "reason", perm.Reason)
 			_, ferr := r.Tenants.Do(ctx, tenantID, domain.FailSaga{SagaID: p.SagaID, Step: step.Name, Attempt: rec.Attempt, Reason: perm.Reason}, meta)
-			if errors.Is(ferr, domain.ErrPrecondition) {
+			switch {
+			case errors.Is(ferr, domain.ErrPrecondition):
+				result = "superseded"
 				return nil
+			case ferr == nil:
+				result = "failed"
 			}
 			return ferr
 		case err != nil:
 			r.Log.WarnContext(ctx, "saga step failing; will retry", "step", step.Name, "attempts", rec.Attempt, "error", err)
+			result = "retry"
 			return fmt.Errorf("%w: %s: %v", ErrRetryLater, step.Name, err)
 		}
 		r.Log.InfoContext(ctx, "saga step done", "step", step.Name, "outcome", rec.Outcome, "detail", rec.Detail)
 	}
 	_, err = r.Tenants.Do(ctx, tenantID, domain.CompleteSaga{SagaID: p.SagaID}, meta)
 	if errors.Is(err, domain.ErrPrecondition) {
+		result = "superseded"
 		return nil
 	}
 	if err == nil {
+		result = "completed"
 		r.Log.InfoContext(ctx, "saga completed")
 	}
 	return err

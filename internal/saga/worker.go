@@ -11,6 +11,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tenancyhq/tenancy/internal/logging"
+	"github.com/tenancyhq/tenancy/internal/metrics"
+	"github.com/tenancyhq/tenancy/internal/tracing"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
 
@@ -86,19 +89,34 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, runner *Runner, reco
 
 // Run consumes until ctx ends.
 func (w *Worker) Run(ctx context.Context) error {
-	cons, err := w.js.CreateOrUpdateConsumer(ctx, w.cfg.Stream, jetstream.ConsumerConfig{
-		Durable:        w.cfg.Consumer,
-		Description:    "Tenancy provisioner: lifecycle events that start sagas",
-		FilterSubjects: []string{events.Subject("*", events.AggregateTenant, "*")},
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        LeaseTTL,
-		MaxAckPending:  w.cfg.Concurrency * 4,
-		MaxDeliver:     -1,
-	})
-	if err != nil {
-		return fmt.Errorf("saga: consumer: %w", err)
+	// In a cluster that is still electing leaders the consumer cannot be
+	// created yet; keep trying rather than exit.
+	var cons jetstream.Consumer
+	for attempt := 1; ; attempt++ {
+		var err error
+		cons, err = w.js.CreateOrUpdateConsumer(ctx, w.cfg.Stream, jetstream.ConsumerConfig{
+			Durable:        w.cfg.Consumer,
+			Description:    "Tenancy provisioner: lifecycle events that start sagas",
+			FilterSubjects: []string{events.Subject("*", events.AggregateTenant, "*")},
+			DeliverPolicy:  jetstream.DeliverAllPolicy,
+			AckPolicy:      jetstream.AckExplicitPolicy,
+			AckWait:        LeaseTTL,
+			MaxAckPending:  w.cfg.Concurrency * 4,
+			MaxDeliver:     -1,
+		})
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		w.log.WarnContext(ctx, "saga: cannot create the consumer yet; retrying", "attempt", attempt, "error", err)
+		if sleepCtx(ctx, min(time.Duration(attempt)*500*time.Millisecond, 5*time.Second)) != nil {
+			return nil
+		}
 	}
+	// The consumer's backlog is a metric while this worker consumes it.
+	defer metrics.WatchConsumers(w.js, metrics.Consumers{Stream: w.cfg.Stream, Group: w.cfg.Consumer, Name: w.cfg.Consumer})()
 	sem := make(chan struct{}, w.cfg.Concurrency)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -138,9 +156,11 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 type envelopeHead struct {
-	ID       string `json:"id"`
-	Type     string `json:"type"`
-	TenantID string `json:"tenantid"`
+	ID            string `json:"id"`
+	Type          string `json:"type"`
+	TenantID      string `json:"tenantid"`
+	CorrelationID string `json:"correlationid"`
+	TraceParent   string `json:"traceparent"`
 }
 
 func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
@@ -162,13 +182,18 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.NakWithDelay(2 * time.Second)
 		return
 	}
+	// What the saga logs and traces hangs off the request that caused it.
+	runCtx := logging.With(ctx, slog.String("correlation_id", head.CorrelationID), slog.String("event_id", head.ID))
+	if tracing.Enabled() {
+		runCtx = tracing.WithTraceParent(runCtx, head.TraceParent)
+	}
 	done := make(chan struct{})
 	go w.keepAlive(ctx, msg, l, done)
 	var err error
 	if planChange {
-		_, err = w.reconcile.Tenant(ctx, head.TenantID)
+		_, err = w.reconcile.Tenant(runCtx, head.TenantID)
 	} else {
-		err = w.runner.Run(ctx, head.TenantID, head.ID)
+		err = w.runner.Run(runCtx, head.TenantID, head.ID)
 	}
 	close(done)
 	l.release(ctx)
@@ -179,7 +204,7 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Nak()
 	default:
 		if !errors.Is(err, ErrRetryLater) {
-			w.log.ErrorContext(ctx, "saga: run failed; will retry", "tenant_id", head.TenantID, "error", err)
+			w.log.ErrorContext(runCtx, "saga: run failed; will retry", "tenant_id", head.TenantID, "error", err)
 		}
 		_ = msg.NakWithDelay(w.cfg.RetryDelay)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/tenancyhq/tenancy/internal/httpapi"
 	"github.com/tenancyhq/tenancy/internal/idempotency"
 	"github.com/tenancyhq/tenancy/internal/keycloak"
+	"github.com/tenancyhq/tenancy/internal/metrics"
 	"github.com/tenancyhq/tenancy/internal/postgres"
 	"github.com/tenancyhq/tenancy/internal/projection"
 	"github.com/tenancyhq/tenancy/internal/readmodel"
@@ -92,7 +93,9 @@ func (a *API) Run(ctx context.Context) error {
 
 // NewAPI builds the HTTP API on core.
 func NewAPI(ctx context.Context, core *Core, o APIOptions) (*API, error) {
-	idem, err := idempotency.Open(ctx, core.JS, core.opts.Replicas, core.opts.Clock)
+	idem, err := awaitJetStream(ctx, core.Log, "idempotency keys", func(ctx context.Context) (*idempotency.Store, error) {
+		return idempotency.Open(ctx, core.JS, core.opts.Replicas, core.opts.Clock)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -139,4 +142,13 @@ func Projections(core *Core, rs *ReadSide, observe func(string, int, time.Durati
 		projection.NewRunner(projection.Tenants{}, deps),
 		projection.NewRunner(projection.Audit{}, deps),
 	}
+}
+
+// WatchProjectionLag makes every projection's lag (events after its
+// checkpoint, and the age of the oldest) a metric read from the read side and
+// the log at scrape time, until stop is called.
+func WatchProjectionLag(core *Core, rs *ReadSide) (stop func()) {
+	return metrics.WatchProjections(func(ctx context.Context) ([]metrics.ProjectionLag, error) {
+		return projection.Lags(ctx, rs.Pool, core.Store, time.Now())
+	})
 }

@@ -167,12 +167,48 @@ func ConnectCore(ctx context.Context, n config.NATS, s Secrets, name string, log
 	if err != nil {
 		return nil, err
 	}
-	core, err := OpenCore(ctx, nc, js, CoreOptions{Stream: n.Stream, Replicas: n.Replicas, SigningKey: signKey, MasterKey: master, Catalog: cat, Log: log})
+	core, err := awaitJetStream(ctx, log, "event log", func(ctx context.Context) (*Core, error) {
+		return OpenCore(ctx, nc, js, CoreOptions{Stream: n.Stream, Replicas: n.Replicas, SigningKey: signKey, MasterKey: master, Catalog: cat, Log: log})
+	})
 	if err != nil {
 		nc.Close()
 		return nil, err
 	}
 	return core, nil
+}
+
+// awaitJetStream runs open until it succeeds, fails for another reason than
+// JetStream starting up, or ctx ends. Services start alongside the cluster
+// (compose, a Kubernetes rollout): while JetStream elects its leaders, or
+// when concurrent creations of the same stream leave a request unanswered,
+// waiting beats exiting.
+func awaitJetStream[T any](ctx context.Context, log *slog.Logger, what string, open func(context.Context) (T, error)) (T, error) {
+	for attempt := 1; ; attempt++ {
+		v, err := open(ctx)
+		if err == nil || !jetStreamStarting(err) || ctx.Err() != nil {
+			return v, err
+		}
+		log.Warn("JetStream is not ready yet; retrying", "setting_up", what, "attempt", attempt, "error", err)
+		select {
+		case <-time.After(min(time.Duration(attempt)*500*time.Millisecond, 5*time.Second)):
+		case <-ctx.Done():
+			return v, err
+		}
+	}
+}
+
+// jetStreamStarting reports whether err is what JetStream answers while it
+// is unreachable or electing leaders, rather than a configuration problem.
+func jetStreamStarting(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		// 503: no meta leader or not enough peers yet; 500 covers the
+		// cluster's transient "no suitable peers" and "insufficient resources".
+		return apiErr.Code == 503 || apiErr.Code == 500
+	}
+	return errors.Is(err, eventstore.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrConnectionClosed) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse)
 }
 
 // Close drains the core's NATS connection.

@@ -187,6 +187,7 @@ func RunDev(ctx context.Context, cfg config.Dev, log *slog.Logger, ready func(De
 	if err != nil {
 		return err
 	}
+	defer WatchProjectionLag(core, rs)()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		if ready != nil {

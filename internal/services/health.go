@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"time"
+
+	"github.com/tenancyhq/tenancy/internal/metrics"
 )
 
 // HealthCheck is one readiness check of a worker.
@@ -13,10 +15,12 @@ type HealthCheck struct {
 	Check func(context.Context) error
 }
 
-// HealthHandler serves /healthz (the process is up) and /readyz (every
-// check passes) for the worker services.
+// HealthHandler serves /healthz (the process is up), /readyz (every check
+// passes) and /metrics (the process's Prometheus metrics) for the worker
+// services.
 func HealthHandler(checks ...HealthCheck) http.Handler {
 	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics.Handler())
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))

@@ -99,10 +99,12 @@ func NewProvisioner(ctx context.Context, core *Core, o ProvisionerOptions) (*Pro
 	}
 	rec := NewReconciler(core, o.Integrations, o.ReadSide)
 	host, _ := os.Hostname()
-	w, err := saga.NewWorker(ctx, core.JS, runner, rec, saga.WorkerConfig{
-		Stream: core.opts.Stream, Concurrency: o.Concurrency, Instance: host + "/" + NewID(),
-		Replicas: core.opts.Replicas, RetryDelay: o.RetryDelay,
-	}, core.Log)
+	w, err := awaitJetStream(ctx, core.Log, "saga leases", func(ctx context.Context) (*saga.Worker, error) {
+		return saga.NewWorker(ctx, core.JS, runner, rec, saga.WorkerConfig{
+			Stream: core.opts.Stream, Concurrency: o.Concurrency, Instance: host + "/" + NewID(),
+			Replicas: core.opts.Replicas, RetryDelay: o.RetryDelay,
+		}, core.Log)
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -26,11 +26,15 @@ func openWebhooks(ctx context.Context, core *Core, cfg config.Webhooks) (*webhoo
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	state, err := webhooks.EnsureStreams(ctx, core.JS, core.opts.Replicas)
+	state, err := awaitJetStream(ctx, core.Log, "webhook streams", func(ctx context.Context) (jetstream.KeyValue, error) {
+		return webhooks.EnsureStreams(ctx, core.JS, core.opts.Replicas)
+	})
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	secrets, err := webhooks.OpenSecrets(ctx, core.JS, core.Keyring, core.opts.Replicas)
+	secrets, err := awaitJetStream(ctx, core.Log, "webhook secrets", func(ctx context.Context) (*webhooks.Secrets, error) {
+		return webhooks.OpenSecrets(ctx, core.JS, core.Keyring, core.opts.Replicas)
+	})
 	if err != nil {
 		return nil, nil, nil, err
 	}

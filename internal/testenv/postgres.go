@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"net/url"
 	"os"
 	"strings"
@@ -73,4 +74,34 @@ func sanitize(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// Querier is what DumpTable reads through: a connection, a pool or a
+// transaction.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// DumpTable reads a table or view as rows of column -> value, ordered by
+// key, with JSON documents re-encoded so that key order does not matter:
+// what tests compare a read model with a fresh replay by.
+func DumpTable(tb testing.TB, q Querier, table, key string) []map[string]any {
+	tb.Helper()
+	rows, err := q.Query(context.Background(), "SELECT * FROM "+pgx.Identifier{table}.Sanitize()+" ORDER BY "+pgx.Identifier{key}.Sanitize())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	maps, err := pgx.CollectRows(rows, pgx.RowToMap)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, m := range maps {
+		for k, v := range m {
+			if b, ok := v.(map[string]any); ok {
+				raw, _ := json.Marshal(b)
+				m[k] = string(raw)
+			}
+		}
+	}
+	return maps
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tenancyhq/tenancy/internal/egress"
+	"github.com/tenancyhq/tenancy/internal/tracing"
 )
 
 // Delivery headers beyond the Standard Webhooks ones.
@@ -96,6 +97,8 @@ func (s *Sender) Send(ctx context.Context, r Request) AttemptResult {
 	if r.Replay {
 		h.Set(HeaderReplay, "true")
 	}
+	// With tracing on, the receiver can continue the delivery's trace.
+	tracing.Inject(ctx, h)
 	start := time.Now()
 	resp, err := s.Client.Do(req)
 	if err != nil {

@@ -10,11 +10,17 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tenancyhq/tenancy/internal/eventstore"
+	"github.com/tenancyhq/tenancy/internal/metrics"
+	"github.com/tenancyhq/tenancy/internal/tracing"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
@@ -56,6 +62,10 @@ type Webhooker struct {
 	subs      map[string]*subscription
 	endpoints map[string]*endpoint
 	wg        sync.WaitGroup
+	// retry is set when an endpoint could not be set up (JetStream busy or
+	// electing a leader); a ticker reconciles again instead of waiting for
+	// the next subscription change.
+	retry atomic.Bool
 }
 
 // subscription is what the watcher knows about a subscription.
@@ -116,6 +126,11 @@ func New(o Options) *Webhooker {
 // Run follows the subscriptions in the log and delivers to each enabled one
 // until ctx ends.
 func (w *Webhooker) Run(ctx context.Context) error {
+	// The endpoints' backlogs and the dead letters are metrics while this
+	// webhooker runs; one series per group, however many endpoints.
+	defer metrics.WatchConsumers(w.o.JS, metrics.Consumers{Stream: w.o.Store.Stream(), Group: "webhook", Prefix: liveConsumer("")})()
+	defer metrics.WatchConsumers(w.o.JS, metrics.Consumers{Stream: RedeliveryStream, Group: "webhook-redeliver", Prefix: redeliveryConsumer("")})()
+	defer metrics.WatchDeadLetters(w.o.JS, DeadLetterStream)()
 	defer w.wg.Wait()
 	defer func() {
 		w.mu.Lock()
@@ -123,6 +138,22 @@ func (w *Webhooker) Run(ctx context.Context) error {
 			ep.cancel()
 		}
 		w.mu.Unlock()
+	}()
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		t := time.NewTicker(2 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if w.retry.Swap(false) {
+					w.reconcile(ctx)
+				}
+			}
+		}
 	}()
 	for n := 0; ; n++ {
 		err := w.watch(ctx)
@@ -254,8 +285,9 @@ func (w *Webhooker) reconcile(ctx context.Context) {
 				ep.cancel()
 			}
 			if err := w.ensureConsumers(ctx, s, filters); err != nil {
-				w.o.Log.Error("cannot set up deliveries; will retry on the next change or restart", "webhook_id", id, "error", err)
+				w.o.Log.Warn("cannot set up deliveries yet; retrying", "webhook_id", id, "error", err)
 				delete(w.endpoints, id)
+				w.retry.Store(true)
 				continue
 			}
 			ep = &endpoint{id: id, filters: filters, cfg: s.state, unsure: true}
@@ -518,7 +550,17 @@ func (w *Webhooker) handleRedelivery(ctx context.Context, ep *endpoint, m jetstr
 
 // deliver makes one attempt and settles the message: ack on success or
 // dead-letter, a delayed nak to retry.
+//
+// With tracing on, the attempt is a span whose parent is the span that
+// appended the event, and the request carries its traceparent.
 func (w *Webhooker) deliver(ctx context.Context, ep *endpoint, m jetstream.Msg, d delivery) {
+	ctx, span := tracing.StartFromTraceParent(ctx, d.env.TraceParent, "webhook deliver", trace.WithSpanKind(trace.SpanKindProducer))
+	defer span.End()
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("tenancy.webhook_id", ep.id), attribute.Int64("tenancy.seq", int64(d.seq)),
+			attribute.String("tenancy.event_type", d.env.Type), attribute.String("tenancy.tenant_id", d.env.TenantID),
+			attribute.Int("tenancy.attempt", d.attempt), attribute.Bool("tenancy.replay", d.replay))
+	}
 	cfg := ep.config()
 	now := w.o.Clock()
 	// Built lazily: the successful path logs nothing.
@@ -529,7 +571,7 @@ func (w *Webhooker) deliver(ctx context.Context, ep *endpoint, m jetstream.Msg, 
 	for _, v := range cfg.SecretVersions(now) {
 		k, err := w.o.Secrets.Key(ctx, ep.id, v)
 		if err != nil {
-			log().Warn("signing secret unavailable; delivery postponed", "error", err)
+			log().WarnContext(ctx, "signing secret unavailable; delivery postponed", "error", err)
 			_ = m.NakWithDelay(5 * time.Second)
 			return
 		}
@@ -548,6 +590,14 @@ func (w *Webhooker) deliver(ctx context.Context, ep *endpoint, m jetstream.Msg, 
 		_ = m.Nak()
 		return
 	}
+	metrics.WebhookAttempts.WithLabelValues(string(res.Outcome)).Inc()
+	metrics.WebhookDuration.WithLabelValues(string(res.Outcome)).Observe(res.Latency.Seconds())
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("tenancy.outcome", string(res.Outcome)), attribute.Int("http.response.status_code", res.Status))
+		if res.Outcome != Delivered {
+			span.SetStatus(codes.Error, res.Error)
+		}
+	}
 	if w.o.Attempts != nil {
 		w.o.Attempts.Record(ctx, Attempt{WebhookID: ep.id, EventSeq: d.seq, EventID: d.env.ID, EventType: d.env.Type, TenantID: d.env.TenantID,
 			Attempt: d.attempt, Replay: d.replay, At: now, Outcome: res.Outcome, Status: res.Status,
@@ -559,16 +609,16 @@ func (w *Webhooker) deliver(ctx context.Context, ep *endpoint, m jetstream.Msg, 
 		w.healthy(ctx, ep)
 		return
 	case Gone:
-		log().Warn("endpoint answered 410 Gone; disabling it")
+		log().WarnContext(ctx, "endpoint answered 410 Gone; disabling it")
 		if err := w.o.Disable(ctx, ep.id, fmt.Sprintf("the endpoint answered 410 Gone at %s", now.UTC().Format(time.RFC3339))); err != nil {
-			log().Error("cannot disable the endpoint", "error", err)
+			log().ErrorContext(ctx, "cannot disable the endpoint", "error", err)
 		}
 		// The event stays pending: when the endpoint is enabled again,
 		// delivery resumes with it.
 		_ = m.NakWithDelay(2 * time.Second)
 		return
 	}
-	log().Info("delivery attempt failed", "attempt", d.attempt, "status", res.Status, "error", res.Error)
+	log().InfoContext(ctx, "delivery attempt failed", "attempt", d.attempt, "status", res.Status, "error", res.Error)
 	w.failing(ctx, ep, now)
 	delay, retry := Backoff(w.o.Schedule, d.attempt)
 	if retry {
@@ -586,11 +636,12 @@ func (w *Webhooker) deliver(ctx context.Context, ep *endpoint, m jetstream.Msg, 
 		Attempts: d.attempt, Reason: res.Error, LastStatus: res.Status, FailedAt: now.UTC()}
 	data, _ := json.Marshal(dl)
 	if _, err := w.o.JS.Publish(ctx, dlqPrefix+ep.id, data, jetstream.WithMsgID(d.dlqID)); err != nil {
-		log().Error("cannot dead-letter the delivery; retrying it", "error", err)
+		log().ErrorContext(ctx, "cannot dead-letter the delivery; retrying it", "error", err)
 		_ = m.NakWithDelay(5 * time.Second)
 		return
 	}
-	log().Warn("delivery dead-lettered after the last attempt", "attempts", d.attempt, "reason", res.Error)
+	metrics.WebhookDeadLettered.Inc()
+	log().WarnContext(ctx, "delivery dead-lettered after the last attempt", "attempts", d.attempt, "reason", res.Error)
 	_ = m.Ack()
 }
 

@@ -1,0 +1,272 @@
+// Package metrics owns the process's Prometheus registry and every series
+// Tenancy exports, so that the names, labels and buckets are defined (and
+// documented) in one place. Series are package variables: each service
+// updates the ones it is concerned with, and `tenancy dev`, which runs every
+// service in one process, serves them all from the one registry.
+//
+// Labels are bounded sets (command types, saga steps, outcomes, projection
+// and consumer group names): never tenant, event or request ids, which would
+// make a series per tenant.
+//
+// Values that live elsewhere (JetStream consumer backlogs, the dead-letter
+// stream's depth, projection lag) are read at scrape time, with a time limit,
+// from the sources the running services register with the Watch functions.
+package metrics
+
+import (
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Namespace prefixes every series.
+const Namespace = "tenancy"
+
+// Registry holds every series the process exports, with the Go runtime and
+// process collectors.
+var Registry = prometheus.NewRegistry()
+
+// Buckets of the histograms, in seconds.
+var (
+	// requestBuckets suit a request or command: a NATS round trip or a few.
+	requestBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+	// decideBuckets suit pure domain code: microseconds.
+	decideBuckets = []float64{1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, .001, .005, .01}
+	// batchBuckets suit a projection's PostgreSQL transaction.
+	batchBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
+	// callBuckets suit calls to other systems (Keycloak, billing, webhook
+	// receivers), which may take up to their timeouts.
+	callBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+	// passBuckets suit a reconcile pass over every tenant.
+	passBuckets = []float64{.1, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900}
+)
+
+// The write path (internal/command, internal/eventstore).
+var (
+	// Commands counts executed commands by command type (the Go type name,
+	// e.g. "CreateTenant") and outcome: ok (events appended), unchanged
+	// (nothing to append: a repeat), rejected (refused by the domain or a
+	// failed If-Match), contention (gave up after too many conflicts) or
+	// error (the log or the data keys failed).
+	Commands = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "commands_total",
+		Help: "Commands executed, by command type and outcome (ok, unchanged, rejected, contention, error).",
+	}, []string{"command", "outcome"})
+
+	// CommandDuration is the time a command took: load, decide, sign and
+	// append, including retries.
+	CommandDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: Namespace, Name: "command_duration_seconds",
+		Help:    "Time to execute a command (load, decide, sign, append, retries), by command type.",
+		Buckets: requestBuckets,
+	}, []string{"command"})
+
+	// PolicyDuration is the time spent in the domain's Decide: the policy
+	// evaluation of a command (state machine, catalog, validation).
+	PolicyDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: Namespace, Name: "policy_evaluation_duration_seconds",
+		Help:    "Time spent deciding a command in the domain (policy evaluation), by command type.",
+		Buckets: decideBuckets,
+	}, []string{"command"})
+
+	// AppendConflicts counts appends refused because another writer appended
+	// to the aggregate first (optimistic concurrency).
+	AppendConflicts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "append_conflicts_total",
+		Help: "Appends refused because the aggregate moved on (wrong expected sequence), by command type.",
+	}, []string{"command"})
+
+	// CommandRetries counts decide-append rounds after the first: after a
+	// conflict, or after a refusal decided on a stale cached state.
+	CommandRetries = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "command_retries_total",
+		Help: "Decide-append rounds repeated after a conflict or on a refreshed state, by command type.",
+	}, []string{"command"})
+
+	// PublishRetries counts appends published again because the log did not
+	// answer (a lost acknowledgement or a busy server).
+	PublishRetries = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "append_publish_retries_total",
+		Help: "Appends published again after the log did not acknowledge them.",
+	})
+)
+
+// The HTTP API.
+var (
+	// HTTPRequests counts API requests by route template, method and status.
+	HTTPRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "http_requests_total",
+		Help: "API requests, by route template, method and status code.",
+	}, []string{"route", "method", "status"})
+
+	// HTTPDuration is the time to answer an API request.
+	HTTPDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: Namespace, Name: "http_request_duration_seconds",
+		Help:    "Time to answer an API request, by route template and method.",
+		Buckets: requestBuckets,
+	}, []string{"route", "method"})
+)
+
+// The read side (internal/projection).
+var (
+	// ProjectionBatchDuration is the time to apply one batch of events and
+	// its checkpoint in one transaction.
+	ProjectionBatchDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: Namespace, Name: "projection_batch_duration_seconds",
+		Help:    "Time to apply one batch of events with its checkpoint, by projection.",
+		Buckets: batchBuckets,
+	}, []string{"projection"})
+
+	// ProjectionEvents counts events applied to live read models.
+	ProjectionEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "projection_events_total",
+		Help: "Events applied to a live read model, by projection.",
+	}, []string{"projection"})
+
+	projectionLagEvents = prometheus.NewDesc(Namespace+"_projection_lag_events",
+		"Events in the log the projection has not applied yet (read at scrape time).", []string{"projection"}, nil)
+	projectionLagSeconds = prometheus.NewDesc(Namespace+"_projection_lag_seconds",
+		"Age of the oldest event the projection has not applied yet, 0 when caught up (read at scrape time).", []string{"projection"}, nil)
+)
+
+// The provisioner (internal/saga).
+var (
+	// SagaSteps counts recorded saga step outcomes (completed, skipped,
+	// failed) by saga, step and attempt: the step's attempts so far, "5+"
+	// beyond four.
+	SagaSteps = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "saga_steps_total",
+		Help: "Saga steps recorded, by saga, step, outcome (completed, skipped, failed) and attempt (1-4, 5+).",
+	}, []string{"saga", "step", "outcome", "attempt"})
+
+	// SagaStepDuration is the time a step took, its in-process retries
+	// included.
+	SagaStepDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: Namespace, Name: "saga_step_duration_seconds",
+		Help:    "Time a saga step took, its in-process retries included, by step and outcome.",
+		Buckets: callBuckets,
+	}, []string{"step", "outcome"})
+
+	// Sagas counts saga runs by saga and how they ended: completed, failed
+	// (permanently, recorded), retry (a transient failure; the run resumes
+	// later) or superseded.
+	Sagas = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "saga_runs_total",
+		Help: "Saga runs, by saga and result (completed, failed, retry, superseded, error).",
+	}, []string{"saga", "result"})
+
+	// ReconcileDuration is the time of one reconcile pass over every active
+	// and suspended tenant.
+	ReconcileDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: Namespace, Name: "reconcile_duration_seconds",
+		Help:    "Time of one reconcile pass over every active and suspended tenant.",
+		Buckets: passBuckets,
+	})
+
+	// ReconcileTenants counts tenants reconciled (periodically, on a plan
+	// change or on request) by result: ok or error.
+	ReconcileTenants = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "reconcile_tenants_total",
+		Help: "Tenants reconciled, by result (ok, error).",
+	}, []string{"result"})
+
+	// ReconcileRepairs counts drift repaired, by system (keycloak, billing).
+	ReconcileRepairs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "reconcile_repairs_total",
+		Help: "Drift repairs recorded, by system (keycloak, billing).",
+	}, []string{"system"})
+)
+
+// The webhooker (internal/webhooks).
+var (
+	// WebhookAttempts counts delivery attempts by outcome: delivered,
+	// failed, gone (410) or refused (egress policy).
+	WebhookAttempts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "webhook_attempts_total",
+		Help: "Webhook delivery attempts, by outcome (delivered, failed, gone, refused).",
+	}, []string{"outcome"})
+
+	// WebhookDuration is the time of one delivery attempt, from sending the
+	// request to reading the (capped) response.
+	WebhookDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: Namespace, Name: "webhook_delivery_duration_seconds",
+		Help:    "Time of one webhook delivery attempt, by outcome.",
+		Buckets: callBuckets,
+	}, []string{"outcome"})
+
+	// WebhookDeadLettered counts deliveries moved to the dead-letter stream
+	// after their last attempt.
+	WebhookDeadLettered = prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "webhook_dead_lettered_total",
+		Help: "Webhook deliveries dead-lettered after their last attempt.",
+	})
+
+	webhookDeadLetters = prometheus.NewDesc(Namespace+"_webhook_dead_letters",
+		"Dead letters waiting for an operator in the dead-letter stream (read at scrape time).", []string{"stream"}, nil)
+)
+
+// JetStream, read at scrape time.
+var (
+	consumerPending = prometheus.NewDesc(Namespace+"_jetstream_consumer_pending_messages",
+		"Messages not yet delivered to the durable consumers of a group (read at scrape time).", []string{"stream", "consumer"}, nil)
+	consumerAckPending = prometheus.NewDesc(Namespace+"_jetstream_consumer_ack_pending_messages",
+		"Messages delivered to the durable consumers of a group but not yet acknowledged (read at scrape time).", []string{"stream", "consumer"}, nil)
+	consumerCount = prometheus.NewDesc(Namespace+"_jetstream_consumers",
+		"Durable consumers in a group (read at scrape time).", []string{"stream", "consumer"}, nil)
+
+	// ScrapeErrors counts scrape-time reads that failed or timed out, by
+	// source; their series are left out of that scrape.
+	ScrapeErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: Namespace, Name: "metrics_scrape_errors_total",
+		Help: "Scrape-time reads that failed or timed out (their series are left out), by source.",
+	}, []string{"source"})
+)
+
+func init() {
+	Registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		Commands, CommandDuration, PolicyDuration, AppendConflicts, CommandRetries, PublishRetries,
+		HTTPRequests, HTTPDuration,
+		ProjectionBatchDuration, ProjectionEvents,
+		SagaSteps, SagaStepDuration, Sagas, ReconcileDuration, ReconcileTenants, ReconcileRepairs,
+		WebhookAttempts, WebhookDuration, WebhookDeadLettered,
+		ScrapeErrors,
+		live,
+	)
+}
+
+// Handler serves the registry in the Prometheus text (or OpenMetrics)
+// format. A failing collector leaves its series out instead of failing the
+// scrape.
+func Handler() http.Handler { return handler() }
+
+// handler is made once: it registers its own error counter in Registry.
+var handler = sync.OnceValue(func() http.Handler {
+	return promhttp.HandlerFor(Registry, promhttp.HandlerOpts{
+		ErrorHandling:     promhttp.ContinueOnError,
+		Registry:          Registry,
+		Timeout:           10 * time.Second,
+		EnableOpenMetrics: true,
+	})
+})
+
+// Since returns the seconds elapsed since start, for Observe.
+func Since(start time.Time) float64 { return time.Since(start).Seconds() }
+
+// AttemptLabel buckets an attempt number into a bounded label: "1" to "4",
+// then "5+".
+func AttemptLabel(n int) string {
+	switch {
+	case n <= 1:
+		return "1"
+	case n >= 5:
+		return "5+"
+	}
+	return strconv.Itoa(n)
+}
