@@ -11,9 +11,11 @@ STATICCHECK_VERSION ?= v0.8.2
 run:
 	$(GO) run ./cmd/tenancy dev
 
-## test: every test, with the race detector, against real JetStream and PostgreSQL
+## test: every test, with the race detector, against real JetStream and PostgreSQL;
+## then the cluster system test, verbose, so that CI prints what it killed and verified
 test:
-	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(GO) test -race -count=1 -timeout 20m $$($(GO) list $(PKGS) | grep -v '/systest$$')
+	$(GO) test -count=1 -timeout 15m -v ./systest
 
 ## test-short: skip the tests that start processes
 test-short:

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tenancyhq/tenancy/internal/auth"
+	"github.com/tenancyhq/tenancy/internal/idempotency"
 	"github.com/tenancyhq/tenancy/internal/signing"
 	"github.com/tenancyhq/tenancy/internal/verify"
 	"github.com/tenancyhq/tenancy/pkg/events"
@@ -341,8 +342,26 @@ func TestIdempotencyKey(t *testing.T) {
 	// Keys are scoped to the caller.
 	other2 := h.token(t, auth.TokenRequest{Subject: "admin-2", Roles: []string{auth.RolePlatformAdmin}})
 	r := h.do(t, req{method: "POST", path: "/v1/tenants", token: other2, body: exampleBody, header: map[string]string{"Idempotency-Key": "k-1"}})
-	if r.Status != 409 || r.Header.Get("Idempotent-Replayed") != "" {
-		t.Fatalf("another caller's key must not replay: %d %v", r.Status, r.Header)
+	if r.Status != 409 || r.Header.Get("Idempotent-Replayed") != "" || r.Header.Get("Retry-After") != "" {
+		t.Fatalf("another caller's key must not replay, and a slug conflict is no reason to retry: %d %v", r.Status, r.Header)
+	}
+	// A key whose first request is still running (here: an instance that
+	// took it and died) answers 409 with Retry-After, and appends nothing.
+	store, err := idempotency.Open(context.Background(), h.core.JS, 1, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := strings.Replace(exampleBody, "acme", "held", 1)
+	if _, err := store.Begin(context.Background(), idempotency.Key("admin-1", "k-3"), idempotency.Fingerprint("POST", "/v1/tenants", []byte(held))); err != nil {
+		t.Fatal(err)
+	}
+	seq = h.lastSeq(t)
+	busy := send("k-3", held)
+	if busy.Status != 409 || busy.Header.Get("Retry-After") == "" || !strings.Contains(string(busy.Body), "still being processed") {
+		t.Fatalf("a key in use: %d %v %s", busy.Status, busy.Header, busy.Body)
+	}
+	if h.lastSeq(t) != seq {
+		t.Fatal("a request refused for its key in use appended events")
 	}
 }
 
