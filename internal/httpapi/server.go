@@ -99,7 +99,9 @@ func New(d Deps) *Server {
 	e := s.e
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.errorHandler
-	e.Use(s.trace, s.requestContext, s.recoverPanics, s.accessLog)
+	// Panics are recovered inside the access log, so that a panic is logged,
+	// counted and traced as the 500 it becomes.
+	e.Use(s.trace, s.requestContext, s.accessLog, s.recoverPanics)
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)

@@ -63,6 +63,15 @@ func New(cfg Config) (*Client, error) {
 	return &Client{cfg: cfg, base: u}, nil
 }
 
+// redactQuery drops a path's query: user searches carry the username, an
+// email address, which must not reach logs, traces or recorded steps.
+func redactQuery(p string) string {
+	if path, _, found := strings.Cut(p, "?"); found {
+		return path + "?…"
+	}
+	return p
+}
+
 // Error is a failed Admin API call.
 type Error struct {
 	Status     int
@@ -202,7 +211,13 @@ func (c *Client) call(ctx context.Context, method, p string, body, out any) (htt
 		}
 		resp, err := c.cfg.HTTPClient.Do(req)
 		if err != nil {
-			return nil, fmt.Errorf("keycloak %s %s: %w", method, p, err)
+			// The client's error quotes the URL, query and all; keep the
+			// cause (a net.Error stays one).
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			return nil, fmt.Errorf("keycloak %s %s: %w", method, redactQuery(p), err)
 		}
 		if resp.StatusCode == http.StatusUnauthorized && attempt == 0 {
 			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
@@ -211,7 +226,7 @@ func (c *Client) call(ctx context.Context, method, p string, body, out any) (htt
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode/100 != 2 {
-			return resp.Header, readError(resp, method, p)
+			return resp.Header, readError(resp, method, redactQuery(p))
 		}
 		if out != nil {
 			if err := json.NewDecoder(io.LimitReader(resp.Body, 8<<20)).Decode(out); err != nil {

@@ -185,3 +185,24 @@ func TestConfigValidation(t *testing.T) {
 		}
 	}
 }
+
+// A failed user search names neither the username (an email address) in
+// its error, whether Keycloak answered with an error or the connection
+// dropped: errors reach logs, traces and recorded saga steps.
+func TestErrorsDoNotRepeatTheUsername(t *testing.T) {
+	for _, f := range []keycloakfake.Fault{
+		{Method: "GET", Path: "/admin/realms/*/users", Status: 500},
+		{Method: "GET", Path: "/admin/realms/*/users", Drop: true},
+	} {
+		kf, c, _ := setup(t)
+		f.Times = 5
+		kf.Inject(f)
+		_, _, err := c.FindUser(context.Background(), "master", "ada.admin@example.test")
+		if err == nil {
+			t.Fatalf("fault %+v: no error", f)
+		}
+		if strings.Contains(err.Error(), "ada.admin") || !strings.Contains(err.Error(), "/users") {
+			t.Fatalf("fault %+v: error %q", f, err)
+		}
+	}
+}

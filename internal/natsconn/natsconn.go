@@ -3,6 +3,8 @@
 package natsconn
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -49,4 +51,19 @@ func Connect(cfg config.NATS, name string, log *slog.Logger) (*nats.Conn, jetstr
 		return nil, nil, fmt.Errorf("JetStream: %w", err)
 	}
 	return nc, js, nil
+}
+
+// Transient reports whether err is what JetStream answers while it is
+// unreachable or electing leaders (no responders, timeouts, 503s, a
+// cluster's transient 500s), as opposed to a refusal or a configuration
+// problem that retrying cannot mend. A closed connection is not transient:
+// it never reopens.
+func Transient(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Code == 503 || apiErr.Code == 500
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, nats.ErrConnectionReconnecting) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse)
 }

@@ -392,7 +392,7 @@ func (in Integrations) ensureUser(ctx context.Context, t domain.Tenant, u keyclo
 			return existing, false, err
 		}
 		if !ok {
-			return existing, false, fmt.Errorf("user %s created but not found", u.Username)
+			return existing, false, errors.New("the administrator was created but cannot be found by username yet")
 		}
 	}
 	admin, err := kc.GetRole(ctx, t.Slug, "admin")

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tenancyhq/tenancy/internal/logging"
 	"github.com/tenancyhq/tenancy/internal/metrics"
+	"github.com/tenancyhq/tenancy/internal/natsconn"
 	"github.com/tenancyhq/tenancy/internal/tracing"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
@@ -90,7 +91,7 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, runner *Runner, reco
 // Run consumes until ctx ends.
 func (w *Worker) Run(ctx context.Context) error {
 	// In a cluster that is still electing leaders the consumer cannot be
-	// created yet; keep trying rather than exit.
+	// created yet; keep trying rather than exit (other errors do exit).
 	var cons jetstream.Consumer
 	for attempt := 1; ; attempt++ {
 		var err error
@@ -109,6 +110,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		if ctx.Err() != nil {
 			return nil
+		}
+		if !natsconn.Transient(err) {
+			return fmt.Errorf("saga: consumer: %w", err)
 		}
 		w.log.WarnContext(ctx, "saga: cannot create the consumer yet; retrying", "attempt", attempt, "error", err)
 		if sleepCtx(ctx, min(time.Duration(attempt)*500*time.Millisecond, 5*time.Second)) != nil {

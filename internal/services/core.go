@@ -200,15 +200,7 @@ func awaitJetStream[T any](ctx context.Context, log *slog.Logger, what string, o
 // jetStreamStarting reports whether err is what JetStream answers while it
 // is unreachable or electing leaders, rather than a configuration problem.
 func jetStreamStarting(err error) bool {
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) {
-		// 503: no meta leader or not enough peers yet; 500 covers the
-		// cluster's transient "no suitable peers" and "insufficient resources".
-		return apiErr.Code == 503 || apiErr.Code == 500
-	}
-	return errors.Is(err, eventstore.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
-		errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, nats.ErrConnectionClosed) ||
-		errors.Is(err, jetstream.ErrNoStreamResponse)
+	return natsconn.Transient(err) || errors.Is(err, eventstore.ErrUnavailable)
 }
 
 // Close drains the core's NATS connection.

@@ -77,6 +77,7 @@ func Setup(ctx context.Context, service string, log *slog.Logger) (shutdown func
 		resource.WithFromEnv(),
 	)
 	if err != nil && !errors.Is(err, resource.ErrPartialResource) {
+		_ = exp.Shutdown(ctx)
 		return nil, fmt.Errorf("trace resource: %w", err)
 	}
 	// The sampler (OTEL_TRACES_SAMPLER, default parent-based always-on) and

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -155,7 +156,14 @@ func retryAfter(v string, now time.Time) time.Duration {
 	return min(max(d, 0), maxRetryAfter)
 }
 
+// describe says why an attempt failed without the URL (the client's errors
+// quote it, and a subscriber may keep a token in its query string: this
+// text is stored, shown by the API and put on spans).
 func describe(err error) string {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
 	var ne net.Error
 	switch {
 	case errors.Is(err, egress.ErrBlocked):

@@ -20,6 +20,7 @@ import (
 
 	"github.com/tenancyhq/tenancy/internal/eventstore"
 	"github.com/tenancyhq/tenancy/internal/metrics"
+	"github.com/tenancyhq/tenancy/internal/natsconn"
 	"github.com/tenancyhq/tenancy/internal/tracing"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
@@ -66,6 +67,10 @@ type Webhooker struct {
 	// electing a leader); a ticker reconciles again instead of waiting for
 	// the next subscription change.
 	retry atomic.Bool
+	// caughtUp is set while the watcher's view of the subscriptions is
+	// complete; a restarted watcher reloads it from the start of the log,
+	// and reconciling a half-loaded view would act on old states.
+	caughtUp atomic.Bool
 }
 
 // subscription is what the watcher knows about a subscription.
@@ -149,7 +154,7 @@ func (w *Webhooker) Run(ctx context.Context) error {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if w.retry.Swap(false) {
+				if w.caughtUp.Load() && w.retry.Swap(false) {
 					w.reconcile(ctx)
 				}
 			}
@@ -186,6 +191,7 @@ func (w *Webhooker) watch(ctx context.Context) error {
 		return err
 	}
 	// Consume from a fresh view each time: the ordered consumer starts over.
+	w.caughtUp.Store(false)
 	w.mu.Lock()
 	w.subs = map[string]*subscription{}
 	w.mu.Unlock()
@@ -195,6 +201,7 @@ func (w *Webhooker) watch(ctx context.Context) error {
 		return err
 	}
 	if info.State.Msgs == 0 {
+		w.caughtUp.Store(true)
 		w.reconcile(ctx)
 	}
 	it, err := cons.Messages()
@@ -234,6 +241,7 @@ func (w *Webhooker) watch(ctx context.Context) error {
 		s.state = domain.EvolveWebhook(s.state, domain.Recorded{AggregateID: id, ID: e.ID, Time: e.Time, Version: e.AggVersion, Payload: p})
 		w.mu.Unlock()
 		if md.NumPending == 0 {
+			w.caughtUp.Store(true)
 			w.reconcile(ctx)
 		}
 	}
@@ -285,9 +293,13 @@ func (w *Webhooker) reconcile(ctx context.Context) {
 				ep.cancel()
 			}
 			if err := w.ensureConsumers(ctx, s, filters); err != nil {
-				w.o.Log.Warn("cannot set up deliveries yet; retrying", "webhook_id", id, "error", err)
 				delete(w.endpoints, id)
-				w.retry.Store(true)
+				if natsconn.Transient(err) {
+					w.o.Log.Warn("cannot set up deliveries yet; retrying", "webhook_id", id, "error", err)
+					w.retry.Store(true)
+				} else {
+					w.o.Log.Error("cannot set up deliveries; will retry on the next change or restart", "webhook_id", id, "error", err)
+				}
 				continue
 			}
 			ep = &endpoint{id: id, filters: filters, cfg: s.state, unsure: true}
@@ -312,10 +324,10 @@ func ownSubject(id string) string {
 }
 
 // liveFilters are the live consumer's subjects: the events the subscription
-// can want, plus its own events. Reading its own events in log order lets
-// the consumer sign each delivery with the secrets in force at that point of
-// the log (a rotation takes effect exactly at the next event) instead of
-// whenever the watcher catches up.
+// can want, plus its own events. Reading its own events in log order means
+// a configuration change (a rotated secret, a disable) is in force for every
+// event after it in the log, however far behind the watcher is; events
+// before it may already see it when the watcher got there first.
 func liveFilters(w domain.Webhook) []string {
 	filters := filterSubjects(w)
 	own := ownSubject(w.ID)
