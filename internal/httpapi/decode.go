@@ -41,6 +41,16 @@ func (s *Server) readBody(c echo.Context, mediaTypes ...string) ([]byte, error) 
 	return body, nil
 }
 
+// bindJSON reads a JSON request body and decodes it strictly into a T.
+func bindJSON[T any](s *Server, c echo.Context) (T, error) {
+	var v T
+	body, err := s.readBody(c, echo.MIMEApplicationJSON)
+	if err != nil {
+		return v, err
+	}
+	return v, decodeStrict(body, &v)
+}
+
 // decodeStrict decodes one JSON value into v, refusing unknown members,
 // trailing data and type mismatches with messages that name the field.
 func decodeStrict(body []byte, v any) error {

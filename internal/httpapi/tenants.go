@@ -178,12 +178,8 @@ type CreateTenantRequest struct {
 }
 
 func (s *Server) createTenant(c echo.Context) error {
-	body, err := s.readBody(c, echo.MIMEApplicationJSON)
+	req, err := bindJSON[CreateTenantRequest](s, c)
 	if err != nil {
-		return err
-	}
-	var req CreateTenantRequest
-	if err := decodeStrict(body, &req); err != nil {
 		return err
 	}
 	cmd := domain.CreateTenant{

@@ -87,12 +87,8 @@ func (s *Server) createWebhook(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	body, err := s.readBody(c, echo.MIMEApplicationJSON)
+	req, err := bindJSON[CreateWebhookRequest](s, c)
 	if err != nil {
-		return err
-	}
-	var req CreateWebhookRequest
-	if err := decodeStrict(body, &req); err != nil {
 		return err
 	}
 	if req.TenantID != "" && !validID(req.TenantID) {
@@ -497,12 +493,8 @@ func (s *Server) discardDeadLetter(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	body, err := s.readBody(c, echo.MIMEApplicationJSON)
+	req, err := bindJSON[DiscardRequest](s, c)
 	if err != nil {
-		return err
-	}
-	var req DiscardRequest
-	if err := decodeStrict(body, &req); err != nil {
 		return err
 	}
 	meta, err := s.meta(c)
@@ -539,12 +531,8 @@ func (s *Server) replayWebhook(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	body, err := s.readBody(c, echo.MIMEApplicationJSON)
+	req, err := bindJSON[ReplayRequest](s, c)
 	if err != nil {
-		return err
-	}
-	var req ReplayRequest
-	if err := decodeStrict(body, &req); err != nil {
 		return err
 	}
 	if req.TenantID != "" && !validID(req.TenantID) {
