@@ -11,6 +11,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// ConsumerListTTL is how long a consumer group's listed totals are reused.
+const ConsumerListTTL = 10 * time.Second
+
 // ScrapeTimeout bounds the scrape-time reads together: a log or database
 // that does not answer costs a scrape at most this long, and its series are
 // left out of it.
@@ -124,14 +127,32 @@ type Consumers struct {
 // acknowledged (num_ack_pending), summed over the group, and how many
 // consumers it has.
 func WatchConsumers(js jetstream.JetStream, c Consumers) (stop func()) {
+	// Listing a group means reading every consumer of the stream (one per
+	// webhook): do it at most once per ConsumerListTTL, however often and
+	// however many scrapers scrape, and report the last totals meanwhile.
+	var (
+		listMu   sync.Mutex
+		listedAt time.Time
+		listed   [3]uint64
+	)
 	return live.watch("consumers/"+c.Stream+"/"+c.Group, "jetstream_consumers", func(ctx context.Context, emit func(prometheus.Metric)) error {
 		var pending, ackPending, n uint64
+		fresh := true
+		if c.Name == "" {
+			listMu.Lock()
+			defer listMu.Unlock()
+			if !listedAt.IsZero() && time.Since(listedAt) < ConsumerListTTL {
+				pending, ackPending, n, fresh = listed[0], listed[1], listed[2], false
+			}
+		}
 		add := func(info *jetstream.ConsumerInfo) {
 			pending += info.NumPending
 			ackPending += uint64(max(info.NumAckPending, 0))
 			n++
 		}
-		if c.Name != "" {
+		switch {
+		case !fresh:
+		case c.Name != "":
 			cons, err := js.Consumer(ctx, c.Stream, c.Name)
 			switch {
 			case err == nil:
@@ -141,7 +162,7 @@ func WatchConsumers(js jetstream.JetStream, c Consumers) (stop func()) {
 				// else is a failed read.
 				return err
 			}
-		} else {
+		default:
 			st, err := js.Stream(ctx, c.Stream)
 			if err != nil {
 				return err
@@ -155,6 +176,7 @@ func WatchConsumers(js jetstream.JetStream, c Consumers) (stop func()) {
 			if err := l.Err(); err != nil {
 				return err
 			}
+			listedAt, listed = time.Now(), [3]uint64{pending, ackPending, n}
 		}
 		emit(prometheus.MustNewConstMetric(consumerPending, prometheus.GaugeValue, float64(pending), c.Stream, c.Group))
 		emit(prometheus.MustNewConstMetric(consumerAckPending, prometheus.GaugeValue, float64(ackPending), c.Stream, c.Group))

@@ -210,3 +210,38 @@ func TestSlowSourceIsCutOff(t *testing.T) {
 		t.Fatalf("scrape errors %v -> %v", errs, after)
 	}
 }
+
+// TestConsumerGroupListedOncePerTTL: a group's consumers are listed at
+// most once per ConsumerListTTL, whatever the scrape rate; a consumer named
+// alone is read at every scrape.
+func TestConsumerGroupListedOncePerTTL(t *testing.T) {
+	n := testenv.StartNATS(t)
+	ctx := testenv.Context(t, time.Minute)
+	if _, err := n.JS.CreateStream(ctx, jetstream.StreamConfig{Name: "TTL", Subjects: []string{"ttl.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.JS.CreateConsumer(ctx, "TTL", jetstream.ConsumerConfig{Durable: "hook-1", AckPolicy: jetstream.AckExplicitPolicy}); err != nil {
+		t.Fatal(err)
+	}
+	publish := func() {
+		t.Helper()
+		if _, err := n.JS.Publish(ctx, "ttl.x", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stopGroup := WatchConsumers(n.JS, Consumers{Stream: "TTL", Group: "ttl-hooks", Prefix: "hook-"})
+	defer stopGroup()
+	stopOne := WatchConsumers(n.JS, Consumers{Stream: "TTL", Group: "ttl-one", Name: "hook-1"})
+	defer stopOne()
+	publish()
+	pending := func(group string) float64 {
+		return gauges(t, "tenancy_jetstream_consumer_pending_messages")["consumer="+group+",stream=TTL"]
+	}
+	if g, o := pending("ttl-hooks"), pending("ttl-one"); g != 1 || o != 1 {
+		t.Fatalf("first scrape: group %v, one %v; want 1 and 1", g, o)
+	}
+	publish()
+	if g, o := pending("ttl-hooks"), pending("ttl-one"); g != 1 || o != 2 {
+		t.Fatalf("second scrape within the TTL: group %v (want the listed 1), one %v (want 2)", g, o)
+	}
+}
