@@ -15,7 +15,6 @@ import (
 
 	"github.com/tenancyhq/tenancy/internal/auth"
 	"github.com/tenancyhq/tenancy/internal/config"
-	"github.com/tenancyhq/tenancy/internal/logging"
 	"github.com/tenancyhq/tenancy/internal/services"
 )
 
@@ -34,17 +33,12 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	log := logging.New(stderr, "api", logging.ParseLevel(cfg.LogLevel))
-	stopTracing, err := services.StartTracing(ctx, "tenancy-api", log)
+	svc, err := services.StartService(ctx, stderr, "api", cfg.LogLevel, cfg.NATS, services.Secrets{SigningKey: cfg.SigningKey, MasterKey: cfg.MasterKey, Catalog: cfg.Catalog})
 	if err != nil {
 		return err
 	}
-	defer stopTracing()
-	core, err := services.ConnectCore(ctx, cfg.NATS, services.Secrets{SigningKey: cfg.SigningKey, MasterKey: cfg.MasterKey, Catalog: cfg.Catalog}, "tenancy-api", log)
-	if err != nil {
-		return err
-	}
-	defer core.Close()
+	defer svc.Close()
+	log, core := svc.Log, svc.Core
 	authn, err := auth.New(auth.Config{IssuerURL: cfg.OIDCIssuer, DiscoveryURL: cfg.OIDCDiscovery, Audience: cfg.OIDCAudience})
 	if err != nil {
 		return err

@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tenancyhq/tenancy/internal/config"
-	"github.com/tenancyhq/tenancy/internal/logging"
 	"github.com/tenancyhq/tenancy/internal/services"
 )
 
@@ -34,17 +33,12 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	log := logging.New(stderr, "webhooker", logging.ParseLevel(cfg.LogLevel))
-	stopTracing, err := services.StartTracing(ctx, "tenancy-webhooker", log)
+	svc, err := services.StartService(ctx, stderr, "webhooker", cfg.LogLevel, cfg.NATS, services.Secrets{SigningKey: cfg.SigningKey, MasterKey: cfg.MasterKey, Catalog: cfg.Catalog})
 	if err != nil {
 		return err
 	}
-	defer stopTracing()
-	core, err := services.ConnectCore(ctx, cfg.NATS, services.Secrets{SigningKey: cfg.SigningKey, MasterKey: cfg.MasterKey, Catalog: cfg.Catalog}, "tenancy-webhooker", log)
-	if err != nil {
-		return err
-	}
-	defer core.Close()
+	defer svc.Close()
+	log, core := svc.Log, svc.Core
 	// Attempts are recorded in PostgreSQL; the projector owns the schema,
 	// but a webhooker started first must not fail on a missing table.
 	rs, err := services.OpenReadSide(ctx, cfg.DatabaseURL, false, true)

@@ -161,7 +161,15 @@ func (s *Server) meta(c echo.Context) (command.Meta, error) {
 	if err != nil {
 		return command.Meta{}, err
 	}
-	return command.Meta{Actor: principal(c).Subject, CorrelationID: requestID(c), IfVersion: v}, nil
+	meta := actorMeta(c)
+	meta.IfVersion = v
+	return meta, nil
+}
+
+// actorMeta is the metadata of a command that takes no If-Match (creating
+// or requesting something rather than changing a versioned resource).
+func actorMeta(c echo.Context) command.Meta {
+	return command.Meta{Actor: principal(c).Subject, CorrelationID: requestID(c)}
 }
 
 // CreateTenantRequest is the body of POST /v1/tenants.
@@ -189,12 +197,7 @@ func (s *Server) createTenant(c echo.Context) error {
 	if req.Regions != nil {
 		cmd.Regions = *req.Regions
 	}
-	meta, err := s.meta(c)
-	if err != nil {
-		return err
-	}
-	meta.IfVersion = 0
-	res, err := s.deps.Tenants.Create(c.Request().Context(), cmd, meta)
+	res, err := s.deps.Tenants.Create(c.Request().Context(), cmd, actorMeta(c))
 	if err != nil {
 		return err
 	}

@@ -94,11 +94,7 @@ func (s *Server) createWebhook(c echo.Context) error {
 	if req.TenantID != "" && !validID(req.TenantID) {
 		return invalid("tenant_id", "must be a tenant id (a UUID)")
 	}
-	meta, err := s.meta(c)
-	if err != nil {
-		return err
-	}
-	meta.IfVersion = 0
+	meta := actorMeta(c)
 	res, secret, err := svc.Create(c.Request().Context(), domain.CreateWebhook{URL: req.URL, EventTypes: req.EventTypes, TenantID: req.TenantID,
 		Description: req.Description, Enabled: req.Enabled}, meta)
 	if err != nil {
@@ -463,11 +459,7 @@ func (s *Server) requeueAll(c echo.Context) error {
 }
 
 func (s *Server) requeue(c echo.Context, svc *webhooks.Service, webhookID string, seqs []uint64) error {
-	meta, err := s.meta(c)
-	if err != nil {
-		return err
-	}
-	meta.IfVersion = 0
+	meta := actorMeta(c)
 	res, done, err := svc.Requeue(c.Request().Context(), webhookID, seqs, meta)
 	if err != nil {
 		return err
@@ -497,11 +489,7 @@ func (s *Server) discardDeadLetter(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	meta, err := s.meta(c)
-	if err != nil {
-		return err
-	}
-	meta.IfVersion = 0
+	meta := actorMeta(c)
 	res, err := svc.Discard(c.Request().Context(), seq, req.Reason, meta)
 	if err != nil {
 		return err
@@ -538,11 +526,7 @@ func (s *Server) replayWebhook(c echo.Context) error {
 	if req.TenantID != "" && !validID(req.TenantID) {
 		return invalid("tenant_id", "must be a tenant id (a UUID)")
 	}
-	meta, err := s.meta(c)
-	if err != nil {
-		return err
-	}
-	meta.IfVersion = 0
+	meta := actorMeta(c)
 	id := c.Param("id")
 	res, err := svc.Replay(c.Request().Context(), id, domain.RequestReplay{FromSeq: req.FromSeq, ToSeq: req.ToSeq, FromTime: req.FromTime, ToTime: req.ToTime,
 		Types: req.Types, TenantID: req.TenantID}, meta)

@@ -2,9 +2,12 @@ package services
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"time"
 
+	"github.com/tenancyhq/tenancy/internal/config"
+	"github.com/tenancyhq/tenancy/internal/logging"
 	"github.com/tenancyhq/tenancy/internal/tracing"
 )
 
@@ -28,3 +31,31 @@ func StartTracing(ctx context.Context, service string, log *slog.Logger) (stop f
 		}
 	}, nil
 }
+
+// Started is what a service binary begins with: its JSON logger, trace
+// export and the core on the configured NATS.
+type Started struct {
+	Log  *slog.Logger
+	Core *Core
+	stop func()
+}
+
+// StartService sets up the logger (service field = name), tracing (service
+// name "tenancy-"+name) and the core, in that order, for the service
+// binaries. Close undoes it.
+func StartService(ctx context.Context, stderr io.Writer, name, logLevel string, n config.NATS, s Secrets) (*Started, error) {
+	log := logging.New(stderr, name, logging.ParseLevel(logLevel))
+	stopTracing, err := StartTracing(ctx, "tenancy-"+name, log)
+	if err != nil {
+		return nil, err
+	}
+	core, err := ConnectCore(ctx, n, s, "tenancy-"+name, log)
+	if err != nil {
+		stopTracing()
+		return nil, err
+	}
+	return &Started{Log: log, Core: core, stop: func() { core.Close(); stopTracing() }}, nil
+}
+
+// Close closes the core, then flushes the traces.
+func (s *Started) Close() { s.stop() }
