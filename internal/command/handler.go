@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"math/rand/v2"
 	"reflect"
 	"sync"
 	"time"
@@ -20,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/tenancyhq/tenancy/internal/backoff"
 	"github.com/tenancyhq/tenancy/internal/eventstore"
 	"github.com/tenancyhq/tenancy/internal/metrics"
 	"github.com/tenancyhq/tenancy/internal/tracing"
@@ -236,11 +236,8 @@ func (h *Handler[S, C]) execute(ctx context.Context, name, tenantID, id string, 
 			// The winner is likely another instance with more commands queued
 			// for this aggregate. Back off (exponentially, with full jitter)
 			// so that its queue drains and this command gets its turn.
-			pause := min(time.Millisecond<<(attempt-1), 64*time.Millisecond)
-			select {
-			case <-ctx.Done():
-				return Result[S]{}, ctx.Err()
-			case <-time.After(rand.N(pause) + pause/4):
+			if err := backoff.Contention.Wait(ctx, attempt); err != nil {
+				return Result[S]{}, err
 			}
 		}
 		next, caught, cerr := h.catchUp(ctx, tenantID, id, subject, snap)

@@ -17,7 +17,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/synadia-io/orbit.go/jetstreamext"
 
+	"github.com/tenancyhq/tenancy/internal/backoff"
 	"github.com/tenancyhq/tenancy/internal/metrics"
+	"github.com/tenancyhq/tenancy/internal/natsconn"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
 
@@ -229,10 +231,8 @@ func (s *Store) Append(ctx context.Context, msgs []Outgoing) (uint64, error) {
 	for attempt := 0; attempt < 3; attempt++ {
 		if attempt > 0 {
 			metrics.PublishRetries.Inc()
-			select {
-			case <-ctx.Done():
-				return 0, classify(ctx.Err())
-			case <-time.After(time.Duration(attempt*attempt) * 50 * time.Millisecond):
+			if err := backoff.Publish.Wait(ctx, attempt); err != nil {
+				return 0, classify(err)
 			}
 		}
 		seq, err = s.publish(ctx, msgs, nmsgs)
@@ -261,8 +261,7 @@ func (s *Store) publish(ctx context.Context, msgs []Outgoing, nmsgs []*nats.Msg)
 	}
 	ack, err := jetstreamext.PublishMsgBatch(ctx, s.js, nmsgs, jetstreamext.BatchFlowControl{AckFirst: false})
 	if err != nil {
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == 10201 {
+		if natsconn.HasCode(err, natsconn.CodeAtomicBatchDuplicate) {
 			// The batch's first message id is already stored, and batches
 			// are atomic: the whole batch is in. Find where it ended.
 			return s.findStored(ctx, msgs[len(msgs)-1])
@@ -317,35 +316,20 @@ func (s *Store) findStored(ctx context.Context, o Outgoing) (uint64, error) {
 	return m.Seq, nil
 }
 
-// classify maps NATS errors onto the store's error kinds.
+// classify maps NATS errors onto the store's error kinds. What
+// natsconn.Transient calls transient is unavailable, and so is a closed
+// connection (a caller of the store cannot mend it either); the original
+// error stays in the chain, so the one transient rule still applies to it.
 func classify(err error) error {
-	if err == nil {
+	switch {
+	case err == nil:
 		return nil
-	}
-	var apiErr *jetstream.APIError
-	if errors.As(err, &apiErr) {
-		switch apiErr.ErrorCode {
-		case 10071, 10164:
-			return fmt.Errorf("%w: %v", ErrWrongSequence, err)
-		case jetstream.JSErrCodeMessageNotFound:
-			return fmt.Errorf("%w: %v", ErrNotFound, err)
-		case 10158, 10210, 10211:
-			// In-flight duplicates and too many concurrent batches are load,
-			// not failures: a retry succeeds.
-			return fmt.Errorf("%w: %v", ErrUnavailable, err)
-		}
-		if apiErr.Code == 503 || apiErr.Code == 429 {
-			return fmt.Errorf("%w: %v", ErrUnavailable, err)
-		}
-		return err
-	}
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return fmt.Errorf("%w: %v", ErrNotFound, err)
-	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) ||
-		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrDisconnected) ||
-		errors.Is(err, nats.ErrConnectionReconnecting) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	case natsconn.HasCode(err, natsconn.CodeWrongLastSequence, natsconn.CodeWrongLastSequenceConstant):
+		return fmt.Errorf("%w: %w", ErrWrongSequence, err)
+	case natsconn.HasCode(err, jetstream.JSErrCodeMessageNotFound) || errors.Is(err, jetstream.ErrMsgNotFound):
+		return fmt.Errorf("%w: %w", ErrNotFound, err)
+	case natsconn.Transient(err) || errors.Is(err, nats.ErrConnectionClosed):
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return err
 }

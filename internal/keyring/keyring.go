@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tenancyhq/tenancy/internal/eventstore"
+	"github.com/tenancyhq/tenancy/internal/natsconn"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
 
@@ -164,8 +165,7 @@ func (k *Keyring) key(ctx context.Context, tenantID string, create bool) (cipher
 		return nil, err
 	}
 	if _, err := k.js.Publish(ctx, subject, wrapped, jetstream.WithExpectLastSequencePerSubject(0)); err != nil {
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == 10071 {
+		if natsconn.HasCode(err, natsconn.CodeWrongLastSequence, natsconn.CodeWrongLastSequenceConstant) {
 			// Somebody created it first (or destroyed it): read what is there.
 			return k.key(ctx, tenantID, false)
 		}
@@ -210,8 +210,7 @@ func (k *Keyring) Destroy(ctx context.Context, tenantID string) error {
 		return fmt.Errorf("keyring: read key of tenant %s: %w", tenantID, err)
 	}
 	if _, err := k.js.Publish(ctx, subject, tombstone, jetstream.WithExpectLastSequencePerSubject(0)); err != nil {
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.ErrorCode == 10071 {
+		if natsconn.HasCode(err, natsconn.CodeWrongLastSequence, natsconn.CodeWrongLastSequenceConstant) {
 			// Recreated or tombstoned concurrently: destroy what is there.
 			return k.Destroy(ctx, tenantID)
 		}

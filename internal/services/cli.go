@@ -76,7 +76,7 @@ func OpenLog(ctx context.Context, get config.Getenv, dataDir string) (*Log, erro
 		return &Log{Store: eventstore.New(js, stream), JS: js, NC: nc, Where: where, close: closer}, nil
 	}
 	if url := get("NATS_URL"); url != "" {
-		r := config.NATS{URL: url, Creds: get("NATS_CREDS"), TLSCA: get("NATS_TLS_CA"), TLSCert: get("NATS_TLS_CERT"), TLSKey: get("NATS_TLS_KEY")}
+		r := natsconn.Options{URL: url, Creds: get("NATS_CREDS"), TLSCA: get("NATS_TLS_CA"), TLSCert: get("NATS_TLS_CERT"), TLSKey: get("NATS_TLS_KEY")}
 		nc, _, err := natsconn.Connect(r, "tenancy-cli", logging.Discard())
 		if err != nil {
 			return nil, err

@@ -163,7 +163,7 @@ func ConnectCore(ctx context.Context, n config.NATS, s Secrets, name string, log
 	if err != nil {
 		return nil, fmt.Errorf("TENANCY_CATALOG: %w", err)
 	}
-	nc, js, err := natsconn.Connect(n, name, log)
+	nc, js, err := natsconn.Connect(natsconn.Options{URL: n.URL, Creds: n.Creds, TLSCA: n.TLSCA, TLSCert: n.TLSCert, TLSKey: n.TLSKey}, name, log)
 	if err != nil {
 		return nil, err
 	}
