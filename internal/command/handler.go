@@ -27,17 +27,6 @@ import (
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
 
-// Aggregate adapts one decider to the handler.
-type Aggregate[S any, C any] interface {
-	// Kind is the aggregate kind used in subjects ("tenant").
-	Kind() string
-	Decide(S, C) ([]events.Payload, error)
-	Evolve(S, domain.Recorded) S
-	Version(S) int64
-	// Claims returns the unique values the state holds (nil if none).
-	Claims(S) []domain.Claim
-}
-
 // Meta is who and what caused a command.
 type Meta struct {
 	Actor         string
@@ -52,7 +41,7 @@ type Meta struct {
 }
 
 // Result is the outcome of a command.
-type Result[S any] struct {
+type Result[S domain.Aggregate] struct {
 	State S
 	// Seq is the stream sequence of the last event appended or, for a
 	// command that changed nothing, of the aggregate's last event.
@@ -76,15 +65,15 @@ type Deps struct {
 }
 
 // Handler executes commands on one kind of aggregate.
-type Handler[S any, C any] struct {
-	agg   Aggregate[S, C]
+type Handler[S domain.Aggregate, C any] struct {
+	agg   domain.Decider[S, C]
 	deps  Deps
 	cache *lru.Cache[string, snapshot[S]]
 	locks [256]sync.Mutex
 	seed  maphash.Seed
 }
 
-type snapshot[S any] struct {
+type snapshot[S domain.Aggregate] struct {
 	state S
 	seq   uint64
 	hash  events.Hash
@@ -94,7 +83,7 @@ type snapshot[S any] struct {
 var ErrContention = errors.New("too many concurrent changes to this aggregate")
 
 // NewHandler returns a handler for agg.
-func NewHandler[S any, C any](agg Aggregate[S, C], deps Deps) *Handler[S, C] {
+func NewHandler[S domain.Aggregate, C any](agg domain.Decider[S, C], deps Deps) *Handler[S, C] {
 	if deps.MaxAttempts <= 0 {
 		deps.MaxAttempts = 10
 	}
@@ -162,7 +151,7 @@ const (
 // (nothing to append), rejected (the domain or an If-Match refused it),
 // contention (too many conflicts) or error (anything else: the log, keys,
 // cancellation).
-func Outcome[S any](res Result[S], err error) string {
+func Outcome[S domain.Aggregate](res Result[S], err error) string {
 	switch {
 	case err == nil && len(res.Events) > 0:
 		return OutcomeOK
@@ -279,7 +268,7 @@ func refreshable(err error) bool {
 }
 
 func (h *Handler[S, C]) try(ctx context.Context, name, tenantID, id, subject string, snap snapshot[S], cmd C, meta Meta) (Result[S], bool, error) {
-	version := h.agg.Version(snap.state)
+	version := snap.state.AggregateVersion()
 	if meta.IfVersion != 0 && meta.IfVersion != version {
 		return Result[S]{}, false, &domain.VersionMismatchError{Expected: meta.IfVersion, Actual: version}
 	}
@@ -310,11 +299,11 @@ func (h *Handler[S, C]) try(ctx context.Context, name, tenantID, id, subject str
 			Actor: meta.Actor, CorrelationID: meta.CorrelationID, CausationID: meta.CausationID,
 			TraceParent: traceParent, AggVersion: v,
 		}
-		state = h.agg.Evolve(state, domain.Recorded{AggregateID: id, ID: envs[i].ID, Time: now, Version: v, Payload: p})
+		state = h.agg.Evolve(state, domain.RecordedFrom(id, envs[i], p))
 	}
 
 	var out []eventstore.Outgoing
-	before, after := h.agg.Claims(snap.state), h.agg.Claims(state)
+	before, after := claims(snap.state), claims(state)
 	if !sameClaims(before, after) {
 		current, err := h.deps.Store.ReadClaims(ctx, append(append([]domain.Claim{}, before...), after...))
 		if err != nil {
@@ -361,6 +350,14 @@ func (h *Handler[S, C]) try(ctx context.Context, name, tenantID, id, subject str
 	}
 	h.cache.Add(subject, snapshot[S]{state: state, seq: seq, hash: prev})
 	return Result[S]{State: state, Seq: seq, Events: envs}, false, nil
+}
+
+// claims returns the unique values s holds, if its kind holds any.
+func claims[S domain.Aggregate](s S) []domain.Claim {
+	if c, ok := any(s).(domain.Claimer); ok {
+		return c.Claims()
+	}
+	return nil
 }
 
 func sameClaims(a, b []domain.Claim) bool {
@@ -414,7 +411,7 @@ func (h *Handler[S, C]) fold(tenantID, id string, snap snapshot[S], msgs []event
 		if err := events.OpenPII(p, tenantID, h.deps.Cipher); err != nil {
 			return snap, fmt.Errorf("event at seq %d on %s: %w", m.Seq, m.Subject, err)
 		}
-		snap.state = h.agg.Evolve(snap.state, domain.Recorded{AggregateID: id, ID: e.ID, Time: e.Time, Version: e.AggVersion, Payload: p})
+		snap.state = h.agg.Evolve(snap.state, domain.RecordedFrom(id, e, p))
 		snap.seq = m.Seq
 		snap.hash = events.HashCanonical(m.Data)
 	}

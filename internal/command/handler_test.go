@@ -59,7 +59,7 @@ func setup(t *testing.T) *env {
 }
 
 func (e *env) handler() *command.Handler[domain.Tenant, domain.TenantCommand] {
-	return command.NewHandler[domain.Tenant, domain.TenantCommand](command.Tenants{Decider: domain.TenantDecider{Catalog: e.cat}}, e.deps)
+	return command.NewHandler[domain.Tenant, domain.TenantCommand](domain.TenantDecider{Catalog: e.cat}, e.deps)
 }
 
 func createCmd(id, slug string, extIDs map[string]string) domain.CreateTenant {

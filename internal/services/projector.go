@@ -152,7 +152,7 @@ func (t ProjectionTools) Skip(ctx context.Context, name string, seq uint64, reas
 	if t.Signer == nil {
 		return errors.New("recording a skip needs a signing key (TENANCY_SIGNING_KEY)")
 	}
-	h := command.NewHandler[domain.ProjectionOps, domain.SkipEvent](command.ProjectionOps{}, command.Deps{Store: t.Store, Signer: t.Signer, NewID: NewID})
+	h := command.NewHandler[domain.ProjectionOps, domain.SkipEvent](domain.ProjectionOpsDecider{}, command.Deps{Store: t.Store, Signer: t.Signer, NewID: NewID})
 	if _, err := h.Execute(ctx, events.PlatformTenantID, name, domain.SkipEvent{Projection: name, Seq: seq, Reason: reason, Error: st.Error}, command.Meta{Actor: actor}); err != nil {
 		return err
 	}

@@ -87,7 +87,7 @@ type Registry struct {
 // NewRegistry returns a registry appending with deps (whose signer signs
 // the registration events).
 func NewRegistry(deps command.Deps) *Registry {
-	return &Registry{store: deps.Store, handler: command.NewHandler[domain.SigningKey, domain.SigningKeyCommand](command.SigningKeys{}, deps)}
+	return &Registry{store: deps.Store, handler: command.NewHandler[domain.SigningKey, domain.SigningKeyCommand](domain.SigningKeyDecider{}, deps)}
 }
 
 // Register publishes the public half of signer's key, once.

@@ -35,7 +35,7 @@ type Service struct {
 
 // New returns a service.
 func New(deps command.Deps, catalog *domain.Catalog, keys KeyDestroyer, log *slog.Logger) *Service {
-	h := command.NewHandler[domain.Tenant, domain.TenantCommand](command.Tenants{Decider: domain.TenantDecider{Catalog: catalog}}, deps)
+	h := command.NewHandler[domain.Tenant, domain.TenantCommand](domain.TenantDecider{Catalog: catalog}, deps)
 	return &Service{handler: h, store: deps.Store, keys: keys, newID: deps.NewID, catalog: catalog, log: log}
 }
 

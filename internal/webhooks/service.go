@@ -52,7 +52,7 @@ func NewService(o ServiceOptions) *Service {
 		clock = time.Now
 	}
 	return &Service{
-		handler: command.NewHandler[domain.Webhook, domain.WebhookCommand](command.Webhooks{}, o.Deps),
+		handler: command.NewHandler[domain.Webhook, domain.WebhookCommand](domain.WebhookDecider{}, o.Deps),
 		store:   o.Deps.Store, js: o.JS, secrets: o.Secrets, policy: o.Policy, allowHTTP: o.AllowHTTP,
 		tenant: o.TenantExists, newID: o.Deps.NewID, clock: clock, log: o.Log,
 	}

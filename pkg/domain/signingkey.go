@@ -32,8 +32,20 @@ func (RegisterKey) Action() string { return "register" }
 // Action implements SigningKeyCommand.
 func (RetireKey) Action() string { return "retire" }
 
-// DecideSigningKey decides a signing key command.
-func DecideSigningKey(k SigningKey, cmd SigningKeyCommand) ([]events.Payload, error) {
+// SigningKeyDecider decides signing key commands.
+type SigningKeyDecider struct{}
+
+// Kind implements Decider.
+func (SigningKeyDecider) Kind() string { return events.AggregateSigningKey }
+
+// Evolve implements Decider.
+func (SigningKeyDecider) Evolve(k SigningKey, r Recorded) SigningKey { return EvolveSigningKey(k, r) }
+
+// AggregateVersion implements Aggregate.
+func (k SigningKey) AggregateVersion() int64 { return k.Version }
+
+// Decide implements Decider.
+func (SigningKeyDecider) Decide(k SigningKey, cmd SigningKeyCommand) ([]events.Payload, error) {
 	switch c := cmd.(type) {
 	case RegisterKey:
 		if k.Version > 0 {
@@ -86,8 +98,22 @@ type SkipEvent struct {
 // Action implements a command.
 func (SkipEvent) Action() string { return "skip" }
 
-// DecideProjectionOps decides a projection operation.
-func DecideProjectionOps(s ProjectionOps, c SkipEvent) ([]events.Payload, error) {
+// ProjectionOpsDecider decides operator actions on a projection.
+type ProjectionOpsDecider struct{}
+
+// Kind implements Decider.
+func (ProjectionOpsDecider) Kind() string { return events.AggregateProjection }
+
+// Evolve implements Decider.
+func (ProjectionOpsDecider) Evolve(s ProjectionOps, r Recorded) ProjectionOps {
+	return EvolveProjectionOps(s, r)
+}
+
+// AggregateVersion implements Aggregate.
+func (s ProjectionOps) AggregateVersion() int64 { return s.Version }
+
+// Decide implements Decider.
+func (ProjectionOpsDecider) Decide(s ProjectionOps, c SkipEvent) ([]events.Payload, error) {
 	if c.Reason == "" {
 		return nil, &ValidationError{Fields: []FieldError{{Field: "reason", Message: "is required: say why the event may be skipped"}}}
 	}

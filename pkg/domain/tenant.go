@@ -201,16 +201,8 @@ type Tenant struct {
 // Exists reports whether the tenant has been created.
 func (t *Tenant) Exists() bool { return t.Version > 0 }
 
-// Recorded is an event as the aggregate sees it: its payload plus the
-// envelope facts Evolve needs.
-type Recorded struct {
-	// AggregateID is the id of the aggregate the event belongs to.
-	AggregateID string
-	ID          string
-	Time        time.Time
-	Version     int64
-	Payload     events.Payload
-}
+// AggregateVersion implements Aggregate.
+func (t Tenant) AggregateVersion() int64 { return t.Version }
 
 // TechnicalContact returns the first technical contact, if any.
 func (t *Tenant) TechnicalContact() (events.Contact, bool) {
@@ -247,7 +239,7 @@ const (
 
 // Claims returns the unique values the tenant holds: its slug and its
 // external ids, none once deleted.
-func (t *Tenant) Claims() []Claim {
+func (t Tenant) Claims() []Claim {
 	if !t.Exists() || t.State == StateDeleted {
 		return nil
 	}

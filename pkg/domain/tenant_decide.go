@@ -201,6 +201,12 @@ type TenantDecider struct {
 	Catalog *Catalog
 }
 
+// Kind implements Decider.
+func (TenantDecider) Kind() string { return events.AggregateTenant }
+
+// Evolve implements Decider.
+func (TenantDecider) Evolve(t Tenant, r Recorded) Tenant { return EvolveTenant(t, r) }
+
 // Decide returns the events cmd causes on t, or an error saying why it is
 // refused. An empty result with a nil error means the command is already
 // satisfied (an idempotent repeat).

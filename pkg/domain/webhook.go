@@ -177,8 +177,20 @@ func (RequestReplay) Action() string { return "replay" }
 // WebhookCommand is a command the Webhook aggregate decides.
 type WebhookCommand interface{ Action() string }
 
-// DecideWebhook decides a webhook command.
-func DecideWebhook(w Webhook, cmd WebhookCommand) ([]events.Payload, error) {
+// WebhookDecider decides webhook subscription commands.
+type WebhookDecider struct{}
+
+// Kind implements Decider.
+func (WebhookDecider) Kind() string { return events.AggregateWebhook }
+
+// Evolve implements Decider.
+func (WebhookDecider) Evolve(w Webhook, r Recorded) Webhook { return EvolveWebhook(w, r) }
+
+// AggregateVersion implements Aggregate.
+func (w Webhook) AggregateVersion() int64 { return w.Version }
+
+// Decide implements Decider.
+func (WebhookDecider) Decide(w Webhook, cmd WebhookCommand) ([]events.Payload, error) {
 	if _, create := cmd.(CreateWebhook); !create && !w.Exists() {
 		return nil, fmt.Errorf("webhook %w", ErrNotFound)
 	}

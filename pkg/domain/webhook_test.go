@@ -76,7 +76,7 @@ func TestDecideWebhook(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			state := foldWebhook(tc.given)
-			got, err := DecideWebhook(state, tc.when)
+			got, err := WebhookDecider{}.Decide(state, tc.when)
 			if tc.err != nil {
 				if !errors.Is(err, tc.err) {
 					t.Fatalf("error = %v, want kind %v", err, tc.err)
