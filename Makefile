@@ -5,23 +5,30 @@ PKGS      ?= ./...
 FUZZTIME  ?= 10s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: run test test-short lint fmt vet staticcheck fuzz bench build ci clean
+.PHONY: run test test-short test-deploy lint fmt vet staticcheck fuzz bench build ci clean
 
 ## run: the whole system in one process (embedded JetStream, local PostgreSQL)
 run:
 	$(GO) run ./cmd/tenancy dev
 
 ## test: every test, with the race detector, against real JetStream and PostgreSQL;
-## then the cluster system test, verbose, so that CI prints what it killed and verified
-test:
+## then the cluster system test, verbose, so that CI prints what it killed and verified;
+## and the deploy module's checks (test-deploy)
+test: test-deploy
 	$(GO) test -race -count=1 -timeout 20m $$($(GO) list $(PKGS) | grep -v '/systest$$')
 	$(GO) test -count=1 -timeout 15m -v ./systest
 
 ## test-short: skip the tests that start processes
-test-short:
+test-short: test-deploy
 	$(GO) test -short -count=1 $(PKGS)
 
-## lint: gofmt, go vet and staticcheck must all be clean
+## test-deploy: the compose files and Kubernetes manifests, checked without Docker or
+## a cluster; deploy is a module of its own (its tooling stays out of the binaries'
+## dependencies), so ./... in the root does not reach it
+test-deploy:
+	cd deploy && $(GO) test -count=1 ./...
+
+## lint: gofmt, go vet and staticcheck must all be clean, in the root and deploy modules
 lint: fmt vet staticcheck
 
 fmt:
@@ -29,9 +36,11 @@ fmt:
 
 vet:
 	$(GO) vet $(PKGS)
+	cd deploy && $(GO) vet ./...
 
 staticcheck:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
+	cd deploy && $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
 ## fuzz: run every fuzz target for FUZZTIME each
 fuzz:
