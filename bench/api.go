@@ -24,7 +24,8 @@ import (
 	"github.com/tenancyhq/tenancy/internal/catalog"
 	"github.com/tenancyhq/tenancy/internal/logging"
 	"github.com/tenancyhq/tenancy/internal/natsembed"
-	"github.com/tenancyhq/tenancy/internal/services"
+	"github.com/tenancyhq/tenancy/internal/run/api"
+	"github.com/tenancyhq/tenancy/internal/run/boot"
 )
 
 func gomaxprocs() int { return runtime.GOMAXPROCS(0) }
@@ -34,7 +35,7 @@ type system struct {
 	ns    *server.Server
 	nc    *nats.Conn
 	js    jetstream.JetStream
-	core  *services.Core
+	core  *boot.Core
 	url   string
 	token string
 	stop_ func()
@@ -62,7 +63,7 @@ func startSystem(ctx context.Context, dir string) (*system, error) {
 	if err != nil {
 		return nil, err
 	}
-	core, err := services.OpenCore(ctx, nc, js, services.CoreOptions{Stream: "TENANCY", Replicas: 1, SigningKey: signKey, MasterKey: master, Catalog: cat, Log: logging.Discard()})
+	core, err := boot.OpenCore(ctx, nc, js, boot.CoreOptions{Stream: "TENANCY", Replicas: 1, SigningKey: signKey, MasterKey: master, Catalog: cat, Log: logging.Discard()})
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +81,7 @@ func startSystem(ctx context.Context, dir string) (*system, error) {
 
 // serveAPI serves the API on core (and a read side, if any) on a loopback
 // port, with a dev issuer for tokens.
-func serveAPI(ctx context.Context, core *services.Core, rs *services.ReadSide) (string, *auth.DevIssuer, func(), error) {
+func serveAPI(ctx context.Context, core *boot.Core, rs *boot.ReadSide) (string, *auth.DevIssuer, func(), error) {
 	_, issuerKey, _ := ed25519.GenerateKey(rand.Reader)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -92,14 +93,14 @@ func serveAPI(ctx context.Context, core *services.Core, rs *services.ReadSide) (
 	if err != nil {
 		return "", nil, nil, err
 	}
-	api, err := services.NewAPI(ctx, core, services.APIOptions{Auth: authn, Mounts: map[string]http.Handler{auth.DevIssuerPath: issuer.Handler()}, ReadSide: rs})
+	a, err := api.New(ctx, core, api.Options{Auth: authn, Mounts: map[string]http.Handler{auth.DevIssuerPath: issuer.Handler()}, ReadSide: rs})
 	if err != nil {
 		return "", nil, nil, err
 	}
 	sctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 2)
-	go func() { done <- services.Serve(sctx, ln, api.Handler(), logging.Discard()) }()
-	go func() { done <- api.Run(sctx) }()
+	go func() { done <- boot.Serve(sctx, ln, a.Handler(), logging.Discard()) }()
+	go func() { done <- a.Run(sctx) }()
 	return ln.Addr().String(), issuer, func() { cancel(); <-done; <-done }, nil
 }
 

@@ -20,7 +20,7 @@ import (
 	"github.com/tenancyhq/tenancy/internal/command"
 	"github.com/tenancyhq/tenancy/internal/logging"
 	"github.com/tenancyhq/tenancy/internal/natsembed"
-	"github.com/tenancyhq/tenancy/internal/services"
+	"github.com/tenancyhq/tenancy/internal/run/boot"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
@@ -82,10 +82,10 @@ func clusterWorkload(ctx context.Context, o opts, replicas int) ([]result, error
 	master := make([]byte, 32)
 	_, _ = crand.Read(master)
 	cat, _ := catalog.Load("")
-	var core *services.Core
+	var core *boot.Core
 	// A fresh cluster needs a moment to elect its meta leader.
 	for deadline := time.Now().Add(60 * time.Second); ; {
-		core, err = services.OpenCore(ctx, nc, js, services.CoreOptions{Stream: "TENANCY", Replicas: replicas, SigningKey: signKey, MasterKey: master, Catalog: cat, Log: logging.Discard()})
+		core, err = boot.OpenCore(ctx, nc, js, boot.CoreOptions{Stream: "TENANCY", Replicas: replicas, SigningKey: signKey, MasterKey: master, Catalog: cat, Log: logging.Discard()})
 		if err == nil {
 			break
 		}

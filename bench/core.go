@@ -12,13 +12,13 @@ import (
 	"github.com/tenancyhq/tenancy/internal/catalog"
 	"github.com/tenancyhq/tenancy/internal/logging"
 	"github.com/tenancyhq/tenancy/internal/natsembed"
-	"github.com/tenancyhq/tenancy/internal/services"
+	"github.com/tenancyhq/tenancy/internal/run/boot"
 )
 
 // startCore starts an embedded JetStream server in a directory of its own
 // under the run's temporary directory, connects to it over TCP (as the
 // separate services do) and opens Tenancy's core on it with fresh keys.
-func startCore(ctx context.Context, o opts, name string) (*services.Core, jetstream.JetStream, func(), error) {
+func startCore(ctx context.Context, o opts, name string) (*boot.Core, jetstream.JetStream, func(), error) {
 	ns, err := natsembed.Start(natsembed.Options{StoreDir: filepath.Join(o.dir, name)})
 	if err != nil {
 		return nil, nil, nil, err
@@ -35,7 +35,7 @@ func startCore(ctx context.Context, o opts, name string) (*services.Core, jetstr
 	master := make([]byte, 32)
 	_, _ = crand.Read(master)
 	cat, _ := catalog.Load("")
-	core, err := services.OpenCore(ctx, nc, js, services.CoreOptions{Stream: "TENANCY", Replicas: 1, SigningKey: signKey, MasterKey: master, Catalog: cat, Log: logging.Discard()})
+	core, err := boot.OpenCore(ctx, nc, js, boot.CoreOptions{Stream: "TENANCY", Replicas: 1, SigningKey: signKey, MasterKey: master, Catalog: cat, Log: logging.Discard()})
 	if err != nil {
 		stop()
 		return nil, nil, nil, err

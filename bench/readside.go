@@ -16,13 +16,14 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tenancyhq/tenancy/internal/app"
 	"github.com/tenancyhq/tenancy/internal/auth"
 	"github.com/tenancyhq/tenancy/internal/command"
 	"github.com/tenancyhq/tenancy/internal/logging"
 	"github.com/tenancyhq/tenancy/internal/postgres"
 	"github.com/tenancyhq/tenancy/internal/projection"
 	"github.com/tenancyhq/tenancy/internal/readmodel"
-	"github.com/tenancyhq/tenancy/internal/services"
+	"github.com/tenancyhq/tenancy/internal/run/boot"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
@@ -120,7 +121,7 @@ func preload(ctx context.Context, js jetstream.JetStream, signer *events.Signer,
 					return
 				}
 				slug, name := tenantName(i)
-				id := services.NewID()
+				id := app.NewID()
 				plans := []string{"starter", "standard", "enterprise"}
 				plan := plans[rng.IntN(3)]
 				iso := "shared"
@@ -133,7 +134,7 @@ func preload(ctx context.Context, js jetstream.JetStream, signer *events.Signer,
 					Labels:      map[string]string{"env": []string{"prod", "staging", "dev"}[rng.IntN(3)], "tier": []string{"gold", "silver", "bronze"}[rng.IntN(3)]},
 					ExternalIDs: map[string]string{"billing": fmt.Sprintf("cus_%d", i)}}
 				data, _ := json.Marshal(p)
-				env := &events.Envelope{SpecVersion: events.SpecVersion, ID: services.NewID(), Source: events.Source, Type: p.EventType(), Subject: id,
+				env := &events.Envelope{SpecVersion: events.SpecVersion, ID: app.NewID(), Source: events.Source, Type: p.EventType(), Subject: id,
 					Time: time.Now().UTC().Truncate(time.Microsecond), DataContentType: events.ContentType, TenantID: id, Actor: "bench", AggVersion: 1, Data: data}
 				raw, _, err := signer.Sign(env)
 				if err != nil {
@@ -315,8 +316,8 @@ func searchQueries(rng *rand.Rand) (readmodel.TenantFilter, string) {
 
 // benchSearch runs the same query mix through the API and directly through
 // the reader's SQL, and compares their p99.
-func benchSearch(ctx context.Context, o opts, core *services.Core, dbURL string, pool *pgxpool.Pool) ([]row, error) {
-	ln, issuer, stop, err := serveAPI(ctx, core, &services.ReadSide{URL: dbURL, Pool: pool})
+func benchSearch(ctx context.Context, o opts, core *boot.Core, dbURL string, pool *pgxpool.Pool) ([]row, error) {
+	ln, issuer, stop, err := serveAPI(ctx, core, &boot.ReadSide{URL: dbURL, Pool: pool})
 	if err != nil {
 		return nil, err
 	}
@@ -396,8 +397,8 @@ func benchSearch(ctx context.Context, o opts, core *services.Core, dbURL string,
 // benchLag drives commands at a steady 1,000/s and measures how long each
 // takes to show in the read model (from the append's acknowledgement to the
 // projection's notification that it applied it).
-func benchLag(ctx context.Context, o opts, core *services.Core, dbURL string, pool *pgxpool.Pool) (row, error) {
-	runners := services.Projections(core, &services.ReadSide{URL: dbURL, Pool: pool}, nil)
+func benchLag(ctx context.Context, o opts, core *boot.Core, dbURL string, pool *pgxpool.Pool) (row, error) {
+	runners := boot.Projections(core, &boot.ReadSide{URL: dbURL, Pool: pool}).Runners(nil)
 	rctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	for _, r := range runners {

@@ -12,8 +12,8 @@ import (
 	"github.com/tenancyhq/tenancy/internal/command"
 	"github.com/tenancyhq/tenancy/internal/keycloak"
 	"github.com/tenancyhq/tenancy/internal/keycloak/keycloakfake"
+	"github.com/tenancyhq/tenancy/internal/run/provisioner"
 	"github.com/tenancyhq/tenancy/internal/saga"
-	"github.com/tenancyhq/tenancy/internal/services"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
@@ -100,7 +100,7 @@ func benchSaga(ctx context.Context, o opts) ([]row, error) {
 	// The sagas: activation requests, run by the provisioner.
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	prov, err := services.NewProvisioner(pctx, core, services.ProvisionerOptions{Integrations: in, Concurrency: workers})
+	prov, err := provisioner.New(pctx, core, provisioner.Options{Integrations: in, Concurrency: workers})
 	if err != nil {
 		return nil, err
 	}

@@ -16,9 +16,11 @@ import (
 
 	"github.com/tenancyhq/tenancy/internal/command"
 	"github.com/tenancyhq/tenancy/internal/config"
+	"github.com/tenancyhq/tenancy/internal/delivery"
+	"github.com/tenancyhq/tenancy/internal/delivery/secrets"
 	"github.com/tenancyhq/tenancy/internal/postgres"
-	"github.com/tenancyhq/tenancy/internal/services"
-	"github.com/tenancyhq/tenancy/internal/webhooks"
+	"github.com/tenancyhq/tenancy/internal/run/boot"
+	"github.com/tenancyhq/tenancy/internal/run/webhooker"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 )
 
@@ -76,17 +78,18 @@ func benchWebhook(ctx context.Context, o opts) ([]row, error) {
 	if _, err := postgres.Migrate(ctx, pool); err != nil {
 		return nil, err
 	}
-	rs := &services.ReadSide{URL: dbURL, Pool: pool}
+	rs := &boot.ReadSide{URL: dbURL, Pool: pool}
 	cfg := config.Webhooks{AllowCIDRs: []string{"127.0.0.0/8"}, AllowHTTP: true, Timeout: 5 * time.Second, MaxBody: 256 << 10,
 		Schedule: config.DefaultRetrySchedule}
 
 	recv := &hookReceiver{arrived: map[string]time.Time{}}
 	srv := httptest.NewServer(recv)
 	defer srv.Close()
-	svc, err := services.NewWebhookService(ctx, core, cfg)
+	w, err := webhooker.New(ctx, core, cfg, rs)
 	if err != nil {
 		return nil, err
 	}
+	svc := w.Webhooks
 	meta := command.Meta{Actor: "bench"}
 	_, secret, err := svc.Create(ctx, domain.CreateWebhook{URL: srv.URL + "/hook", EventTypes: []string{"tenancy.tenant.*"}}, meta)
 	if err != nil {
@@ -132,17 +135,17 @@ func benchWebhook(ctx context.Context, o opts) ([]row, error) {
 	// Baseline: a plain sequential POST loop of the same body, signed the
 	// same way, to the same receiver.
 	client := &http.Client{Timeout: 5 * time.Second}
-	key, _ := webhooks.DecodeSecret(secret)
+	key, _ := secrets.Decode(secret)
 	baseN := 0
 	start := time.Now()
 	for time.Since(start) < o.duration/2 {
 		id := fmt.Sprintf("baseline-%d", baseN)
 		now := time.Now()
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/hook", bytes.NewReader(sample))
-		req.Header.Set("content-type", webhooks.ContentType)
+		req.Header.Set("content-type", delivery.ContentType)
 		req.Header.Set("webhook-id", id)
 		req.Header.Set("webhook-timestamp", fmt.Sprint(now.Unix()))
-		req.Header.Set("webhook-signature", webhooks.Sign([][]byte{key}, id, now, sample))
+		req.Header.Set("webhook-signature", delivery.Sign([][]byte{key}, id, now, sample))
 		resp, err := client.Do(req)
 		if err != nil {
 			return nil, err
@@ -154,10 +157,6 @@ func benchWebhook(ctx context.Context, o opts) ([]row, error) {
 	baseRate := float64(baseN) / time.Since(start).Seconds()
 	recv.count.Store(0)
 
-	w, err := services.NewWebhooker(ctx, core, cfg, rs)
-	if err != nil {
-		return nil, err
-	}
 	wctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
 	start = time.Now()

@@ -37,7 +37,7 @@ import (
 	"github.com/tenancyhq/tenancy/internal/logging"
 	"github.com/tenancyhq/tenancy/internal/postgres"
 	"github.com/tenancyhq/tenancy/internal/projection"
-	"github.com/tenancyhq/tenancy/internal/services"
+	"github.com/tenancyhq/tenancy/internal/run/boot"
 	"github.com/tenancyhq/tenancy/internal/testenv"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
@@ -218,7 +218,7 @@ func TestClusterSurvivesNodeAndInstanceLoss(t *testing.T) {
 		t.Fatalf("only %d commands acknowledged: the workload did not run", len(acks))
 	}
 	t.Logf("workload done: %d acknowledged commands on %d tenants", len(acks), len(recs))
-	core, err := services.OpenCore(ctx, nc, js, services.CoreOptions{Stream: "TENANCY", Replicas: 3, SigningKey: signKey, MasterKey: master,
+	core, err := boot.OpenCore(ctx, nc, js, boot.CoreOptions{Stream: "TENANCY", Replicas: 3, SigningKey: signKey, MasterKey: master,
 		Catalog: mustCatalog(t), Log: logging.Discard()})
 	if err != nil {
 		t.Fatal(err)
@@ -600,7 +600,7 @@ func (rc *receiver) waitAll(t *testing.T, want []string, within time.Duration) [
 
 // tenantEventIDs reads every tenant event id from the log, in order, with
 // the event store's batched direct gets (answered by any replica).
-func tenantEventIDs(t *testing.T, ctx context.Context, core *services.Core) []string {
+func tenantEventIDs(t *testing.T, ctx context.Context, core *boot.Core) []string {
 	t.Helper()
 	msgs, err := core.Store.ReadAll(ctx, "tenancy.evt.*."+events.AggregateTenant+".>", 1)
 	if err != nil {
@@ -628,7 +628,7 @@ func mustCatalog(t *testing.T) *domain.Catalog {
 
 // compareWithReplay waits for the projectors to reach the head of the log,
 // replays the log into a fresh database and compares every row.
-func compareWithReplay(t *testing.T, ctx context.Context, core *services.Core, dbURL string) {
+func compareWithReplay(t *testing.T, ctx context.Context, core *boot.Core, dbURL string) {
 	t.Helper()
 	conn, err := pgx.Connect(ctx, dbURL)
 	if err != nil {

@@ -11,11 +11,8 @@ import (
 	"os/signal"
 	"syscall"
 
-	"golang.org/x/sync/errgroup"
-
-	"github.com/tenancyhq/tenancy/internal/auth"
 	"github.com/tenancyhq/tenancy/internal/config"
-	"github.com/tenancyhq/tenancy/internal/services"
+	"github.com/tenancyhq/tenancy/internal/run/api"
 )
 
 func main() {
@@ -33,31 +30,5 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	svc, err := services.StartService(ctx, stderr, "api", cfg.LogLevel, cfg.NATS, services.Secrets{SigningKey: cfg.SigningKey, MasterKey: cfg.MasterKey, Catalog: cfg.Catalog})
-	if err != nil {
-		return err
-	}
-	defer svc.Close()
-	log, core := svc.Log, svc.Core
-	authn, err := auth.New(auth.Config{IssuerURL: cfg.OIDCIssuer, DiscoveryURL: cfg.OIDCDiscovery, Audience: cfg.OIDCAudience})
-	if err != nil {
-		return err
-	}
-	rs, err := services.OpenReadSide(ctx, cfg.DatabaseURL, false, false)
-	if err != nil {
-		return err
-	}
-	defer rs.Close()
-	in, err := services.Integrations(cfg.Integrations, core)
-	if err != nil {
-		return err
-	}
-	api, err := services.NewAPI(ctx, core, services.APIOptions{Auth: authn, BodyLimit: cfg.BodyLimit, ReadSide: rs, ReadWait: cfg.ReadWait, Keycloak: in.Keycloak, Webhooks: cfg.Webhooks})
-	if err != nil {
-		return err
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return api.Run(gctx) })
-	g.Go(func() error { return services.ListenAndServe(gctx, cfg.HTTPAddr, api.Handler(), log) })
-	return g.Wait()
+	return api.Main(ctx, cfg, stderr)
 }

@@ -19,7 +19,8 @@ import (
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
-	"github.com/tenancyhq/tenancy/internal/webhooks"
+	"github.com/tenancyhq/tenancy/internal/delivery"
+	"github.com/tenancyhq/tenancy/internal/delivery/attempts"
 )
 
 // mustSecret returns a fresh whsec_ secret and its HMAC key.
@@ -233,13 +234,13 @@ func TestTenancySenderInterop(t *testing.T) {
 		name         string
 		receiverEnv  string
 		senderKeys   [][]byte
-		wantOutcome  webhooks.Outcome
+		wantOutcome  attempts.Outcome
 		wantSequence string
 	}{
-		{"one secret", newSecret, [][]byte{newKey}, webhooks.Delivered, "7"},
-		{"sender mid-rotation, receiver on the new secret", newSecret, [][]byte{oldKey, newKey}, webhooks.Delivered, "7"},
-		{"sender on the new secret, receiver still on the old", oldSecret, [][]byte{newKey}, webhooks.Failed, ""},
-		{"receiver holds both", oldSecret + ", " + newSecret, [][]byte{newKey}, webhooks.Delivered, "7"},
+		{"one secret", newSecret, [][]byte{newKey}, attempts.Delivered, "7"},
+		{"sender mid-rotation, receiver on the new secret", newSecret, [][]byte{oldKey, newKey}, attempts.Delivered, "7"},
+		{"sender on the new secret, receiver still on the old", oldSecret, [][]byte{newKey}, attempts.Failed, ""},
+		{"receiver holds both", oldSecret + ", " + newSecret, [][]byte{newKey}, attempts.Delivered, "7"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			keys, err := parseSecrets(tc.receiverEnv)
@@ -249,14 +250,14 @@ func TestTenancySenderInterop(t *testing.T) {
 			var logs bytes.Buffer
 			srv := httptest.NewServer(newHandler(keys, time.Now, slog.New(slog.NewJSONHandler(&logs, nil))))
 			defer srv.Close()
-			sender := &webhooks.Sender{Client: srv.Client(), Clock: time.Now, UserAgent: "test"}
-			res := sender.Send(context.Background(), webhooks.Request{
+			sender := &delivery.Sender{Client: srv.Client(), Clock: time.Now, UserAgent: "test"}
+			res := sender.Send(context.Background(), delivery.Request{
 				URL: srv.URL + "/hooks", Keys: tc.senderKeys, EventID: "01970000-0000-7000-8000-000000000001", Seq: 7, Attempt: 1, Body: []byte(body),
 			})
 			if res.Outcome != tc.wantOutcome {
 				t.Fatalf("outcome %s (status %d, %s), want %s", res.Outcome, res.Status, res.Response, tc.wantOutcome)
 			}
-			if tc.wantOutcome == webhooks.Failed && res.Status != http.StatusUnauthorized {
+			if tc.wantOutcome == attempts.Failed && res.Status != http.StatusUnauthorized {
 				t.Fatalf("status %d, want 401", res.Status)
 			}
 			srv.Close() // waits for the handler, so its log line is complete (and race-free) to read

@@ -3,9 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/base64"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,13 +14,12 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/tenancyhq/tenancy/internal/catalog"
 	"github.com/tenancyhq/tenancy/internal/command"
-	"github.com/tenancyhq/tenancy/internal/logging"
 	"github.com/tenancyhq/tenancy/internal/postgres"
 	"github.com/tenancyhq/tenancy/internal/projection"
-	"github.com/tenancyhq/tenancy/internal/services"
+	"github.com/tenancyhq/tenancy/internal/run/boot"
 	"github.com/tenancyhq/tenancy/internal/testenv"
+	"github.com/tenancyhq/tenancy/internal/testrig"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
@@ -44,27 +40,17 @@ func TestMain(m *testing.M) {
 }
 
 type fixture struct {
-	core  *services.Core
+	core  *boot.Core
 	dbURL string
 	env   []string
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	n := testenv.StartNATS(t)
-	ctx := testenv.Context(t, 5*time.Minute)
-	_, signKey, _ := ed25519.GenerateKey(rand.Reader)
-	master := make([]byte, 32)
-	_, _ = rand.Read(master)
-	cat, _ := catalog.Load("")
-	core, err := services.OpenCore(ctx, n.Conn, n.JS, services.CoreOptions{Stream: "TENANCY", Replicas: 1, SigningKey: signKey, MasterKey: master, Catalog: cat, Log: logging.Discard()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := testrig.New(t, testrig.Options{})
 	dbURL := testenv.NewDatabase(t)
-	return &fixture{core: core, dbURL: dbURL, env: append(os.Environ(),
-		"PROJECTOR_TEST_MAIN=1", "NATS_URL="+n.URL, "DATABASE_URL="+dbURL, "TENANCY_HTTP_ADDR=127.0.0.1:0", "LOG_LEVEL=warn",
-		"TENANCY_SIGNING_KEY="+base64.RawURLEncoding.EncodeToString(signKey.Seed()), "TENANCY_MASTER_KEY="+base64.RawURLEncoding.EncodeToString(master),
+	return &fixture{core: r.Core, dbURL: dbURL, env: append(append(os.Environ(), r.Env()...),
+		"PROJECTOR_TEST_MAIN=1", "DATABASE_URL="+dbURL, "TENANCY_HTTP_ADDR=127.0.0.1:0", "LOG_LEVEL=warn",
 	)}
 }
 

@@ -18,14 +18,18 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tenancyhq/tenancy/internal/app"
 	"github.com/tenancyhq/tenancy/internal/auth"
 	"github.com/tenancyhq/tenancy/internal/catalog"
 	"github.com/tenancyhq/tenancy/internal/command"
 	"github.com/tenancyhq/tenancy/internal/config"
+	"github.com/tenancyhq/tenancy/internal/keyfile"
 	"github.com/tenancyhq/tenancy/internal/keyring"
 	"github.com/tenancyhq/tenancy/internal/logging"
-	"github.com/tenancyhq/tenancy/internal/services"
-	"github.com/tenancyhq/tenancy/internal/signing"
+	"github.com/tenancyhq/tenancy/internal/run/boot"
+	"github.com/tenancyhq/tenancy/internal/run/dev"
+	"github.com/tenancyhq/tenancy/internal/run/projector"
+	"github.com/tenancyhq/tenancy/internal/run/provisioner"
 	"github.com/tenancyhq/tenancy/internal/verify"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
@@ -143,12 +147,12 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		return err
 	}
 	log := logging.New(stderr, "tenancy-dev", logging.ParseLevel(cfg.LogLevel))
-	stopTracing, err := services.StartTracing(ctx, "tenancy-dev", log)
+	stopTracing, err := boot.StartTracing(ctx, "tenancy-dev", log)
 	if err != nil {
 		return err
 	}
 	defer stopTracing()
-	return services.RunDev(ctx, cfg, log, func(s services.DevStatus) {
+	return dev.Run(ctx, cfg, log, func(s dev.Status) {
 		fmt.Fprintf(stdout, `Tenancy is running.
   API:          http://%s
   NATS:         %s
@@ -184,7 +188,7 @@ func runToken(args []string, getenv func(string) string, stdout, stderr io.Write
 	if addr == "" {
 		addr = "127.0.0.1:8080"
 	}
-	iss, err := services.LoadDevIssuer(dataDir(getenv), addr)
+	iss, err := dev.LoadIssuer(dataDir(getenv), addr)
 	if err != nil {
 		return err
 	}
@@ -203,7 +207,7 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	l, err := services.OpenLog(ctx, getenv, dataDir(getenv))
+	l, err := dev.OpenLog(ctx, getenv, dataDir(getenv))
 	if err != nil {
 		return err
 	}
@@ -217,7 +221,7 @@ func runVerify(ctx context.Context, args []string, getenv func(string) string, s
 		if keys, err = events.ParseJWKS(raw); err != nil {
 			return err
 		}
-	} else if keys, err = signing.Keys(ctx, l.Store); err != nil {
+	} else if keys, err = app.NewSigningKeys(command.Deps{Store: l.Store}).Keys(ctx); err != nil {
 		return err
 	}
 	filter := events.AllSubjects
@@ -262,7 +266,7 @@ func runKeys(ctx context.Context, args []string, getenv func(string) string, std
 	if len(args) == 0 {
 		return usageError{"usage: tenancy keys list | tenancy keys retire KID [--reason R]"}
 	}
-	l, err := services.OpenLog(ctx, getenv, dataDir(getenv))
+	l, err := dev.OpenLog(ctx, getenv, dataDir(getenv))
 	if err != nil {
 		return err
 	}
@@ -272,7 +276,7 @@ func runKeys(ctx context.Context, args []string, getenv func(string) string, std
 		if err := parse(newFlags("keys list", stderr), args[1:]); err != nil {
 			return err
 		}
-		ks, err := signing.Keys(ctx, l.Store)
+		ks, err := app.NewSigningKeys(command.Deps{Store: l.Store}).Keys(ctx)
 		if err != nil {
 			return err
 		}
@@ -300,7 +304,7 @@ func runKeys(ctx context.Context, args []string, getenv func(string) string, std
 		if signer.KeyID() == args[1] {
 			return fmt.Errorf("key %s is the one this CLI signs with; configure the new key first", args[1])
 		}
-		reg := signing.NewRegistry(command.Deps{Store: l.Store, Signer: signer, NewID: services.NewID})
+		reg := app.NewSigningKeys(command.Deps{Store: l.Store, Signer: signer, NewID: app.NewID})
 		if err := reg.Retire(ctx, args[1], *reason, "cli:"+cliActor(getenv)); err != nil {
 			return err
 		}
@@ -325,13 +329,13 @@ func cliSigningKey(getenv func(string) string) (ed25519.PrivateKey, error) {
 	var key ed25519.PrivateKey
 	var err error
 	if spec := getenv("TENANCY_SIGNING_KEY"); spec != "" {
-		key, err = signing.ParseKey(spec)
+		key, err = keyfile.SigningKey(spec)
 	} else {
-		path := filepath.Join(dataDir(getenv), services.DevSigningKeyFile)
+		path := filepath.Join(dataDir(getenv), dev.SigningKeyFile)
 		if _, serr := os.Stat(path); serr != nil {
 			return nil, fmt.Errorf("no signing key: set TENANCY_SIGNING_KEY (no dev key at %s)", path)
 		}
-		key, err = signing.LoadOrCreateKeyFile(path)
+		key, err = keyfile.LoadOrCreateSigningKey(path)
 	}
 	return key, err
 }
@@ -347,7 +351,7 @@ func runProjections(ctx context.Context, args []string, getenv func(string) stri
 	if len(args) == 0 {
 		return usageError{"usage: tenancy projections status | rebuild NAME | skip NAME --seq N --reason TEXT"}
 	}
-	l, err := services.OpenLog(ctx, getenv, dataDir(getenv))
+	l, err := dev.OpenLog(ctx, getenv, dataDir(getenv))
 	if err != nil {
 		return err
 	}
@@ -356,39 +360,40 @@ func runProjections(ctx context.Context, args []string, getenv func(string) stri
 	if dbURL == "" {
 		dbURL = config.DefaultDatabaseURL
 	}
-	rs, err := services.OpenReadSide(ctx, dbURL, false, true)
+	rs, err := boot.OpenReadSide(ctx, dbURL, false, true)
 	if err != nil {
 		return err
 	}
 	defer rs.Close()
-	tools := services.ProjectionTools{JS: l.JS, Store: l.Store, ReadSide: rs, Log: logging.New(stderr, "tenancy", logging.ParseLevel(getenv("LOG_LEVEL")))}
+	o := app.ProjectionsOptions{Deps: command.Deps{Store: l.Store, NewID: app.NewID}, JS: l.JS, DatabaseURL: rs.URL, Pool: rs.Pool,
+		Log: logging.New(stderr, "tenancy", logging.ParseLevel(getenv("LOG_LEVEL")))}
 	if master, err := cliMasterKey(getenv); err == nil {
 		if ring, err := keyring.Open(ctx, l.JS, master, 1); err == nil {
-			tools.Opener = ring
+			o.Opener = ring
 		}
 	}
 	if signer, err := cliSigner(getenv); err == nil {
-		tools.Signer = signer
+		o.Deps.Signer = signer
 	}
-	return tools.RunProjectionsCommand(ctx, args, "cli:"+cliActor(getenv), stdout)
+	return projector.Command(ctx, app.NewProjections(o), args, "cli:"+cliActor(getenv), stdout)
 }
 
 // cliMasterKey is the master key CLI commands open personal data with:
 // TENANCY_MASTER_KEY, or the dev data directory's.
 func cliMasterKey(getenv func(string) string) ([]byte, error) {
 	if spec := getenv("TENANCY_MASTER_KEY"); spec != "" {
-		return keyring.ParseMasterKey(spec)
+		return keyfile.MasterKey(spec)
 	}
-	path := filepath.Join(dataDir(getenv), services.DevMasterKeyFile)
+	path := filepath.Join(dataDir(getenv), dev.MasterKeyFile)
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("no master key: set TENANCY_MASTER_KEY (no dev key at %s)", path)
 	}
-	return keyring.LoadOrCreateMasterKeyFile(path)
+	return keyfile.LoadOrCreateMasterKey(path)
 }
 
 // cliCore opens the core (signing, personal data, policy) for CLI commands
 // that append events on the operator's behalf.
-func cliCore(ctx context.Context, l *services.Log, getenv func(string) string, stderr io.Writer) (*services.Core, error) {
+func cliCore(ctx context.Context, l *dev.Log, getenv func(string) string, stderr io.Writer) (*boot.Core, error) {
 	signKey, err := cliSigningKey(getenv)
 	if err != nil {
 		return nil, err
@@ -414,7 +419,7 @@ func cliCore(ctx context.Context, l *services.Log, getenv func(string) string, s
 		}
 	}
 	log := logging.New(stderr, "tenancy", logging.ParseLevel(getenv("LOG_LEVEL")))
-	return services.OpenCore(ctx, l.NC, l.JS, services.CoreOptions{Stream: stream, Replicas: replicas, SigningKey: signKey, MasterKey: master, Catalog: cat, Log: log})
+	return boot.OpenCore(ctx, l.NC, l.JS, boot.CoreOptions{Stream: stream, Replicas: replicas, SigningKey: signKey, MasterKey: master, Catalog: cat, Log: log})
 }
 
 func runReconcile(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -427,7 +432,7 @@ func runReconcile(ctx context.Context, args []string, getenv func(string) string
 	if err != nil {
 		return err
 	}
-	l, err := services.OpenLog(ctx, getenv, dataDir(getenv))
+	l, err := dev.OpenLog(ctx, getenv, dataDir(getenv))
 	if err != nil {
 		return err
 	}
@@ -436,21 +441,21 @@ func runReconcile(ctx context.Context, args []string, getenv func(string) string
 	if err != nil {
 		return err
 	}
-	in, err := services.Integrations(cfg.Integrations, core)
+	in, err := provisioner.Integrations(cfg.Integrations, core)
 	if err != nil {
 		return err
 	}
 	if in.Keycloak == nil && in.Billing == nil {
 		return errors.New("nothing to reconcile: neither KEYCLOAK_URL nor BILLING_URL is set")
 	}
-	var rs *services.ReadSide
+	var rs *boot.ReadSide
 	if *tenant == "" {
-		if rs, err = services.OpenReadSide(ctx, cfg.DatabaseURL, false, false); err != nil {
+		if rs, err = boot.OpenReadSide(ctx, cfg.DatabaseURL, false, false); err != nil {
 			return err
 		}
 		defer rs.Close()
 	}
-	rec := services.NewReconciler(core, in, rs)
+	rec := provisioner.NewReconciler(core, in, rs)
 	if *tenant != "" {
 		repairs, err := rec.Tenant(ctx, *tenant)
 		for _, r := range repairs {

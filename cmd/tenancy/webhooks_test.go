@@ -345,3 +345,20 @@ func TestWebhooksUsage(t *testing.T) {
 		t.Errorf("tenancy help does not mention webhooks: %v", err)
 	}
 }
+
+// TestWebhookCommandsListed checks that the command list the usage errors
+// print names exactly the commands of the table.
+func TestWebhookCommandsListed(t *testing.T) {
+	listed := strings.Split(webhookCommands, ", ")
+	if len(listed) != len(webhookHandlers) {
+		t.Errorf("webhookCommands lists %d commands, the table has %d", len(listed), len(webhookHandlers))
+	}
+	for _, name := range listed {
+		if webhookHandlers[name] == nil {
+			t.Errorf("webhookCommands lists %q, which the table lacks", name)
+		}
+		if !strings.Contains(webhooksUsage, "tenancy webhooks "+name+" ") && !strings.Contains(webhooksUsage, "tenancy webhooks "+name+"\n") {
+			t.Errorf("the usage text lacks %q", name)
+		}
+	}
+}

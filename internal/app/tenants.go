@@ -1,16 +1,13 @@
-// Package tenants is the application service for the Tenant aggregate: the
-// operations the API, the CLI and the provisioner perform on tenants, on top
-// of the command handler and the event log.
-package tenants
+package app
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
-
-	"github.com/google/uuid"
 
 	"github.com/tenancyhq/tenancy/internal/command"
 	"github.com/tenancyhq/tenancy/internal/eventstore"
@@ -23,69 +20,84 @@ type KeyDestroyer interface {
 	Destroy(ctx context.Context, tenantID string) error
 }
 
-// Service runs tenant operations.
-type Service struct {
-	handler *command.Handler[domain.Tenant, domain.TenantCommand]
-	store   *eventstore.Store
-	keys    KeyDestroyer
-	newID   func() string
-	catalog *domain.Catalog
-	log     *slog.Logger
+// AdminAccounts reaches tenant administrators' accounts in the identity
+// provider (Keycloak).
+type AdminAccounts interface {
+	// SetTemporaryPassword sets password on username's account in realm, to
+	// be changed at first login, and returns the account's username; found
+	// is false when there is no such account.
+	SetTemporaryPassword(ctx context.Context, realm, username, password string) (account string, found bool, err error)
 }
 
-// New returns a service.
-func New(deps command.Deps, catalog *domain.Catalog, keys KeyDestroyer, log *slog.Logger) *Service {
-	h := command.NewHandler[domain.Tenant, domain.TenantCommand](domain.TenantDecider{Catalog: catalog}, deps)
-	return &Service{handler: h, store: deps.Store, keys: keys, newID: deps.NewID, catalog: catalog, log: log}
+// Tenants runs tenant operations for the API, the CLI and the provisioner.
+type Tenants struct {
+	handler  *command.Handler[domain.Tenant, domain.TenantCommand]
+	store    *eventstore.Store
+	keys     KeyDestroyer
+	accounts AdminAccounts
+	newID    func() string
+	catalog  *domain.Catalog
+	log      *slog.Logger
+}
+
+// TenantsOptions configure Tenants.
+type TenantsOptions struct {
+	Deps    command.Deps
+	Catalog *domain.Catalog
+	// Keys erases a deleted tenant's personal data.
+	Keys KeyDestroyer
+	// Accounts, when set, lets operators issue administrator passwords.
+	Accounts AdminAccounts
+	Log      *slog.Logger
+}
+
+// NewTenants returns the tenant use cases.
+func NewTenants(o TenantsOptions) *Tenants {
+	h := command.NewHandler[domain.Tenant, domain.TenantCommand](domain.TenantDecider{Catalog: o.Catalog}, o.Deps)
+	return &Tenants{handler: h, store: o.Deps.Store, keys: o.Keys, accounts: o.Accounts, newID: o.Deps.NewID, catalog: o.Catalog, log: o.Log}
 }
 
 // Catalog returns the policy catalog commands are decided against.
-func (s *Service) Catalog() *domain.Catalog { return s.catalog }
+func (s *Tenants) Catalog() *domain.Catalog { return s.catalog }
 
-// Result is the outcome of a tenant command.
-type Result = command.Result[domain.Tenant]
+// TenantResult is the outcome of a tenant command.
+type TenantResult = command.Result[domain.Tenant]
 
 // Create creates a tenant with a new id.
-func (s *Service) Create(ctx context.Context, c domain.CreateTenant, meta command.Meta) (Result, error) {
+func (s *Tenants) Create(ctx context.Context, c domain.CreateTenant, meta command.Meta) (TenantResult, error) {
 	c.ID = s.newID()
 	return s.handler.Execute(ctx, c.ID, c.ID, c, meta)
 }
 
-// ValidID reports whether id has the shape of a tenant id.
-func ValidID(id string) bool {
-	u, err := uuid.Parse(id)
-	return err == nil && len(id) == 36 && u.String() == id
-}
-
-func notFound(id string) error {
+func tenantNotFound(id string) error {
 	return fmt.Errorf("no tenant with id %q: %w", id, domain.ErrNotFound)
 }
 
 // Get returns a tenant as the log has it now, and the stream sequence of its
 // last event.
-func (s *Service) Get(ctx context.Context, id string) (domain.Tenant, uint64, error) {
+func (s *Tenants) Get(ctx context.Context, id string) (domain.Tenant, uint64, error) {
 	if !ValidID(id) {
-		return domain.Tenant{}, 0, notFound(id)
+		return domain.Tenant{}, 0, tenantNotFound(id)
 	}
 	t, seq, err := s.handler.Load(ctx, id, id)
 	if err != nil {
 		return t, 0, err
 	}
 	if !t.Exists() {
-		return t, 0, notFound(id)
+		return t, 0, tenantNotFound(id)
 	}
 	return t, seq, nil
 }
 
 // Do runs a command on an existing tenant.
-func (s *Service) Do(ctx context.Context, id string, cmd domain.TenantCommand, meta command.Meta) (Result, error) {
+func (s *Tenants) Do(ctx context.Context, id string, cmd domain.TenantCommand, meta command.Meta) (TenantResult, error) {
 	if !ValidID(id) {
-		return Result{}, notFound(id)
+		return TenantResult{}, tenantNotFound(id)
 	}
 	res, err := s.handler.Execute(ctx, id, id, cmd, meta)
 	if err != nil {
 		if errors.Is(err, domain.ErrNotFound) {
-			return res, notFound(id)
+			return res, tenantNotFound(id)
 		}
 		return res, err
 	}
@@ -99,9 +111,10 @@ func (s *Service) Do(ctx context.Context, id string, cmd domain.TenantCommand, m
 	return res, nil
 }
 
-// Events returns up to limit of the events a tenant owns from stream
-// sequence from on, and the sequence to continue from (0 at the end).
-func (s *Service) Events(ctx context.Context, id string, from uint64, limit int) ([]eventstore.Message, uint64, error) {
+// Events returns up to limit of the signed events a tenant owns, as stored,
+// from stream sequence from on, and the sequence to continue from (0 at
+// the end).
+func (s *Tenants) Events(ctx context.Context, id string, from uint64, limit int) ([]json.RawMessage, uint64, error) {
 	if _, _, err := s.Get(ctx, id); err != nil {
 		return nil, 0, err
 	}
@@ -113,15 +126,16 @@ func (s *Service) Events(ctx context.Context, id string, from uint64, limit int)
 	if more && len(msgs) > 0 {
 		next = msgs[len(msgs)-1].Seq + 1
 	}
-	return msgs, next, nil
+	out := make([]json.RawMessage, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.Data
+	}
+	return out, next, nil
 }
-
-// Head returns the stream's last sequence.
-func (s *Service) Head(ctx context.Context) (uint64, error) { return s.store.LastSeq(ctx) }
 
 // Event returns the stored event at seq if it matches filter (a subject
 // prefix ending in ">").
-func (s *Service) Event(ctx context.Context, seq uint64, filter string) ([]byte, error) {
+func (s *Tenants) Event(ctx context.Context, seq uint64, filter string) ([]byte, error) {
 	m, err := s.store.Get(ctx, seq)
 	if errors.Is(err, eventstore.ErrNotFound) || (err == nil && !strings.HasPrefix(m.Subject, strings.TrimSuffix(filter, ">"))) {
 		return nil, fmt.Errorf("no event at sequence %d here: %w", seq, domain.ErrNotFound)
@@ -130,4 +144,56 @@ func (s *Service) Event(ctx context.Context, seq uint64, filter string) ([]byte,
 		return nil, err
 	}
 	return m.Data, nil
+}
+
+// IssueAdminPassword gives the tenant's administrator a new temporary
+// password in the identity provider and returns the account and the
+// password, which is never stored. The issue is recorded first, so that a
+// password that exists is always accounted for.
+func (s *Tenants) IssueAdminPassword(ctx context.Context, id string, meta command.Meta) (account, password string, err error) {
+	if s.accounts == nil {
+		return "", "", fmt.Errorf("%w: no identity provider is configured (KEYCLOAK_URL), so there is no administrator account", domain.ErrPrecondition)
+	}
+	t, _, err := s.Get(ctx, id)
+	if err != nil {
+		return "", "", err
+	}
+	if _, err := s.Do(ctx, t.ID, domain.RecordAdminPassword{}, meta); err != nil {
+		return "", "", err
+	}
+	if t.Activation == nil || t.Activation.Admin == nil {
+		return "", "", fmt.Errorf("%w: the tenant has no administrator (it was never activated, or its personal data is erased)", domain.ErrPrecondition)
+	}
+	password = newPassword(20)
+	account, found, err := s.accounts.SetTemporaryPassword(ctx, t.Slug, strings.ToLower(t.Activation.Admin.Email), password)
+	switch {
+	case err != nil:
+		return "", "", identityProviderError(err)
+	case !found:
+		return "", "", fmt.Errorf("%w: the administrator does not exist in the identity provider yet (provisioning step %q); retry once it completed", domain.ErrPrecondition, "admin")
+	}
+	return account, password, nil
+}
+
+// passwordAlphabet avoids characters people misread.
+const passwordAlphabet = "ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789-_!@#%"
+
+// newPassword returns a random password of n characters.
+func newPassword(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = passwordAlphabet[int(b[i])%len(passwordAlphabet)]
+	}
+	return string(b)
+}
+
+// identityProviderError maps an identity provider failure: one a retry may
+// get past is unavailable; a refusal is unexpected.
+func identityProviderError(err error) error {
+	var t interface{ Temporary() bool }
+	if errors.As(err, &t) && !t.Temporary() {
+		return fmt.Errorf("identity provider refused: %w", err)
+	}
+	return fmt.Errorf("%w: identity provider: %v", domain.ErrUnavailable, err)
 }

@@ -18,9 +18,6 @@ import (
 //go:embed default.yaml
 var defaultYAML []byte
 
-// DefaultYAML returns the embedded default catalog.
-func DefaultYAML() []byte { return bytes.Clone(defaultYAML) }
-
 type file struct {
 	Regions []struct {
 		Code         string `yaml:"code"`

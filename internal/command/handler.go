@@ -80,7 +80,8 @@ type snapshot[S domain.Aggregate] struct {
 }
 
 // ErrContention reports a command that kept losing the race to append.
-var ErrContention = errors.New("too many concurrent changes to this aggregate")
+// The caller may retry: it is a domain.ErrUnavailable.
+var ErrContention = fmt.Errorf("too many concurrent changes to this aggregate: %w", domain.ErrUnavailable)
 
 // NewHandler returns a handler for agg.
 func NewHandler[S domain.Aggregate, C any](agg domain.Decider[S, C], deps Deps) *Handler[S, C] {

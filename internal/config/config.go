@@ -1,10 +1,12 @@
 // Package config reads every binary's configuration from the environment in
-// one place, with defaults and validation. Vars lists every variable with its
-// default and meaning; the README's configuration table is checked against
-// it.
+// one place: one struct per binary, whose Load reads it with the defaults
+// below and whose Validate reports every bad variable at once. Vars lists
+// every variable with its default and meaning; the README's configuration
+// table is checked against it, and the defaults against Vars.
 package config
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -25,7 +27,7 @@ type Var struct {
 // Vars is every environment variable Tenancy reads.
 var Vars = []Var{
 	{"TENANCY_DATA_DIR", "./.tenancy", "`tenancy dev`: where the embedded JetStream store, generated keys and the admin token live", "tenancy"},
-	{"TENANCY_HTTP_ADDR", "127.0.0.1:8080 (dev), :8080 (api)", "HTTP listen address: the API, or a worker's health checks and metrics", "all"},
+	{"TENANCY_HTTP_ADDR", "127.0.0.1:8080 (dev), :8080 (api), :8081 (projector), :8082 (provisioner), :8083 (webhooker)", "HTTP listen address: the API, or a worker's health checks and metrics", "all"},
 	{"TENANCY_DEV_NATS_ADDR", "127.0.0.1:4223", "`tenancy dev`: client address of the embedded NATS server (so the CLI and other processes can reach it)", "tenancy"},
 	{"NATS_URL", "(none; dev embeds a server)", "NATS server URL(s), comma-separated for a cluster", "all"},
 	{"NATS_CREDS", "", "NATS credentials file", "all"},
@@ -72,6 +74,182 @@ var Vars = []Var{
 	{"OTEL_SDK_DISABLED", "false", "true turns tracing off whatever the endpoint", "all"},
 }
 
+// defaults are the values of unset variables: the one place they are
+// written. HTTP listen addresses differ per binary (httpAddrs).
+var defaults = map[string]string{
+	"TENANCY_DATA_DIR":           "./.tenancy",
+	"TENANCY_DEV_NATS_ADDR":      "127.0.0.1:4223",
+	"TENANCY_STREAM":             "TENANCY",
+	"TENANCY_REPLICAS":           "1",
+	"DATABASE_URL":               DefaultDatabaseURL,
+	"OIDC_AUDIENCE":              "tenancy",
+	"TENANCY_BODY_LIMIT":         "1048576",
+	"TENANCY_READ_WAIT":          "2s",
+	"KEYCLOAK_REALM":             "master",
+	"TENANCY_RECONCILE_INTERVAL": "5m",
+	"LOG_LEVEL":                  "info",
+	"WEBHOOK_TIMEOUT":            "15s",
+	"WEBHOOK_RETRY_SCHEDULE":     "0s,5s,5m,30m,2h,5h,10h,10h",
+	"WEBHOOK_MAX_BODY":           "262144",
+	"WEBHOOK_DISABLE_AFTER":      "120h",
+}
+
+// httpAddrs are each binary's default TENANCY_HTTP_ADDR.
+var httpAddrs = map[string]string{
+	"dev": "127.0.0.1:8080", "api": ":8080", "projector": ":8081", "provisioner": ":8082", "webhooker": ":8083",
+}
+
+// DefaultDatabaseURL is the read side's database when none is configured.
+const DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/tenancy?sslmode=disable"
+
+// Getenv reads one variable (os.Getenv in production, a map in tests).
+type Getenv func(string) string
+
+// reader reads variables with their defaults and collects every problem, so
+// that a binary reports all of them at once.
+type reader struct {
+	get  Getenv
+	errs []string
+}
+
+func (r *reader) bad(format string, args ...any) {
+	r.errs = append(r.errs, fmt.Sprintf(format, args...))
+}
+
+func (r *reader) raw(name string) string {
+	if v := strings.TrimSpace(r.get(name)); v != "" {
+		return v
+	}
+	return defaults[name]
+}
+
+func (r *reader) str(name string) string { return r.raw(name) }
+
+func (r *reader) int(name string) int {
+	v := r.raw(name)
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		r.bad("%s=%q is not a whole number", name, v)
+	}
+	return n
+}
+
+func (r *reader) duration(name string) time.Duration {
+	v := r.raw(name)
+	if v == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		r.bad("%s=%q is not a duration like 2s or 500ms", name, v)
+	}
+	return max(d, 0)
+}
+
+func (r *reader) bool(name string) (value, set bool) {
+	switch v := r.raw(name); v {
+	case "":
+		return false, false
+	case "true", "1":
+		return true, true
+	case "false", "0":
+		return false, true
+	default:
+		r.bad("%s=%q must be true or false", name, v)
+	}
+	return false, false
+}
+
+// done returns every problem found reading and validating.
+func (r *reader) done(validate error) error {
+	for _, e := range r.errs {
+		validate = errors.Join(validate, errors.New(e))
+	}
+	if validate == nil {
+		return nil
+	}
+	return fmt.Errorf("configuration: %s", strings.ReplaceAll(validate.Error(), "\n", "; "))
+}
+
+// problems collects validation failures.
+type problems []string
+
+func (p *problems) add(format string, args ...any) { *p = append(*p, fmt.Sprintf(format, args...)) }
+
+func (p problems) err() error {
+	if len(p) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(p, "\n"))
+}
+
+// NATS says how to reach JetStream.
+type NATS struct {
+	URL      string
+	Creds    string
+	TLSCA    string
+	TLSCert  string
+	TLSKey   string
+	Stream   string
+	Replicas int
+}
+
+func (r *reader) nats() NATS {
+	return NATS{
+		URL: r.str("NATS_URL"), Creds: r.str("NATS_CREDS"), TLSCA: r.str("NATS_TLS_CA"), TLSCert: r.str("NATS_TLS_CERT"), TLSKey: r.str("NATS_TLS_KEY"),
+		Stream: r.str("TENANCY_STREAM"), Replicas: r.int("TENANCY_REPLICAS"),
+	}
+}
+
+func (n NATS) validate(p *problems, needURL bool) {
+	if needURL && n.URL == "" {
+		p.add("NATS_URL is required (or run `tenancy dev`, which embeds a server)")
+	}
+	if n.Replicas < 1 || n.Replicas > 5 {
+		p.add("TENANCY_REPLICAS=%d must be 1 to 5", n.Replicas)
+	}
+	if (n.TLSCert == "") != (n.TLSKey == "") {
+		p.add("NATS_TLS_CERT and NATS_TLS_KEY go together")
+	}
+}
+
+// Service is what every separate service binary reads: where the log and the
+// read side are, the keys it signs and seals with, the policy catalog, its
+// HTTP address and its log level.
+type Service struct {
+	NATS        NATS
+	DatabaseURL string
+	SigningKey  string
+	MasterKey   string
+	Catalog     string
+	HTTPAddr    string
+	LogLevel    string
+}
+
+func (r *reader) service(binary string) Service {
+	addr := r.raw("TENANCY_HTTP_ADDR")
+	if addr == "" {
+		addr = httpAddrs[binary]
+	}
+	return Service{
+		NATS: r.nats(), DatabaseURL: r.str("DATABASE_URL"), SigningKey: r.str("TENANCY_SIGNING_KEY"), MasterKey: r.str("TENANCY_MASTER_KEY"),
+		Catalog: r.str("TENANCY_CATALOG"), HTTPAddr: addr, LogLevel: r.str("LOG_LEVEL"),
+	}
+}
+
+func (s Service) validate(p *problems) {
+	s.NATS.validate(p, true)
+	if s.SigningKey == "" {
+		p.add("TENANCY_SIGNING_KEY is required: every event is signed")
+	}
+	if s.MasterKey == "" {
+		p.add("TENANCY_MASTER_KEY is required: personal data is encrypted")
+	}
+}
+
 // Integrations configure the external systems the provisioner drives.
 type Integrations struct {
 	KeycloakURL          string
@@ -86,20 +264,19 @@ type Integrations struct {
 
 func (r *reader) integrations() Integrations {
 	return Integrations{
-		KeycloakURL: r.str("KEYCLOAK_URL", ""), KeycloakRealm: r.str("KEYCLOAK_REALM", "master"),
-		KeycloakClientID: r.str("KEYCLOAK_CLIENT_ID", ""), KeycloakClientSecret: r.str("KEYCLOAK_CLIENT_SECRET", ""),
-		KeycloakRealmSMTP: r.str("KEYCLOAK_REALM_SMTP", ""), BillingURL: r.str("BILLING_URL", ""), BillingToken: r.str("BILLING_TOKEN", ""),
-		ReconcileInterval: r.duration("TENANCY_RECONCILE_INTERVAL", 5*time.Minute),
+		KeycloakURL: r.str("KEYCLOAK_URL"), KeycloakRealm: r.str("KEYCLOAK_REALM"),
+		KeycloakClientID: r.str("KEYCLOAK_CLIENT_ID"), KeycloakClientSecret: r.str("KEYCLOAK_CLIENT_SECRET"),
+		KeycloakRealmSMTP: r.str("KEYCLOAK_REALM_SMTP"), BillingURL: r.str("BILLING_URL"), BillingToken: r.str("BILLING_TOKEN"),
+		ReconcileInterval: r.duration("TENANCY_RECONCILE_INTERVAL"),
 	}
 }
 
-// Validate reports every problem with the integrations.
-func (i Integrations) validate(errs *[]string) {
+func (i Integrations) validate(p *problems) {
 	if i.KeycloakURL != "" && (i.KeycloakClientID == "" || i.KeycloakClientSecret == "") {
-		*errs = append(*errs, "KEYCLOAK_URL needs KEYCLOAK_CLIENT_ID and KEYCLOAK_CLIENT_SECRET")
+		p.add("KEYCLOAK_URL needs KEYCLOAK_CLIENT_ID and KEYCLOAK_CLIENT_SECRET")
 	}
 	if i.BillingURL != "" && i.BillingToken == "" {
-		*errs = append(*errs, "BILLING_URL needs BILLING_TOKEN")
+		p.add("BILLING_URL needs BILLING_TOKEN")
 	}
 }
 
@@ -120,228 +297,144 @@ var DefaultRetrySchedule = []time.Duration{0, 5 * time.Second, 5 * time.Minute, 
 var devAllow = []string{"127.0.0.0/8", "::1/128"}
 
 func (r *reader) webhooks(dev bool) Webhooks {
-	w := Webhooks{
-		Timeout: r.duration("WEBHOOK_TIMEOUT", 15*time.Second), MaxBody: r.int("WEBHOOK_MAX_BODY", 256<<10),
-		DisableAfter: r.duration("WEBHOOK_DISABLE_AFTER", 120*time.Hour), Schedule: DefaultRetrySchedule,
-	}
+	w := Webhooks{Timeout: r.duration("WEBHOOK_TIMEOUT"), MaxBody: r.int("WEBHOOK_MAX_BODY"), DisableAfter: r.duration("WEBHOOK_DISABLE_AFTER")}
 	if dev {
 		w.AllowCIDRs, w.AllowHTTP = devAllow, true
 	}
 	allow, err := egress.ParseAllowList(r.get("WEBHOOK_ALLOW_CIDRS"))
 	if err != nil {
-		r.errs = append(r.errs, err.Error())
+		r.bad("%s", err.Error())
 	}
 	w.AllowCIDRs = append(w.AllowCIDRs, allow...)
-	switch v := strings.TrimSpace(r.get("WEBHOOK_ALLOW_HTTP")); v {
-	case "":
-	case "true", "1":
-		w.AllowHTTP = true
-	case "false", "0":
-		w.AllowHTTP = false
-	default:
-		r.errs = append(r.errs, fmt.Sprintf("WEBHOOK_ALLOW_HTTP=%q must be true or false", v))
+	if v, set := r.bool("WEBHOOK_ALLOW_HTTP"); set {
+		w.AllowHTTP = v
 	}
-	if v := strings.TrimSpace(r.get("WEBHOOK_RETRY_SCHEDULE")); v != "" {
-		w.Schedule = nil
-		for _, f := range strings.Split(v, ",") {
-			d, err := time.ParseDuration(strings.TrimSpace(f))
-			if err != nil || d < 0 {
-				r.errs = append(r.errs, fmt.Sprintf("WEBHOOK_RETRY_SCHEDULE entry %q is not a duration like 5s or 30m", f))
-				continue
-			}
-			w.Schedule = append(w.Schedule, d)
+	for _, f := range strings.Split(r.str("WEBHOOK_RETRY_SCHEDULE"), ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil || d < 0 {
+			r.bad("WEBHOOK_RETRY_SCHEDULE entry %q is not a duration like 5s or 30m", f)
+			continue
 		}
+		w.Schedule = append(w.Schedule, d)
 	}
 	return w
 }
 
-func (w Webhooks) validate(errs *[]string) {
+func (w Webhooks) validate(p *problems) {
 	if w.Timeout < 100*time.Millisecond {
-		*errs = append(*errs, "WEBHOOK_TIMEOUT must be at least 100ms")
+		p.add("WEBHOOK_TIMEOUT must be at least 100ms")
 	}
 	if len(w.Schedule) == 0 || len(w.Schedule) > 50 {
-		*errs = append(*errs, "WEBHOOK_RETRY_SCHEDULE needs between 1 and 50 entries")
+		p.add("WEBHOOK_RETRY_SCHEDULE needs between 1 and 50 entries")
 	} else if w.Schedule[0] != 0 {
-		*errs = append(*errs, "WEBHOOK_RETRY_SCHEDULE: the first entry is the first attempt, made at once; it must be 0s")
+		p.add("WEBHOOK_RETRY_SCHEDULE: the first entry is the first attempt, made at once; it must be 0s")
 	}
 	if w.MaxBody < 4096 {
-		*errs = append(*errs, "WEBHOOK_MAX_BODY must be at least 4096")
+		p.add("WEBHOOK_MAX_BODY must be at least 4096")
 	}
 }
-
-// Getenv reads one variable (os.Getenv in production, a map in tests).
-type Getenv func(string) string
-
-// reader accumulates parse errors so that Validate reports all at once.
-type reader struct {
-	get  Getenv
-	errs []string
-}
-
-func (r *reader) str(name, def string) string {
-	if v := strings.TrimSpace(r.get(name)); v != "" {
-		return v
-	}
-	return def
-}
-
-func (r *reader) int(name string, def int) int {
-	v := r.get(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(v))
-	if err != nil {
-		r.errs = append(r.errs, fmt.Sprintf("%s=%q is not a whole number", name, v))
-		return def
-	}
-	return n
-}
-
-func (r *reader) duration(name string, def time.Duration) time.Duration {
-	v := r.get(name)
-	if v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(strings.TrimSpace(v))
-	if err != nil || d < 0 {
-		r.errs = append(r.errs, fmt.Sprintf("%s=%q is not a duration like 2s or 500ms", name, v))
-		return def
-	}
-	return d
-}
-
-func (r *reader) err() error {
-	if len(r.errs) == 0 {
-		return nil
-	}
-	return fmt.Errorf("configuration: %s", strings.Join(r.errs, "; "))
-}
-
-// NATS says how to reach JetStream.
-type NATS struct {
-	URL      string
-	Creds    string
-	TLSCA    string
-	TLSCert  string
-	TLSKey   string
-	Stream   string
-	Replicas int
-}
-
-func (r *reader) nats() NATS {
-	return NATS{
-		URL: r.str("NATS_URL", ""), Creds: r.str("NATS_CREDS", ""),
-		TLSCA: r.str("NATS_TLS_CA", ""), TLSCert: r.str("NATS_TLS_CERT", ""), TLSKey: r.str("NATS_TLS_KEY", ""),
-		Stream: r.str("TENANCY_STREAM", "TENANCY"), Replicas: r.int("TENANCY_REPLICAS", 1),
-	}
-}
-
-func (n NATS) validate(errs *[]string, needURL bool) {
-	if needURL && n.URL == "" {
-		*errs = append(*errs, "NATS_URL is required (or run `tenancy dev`, which embeds a server)")
-	}
-	if n.Replicas < 1 || n.Replicas > 5 {
-		*errs = append(*errs, fmt.Sprintf("TENANCY_REPLICAS=%d must be 1 to 5", n.Replicas))
-	}
-	if (n.TLSCert == "") != (n.TLSKey == "") {
-		*errs = append(*errs, "NATS_TLS_CERT and NATS_TLS_KEY go together")
-	}
-}
-
-// DefaultDatabaseURL is the read side's database when none is configured.
-const DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/tenancy?sslmode=disable"
 
 // API configures cmd/api.
 type API struct {
+	Service
+	// Integrations: the API issues administrator passwords through Keycloak.
 	Integrations  Integrations
 	Webhooks      Webhooks
-	NATS          NATS
-	HTTPAddr      string
-	DatabaseURL   string
-	SigningKey    string
-	MasterKey     string
 	OIDCIssuer    string
 	OIDCDiscovery string
 	OIDCAudience  string
-	Catalog       string
 	BodyLimit     int64
 	ReadWait      time.Duration
-	LogLevel      string
 }
 
-// LoadAPI reads the API's configuration.
+// LoadAPI reads and validates the API's configuration.
 func LoadAPI(get Getenv) (API, error) {
 	r := &reader{get: get}
 	c := API{
-		Integrations: r.integrations(), Webhooks: r.webhooks(false),
-		NATS: r.nats(), HTTPAddr: r.str("TENANCY_HTTP_ADDR", ":8080"), DatabaseURL: r.str("DATABASE_URL", DefaultDatabaseURL),
-		SigningKey: r.str("TENANCY_SIGNING_KEY", ""), MasterKey: r.str("TENANCY_MASTER_KEY", ""),
-		OIDCIssuer: r.str("OIDC_ISSUER_URL", ""), OIDCDiscovery: r.str("OIDC_DISCOVERY_URL", ""), OIDCAudience: r.str("OIDC_AUDIENCE", "tenancy"),
-		Catalog: r.str("TENANCY_CATALOG", ""), BodyLimit: int64(r.int("TENANCY_BODY_LIMIT", 1<<20)),
-		ReadWait: r.duration("TENANCY_READ_WAIT", 2*time.Second), LogLevel: r.str("LOG_LEVEL", "info"),
+		Service: r.service("api"), Integrations: r.integrations(), Webhooks: r.webhooks(false),
+		OIDCIssuer: r.str("OIDC_ISSUER_URL"), OIDCDiscovery: r.str("OIDC_DISCOVERY_URL"), OIDCAudience: r.str("OIDC_AUDIENCE"),
+		BodyLimit: int64(r.int("TENANCY_BODY_LIMIT")), ReadWait: r.duration("TENANCY_READ_WAIT"),
 	}
-	if err := r.err(); err != nil {
-		return c, err
-	}
-	return c, c.Validate()
+	return c, r.done(c.Validate())
 }
 
 // Validate reports every problem with c.
 func (c API) Validate() error {
-	var errs []string
-	c.NATS.validate(&errs, true)
-	if c.SigningKey == "" {
-		errs = append(errs, "TENANCY_SIGNING_KEY is required: every event is signed")
-	}
-	if c.MasterKey == "" {
-		errs = append(errs, "TENANCY_MASTER_KEY is required: personal data is encrypted")
-	}
+	var p problems
+	c.Service.validate(&p)
 	if c.OIDCIssuer == "" {
-		errs = append(errs, "OIDC_ISSUER_URL is required: every /v1 route needs a token from it")
+		p.add("OIDC_ISSUER_URL is required: every /v1 route needs a token from it")
 	}
 	if c.BodyLimit < 1024 {
-		errs = append(errs, "TENANCY_BODY_LIMIT must be at least 1024")
+		p.add("TENANCY_BODY_LIMIT must be at least 1024")
 	}
-	c.Integrations.validate(&errs)
-	c.Webhooks.validate(&errs)
-	return joinErrs(errs)
+	c.Integrations.validate(&p)
+	c.Webhooks.validate(&p)
+	return p.err()
 }
 
-// Worker configures the projector, provisioner and webhooker.
-type Worker struct {
-	Integrations Integrations
-	Webhooks     Webhooks
-	NATS         NATS
-	DatabaseURL  string
-	SigningKey   string
-	MasterKey    string
-	Catalog      string
-	HTTPAddr     string
-	LogLevel     string
+// Projector configures cmd/projector.
+type Projector struct {
+	Service
 }
 
-// LoadWorker reads a worker's configuration; defaultAddr is its health and
-// metrics address.
-func LoadWorker(get Getenv, defaultAddr string) (Worker, error) {
+// LoadProjector reads and validates the projector's configuration.
+func LoadProjector(get Getenv) (Projector, error) {
 	r := &reader{get: get}
-	c := Worker{
-		Integrations: r.integrations(), Webhooks: r.webhooks(false),
-		NATS: r.nats(), DatabaseURL: r.str("DATABASE_URL", DefaultDatabaseURL),
-		SigningKey: r.str("TENANCY_SIGNING_KEY", ""), MasterKey: r.str("TENANCY_MASTER_KEY", ""),
-		Catalog: r.str("TENANCY_CATALOG", ""), HTTPAddr: r.str("TENANCY_HTTP_ADDR", defaultAddr), LogLevel: r.str("LOG_LEVEL", "info"),
-	}
-	if err := r.err(); err != nil {
-		return c, err
-	}
-	var errs []string
-	c.NATS.validate(&errs, true)
-	c.Integrations.validate(&errs)
-	c.Webhooks.validate(&errs)
-	return c, joinErrs(errs)
+	c := Projector{Service: r.service("projector")}
+	return c, r.done(c.Validate())
 }
 
-// Dev configures `tenancy dev`.
+// Validate reports every problem with c.
+func (c Projector) Validate() error {
+	var p problems
+	c.Service.validate(&p)
+	return p.err()
+}
+
+// Provisioner configures cmd/provisioner.
+type Provisioner struct {
+	Service
+	Integrations Integrations
+}
+
+// LoadProvisioner reads and validates the provisioner's configuration.
+func LoadProvisioner(get Getenv) (Provisioner, error) {
+	r := &reader{get: get}
+	c := Provisioner{Service: r.service("provisioner"), Integrations: r.integrations()}
+	return c, r.done(c.Validate())
+}
+
+// Validate reports every problem with c.
+func (c Provisioner) Validate() error {
+	var p problems
+	c.Service.validate(&p)
+	c.Integrations.validate(&p)
+	return p.err()
+}
+
+// Webhooker configures cmd/webhooker.
+type Webhooker struct {
+	Service
+	Webhooks Webhooks
+}
+
+// LoadWebhooker reads and validates the webhooker's configuration.
+func LoadWebhooker(get Getenv) (Webhooker, error) {
+	r := &reader{get: get}
+	c := Webhooker{Service: r.service("webhooker"), Webhooks: r.webhooks(false)}
+	return c, r.done(c.Validate())
+}
+
+// Validate reports every problem with c.
+func (c Webhooker) Validate() error {
+	var p problems
+	c.Service.validate(&p)
+	c.Webhooks.validate(&p)
+	return p.err()
+}
+
+// Dev configures `tenancy dev`, which embeds NATS and generates its keys.
 type Dev struct {
 	Integrations Integrations
 	Webhooks     Webhooks
@@ -356,28 +449,26 @@ type Dev struct {
 	Replicas     int
 }
 
-// LoadDev reads `tenancy dev`'s configuration.
+// LoadDev reads and validates `tenancy dev`'s configuration.
 func LoadDev(get Getenv) (Dev, error) {
 	r := &reader{get: get}
+	addr := r.raw("TENANCY_HTTP_ADDR")
+	if addr == "" {
+		addr = httpAddrs["dev"]
+	}
 	c := Dev{
 		Integrations: r.integrations(), Webhooks: r.webhooks(true),
-		DataDir: r.str("TENANCY_DATA_DIR", "./.tenancy"), HTTPAddr: r.str("TENANCY_HTTP_ADDR", "127.0.0.1:8080"),
-		NATSAddr: r.str("TENANCY_DEV_NATS_ADDR", "127.0.0.1:4223"), DatabaseURL: r.str("DATABASE_URL", DefaultDatabaseURL),
-		Catalog: r.str("TENANCY_CATALOG", ""), OIDCAudience: r.str("OIDC_AUDIENCE", "tenancy"), LogLevel: r.str("LOG_LEVEL", "info"),
-		ReadWait: r.duration("TENANCY_READ_WAIT", 2*time.Second), Replicas: 1,
+		DataDir: r.str("TENANCY_DATA_DIR"), HTTPAddr: addr, NATSAddr: r.str("TENANCY_DEV_NATS_ADDR"), DatabaseURL: r.str("DATABASE_URL"),
+		Catalog: r.str("TENANCY_CATALOG"), OIDCAudience: r.str("OIDC_AUDIENCE"), LogLevel: r.str("LOG_LEVEL"),
+		ReadWait: r.duration("TENANCY_READ_WAIT"), Replicas: 1,
 	}
-	if err := r.err(); err != nil {
-		return c, err
-	}
-	var errs []string
-	c.Integrations.validate(&errs)
-	c.Webhooks.validate(&errs)
-	return c, joinErrs(errs)
+	return c, r.done(c.Validate())
 }
 
-func joinErrs(errs []string) error {
-	if len(errs) == 0 {
-		return nil
-	}
-	return fmt.Errorf("configuration: %s", strings.Join(errs, "; "))
+// Validate reports every problem with c.
+func (c Dev) Validate() error {
+	var p problems
+	c.Integrations.validate(&p)
+	c.Webhooks.validate(&p)
+	return p.err()
 }

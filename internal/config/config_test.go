@@ -112,9 +112,17 @@ func TestComposeUsesKnownVariables(t *testing.T) {
 	}
 }
 
+// worker is the least a worker binary needs.
+func worker(extra map[string]string) Getenv {
+	m := map[string]string{"NATS_URL": "nats://a", "TENANCY_SIGNING_KEY": "k", "TENANCY_MASTER_KEY": "m"}
+	for k, v := range extra {
+		m[k] = v
+	}
+	return env(m)
+}
+
 func TestWebhookConfig(t *testing.T) {
-	base := map[string]string{"NATS_URL": "nats://a"}
-	c, err := LoadWorker(env(base), ":8083")
+	c, err := LoadWebhooker(worker(nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,13 +145,73 @@ func TestWebhookConfig(t *testing.T) {
 		{"WEBHOOK_TIMEOUT", "1ms", "at least 100ms"},
 		{"WEBHOOK_MAX_BODY", "10", "at least 4096"},
 	} {
-		m := map[string]string{"NATS_URL": "nats://a", tc.name: tc.value}
-		if _, err := LoadWorker(env(m), ":8083"); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := LoadWebhooker(worker(map[string]string{tc.name: tc.value})); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s=%s: error %v, want it to mention %q", tc.name, tc.value, err, tc.want)
 		}
 	}
-	c, err = LoadWorker(env(map[string]string{"NATS_URL": "nats://a", "WEBHOOK_RETRY_SCHEDULE": "0s, 1s,2m"}), ":8083")
+	c, err = LoadWebhooker(worker(map[string]string{"WEBHOOK_RETRY_SCHEDULE": "0s, 1s,2m"}))
 	if err != nil || !slices.Equal(c.Webhooks.Schedule, []time.Duration{0, time.Second, 2 * time.Minute}) {
 		t.Fatalf("custom schedule: %v %v", c.Webhooks.Schedule, err)
+	}
+}
+
+// TestEveryBinaryValidates: each binary's configuration reports every bad
+// variable at once, and its defaults are the ones Vars documents.
+func TestEveryBinaryValidates(t *testing.T) {
+	bad := map[string]string{"TENANCY_REPLICAS": "9", "LOG_LEVEL": "info", "TENANCY_READ_WAIT": "soon", "WEBHOOK_MAX_BODY": "x", "BILLING_URL": "https://b"}
+	for _, tc := range []struct {
+		binary string
+		load   func(Getenv) (string, error)
+		want   []string
+	}{
+		{"api", func(g Getenv) (string, error) { c, err := LoadAPI(g); return c.HTTPAddr, err },
+			[]string{"NATS_URL", "TENANCY_SIGNING_KEY", "TENANCY_MASTER_KEY", "OIDC_ISSUER_URL", "TENANCY_REPLICAS=9", "TENANCY_READ_WAIT", "WEBHOOK_MAX_BODY", "BILLING_TOKEN"}},
+		{"projector", func(g Getenv) (string, error) { c, err := LoadProjector(g); return c.HTTPAddr, err },
+			[]string{"NATS_URL", "TENANCY_SIGNING_KEY", "TENANCY_MASTER_KEY", "TENANCY_REPLICAS=9"}},
+		{"provisioner", func(g Getenv) (string, error) { c, err := LoadProvisioner(g); return c.HTTPAddr, err },
+			[]string{"NATS_URL", "TENANCY_SIGNING_KEY", "TENANCY_REPLICAS=9", "BILLING_TOKEN"}},
+		{"webhooker", func(g Getenv) (string, error) { c, err := LoadWebhooker(g); return c.HTTPAddr, err },
+			[]string{"NATS_URL", "TENANCY_MASTER_KEY", "TENANCY_REPLICAS=9", "WEBHOOK_MAX_BODY"}},
+		{"dev", func(g Getenv) (string, error) { c, err := LoadDev(g); return c.HTTPAddr, err },
+			[]string{"TENANCY_READ_WAIT", "WEBHOOK_MAX_BODY", "BILLING_TOKEN"}},
+	} {
+		t.Run(tc.binary, func(t *testing.T) {
+			_, err := tc.load(env(bad))
+			for _, w := range tc.want {
+				if err == nil || !strings.Contains(err.Error(), w) {
+					t.Errorf("%s not reported: %v", w, err)
+				}
+			}
+			if err != nil && strings.Contains(err.Error(), "\n") {
+				t.Errorf("problems are not on one line: %q", err)
+			}
+			addr, _ := tc.load(env(nil))
+			if addr != httpAddrs[tc.binary] {
+				t.Errorf("default address %q, want %q", addr, httpAddrs[tc.binary])
+			}
+		})
+	}
+}
+
+func TestVarsDocumentTheDefaults(t *testing.T) {
+	docs := map[string]string{}
+	for _, v := range Vars {
+		docs[v.Name] = v.Default
+	}
+	for name, value := range defaults {
+		doc, ok := docs[name]
+		if !ok {
+			t.Errorf("%s has a default but is not in Vars", name)
+			continue
+		}
+		if strings.Contains(doc, value) {
+			continue
+		}
+		t.Errorf("Vars says %s defaults to %q; the code uses %q", name, doc, value)
+	}
+	for binary, addr := range httpAddrs {
+		if !strings.Contains(docs["TENANCY_HTTP_ADDR"], addr+" ("+binary+")") {
+			t.Errorf("Vars does not document %s's default address %s", binary, addr)
+		}
 	}
 }

@@ -1,4 +1,4 @@
-package webhooks_test
+package delivery_test
 
 import (
 	"context"
@@ -42,14 +42,14 @@ func TestTenantScopedSubscriptionSeesOnlyItsTenant(t *testing.T) {
 			}
 		}
 	}
-	rc.waitFor(t, "tenant a's four renames", 20*time.Second, func(ds []delivery) bool { return len(ds) >= 4 })
+	rc.waitFor(t, "tenant a's four renames", 20*time.Second, func(ds []received) bool { return len(ds) >= 4 })
 	if _, err := r.svc.Replay(ctx, w.ID, domain.RequestReplay{FromSeq: 1, ToSeq: 1000, TenantID: b}, admin); !errorsIsInvalid(err) {
 		t.Fatalf("replaying another tenant's events to a tenant-scoped endpoint: %v", err)
 	}
 	if _, err := r.svc.Replay(ctx, w.ID, domain.RequestReplay{FromSeq: 1, ToSeq: 1000}, admin); err != nil {
 		t.Fatal(err)
 	}
-	got := rc.waitFor(t, "the replay", 20*time.Second, func(ds []delivery) bool { return len(ds) >= 8 })
+	got := rc.waitFor(t, "the replay", 20*time.Second, func(ds []received) bool { return len(ds) >= 8 })
 	time.Sleep(300 * time.Millisecond) // anything else would arrive now
 	for _, d := range rc.deliveries() {
 		var env struct {

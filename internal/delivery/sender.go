@@ -1,8 +1,11 @@
-package webhooks
+package delivery
 
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tenancyhq/tenancy/internal/delivery/attempts"
 	"github.com/tenancyhq/tenancy/internal/egress"
 	"github.com/tenancyhq/tenancy/internal/tracing"
 )
@@ -31,23 +35,9 @@ const (
 // ResponseCap bounds how much of a receiver's response is read and kept.
 const ResponseCap = 4 << 10
 
-// Outcome classifies one attempt.
-type Outcome string
-
-// Outcomes of an attempt.
-const (
-	Delivered Outcome = "delivered"
-	Failed    Outcome = "failed"
-	// Gone is a 410: the receiver asked never to be called again.
-	Gone Outcome = "gone"
-	// Refused is a destination the egress policy denies; it is retried like
-	// any failure, since the allowlist or DNS may change.
-	Refused Outcome = "refused"
-)
-
 // AttemptResult is what one attempt produced.
 type AttemptResult struct {
-	Outcome    Outcome
+	Outcome    attempts.Outcome
 	Status     int
 	Latency    time.Duration
 	Response   string
@@ -85,7 +75,7 @@ func (s *Sender) Send(ctx context.Context, r Request) AttemptResult {
 	now := s.Clock()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.URL, bytes.NewReader(r.Body))
 	if err != nil {
-		return AttemptResult{Outcome: Failed, Error: "cannot build the request: " + err.Error()}
+		return AttemptResult{Outcome: attempts.Failed, Error: "cannot build the request: " + err.Error()}
 	}
 	h := req.Header
 	h.Set("content-type", ContentType)
@@ -103,9 +93,9 @@ func (s *Sender) Send(ctx context.Context, r Request) AttemptResult {
 	start := time.Now()
 	resp, err := s.Client.Do(req)
 	if err != nil {
-		res := AttemptResult{Outcome: Failed, Latency: time.Since(start), Error: describe(err)}
+		res := AttemptResult{Outcome: attempts.Failed, Latency: time.Since(start), Error: describe(err)}
 		if errors.Is(err, egress.ErrBlocked) {
-			res.Outcome = Refused
+			res.Outcome = attempts.Refused
 		}
 		return res
 	}
@@ -117,18 +107,18 @@ func (s *Sender) Send(ctx context.Context, r Request) AttemptResult {
 	res := AttemptResult{Status: resp.StatusCode, Latency: time.Since(start), Response: string(bytes.ToValidUTF8(body, []byte("?")))}
 	switch {
 	case resp.StatusCode >= 200 && resp.StatusCode < 300:
-		res.Outcome = Delivered
+		res.Outcome = attempts.Delivered
 		if readErr != nil {
 			// The receiver said yes; a broken body afterwards does not
 			// change that.
 			res.Error = "reading the response: " + readErr.Error()
 		}
 	case resp.StatusCode == http.StatusGone:
-		res.Outcome, res.Error = Gone, "the endpoint answered 410 Gone"
+		res.Outcome, res.Error = attempts.Gone, "the endpoint answered 410 Gone"
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
-		res.Outcome, res.Error = Failed, fmt.Sprintf("the endpoint answered %d (a redirect, which is never followed); register the final URL", resp.StatusCode)
+		res.Outcome, res.Error = attempts.Failed, fmt.Sprintf("the endpoint answered %d (a redirect, which is never followed); register the final URL", resp.StatusCode)
 	default:
-		res.Outcome, res.Error = Failed, fmt.Sprintf("the endpoint answered %d", resp.StatusCode)
+		res.Outcome, res.Error = attempts.Failed, fmt.Sprintf("the endpoint answered %d", resp.StatusCode)
 		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 			res.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), now)
 		}
@@ -174,9 +164,10 @@ func describe(err error) string {
 	return err.Error()
 }
 
-// Backoff returns the delay before attempt n+1 after attempt n (1-based)
-// failed, with ±20% jitter, or false when the schedule is exhausted.
-func Backoff(schedule []time.Duration, n int) (time.Duration, bool) {
+// RetryDelay returns the delay before attempt n+1 after attempt n (1-based)
+// failed, as the retry schedule says, with ±20% jitter; false when the
+// schedule is exhausted.
+func RetryDelay(schedule []time.Duration, n int) (time.Duration, bool) {
 	if n >= len(schedule) {
 		return 0, false
 	}
@@ -202,4 +193,25 @@ func thin(body []byte, dataref string) ([]byte, error) {
 	m["dataref"] = ref
 	m["tenancytruncated"] = json.RawMessage("true")
 	return json.Marshal(m)
+}
+
+// Sign returns the webhook-signature header value: one "v1,<base64>" per
+// key, space-separated, each an HMAC-SHA256 of "id.timestamp.body".
+func Sign(keys [][]byte, msgID string, ts time.Time, body []byte) string {
+	var b strings.Builder
+	unix := strconv.FormatInt(ts.Unix(), 10)
+	for i, k := range keys {
+		m := hmac.New(sha256.New, k)
+		m.Write([]byte(msgID))
+		m.Write([]byte{'.'})
+		m.Write([]byte(unix))
+		m.Write([]byte{'.'})
+		m.Write(body)
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString("v1,")
+		b.WriteString(base64.StdEncoding.EncodeToString(m.Sum(nil)))
+	}
+	return b.String()
 }

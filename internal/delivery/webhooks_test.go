@@ -1,10 +1,8 @@
-package webhooks_test
+package delivery_test
 
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,21 +20,24 @@ import (
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
-	"github.com/tenancyhq/tenancy/internal/catalog"
+	"github.com/tenancyhq/tenancy/internal/app"
 	"github.com/tenancyhq/tenancy/internal/command"
 	"github.com/tenancyhq/tenancy/internal/config"
-	"github.com/tenancyhq/tenancy/internal/logging"
-	"github.com/tenancyhq/tenancy/internal/services"
-	"github.com/tenancyhq/tenancy/internal/testenv"
-	"github.com/tenancyhq/tenancy/internal/webhooks"
+	"github.com/tenancyhq/tenancy/internal/delivery"
+	"github.com/tenancyhq/tenancy/internal/delivery/attempts"
+	"github.com/tenancyhq/tenancy/internal/delivery/deadletter"
+	"github.com/tenancyhq/tenancy/internal/delivery/secrets"
+	"github.com/tenancyhq/tenancy/internal/run/boot"
+	"github.com/tenancyhq/tenancy/internal/run/webhooker"
+	"github.com/tenancyhq/tenancy/internal/testrig"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
 
 type rig struct {
-	core *services.Core
-	rs   *services.ReadSide
-	svc  *webhooks.Service
+	core *boot.Core
+	rs   *boot.ReadSide
+	svc  *app.Webhooks
 	keys *events.KeySet
 }
 
@@ -49,26 +50,14 @@ func loopbackConfig() config.Webhooks {
 
 func newRig(t *testing.T, cfg config.Webhooks) *rig {
 	t.Helper()
-	n := testenv.StartNATS(t)
-	ctx := testenv.Context(t, 5*time.Minute)
-	_, signKey, _ := ed25519.GenerateKey(rand.Reader)
-	master := make([]byte, 32)
-	_, _ = rand.Read(master)
-	cat, _ := catalog.Load("")
-	core, err := services.OpenCore(ctx, n.Conn, n.JS, services.CoreOptions{Stream: "TENANCY", Replicas: 1, SigningKey: signKey, MasterKey: master, Catalog: cat, Log: logging.Discard()})
+	tr := testrig.New(t, testrig.Options{Database: true})
+	core, rs, ctx := tr.Core, tr.ReadSide, tr.Ctx
+	hooks, err := boot.OpenWebhooks(ctx, core, cfg, &attempts.Reader{Pool: rs.Pool})
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs, err := services.OpenReadSide(ctx, testenv.NewDatabase(t), false, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(rs.Close)
-	svc, err := services.NewWebhookService(ctx, core, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := core.EventKeys(ctx)
+	svc := hooks.App
+	keys, err := core.SigningKeys.Keys(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,17 +68,11 @@ func newRig(t *testing.T, cfg config.Webhooks) *rig {
 // the test ends.
 func (r *rig) webhooker(t *testing.T, cfg config.Webhooks) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	w, err := services.NewWebhooker(ctx, r.core, cfg, r.rs)
+	w, err := webhooker.New(context.Background(), r.core, cfg, r.rs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = w.Run(ctx) }()
-	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); <-done }) }
-	t.Cleanup(stop)
-	return stop
+	return testrig.Run(t, w.Run)
 }
 
 func (r *rig) subscribe(t *testing.T, url string, types ...string) (domain.Webhook, string) {
@@ -131,8 +114,8 @@ func (r *rig) tenantEvents(t *testing.T, n int) []string {
 	return ids
 }
 
-// delivery is a request a receiver accepted.
-type delivery struct {
+// received is a request a receiver accepted.
+type received struct {
 	id      string
 	seq     uint64
 	typ     string
@@ -152,7 +135,7 @@ type receiver struct {
 	mu      sync.Mutex
 	secrets []string
 	calls   int
-	got     []delivery
+	got     []received
 	// respond decides the status of call n (from 1); nil means 204.
 	respond func(n int, w http.ResponseWriter) int
 }
@@ -206,23 +189,23 @@ func (rc *receiver) serve(w http.ResponseWriter, req *http.Request) {
 		status = respond(n, w)
 	}
 	if status >= 200 && status < 300 {
-		seq, _ := strconv.ParseUint(req.Header.Get(webhooks.HeaderSequence), 10, 64)
-		attempt, _ := strconv.Atoi(req.Header.Get(webhooks.HeaderAttempt))
+		seq, _ := strconv.ParseUint(req.Header.Get(delivery.HeaderSequence), 10, 64)
+		attempt, _ := strconv.Atoi(req.Header.Get(delivery.HeaderAttempt))
 		rc.mu.Lock()
-		rc.got = append(rc.got, delivery{id: ev.ID(), seq: seq, typ: ev.Type(), attempt: attempt, replay: req.Header.Get(webhooks.HeaderReplay) == "true", header: req.Header.Clone(), body: body})
+		rc.got = append(rc.got, received{id: ev.ID(), seq: seq, typ: ev.Type(), attempt: attempt, replay: req.Header.Get(delivery.HeaderReplay) == "true", header: req.Header.Clone(), body: body})
 		rc.mu.Unlock()
 	}
 	w.WriteHeader(status)
 }
 
-func (rc *receiver) deliveries() []delivery {
+func (rc *receiver) deliveries() []received {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	return slices.Clone(rc.got)
 }
 
 // waitFor waits until cond holds over the deliveries.
-func (rc *receiver) waitFor(t *testing.T, what string, timeout time.Duration, cond func([]delivery) bool) []delivery {
+func (rc *receiver) waitFor(t *testing.T, what string, timeout time.Duration, cond func([]received) bool) []received {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -239,7 +222,7 @@ func (rc *receiver) waitFor(t *testing.T, what string, timeout time.Duration, co
 
 // firstSeen returns the event ids in the order they were first accepted;
 // duplicates (allowed after a crash) are folded.
-func firstSeen(ds []delivery) []string {
+func firstSeen(ds []received) []string {
 	var out []string
 	seen := map[string]bool{}
 	for _, d := range ds {
@@ -252,8 +235,8 @@ func firstSeen(ds []delivery) []string {
 	return out
 }
 
-func hasAll(ids []string) func([]delivery) bool {
-	return func(ds []delivery) bool { return len(firstSeen(ds)) >= len(ids) }
+func hasAll(ids []string) func([]received) bool {
+	return func(ds []received) bool { return len(firstSeen(ds)) >= len(ids) }
 }
 
 func TestDeliversEveryEventInOrderWithValidSignatures(t *testing.T) {
@@ -279,11 +262,11 @@ func TestDeliversEveryEventInOrderWithValidSignatures(t *testing.T) {
 			t.Fatalf("tenancy-sequence went backwards: %d after %d", got[i].seq, got[i-1].seq)
 		}
 	}
-	if ct := got[0].header.Get("content-type"); ct != webhooks.ContentType {
-		t.Fatalf("content-type = %q, want %q", ct, webhooks.ContentType)
+	if ct := got[0].header.Get("content-type"); ct != delivery.ContentType {
+		t.Fatalf("content-type = %q, want %q", ct, delivery.ContentType)
 	}
 	// The other endpoint only gets what it asked for.
-	created := other.waitFor(t, "tenant creations", 30*time.Second, func(ds []delivery) bool { return len(firstSeen(ds)) >= 10 })
+	created := other.waitFor(t, "tenant creations", 30*time.Second, func(ds []received) bool { return len(firstSeen(ds)) >= 10 })
 	for _, d := range created {
 		if d.typ != events.TypeTenantCreated {
 			t.Fatalf("endpoint subscribed to creations got %s", d.typ)
@@ -381,7 +364,7 @@ func TestFailingReceiverGetsEverythingInOrderOnceItRecovers(t *testing.T) {
 	if got[0].attempt < 6 {
 		t.Fatalf("the first event was accepted at attempt %d; the failures should have taken several", got[0].attempt)
 	}
-	dls, _, err := r.svc.DeadLetters(context.Background(), webhooks.DeadLetterFilter{WebhookID: w.ID, Limit: 10})
+	dls, _, err := r.svc.DeadLetters(context.Background(), deadletter.Filter{WebhookID: w.ID, Limit: 10})
 	if err != nil || len(dls) != 0 {
 		t.Fatalf("dead letters = %v, %v; want none", dls, err)
 	}
@@ -398,11 +381,11 @@ func TestFailingReceiverGetsEverythingInOrderOnceItRecovers(t *testing.T) {
 	}
 }
 
-func waitAttempts(t *testing.T, r *rig, webhookID string, atLeast int) []webhooks.Attempt {
+func waitAttempts(t *testing.T, r *rig, webhookID string, atLeast int) []attempts.Attempt {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		got, _, err := webhooks.AttemptReader{Pool: r.rs.Pool}.List(context.Background(), webhooks.AttemptFilter{WebhookID: webhookID, Limit: 500})
+		got, _, err := attempts.Reader{Pool: r.rs.Pool}.List(context.Background(), attempts.Filter{WebhookID: webhookID, Limit: 500})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -438,7 +421,7 @@ func TestDeadLettersRequeueDiscardAndReplay(t *testing.T) {
 
 	// Every event exhausts the schedule and lands in the dead-letter stream,
 	// in order, with the reason; the endpoint moves on to the next.
-	var dls []webhooks.DeadLetter
+	var dls []deadletter.DeadLetter
 	deadline := time.Now().Add(30 * time.Second)
 	for len(dls) < len(want) {
 		if time.Now().After(deadline) {
@@ -446,7 +429,7 @@ func TestDeadLettersRequeueDiscardAndReplay(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 		var err error
-		if dls, _, err = r.svc.DeadLetters(ctx, webhooks.DeadLetterFilter{WebhookID: w.ID, Limit: 100}); err != nil {
+		if dls, _, err = r.svc.DeadLetters(ctx, deadletter.Filter{WebhookID: w.ID, Limit: 100}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -456,15 +439,15 @@ func TestDeadLettersRequeueDiscardAndReplay(t *testing.T) {
 		}
 	}
 	// Filters and paging.
-	page, more, err := r.svc.DeadLetters(ctx, webhooks.DeadLetterFilter{Limit: 2})
+	page, more, err := r.svc.DeadLetters(ctx, deadletter.Filter{Limit: 2})
 	if err != nil || len(page) != 2 || !more {
 		t.Fatalf("first page = %d items, more=%v, %v", len(page), more, err)
 	}
-	page2, _, _ := r.svc.DeadLetters(ctx, webhooks.DeadLetterFilter{After: page[1].Seq, Limit: 2})
+	page2, _, _ := r.svc.DeadLetters(ctx, deadletter.Filter{After: page[1].Seq, Limit: 2})
 	if len(page2) != 2 || page2[0].Seq <= page[1].Seq {
 		t.Fatalf("second page %v does not follow the first %v", page2, page)
 	}
-	if none, _, _ := r.svc.DeadLetters(ctx, webhooks.DeadLetterFilter{Type: "tenancy.webhook.*", Limit: 10}); len(none) != 0 {
+	if none, _, _ := r.svc.DeadLetters(ctx, deadletter.Filter{Type: "tenancy.webhook.*", Limit: 10}); len(none) != 0 {
 		t.Fatalf("type filter let %d through", len(none))
 	}
 
@@ -498,7 +481,7 @@ func TestDeadLettersRequeueDiscardAndReplay(t *testing.T) {
 	if slices.Compare(firstSeen(got), want[1:]) != 0 {
 		t.Fatalf("requeued deliveries out of order:\n got %v\nwant %v", firstSeen(got), want[1:])
 	}
-	if left, _, _ := r.svc.DeadLetters(ctx, webhooks.DeadLetterFilter{WebhookID: w.ID, Limit: 100}); len(left) != 0 {
+	if left, _, _ := r.svc.DeadLetters(ctx, deadletter.Filter{WebhookID: w.ID, Limit: 100}); len(left) != 0 {
 		t.Fatalf("%d dead letters left after requeue", len(left))
 	}
 
@@ -509,8 +492,8 @@ func TestDeadLettersRequeueDiscardAndReplay(t *testing.T) {
 	if _, err := r.svc.Replay(ctx, w.ID, domain.RequestReplay{FromSeq: first.Seq, ToSeq: third}, admin); err != nil {
 		t.Fatal(err)
 	}
-	got = rc.waitFor(t, "the replay", 30*time.Second, func(ds []delivery) bool {
-		return len(slices.DeleteFunc(slices.Clone(ds), func(d delivery) bool { return !d.replay })) >= 3
+	got = rc.waitFor(t, "the replay", 30*time.Second, func(ds []received) bool {
+		return len(slices.DeleteFunc(slices.Clone(ds), func(d received) bool { return !d.replay })) >= 3
 	})
 	var replayed []string
 	for _, d := range got {
@@ -632,9 +615,9 @@ func TestDeliveryRefusedAtConnectTime(t *testing.T) {
 	strict.AllowCIDRs = nil
 	r.webhooker(t, strict)
 	r.tenantEvents(t, 1)
-	attempts := waitAttempts(t, r, w.ID, len(cfg.Schedule))
-	for _, a := range attempts {
-		if a.Outcome != webhooks.Refused || !bytes.Contains([]byte(a.Error), []byte("WEBHOOK_ALLOW_CIDRS")) {
+	tried := waitAttempts(t, r, w.ID, len(cfg.Schedule))
+	for _, a := range tried {
+		if a.Outcome != attempts.Refused || !bytes.Contains([]byte(a.Error), []byte("WEBHOOK_ALLOW_CIDRS")) {
 			t.Fatalf("attempt %+v, want refused naming WEBHOOK_ALLOW_CIDRS", a)
 		}
 	}
@@ -651,7 +634,7 @@ func TestSecretsAreStoredEncryptedAndErasedOnDelete(t *testing.T) {
 	r := newRig(t, cfg)
 	ctx := context.Background()
 	w, secret := r.subscribe(t, "https://hooks.example.com/x", "tenancy.*")
-	kv, err := r.core.JS.KeyValue(ctx, webhooks.SecretsBucket)
+	kv, err := r.core.JS.KeyValue(ctx, secrets.Bucket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -659,7 +642,7 @@ func TestSecretsAreStoredEncryptedAndErasedOnDelete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bytes.Contains(e.Value(), []byte(secret)) || bytes.Contains(e.Value(), []byte(secret[len(webhooks.SecretPrefix):])) {
+	if bytes.Contains(e.Value(), []byte(secret)) || bytes.Contains(e.Value(), []byte(secret[len(secrets.Prefix):])) {
 		t.Fatal("the secret is stored in plaintext")
 	}
 	// No event carries the secret.
@@ -668,7 +651,7 @@ func TestSecretsAreStoredEncryptedAndErasedOnDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, m := range msgs {
-		if bytes.Contains(m.Data, []byte(secret[len(webhooks.SecretPrefix):])) {
+		if bytes.Contains(m.Data, []byte(secret[len(secrets.Prefix):])) {
 			t.Fatalf("event %d contains the secret", m.Seq)
 		}
 	}

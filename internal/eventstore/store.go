@@ -20,6 +20,7 @@ import (
 	"github.com/tenancyhq/tenancy/internal/backoff"
 	"github.com/tenancyhq/tenancy/internal/metrics"
 	"github.com/tenancyhq/tenancy/internal/natsconn"
+	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
 
@@ -102,8 +103,8 @@ type Message struct {
 }
 
 // ErrUnavailable reports that the log could not be reached or did not answer
-// in time. The caller may retry.
-var ErrUnavailable = errors.New("event log unavailable")
+// in time. The caller may retry: it is a domain.ErrUnavailable.
+var ErrUnavailable = fmt.Errorf("event log %w", domain.ErrUnavailable)
 
 // ErrWrongSequence reports an append whose expected subject sequence no
 // longer holds: someone else appended first.

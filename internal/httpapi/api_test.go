@@ -13,7 +13,6 @@ import (
 
 	"github.com/tenancyhq/tenancy/internal/auth"
 	"github.com/tenancyhq/tenancy/internal/idempotency"
-	"github.com/tenancyhq/tenancy/internal/signing"
 	"github.com/tenancyhq/tenancy/internal/verify"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
@@ -40,7 +39,7 @@ func (h *harness) create(t testing.TB, body any) map[string]any {
 func (h *harness) verifyLog(t testing.TB) verify.Report {
 	t.Helper()
 	ctx := context.Background()
-	keys, err := signing.Keys(ctx, h.core.Store)
+	keys, err := h.core.SigningKeys.Keys(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +174,7 @@ func TestTenantLifecycle(t *testing.T) {
 			t.Fatal("paging does not end")
 		}
 	}
-	keys, _ := signing.Keys(context.Background(), h.core.Store)
+	keys, _ := h.core.SigningKeys.Keys(context.Background())
 	var types []string
 	for i, raw := range all {
 		e, _, err := keys.Verify(raw)

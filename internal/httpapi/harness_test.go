@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -22,12 +21,16 @@ import (
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 
 	"github.com/tenancyhq/tenancy/internal/auth"
-	"github.com/tenancyhq/tenancy/internal/catalog"
+	"github.com/tenancyhq/tenancy/internal/backoff"
 	"github.com/tenancyhq/tenancy/internal/httpapi"
 	"github.com/tenancyhq/tenancy/internal/logging"
+	"github.com/tenancyhq/tenancy/internal/run/api"
+	"github.com/tenancyhq/tenancy/internal/run/boot"
+	"github.com/tenancyhq/tenancy/internal/run/projector"
+	"github.com/tenancyhq/tenancy/internal/run/provisioner"
 	"github.com/tenancyhq/tenancy/internal/saga"
-	"github.com/tenancyhq/tenancy/internal/services"
 	"github.com/tenancyhq/tenancy/internal/testenv"
+	"github.com/tenancyhq/tenancy/internal/testrig"
 )
 
 var (
@@ -64,9 +67,9 @@ func spec(t testing.TB) (*openapi3.T, routers.Router) {
 
 type harness struct {
 	srv    *httptest.Server
-	core   *services.Core
-	api    *services.API
-	rs     *services.ReadSide
+	core   *boot.Core
+	api    *api.API
+	rs     *boot.ReadSide
 	issuer *auth.DevIssuer
 	admin  string
 	nats   *testenv.NATS
@@ -85,61 +88,44 @@ type options struct {
 
 func newHarness(t *testing.T, o options) *harness {
 	t.Helper()
-	n := testenv.StartNATS(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	_, signKey, _ := ed25519.GenerateKey(rand.Reader)
 	_, issuerKey, _ := ed25519.GenerateKey(rand.Reader)
-	master := make([]byte, 32)
-	_, _ = rand.Read(master)
-	cat, err := catalog.Load("")
-	if err != nil {
-		t.Fatal(err)
+	ro := testrig.Options{Database: true}
+	if o.logs != nil {
+		ro.Log = logging.New(o.logs, "test", logging.ParseLevel("debug"))
 	}
-	log := logging.Discard()
-	switch {
-	case o.logs != nil:
-		log = logging.New(o.logs, "test", logging.ParseLevel("debug"))
-	case os.Getenv("TEST_LOG") != "":
-		log = logging.New(os.Stderr, "test", logging.ParseLevel("debug"))
+	if o.integrations.Keycloak != nil {
+		ro.Accounts = o.integrations.Keycloak
 	}
-	core, err := services.OpenCore(ctx, n.Conn, n.JS, services.CoreOptions{Stream: "TENANCY", Replicas: 1, SigningKey: signKey, MasterKey: master, Catalog: cat, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs, err := services.OpenReadSide(ctx, testenv.NewDatabase(t), false, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(rs.Close)
+	r := testrig.New(t, ro)
+	core, rs, n := r.Core, r.ReadSide, r.NATS
 	srv := httptest.NewUnstartedServer(nil)
 	issuer := auth.NewDevIssuer("http://"+srv.Listener.Addr().String()+auth.DevIssuerPath, "tenancy", issuerKey)
 	authn, err := auth.New(auth.Config{IssuerURL: issuer.Issuer(), Audience: "tenancy"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	api, err := services.NewAPI(ctx, core, services.APIOptions{Auth: authn, BodyLimit: 64 << 10, Mounts: map[string]http.Handler{auth.DevIssuerPath: issuer.Handler()},
-		ReadSide: rs, ReadWait: o.readWait, Keycloak: o.integrations.Keycloak})
+	a, err := api.New(ctx, core, api.Options{Auth: authn, BodyLimit: 64 << 10, Mounts: map[string]http.Handler{auth.DevIssuerPath: issuer.Handler()},
+		ReadSide: rs, ReadWait: o.readWait})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var workers sync.WaitGroup
 	workers.Add(1)
-	go func() { defer workers.Done(); _ = api.Run(ctx) }()
+	go func() { defer workers.Done(); _ = a.Run(ctx) }()
 	if o.projections {
-		for _, p := range services.Projections(core, rs, nil) {
-			workers.Add(1)
-			go func() { defer workers.Done(); _ = p.Run(ctx) }()
-		}
+		workers.Add(1)
+		go func() { defer workers.Done(); _ = projector.Run(ctx, r.Projections()) }()
 	}
 	t.Cleanup(func() { cancel(); workers.Wait() })
-	srv.Config.Handler = api.Handler()
+	srv.Config.Handler = a.Handler()
 	srv.Start()
 	t.Cleanup(srv.Close)
-	h := &harness{srv: srv, core: core, api: api, rs: rs, issuer: issuer, nats: n}
+	h := &harness{srv: srv, core: core, api: a, rs: rs, issuer: issuer, nats: n}
 	h.admin = h.token(t, auth.TokenRequest{Subject: "admin-1", Roles: []string{auth.RolePlatformAdmin}})
 	if o.provisioner {
-		w, err := services.NewProvisioner(ctx, core, services.ProvisionerOptions{Integrations: o.integrations, Backoff: saga.Backoff{Attempts: 3, Base: time.Millisecond, Max: 10 * time.Millisecond}, RetryDelay: 100 * time.Millisecond})
+		w, err := provisioner.New(ctx, core, provisioner.Options{Integrations: o.integrations, Backoff: saga.Backoff{Attempts: 3, Pause: backoff.Policy{Base: time.Millisecond, Max: 10 * time.Millisecond}}, RetryDelay: 100 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -16,7 +16,7 @@ import (
 	"github.com/tenancyhq/tenancy/internal/command"
 	"github.com/tenancyhq/tenancy/internal/config"
 	"github.com/tenancyhq/tenancy/internal/logging"
-	"github.com/tenancyhq/tenancy/internal/services"
+	"github.com/tenancyhq/tenancy/internal/run/webhooker"
 	"github.com/tenancyhq/tenancy/internal/testenv"
 	"github.com/tenancyhq/tenancy/internal/tracing"
 	"github.com/tenancyhq/tenancy/pkg/domain"
@@ -144,15 +144,11 @@ func TestTraceFollowsAWrite(t *testing.T) {
 	defer receiver.Close()
 	cfg := config.Webhooks{AllowCIDRs: []string{"127.0.0.0/8"}, AllowHTTP: true, Timeout: 2 * time.Second, MaxBody: 256 << 10,
 		Schedule: []time.Duration{0, 20 * time.Millisecond}}
-	svc, err := services.NewWebhookService(ctx, h.core, cfg)
+	hooks, err := webhooker.New(ctx, h.core, cfg, h.rs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := svc.Create(ctx, domain.CreateWebhook{URL: receiver.URL, EventTypes: []string{"tenancy.tenant.*"}}, command.Meta{Actor: "test"}); err != nil {
-		t.Fatal(err)
-	}
-	hooks, err := services.NewWebhooker(ctx, h.core, cfg, h.rs)
-	if err != nil {
+	if _, _, err := hooks.Webhooks.Create(ctx, domain.CreateWebhook{URL: receiver.URL, EventTypes: []string{"tenancy.tenant.*"}}, command.Meta{Actor: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})

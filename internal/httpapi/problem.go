@@ -8,8 +8,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/tenancyhq/tenancy/internal/command"
-	"github.com/tenancyhq/tenancy/internal/eventstore"
 	"github.com/tenancyhq/tenancy/internal/idempotency"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 )
@@ -75,8 +73,6 @@ var kinds = []problemKind{
 	{errMethodNotAllowed, http.StatusMethodNotAllowed, "method-not-allowed", "Method not allowed"},
 	{errNotAcceptable, http.StatusNotAcceptable, "not-acceptable", "Not acceptable"},
 	{domain.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "Temporarily unavailable"},
-	{eventstore.ErrUnavailable, http.StatusServiceUnavailable, "unavailable", "Temporarily unavailable"},
-	{command.ErrContention, http.StatusServiceUnavailable, "unavailable", "Temporarily unavailable"},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, "unavailable", "Temporarily unavailable"},
 }
 

@@ -12,12 +12,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/labstack/echo/v4"
 
+	"github.com/tenancyhq/tenancy/internal/app"
 	"github.com/tenancyhq/tenancy/internal/auth"
 	"github.com/tenancyhq/tenancy/internal/readmodel"
-	"github.com/tenancyhq/tenancy/internal/tenants"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
@@ -41,17 +40,17 @@ func checkParams(c echo.Context, allowed ...string) error {
 	return nil
 }
 
-// readModel returns the read side, or an error if this API has none.
-func (s *Server) readModel() (*readmodel.Reader, error) {
+// reads returns the queries, or an error if this API has no read side.
+func (s *Server) reads() (*app.Reads, error) {
 	if s.deps.Reads == nil {
 		return nil, fmt.Errorf("%w: this API instance has no read model configured (DATABASE_URL)", domain.ErrUnavailable)
 	}
 	return s.deps.Reads, nil
 }
 
-// consistent waits, bounded, until projection has applied min_seq, and sets
-// the header saying how far it had got.
-func (s *Server) consistent(c echo.Context, projectionName string) error {
+// consistent waits, bounded, until projection has applied the request's
+// min_seq, and sets the header saying how far it had got.
+func (s *Server) consistent(c echo.Context, reads *app.Reads, projectionName string) error {
 	var minSeq uint64
 	if raw := c.QueryParam("min_seq"); raw != "" {
 		v, err := strconv.ParseUint(raw, 10, 64)
@@ -60,39 +59,9 @@ func (s *Server) consistent(c echo.Context, projectionName string) error {
 		}
 		minSeq = v
 	}
-	if s.deps.Waiter == nil {
-		return nil
-	}
-	ctx := c.Request().Context()
-	reached, err := s.deps.Waiter.Wait(ctx, projectionName, minSeq, s.deps.ReadWait)
+	reached, err := reads.Wait(c.Request().Context(), projectionName, minSeq)
 	c.Response().Header().Set(ReadSequenceHeader, strconv.FormatUint(reached, 10))
-	if errors.Is(err, readmodel.ErrBehind) {
-		if head, herr := s.deps.Tenants.Head(ctx); herr == nil && minSeq > head {
-			return invalid("min_seq", fmt.Sprintf("%d is beyond the end of the log (%d); pass the Tenancy-Sequence of a write", minSeq, head))
-		}
-		return fmt.Errorf("%w: the %s read model has reached sequence %d, not min_seq %d, within %s; retry shortly",
-			domain.ErrUnavailable, projectionName, reached, minSeq, s.deps.ReadWait)
-	}
 	return err
-}
-
-// readErr maps read-model failures: a model that is not built yet, or a
-// database that is down, is unavailable, not broken.
-func readErr(err error) error {
-	var pgErr *pgconn.PgError
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, readmodel.ErrBadToken):
-		return invalid("page_token", "is not a token this API issued; pass next_page_token from the previous page")
-	case errors.As(err, &pgErr) && pgErr.Code == "42P01":
-		return fmt.Errorf("%w: the read model is still being built; retry shortly", domain.ErrUnavailable)
-	case errors.As(err, &pgErr):
-		return err
-	case errors.Is(err, context.Canceled):
-		return err
-	}
-	return fmt.Errorf("%w: read model: %v", domain.ErrUnavailable, err)
 }
 
 var listParams = []string{"state", "plan", "region", "isolation", "label", "external_id", "q", "page_size", "page_token", "min_seq"}
@@ -119,7 +88,7 @@ func (s *Server) listTenants(c echo.Context) error {
 	if err := checkParams(c, listParams...); err != nil {
 		return err
 	}
-	reads, err := s.readModel()
+	reads, err := s.reads()
 	if err != nil {
 		return err
 	}
@@ -155,12 +124,12 @@ func (s *Server) listTenants(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.consistent(c, "tenants"); err != nil {
+	if err := s.consistent(c, reads, "tenants"); err != nil {
 		return err
 	}
-	page, err := reads.ListTenants(c.Request().Context(), f, readmodel.Page{Size: size, Token: c.QueryParam("page_token")})
+	page, err := reads.Tenants(c.Request().Context(), f, readmodel.Page{Size: size, Token: c.QueryParam("page_token")})
 	if err != nil {
-		return readErr(err)
+		return err
 	}
 	out := TenantList{Items: make([]TenantView, 0, len(page.Items)), NextPageToken: page.NextPageToken}
 	for _, t := range page.Items {
@@ -179,23 +148,23 @@ func stateStrings() []string {
 
 // readTenantFrom serves a lookup from the read model, hiding tenants the
 // caller may not read.
-func (s *Server) readTenantFrom(c echo.Context, what string, lookup func(ctx context.Context, r *readmodel.Reader) (domain.Tenant, error)) error {
+func (s *Server) readTenantFrom(c echo.Context, what string, lookup func(ctx context.Context, r *app.Reads) (domain.Tenant, error)) error {
 	if err := checkParams(c, "min_seq"); err != nil {
 		return err
 	}
-	reads, err := s.readModel()
+	reads, err := s.reads()
 	if err != nil {
 		return err
 	}
-	if err := s.consistent(c, "tenants"); err != nil {
+	if err := s.consistent(c, reads, "tenants"); err != nil {
 		return err
 	}
 	t, err := lookup(c.Request().Context(), reads)
-	if errors.Is(err, readmodel.ErrNotFound) || (err == nil && !principal(c).CanRead(t.ID)) {
+	if errors.Is(err, domain.ErrNotFound) || (err == nil && !principal(c).CanRead(t.ID)) {
 		return fmt.Errorf("no tenant with %s: %w", what, domain.ErrNotFound)
 	}
 	if err != nil {
-		return readErr(err)
+		return err
 	}
 	c.Response().Header().Set("ETag", etag(t.Version))
 	return writeJSON(c, http.StatusOK, ViewTenant(t))
@@ -203,7 +172,7 @@ func (s *Server) readTenantFrom(c echo.Context, what string, lookup func(ctx con
 
 func (s *Server) tenantBySlug(c echo.Context) error {
 	slug := c.Param("slug")
-	return s.readTenantFrom(c, fmt.Sprintf("slug %q", slug), func(ctx context.Context, r *readmodel.Reader) (domain.Tenant, error) {
+	return s.readTenantFrom(c, fmt.Sprintf("slug %q", slug), func(ctx context.Context, r *app.Reads) (domain.Tenant, error) {
 		return r.TenantBySlug(ctx, slug)
 	})
 }
@@ -217,7 +186,7 @@ func (s *Server) tenantByExternalID(c echo.Context) error {
 	if err != nil {
 		return invalid("id", "is not a valid path segment")
 	}
-	return s.readTenantFrom(c, fmt.Sprintf("external id %s:%s", system, id), func(ctx context.Context, r *readmodel.Reader) (domain.Tenant, error) {
+	return s.readTenantFrom(c, fmt.Sprintf("external id %s:%s", system, id), func(ctx context.Context, r *app.Reads) (domain.Tenant, error) {
 		return r.TenantByExternalID(ctx, system, id)
 	})
 }
@@ -257,24 +226,16 @@ func timeParam(c echo.Context, name string) (time.Time, error) {
 	return t, nil
 }
 
-// EventURL is where a stored event can be fetched.
-func EventURL(tenantID string, seq uint64) string {
-	if tenantID == events.PlatformTenantID {
-		return "/v1/events/" + strconv.FormatUint(seq, 10)
-	}
-	return "/v1/tenants/" + tenantID + "/events/" + strconv.FormatUint(seq, 10)
-}
-
 func (s *Server) audit(c echo.Context) error {
 	if err := checkParams(c, "tenant_id", "actor", "type", "from", "to", "page_size", "page_token", "min_seq"); err != nil {
 		return err
 	}
-	reads, err := s.readModel()
+	reads, err := s.reads()
 	if err != nil {
 		return err
 	}
 	f := readmodel.AuditFilter{TenantID: c.QueryParam("tenant_id"), Actor: c.QueryParam("actor"), Type: c.QueryParam("type")}
-	if f.TenantID != "" && !tenants.ValidID(f.TenantID) {
+	if f.TenantID != "" && !app.ValidID(f.TenantID) {
 		return invalid("tenant_id", "must be a tenant id")
 	}
 	if f.From, err = timeParam(c, "from"); err != nil {
@@ -297,19 +258,19 @@ func (s *Server) audit(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.consistent(c, "audit_log"); err != nil {
+	if err := s.consistent(c, reads, "audit_log"); err != nil {
 		return err
 	}
 	page, err := reads.Audit(c.Request().Context(), f, readmodel.Page{Size: size, Token: c.QueryParam("page_token")})
 	if err != nil {
-		return readErr(err)
+		return err
 	}
 	out := AuditList{Items: make([]AuditEntryView, 0, len(page.Items)), NextPageToken: page.NextPageToken}
 	for _, e := range page.Items {
 		out.Items = append(out.Items, AuditEntryView{
 			Seq: e.Seq, EventID: e.EventID, Time: e.Time, TenantID: e.TenantID, Aggregate: e.Aggregate, AggregateID: e.AggregateID,
 			Type: e.Type, Actor: e.Actor, CorrelationID: e.CorrelationID, CausationID: e.CausationID, Summary: e.Summary,
-			EventURL: EventURL(e.TenantID, e.Seq),
+			EventURL: app.EventURL(e.TenantID, e.Seq),
 		})
 	}
 	return writeJSON(c, http.StatusOK, out)
@@ -365,12 +326,12 @@ type ProjectionList struct {
 }
 
 func (s *Server) projections(c echo.Context) error {
-	if s.deps.ProjectionStatus == nil {
+	if s.deps.Projections == nil {
 		return fmt.Errorf("%w: this API instance has no read model configured (DATABASE_URL)", domain.ErrUnavailable)
 	}
-	items, err := s.deps.ProjectionStatus(c.Request().Context())
+	items, err := s.deps.Projections.Status(c.Request().Context())
 	if err != nil {
-		return readErr(err)
+		return err
 	}
 	out := ProjectionList{Items: make([]json.RawMessage, 0, len(items))}
 	for _, it := range items {

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/tenancyhq/tenancy/internal/auth"
-	"github.com/tenancyhq/tenancy/internal/signing"
 )
 
 type listPage struct {
@@ -247,7 +246,7 @@ func TestAuditTrail(t *testing.T) {
 		t.Fatalf("to filter: %v", got)
 	}
 	// Each entry links to the signed event it summarizes.
-	keys, _ := signing.Keys(context.Background(), h.core.Store)
+	keys, _ := h.core.SigningKeys.Keys(context.Background())
 	for _, e := range entries {
 		r := h.do(t, req{method: "GET", path: e["event_url"].(string), token: h.admin})
 		if r.Status != 200 {

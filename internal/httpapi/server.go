@@ -4,7 +4,6 @@
 package httpapi
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -22,34 +21,34 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/tenancyhq/tenancy/internal/app"
 	"github.com/tenancyhq/tenancy/internal/auth"
+	"github.com/tenancyhq/tenancy/internal/health"
 	"github.com/tenancyhq/tenancy/internal/idempotency"
 	"github.com/tenancyhq/tenancy/internal/logging"
 	"github.com/tenancyhq/tenancy/internal/metrics"
-	"github.com/tenancyhq/tenancy/internal/projection"
-	"github.com/tenancyhq/tenancy/internal/readmodel"
-	"github.com/tenancyhq/tenancy/internal/tenants"
 	"github.com/tenancyhq/tenancy/internal/tracing"
-	"github.com/tenancyhq/tenancy/internal/webhooks"
 	"github.com/tenancyhq/tenancy/pkg/domain"
-	"github.com/tenancyhq/tenancy/pkg/events"
 )
 
-// Check is one readiness check.
-type Check struct {
-	Name  string
-	Check func(context.Context) error
-}
-
-// Deps are the server's collaborators.
+// Deps are the server's collaborators: the use cases it calls, and what
+// HTTP itself needs.
 type Deps struct {
-	Tenants     *tenants.Service
+	Tenants     *app.Tenants
+	SigningKeys *app.SigningKeys
+	// Webhooks manages subscriptions and dead letters; nil disables the
+	// webhook routes (503).
+	Webhooks *app.Webhooks
+	// Reads answers queries from the read models; nil without a database
+	// (the query routes answer 503).
+	Reads *app.Reads
+	// Projections reports the read models (GET /v1/admin/projections); nil
+	// without a database.
+	Projections *app.Projections
 	Auth        *auth.Authenticator
 	Idempotency *idempotency.Store
-	// EventKeys returns the public keys events are signed with.
-	EventKeys func(context.Context) (*events.KeySet, error)
 	// Checks run on /readyz.
-	Checks []Check
+	Checks []health.Check
 	Logger *slog.Logger
 	// NewID generates request ids.
 	NewID func() string
@@ -57,24 +56,6 @@ type Deps struct {
 	Mounts map[string]http.Handler
 	// BodyLimit bounds request bodies (default 1 MiB).
 	BodyLimit int64
-
-	// Reads answers queries from the read models; nil without a database.
-	Reads *readmodel.Reader
-	// Waiter lets reads wait for a min_seq.
-	Waiter *readmodel.Waiter
-	// ReadWait bounds that wait (default 2 s).
-	ReadWait time.Duration
-	// ProjectionStatus reports the projections (GET /v1/admin/projections).
-	ProjectionStatus func(context.Context) ([]projection.Status, error)
-	// AdminPassword sets a new temporary password on a tenant's
-	// administrator in the identity provider and returns it; nil when no
-	// identity provider is configured.
-	AdminPassword func(ctx context.Context, t domain.Tenant) (username, password string, err error)
-	// Webhooks manages subscriptions and dead letters; nil disables the
-	// webhook routes (503).
-	Webhooks *webhooks.Service
-	// Attempts reads recorded delivery attempts; nil without a database.
-	Attempts *webhooks.AttemptReader
 }
 
 // Server is the HTTP API.
@@ -91,9 +72,6 @@ func New(d Deps) *Server {
 	}
 	if d.Logger == nil {
 		d.Logger = logging.Discard()
-	}
-	if d.ReadWait <= 0 {
-		d.ReadWait = 2 * time.Second
 	}
 	s := &Server{deps: d, log: d.Logger, e: echo.New()}
 	e := s.e
@@ -233,7 +211,7 @@ func methodLabel(m string) string {
 
 // withTenant names the tenant a request is about in its log lines and span.
 func withTenant(c echo.Context, id string) {
-	if !tenants.ValidID(id) {
+	if !app.ValidID(id) {
 		return
 	}
 	ctx := logging.With(c.Request().Context(), slog.String("tenant_id", id))
@@ -333,18 +311,7 @@ func (s *Server) healthz(c echo.Context) error {
 }
 
 func (s *Server) readyz(c echo.Context) error {
-	ctx, cancel := context.WithTimeout(c.Request().Context(), 3*time.Second)
-	defer cancel()
-	results := map[string]string{}
-	ready := true
-	for _, ch := range s.deps.Checks {
-		if err := ch.Check(ctx); err != nil {
-			results[ch.Name] = err.Error()
-			ready = false
-		} else {
-			results[ch.Name] = "ok"
-		}
-	}
+	results, ready := health.Ready(c.Request().Context(), s.deps.Checks)
 	if !ready {
 		return &notReadyError{checks: results}
 	}
@@ -368,7 +335,7 @@ func (e *notReadyError) Error() string {
 func (e *notReadyError) Unwrap() error { return domain.ErrUnavailable }
 
 func (s *Server) eventKeys(c echo.Context) error {
-	ks, err := s.deps.EventKeys(c.Request().Context())
+	ks, err := s.deps.SigningKeys.Keys(c.Request().Context())
 	if err != nil {
 		return err
 	}

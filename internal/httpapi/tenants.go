@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -239,110 +238,61 @@ var readOnlyMembers = map[string]string{
 // parsePatch turns a JSON merge patch document into an update command.
 func parsePatch(body []byte) (domain.UpdateTenant, error) {
 	var cmd domain.UpdateTenant
-	if len(body) == 0 {
-		return cmd, fmt.Errorf("%w: the request body is empty; send a JSON merge patch object", errMalformed)
-	}
-	var doc map[string]json.RawMessage
-	if err := decodeStrict(body, &doc); err != nil {
+	p, err := parseMergePatch(body)
+	if err != nil {
 		return cmd, err
 	}
-	var fe []domain.FieldError
-	bad := func(field, msg string) { fe = append(fe, domain.FieldError{Field: field, Message: msg}) }
-	isNull := func(raw json.RawMessage) bool { return string(raw) == "null" }
-	str := func(field string, raw json.RawMessage, nullable bool) *string {
-		if isNull(raw) {
-			if nullable {
-				empty := ""
-				return &empty
-			}
-			bad(field, "cannot be removed; send a new value")
-			return nil
-		}
-		var v string
-		if err := json.Unmarshal(raw, &v); err != nil {
-			bad(field, "must be a string")
-			return nil
-		}
-		return &v
-	}
-	mapPatch := func(field string, raw json.RawMessage) *domain.MapPatch {
-		if isNull(raw) {
-			return &domain.MapPatch{Replace: true}
-		}
-		var m map[string]*string
-		if err := json.Unmarshal(raw, &m); err != nil {
-			bad(field, "must be an object whose values are strings (or null to remove a key)")
-			return nil
-		}
-		return &domain.MapPatch{Values: m}
-	}
-	for _, key := range slices.Sorted(maps.Keys(doc)) {
-		raw := doc[key]
-		if why, ro := readOnlyMembers[key]; ro {
-			bad(key, why)
-			continue
-		}
+	p.each(readOnlyMembers, func(key string, raw json.RawMessage) {
 		switch key {
 		case "display_name":
-			cmd.DisplayName = str(key, raw, false)
+			cmd.DisplayName = p.str(key, raw, false)
 		case "plan":
-			cmd.Plan = str(key, raw, false)
+			cmd.Plan = p.str(key, raw, false)
 		case "isolation":
-			cmd.Isolation = str(key, raw, false)
+			cmd.Isolation = p.str(key, raw, false)
 		case "customer_ref":
-			cmd.CustomerRef = str(key, raw, true)
+			cmd.CustomerRef = p.str(key, raw, true)
 		case "labels":
-			cmd.Labels = mapPatch(key, raw)
+			cmd.Labels = p.mapPatch(key, raw)
 		case "external_ids":
-			cmd.ExternalIDs = mapPatch(key, raw)
+			cmd.ExternalIDs = p.mapPatch(key, raw)
 		case "contacts":
-			if isNull(raw) {
-				cmd.Contacts = &[]events.Contact{}
-				continue
+			contacts := []events.Contact{}
+			if isNull(raw) || p.strictly(key, raw, &contacts, "must be an array of {role, name, email, phone}") {
+				cmd.Contacts = &contacts
 			}
-			var contacts []events.Contact
-			dec := json.NewDecoder(bytes.NewReader(raw))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&contacts); err != nil {
-				bad(key, "must be an array of {role, name, email, phone}")
-				continue
-			}
-			cmd.Contacts = &contacts
 		case "regions":
-			if isNull(raw) {
-				bad(key, "cannot be removed; a tenant always has a residency")
-				continue
-			}
-			var r map[string]json.RawMessage
-			if err := json.Unmarshal(raw, &r); err != nil {
-				bad(key, "must be an object with allowed and preferred")
-				continue
-			}
-			rp := &domain.RegionsPatch{}
-			for rk, rv := range r {
-				switch rk {
-				case "allowed":
-					var allowed []string
-					if isNull(rv) || json.Unmarshal(rv, &allowed) != nil {
-						bad("regions.allowed", "must be an array of region codes")
-						continue
-					}
-					rp.Allowed = &allowed
-				case "preferred":
-					rp.Preferred = str("regions.preferred", rv, false)
-				default:
-					bad("regions."+rk, "unknown field")
-				}
-			}
-			cmd.Regions = rp
+			cmd.Regions = regionsPatch(p, raw)
 		default:
-			bad(key, "unknown field; see openapi.yaml for the fields a tenant has")
+			p.unknown(key, "a tenant")
+		}
+	})
+	return cmd, p.err()
+}
+
+// regionsPatch reads the regions member of a tenant patch.
+func regionsPatch(p *mergePatch, raw json.RawMessage) *domain.RegionsPatch {
+	if isNull(raw) {
+		p.bad("regions", "cannot be removed; a tenant always has a residency")
+		return nil
+	}
+	var r map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &r); err != nil {
+		p.bad("regions", "must be an object with allowed and preferred")
+		return nil
+	}
+	rp := &domain.RegionsPatch{}
+	for _, rk := range slices.Sorted(maps.Keys(r)) {
+		switch rk {
+		case "allowed":
+			rp.Allowed = p.strings("regions.allowed", r[rk], "must be an array of region codes")
+		case "preferred":
+			rp.Preferred = p.str("regions.preferred", r[rk], false)
+		default:
+			p.bad("regions."+rk, "unknown field")
 		}
 	}
-	if len(fe) > 0 {
-		return cmd, &domain.ValidationError{Fields: fe}
-	}
-	return cmd, nil
+	return rp
 }
 
 func (s *Server) patchTenant(c echo.Context) error {
@@ -468,15 +418,11 @@ func (s *Server) tenantEvents(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	msgs, next, err := s.deps.Tenants.Events(c.Request().Context(), c.Param("id"), from, size)
+	items, next, err := s.deps.Tenants.Events(c.Request().Context(), c.Param("id"), from, size)
 	if err != nil {
 		return err
 	}
-	page := EventPage{Items: make([]json.RawMessage, len(msgs)), NextPageToken: seqToken(next)}
-	for i, m := range msgs {
-		page.Items[i] = m.Data
-	}
-	return writeJSON(c, http.StatusOK, page)
+	return writeJSON(c, http.StatusOK, EventPage{Items: items, NextPageToken: seqToken(next)})
 }
 
 // CatalogView lists the regions and plans tenants can use.
@@ -549,23 +495,11 @@ type AdminPasswordView struct {
 // is deliberately not idempotent: a replay would have to store the
 // password.
 func (s *Server) adminPassword(c echo.Context) error {
-	if s.deps.AdminPassword == nil {
-		return fmt.Errorf("%w: no identity provider is configured (KEYCLOAK_URL), so there is no administrator account", domain.ErrPrecondition)
-	}
-	ctx := c.Request().Context()
-	t, _, err := s.deps.Tenants.Get(ctx, c.Param("id"))
-	if err != nil {
-		return err
-	}
 	meta, err := s.meta(c)
 	if err != nil {
 		return err
 	}
-	// Record first: a password that exists is always accounted for.
-	if _, err := s.deps.Tenants.Do(ctx, t.ID, domain.RecordAdminPassword{}, meta); err != nil {
-		return err
-	}
-	user, password, err := s.deps.AdminPassword(ctx, t)
+	user, password, err := s.deps.Tenants.IssueAdminPassword(c.Request().Context(), c.Param("id"), meta)
 	if err != nil {
 		return err
 	}

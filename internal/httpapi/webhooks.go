@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -10,12 +9,13 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/tenancyhq/tenancy/internal/tenants"
-	"github.com/tenancyhq/tenancy/internal/webhooks"
+	"github.com/tenancyhq/tenancy/internal/app"
+	"github.com/tenancyhq/tenancy/internal/delivery/attempts"
+	"github.com/tenancyhq/tenancy/internal/delivery/deadletter"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 )
 
-var validID = tenants.ValidID
+var validID = app.ValidID
 
 // WebhookView is a subscription as the API shows it; the secret never
 // appears here.
@@ -59,7 +59,7 @@ func ViewWebhook(w domain.Webhook, now time.Time) WebhookView {
 	return v
 }
 
-func (s *Server) webhookService() (*webhooks.Service, error) {
+func (s *Server) webhookService() (*app.Webhooks, error) {
 	if s.deps.Webhooks == nil {
 		return nil, fmt.Errorf("%w: webhooks are not configured on this API instance", domain.ErrUnavailable)
 	}
@@ -152,67 +152,30 @@ var webhookReadOnly = map[string]string{
 // parseWebhookPatch turns a JSON merge patch into an update command.
 func parseWebhookPatch(body []byte) (domain.UpdateWebhook, error) {
 	var cmd domain.UpdateWebhook
-	if len(body) == 0 {
-		return cmd, fmt.Errorf("%w: the request body is empty; send a JSON merge patch object", errMalformed)
+	p, err := parseMergePatch(body)
+	if err != nil {
+		return cmd, err
 	}
-	var doc map[string]json.RawMessage
-	if err := json.Unmarshal(body, &doc); err != nil {
-		return cmd, jsonError(err)
-	}
-	var fe []domain.FieldError
-	str := func(name string, raw json.RawMessage, nullable bool) *string {
-		if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
-			if !nullable {
-				fe = append(fe, domain.FieldError{Field: name, Message: "cannot be removed (null)"})
-				return nil
-			}
-			empty := ""
-			return &empty
-		}
-		var v string
-		if err := json.Unmarshal(raw, &v); err != nil {
-			fe = append(fe, domain.FieldError{Field: name, Message: "must be a string"})
-			return nil
-		}
-		return &v
-	}
-	for k, raw := range doc {
-		switch k {
+	p.each(webhookReadOnly, func(key string, raw json.RawMessage) {
+		switch key {
 		case "url":
-			cmd.URL = str(k, raw, false)
+			cmd.URL = p.str(key, raw, false)
 		case "description":
-			cmd.Description = str(k, raw, true)
+			cmd.Description = p.str(key, raw, true)
 		case "tenant_id":
-			cmd.TenantID = str(k, raw, true)
-			if cmd.TenantID != nil && *cmd.TenantID != "" && !validID(*cmd.TenantID) {
-				fe = append(fe, domain.FieldError{Field: k, Message: "must be a tenant id (a UUID), or null to receive every tenant's events"})
+			cmd.TenantID = p.str(key, raw, true)
+			if cmd.TenantID != nil && *cmd.TenantID != "" && !app.ValidID(*cmd.TenantID) {
+				p.bad(key, "must be a tenant id (a UUID), or null to receive every tenant's events")
 			}
 		case "event_types":
-			var v []string
-			if err := json.Unmarshal(raw, &v); err != nil || v == nil {
-				fe = append(fe, domain.FieldError{Field: k, Message: "must be an array of event types or prefixes"})
-				continue
-			}
-			cmd.EventTypes = &v
+			cmd.EventTypes = p.strings(key, raw, "must be an array of event types or prefixes")
 		case "enabled":
-			var v bool
-			if err := json.Unmarshal(raw, &v); err != nil {
-				fe = append(fe, domain.FieldError{Field: k, Message: "must be true or false"})
-				continue
-			}
-			cmd.Enabled = &v
+			cmd.Enabled = p.boolean(key, raw)
 		default:
-			msg, ok := webhookReadOnly[k]
-			if !ok {
-				msg = "unknown field; see openapi.yaml for the fields of a webhook"
-			}
-			fe = append(fe, domain.FieldError{Field: k, Message: msg})
+			p.unknown(key, "a webhook")
 		}
-	}
-	if len(fe) > 0 {
-		return cmd, &domain.ValidationError{Fields: fe}
-	}
-	return cmd, nil
+	})
+	return cmd, p.err()
 }
 
 func (s *Server) patchWebhook(c echo.Context) error {
@@ -296,7 +259,7 @@ func (s *Server) rotateWebhookSecret(c echo.Context) error {
 
 // AttemptList is a page of delivery attempts, newest first.
 type AttemptList struct {
-	Items         []webhooks.Attempt `json:"items"`
+	Items         []attempts.Attempt `json:"items"`
 	NextPageToken string             `json:"next_page_token"`
 }
 
@@ -308,14 +271,7 @@ func (s *Server) webhookAttempts(c echo.Context) error {
 	if err := checkParams(c, "event_seq", "page_size", "page_token"); err != nil {
 		return err
 	}
-	if s.deps.Attempts == nil {
-		return fmt.Errorf("%w: this API instance has no database configured (DATABASE_URL) to read attempts from", domain.ErrUnavailable)
-	}
-	id := c.Param("id")
-	if _, _, err := svc.Get(c.Request().Context(), id); err != nil {
-		return err
-	}
-	f := webhooks.AttemptFilter{WebhookID: id}
+	f := attempts.Filter{WebhookID: c.Param("id")}
 	if f.Limit, err = pageSize(c); err != nil {
 		return err
 	}
@@ -331,9 +287,9 @@ func (s *Server) webhookAttempts(c echo.Context) error {
 		}
 		f.Before = int64(seq)
 	}
-	items, more, err := s.deps.Attempts.List(c.Request().Context(), f)
+	items, more, err := svc.Attempts(c.Request().Context(), f)
 	if err != nil {
-		return readErr(err)
+		return err
 	}
 	out := AttemptList{Items: items}
 	if more {
@@ -344,8 +300,8 @@ func (s *Server) webhookAttempts(c echo.Context) error {
 
 // DeadLetterList is a page of dead letters, oldest first.
 type DeadLetterList struct {
-	Items         []webhooks.DeadLetter `json:"items"`
-	NextPageToken string                `json:"next_page_token"`
+	Items         []deadletter.DeadLetter `json:"items"`
+	NextPageToken string                  `json:"next_page_token"`
 }
 
 func (s *Server) deadLetters(c echo.Context) error {
@@ -356,7 +312,7 @@ func (s *Server) deadLetters(c echo.Context) error {
 	if err := checkParams(c, "webhook_id", "type", "from", "to", "page_size", "page_token"); err != nil {
 		return err
 	}
-	f := webhooks.DeadLetterFilter{WebhookID: c.QueryParam("webhook_id"), Type: c.QueryParam("type")}
+	f := deadletter.Filter{WebhookID: c.QueryParam("webhook_id"), Type: c.QueryParam("type")}
 	if f.WebhookID != "" && !validID(f.WebhookID) {
 		return invalid("webhook_id", "must be a webhook id (a UUID)")
 	}
@@ -385,13 +341,6 @@ func (s *Server) deadLetters(c echo.Context) error {
 	return writeJSON(c, http.StatusOK, out)
 }
 
-// DeadLetterDetail is one dead letter with its event and every attempt.
-type DeadLetterDetail struct {
-	webhooks.DeadLetter
-	Event      json.RawMessage    `json:"event"`
-	AttemptLog []webhooks.Attempt `json:"attempt_log"`
-}
-
 func deadLetterSeq(c echo.Context) (uint64, error) {
 	seq, err := strconv.ParseUint(c.Param("seq"), 10, 64)
 	if err != nil || seq == 0 {
@@ -409,24 +358,11 @@ func (s *Server) deadLetter(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
-	d, err := svc.DeadLetter(ctx, seq)
+	d, err := svc.DeadLetterDetail(c.Request().Context(), seq, MaxPageSize)
 	if err != nil {
 		return err
 	}
-	ev, err := svc.Event(ctx, d.EventSeq)
-	if err != nil {
-		return err
-	}
-	out := DeadLetterDetail{DeadLetter: d, Event: ev, AttemptLog: []webhooks.Attempt{}}
-	if s.deps.Attempts != nil {
-		items, _, err := s.deps.Attempts.List(ctx, webhooks.AttemptFilter{WebhookID: d.WebhookID, EventSeq: d.EventSeq, Limit: MaxPageSize})
-		if err != nil {
-			return readErr(err)
-		}
-		out.AttemptLog = items
-	}
-	return writeJSON(c, http.StatusOK, out)
+	return writeJSON(c, http.StatusOK, d)
 }
 
 // RequeueResult says which dead letters went back to their endpoint's queue.
@@ -458,7 +394,7 @@ func (s *Server) requeueAll(c echo.Context) error {
 	return s.requeue(c, svc, c.Param("id"), nil)
 }
 
-func (s *Server) requeue(c echo.Context, svc *webhooks.Service, webhookID string, seqs []uint64) error {
+func (s *Server) requeue(c echo.Context, svc *app.Webhooks, webhookID string, seqs []uint64) error {
 	meta := actorMeta(c)
 	res, done, err := svc.Requeue(c.Request().Context(), webhookID, seqs, meta)
 	if err != nil {

@@ -286,9 +286,6 @@ func Bool(v bool) *bool { return &v }
 // IsEnabled reports whether the realm is enabled.
 func (r Realm) IsEnabled() bool { return r.Enabled != nil && *r.Enabled }
 
-// HasSMTP reports whether the realm can send email.
-func (r Realm) HasSMTP() bool { return r.SMTPServer["host"] != "" }
-
 // GetRealm returns a realm; a missing one is an error wrapping ErrNotFound.
 func (c *Client) GetRealm(ctx context.Context, name string) (Realm, error) {
 	var r Realm
@@ -373,12 +370,6 @@ func (c *Client) CreateClient(ctx context.Context, realm string, cl OIDCClient) 
 		return "", err
 	}
 	return createdID(h)
-}
-
-// DeleteClient deletes a client.
-func (c *Client) DeleteClient(ctx context.Context, realm, id string) error {
-	_, err := c.call(ctx, http.MethodDelete, realmPath(realm, "clients", id), nil, nil)
-	return err
 }
 
 // Mappers lists a client's protocol mappers.
@@ -474,18 +465,25 @@ func (c *Client) AddRealmRoles(ctx context.Context, realm, userID string, roles 
 	return err
 }
 
-// UserRealmRoles lists the realm roles mapped to a user.
-func (c *Client) UserRealmRoles(ctx context.Context, realm, userID string) ([]Role, error) {
-	var list []Role
-	_, err := c.call(ctx, http.MethodGet, realmPath(realm, "users", userID, "role-mappings", "realm"), nil, &list)
-	return list, err
-}
-
 // ResetPassword sets a user's password.
 func (c *Client) ResetPassword(ctx context.Context, realm, userID, password string, temporary bool) error {
 	_, err := c.call(ctx, http.MethodPut, realmPath(realm, "users", userID, "reset-password"),
 		map[string]any{"type": "password", "value": password, "temporary": temporary}, nil)
 	return err
+}
+
+// SetTemporaryPassword sets password on username's account in realm, to be
+// changed at first login, and returns the account's username; found is
+// false when there is no such account.
+func (c *Client) SetTemporaryPassword(ctx context.Context, realm, username, password string) (string, bool, error) {
+	u, found, err := c.FindUser(ctx, realm, username)
+	if err != nil || !found {
+		return "", found, err
+	}
+	if err := c.ResetPassword(ctx, realm, u.ID, password, true); err != nil {
+		return "", true, err
+	}
+	return u.Username, true, nil
 }
 
 // ExecuteActionsEmail emails the user a link to perform actions.

@@ -12,8 +12,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -217,52 +215,6 @@ func (k *Keyring) Destroy(ctx context.Context, tenantID string) error {
 		return fmt.Errorf("keyring: tombstone key of tenant %s: %w", tenantID, err)
 	}
 	return nil
-}
-
-// ParseMasterKey reads a master key given as base64 (standard or URL
-// alphabet, padded or not) of 32 bytes, or as "file:<path>" to a file
-// holding that text.
-func ParseMasterKey(spec string) ([]byte, error) {
-	if path, ok := strings.CutPrefix(spec, "file:"); ok {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("master key: %w", err)
-		}
-		spec = string(b)
-	}
-	spec = strings.TrimSpace(spec)
-	for _, enc := range []*base64.Encoding{base64.RawURLEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.StdEncoding} {
-		if raw, err := enc.DecodeString(spec); err == nil {
-			if len(raw) != MasterKeySize {
-				return nil, fmt.Errorf("master key: want %d bytes, got %d", MasterKeySize, len(raw))
-			}
-			return raw, nil
-		}
-	}
-	return nil, errors.New("master key: not base64")
-}
-
-// LoadOrCreateMasterKeyFile reads the master key in path, creating a random
-// one there (mode 0600) if the file does not exist. For development.
-func LoadOrCreateMasterKeyFile(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err == nil {
-		return ParseMasterKey(string(b))
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("master key: %w", err)
-	}
-	key := make([]byte, MasterKeySize)
-	if _, err := rand.Read(key); err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(path, []byte(base64.RawURLEncoding.EncodeToString(key)+"\n"), 0o600); err != nil {
-		return nil, fmt.Errorf("master key: %w", err)
-	}
-	return key, nil
 }
 
 // Prefetch loads the keys of many tenants in batched reads, so that a

@@ -69,19 +69,6 @@ func TestSealOpenDestroy(t *testing.T) {
 	}
 }
 
-func TestParseMasterKey(t *testing.T) {
-	if _, err := keyring.ParseMasterKey("c2hvcnQ="); err == nil {
-		t.Fatal("a short key must be refused")
-	}
-	if _, err := keyring.ParseMasterKey("not base64!"); err == nil {
-		t.Fatal("garbage must be refused")
-	}
-	k, err := keyring.ParseMasterKey("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
-	if err != nil || len(k) != 32 || k[31] != 31 {
-		t.Fatalf("%v %v", k, err)
-	}
-}
-
 func TestWrapSecret(t *testing.T) {
 	n := testenv.StartNATS(t)
 	ctx := testenv.Context(t, time.Minute)

@@ -16,11 +16,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tenancyhq/tenancy/pkg/domain"
 )
 
 //go:embed migrations/*.sql
@@ -220,8 +221,21 @@ func isConnErr(err error) bool {
 	return false
 }
 
-// Backoff returns the pause before retry attempt n (n >= 1), capped.
-func Backoff(n int) time.Duration {
-	d := 100 * time.Millisecond << min(n-1, 6)
-	return min(d, 5*time.Second)
+// ReadErr maps a failed read of a read model onto the domain's error kinds,
+// so that callers above never look at SQLSTATEs: a model whose tables do not
+// exist yet (still being built) and a database that is down are
+// unavailable, not broken; a cancelled request stays cancelled; an error the
+// server reported for another reason is returned as it is (an unexpected
+// failure).
+func ReadErr(err error) error {
+	var pgErr *pgconn.PgError
+	switch {
+	case err == nil, errors.Is(err, context.Canceled):
+		return err
+	case errors.As(err, &pgErr) && pgErr.Code == "42P01": // undefined_table
+		return fmt.Errorf("%w: the read model is still being built; retry shortly", domain.ErrUnavailable)
+	case errors.As(err, &pgErr) && !Transient(err):
+		return err
+	}
+	return fmt.Errorf("%w: read model: %w", domain.ErrUnavailable, err)
 }

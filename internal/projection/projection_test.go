@@ -2,8 +2,6 @@ package projection_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"sync"
@@ -14,20 +12,19 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/tenancyhq/tenancy/internal/catalog"
 	"github.com/tenancyhq/tenancy/internal/command"
 	"github.com/tenancyhq/tenancy/internal/eventstore"
-	"github.com/tenancyhq/tenancy/internal/logging"
 	"github.com/tenancyhq/tenancy/internal/postgres"
 	"github.com/tenancyhq/tenancy/internal/projection"
-	"github.com/tenancyhq/tenancy/internal/services"
+	"github.com/tenancyhq/tenancy/internal/run/boot"
 	"github.com/tenancyhq/tenancy/internal/testenv"
+	"github.com/tenancyhq/tenancy/internal/testrig"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
 
 type env struct {
-	core  *services.Core
+	core  *boot.Core
 	pool  *pgxpool.Pool
 	dbURL string
 	nats  *testenv.NATS
@@ -35,28 +32,8 @@ type env struct {
 
 func setup(t *testing.T) *env {
 	t.Helper()
-	n := testenv.StartNATS(t)
-	ctx := testenv.Context(t, 5*time.Minute)
-	_, signKey, _ := ed25519.GenerateKey(rand.Reader)
-	master := make([]byte, 32)
-	_, _ = rand.Read(master)
-	cat, err := catalog.Load("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	core, err := services.OpenCore(ctx, n.Conn, n.JS, services.CoreOptions{Stream: "TENANCY", Replicas: 1, SigningKey: signKey, MasterKey: master, Catalog: cat, Log: logging.Discard()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dbURL := testenv.NewDatabase(t)
-	pool, err := postgres.Open(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if _, err := postgres.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	r := testrig.New(t, testrig.Options{Database: true})
+	core, pool, dbURL, n := r.Core, r.ReadSide.Pool, r.ReadSide.URL, r.NATS
 	return &env{core: core, pool: pool, dbURL: dbURL, nats: n}
 }
 
@@ -67,16 +44,7 @@ func (e *env) deps() projection.Deps {
 // start runs a runner until the test ends.
 func (e *env) start(t *testing.T, p projection.Projection) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = projection.NewRunner(p, e.deps()).Run(ctx)
-	}()
-	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); <-done }) }
-	t.Cleanup(stop)
-	return stop
+	return testrig.Run(t, projection.NewRunner(p, e.deps()).Run)
 }
 
 func (e *env) checkpoint(t *testing.T, name string) uint64 {

@@ -14,6 +14,8 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/tenancyhq/tenancy/internal/backoff"
+	"github.com/tenancyhq/tenancy/internal/consume"
 	"github.com/tenancyhq/tenancy/internal/eventstore"
 	"github.com/tenancyhq/tenancy/internal/logging"
 	"github.com/tenancyhq/tenancy/internal/metrics"
@@ -93,10 +95,8 @@ func (r *Runner) Run(ctx context.Context) error {
 			continue
 		}
 		r.log.WarnContext(ctx, "projection runner interrupted; retrying", "error", err, "attempt", attempt)
-		select {
-		case <-ctx.Done():
+		if backoff.Reconnect.Wait(ctx, attempt) != nil {
 			return nil
-		case <-time.After(postgres.Backoff(attempt)):
 		}
 		attempt++
 	}
@@ -222,55 +222,54 @@ func (r *Runner) ensureState(ctx context.Context, conn *pgx.Conn) error {
 	return err
 }
 
-// live applies events as they arrive.
+// live applies events as they arrive, and between batches looks for
+// operators' requests (rebuild, skip).
 func (r *Runner) live(ctx context.Context, conn *pgx.Conn, st State) error {
-	feed, err := newFeed(ctx, r.d.JS, r.d.Store.Stream(), events.AllSubjects, st.Checkpoint+1, r.d.MaxBatch)
-	if err != nil {
-		return err
-	}
-	defer feed.stop()
 	defer r.stopRebuild()
 	gen, cp := st.Generation, st.Checkpoint
 	r.log.InfoContext(ctx, "projection running", "generation", gen, "checkpoint", cp)
-	control := time.NewTicker(r.d.ControlInterval)
-	defer control.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-control.C:
+	src := consume.Source{Stream: r.d.Store.Stream(), Ordered: &jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{events.AllSubjects}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: cp + 1,
+	}}
+	o := consume.Options{
+		Prefetch: 2 * r.d.MaxBatch, Batch: r.d.MaxBatch, Log: r.log, TickEvery: r.d.ControlInterval,
+		Tick: func(ctx context.Context) error {
 			next, err := r.control(ctx, conn, gen, cp)
-			if err != nil {
+			if err != nil || next == gen {
 				return err
 			}
-			if next != gen {
-				// Switched to a rebuilt generation: carry on there.
-				gen = next
-				if r.once {
-					return errRebuilt
-				}
+			// Switched to a rebuilt generation: carry on there.
+			gen = next
+			if r.once {
+				return errRebuilt
 			}
-			continue
-		case <-feed.ready:
-		}
-		msgs, ferr := feed.take(r.d.MaxBatch)
-		if ferr != nil {
-			return ferr
-		}
-		if len(msgs) == 0 {
-			continue
-		}
-		batch, bad, derr := r.decode(ctx, msgs)
-		if len(batch) > 0 {
-			if err := r.applyBatch(ctx, conn, gen, cp, batch); err != nil {
-				return err
-			}
-			cp = batch[len(batch)-1].Seq
-		}
-		if bad != nil {
-			return r.poison(ctx, conn, cp, bad.Seq, derr)
-		}
+			return nil
+		},
+		Poison: func(ctx context.Context, m *consume.Message, err error) error {
+			return r.poison(ctx, conn, cp, m.Seq, err)
+		},
 	}
+	err := consume.RunBatches(ctx, r.d.JS, src, o, func(ctx context.Context, ms []*consume.Message) error {
+		batch := make([]Event, len(ms))
+		for i, m := range ms {
+			batch[i] = Event{Seq: m.Seq, Subject: m.Subject, Envelope: m.Envelope, Payload: m.Payload}
+		}
+		n, oerr := r.open(ctx, batch)
+		if n > 0 {
+			if err := r.applyBatch(ctx, conn, gen, cp, batch[:n]); err != nil {
+				return err
+			}
+			cp = batch[n-1].Seq
+		}
+		if oerr != nil {
+			return r.poison(ctx, conn, cp, batch[n].Seq, oerr)
+		}
+		return nil
+	})
+	if err == nil {
+		return ctx.Err()
+	}
+	return err
 }
 
 // applyBatch applies a batch. A batch that fails for a reason other than
@@ -357,40 +356,43 @@ func (r *Runner) traceApplied(ctx context.Context, batch []Event, start, end tim
 // decode turns messages into events, opening personal data. It stops at the
 // first message that is not a readable event and returns it as bad.
 func (r *Runner) decode(ctx context.Context, msgs []eventstore.Message) ([]Event, *eventstore.Message, error) {
-	if r.d.Opener != nil {
-		ids := make([]string, 0, len(msgs))
-		for _, m := range msgs {
-			if tenant, _, _, err := events.ParseSubject(m.Subject); err == nil {
-				ids = append(ids, tenant)
-			}
-		}
-		if err := r.d.Opener.Prefetch(ctx, ids); err != nil {
-			r.log.WarnContext(ctx, "prefetching tenant keys failed; reading them one by one", "error", err)
-		}
-	}
 	out := make([]Event, 0, len(msgs))
+	var bad *eventstore.Message
+	var berr error
 	for i := range msgs {
-		m := &msgs[i]
-		e, err := decodeEvent(m, r.d.Opener)
+		env, p, err := events.Decode(msgs[i].Data)
 		if err != nil {
-			return out, m, err
+			bad, berr = &msgs[i], err
+			break
 		}
-		out = append(out, e)
+		out = append(out, Event{Seq: msgs[i].Seq, Subject: msgs[i].Subject, Envelope: env, Payload: p})
 	}
-	return out, nil, nil
+	n, err := r.open(ctx, out)
+	if err != nil {
+		return out[:n], &msgs[n], err
+	}
+	return out, bad, berr
 }
 
-func decodeEvent(m *eventstore.Message, opener events.PIICipher) (Event, error) {
-	env, p, err := events.Decode(m.Data)
-	if err != nil {
-		return Event{}, err
+// open opens the personal data of a batch, fetching its tenants' keys at
+// once, and returns how many events it opened before one failed.
+func (r *Runner) open(ctx context.Context, batch []Event) (int, error) {
+	if r.d.Opener == nil {
+		return len(batch), nil
 	}
-	if opener != nil {
-		if err := events.OpenPII(p, env.TenantID, opener); err != nil {
-			return Event{}, err
+	ids := make([]string, 0, len(batch))
+	for _, e := range batch {
+		ids = append(ids, e.Envelope.TenantID)
+	}
+	if err := r.d.Opener.Prefetch(ctx, ids); err != nil {
+		r.log.WarnContext(ctx, "prefetching tenant keys failed; reading them one by one", "error", err)
+	}
+	for i, e := range batch {
+		if err := events.OpenPII(e.Payload, e.Envelope.TenantID, r.d.Opener); err != nil {
+			return i, err
 		}
 	}
-	return Event{Seq: m.Seq, Subject: m.Subject, Envelope: env, Payload: p}, nil
+	return len(batch), nil
 }
 
 // poison stops the projection on an event it cannot apply, records why, and
@@ -447,101 +449,4 @@ func (r *Runner) stopped(ctx context.Context, conn *pgx.Conn, st State) error {
 			return errRestart
 		}
 	}
-}
-
-// feed streams the log's events from a sequence through an ordered
-// consumer, buffering ahead of the applier.
-type feed struct {
-	ready  chan struct{}
-	mu     sync.Mutex
-	buf    []eventstore.Message
-	err    error
-	cancel context.CancelFunc
-	done   chan struct{}
-}
-
-func newFeed(ctx context.Context, js jetstream.JetStream, stream, filter string, from uint64, max int) (*feed, error) {
-	st, err := js.Stream(ctx, stream)
-	if err != nil {
-		return nil, err
-	}
-	cons, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{filter}, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from,
-	})
-	if err != nil {
-		return nil, err
-	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(max))
-	if err != nil {
-		return nil, err
-	}
-	fctx, cancel := context.WithCancel(ctx)
-	f := &feed{ready: make(chan struct{}, 1), cancel: cancel, done: make(chan struct{})}
-	go func() {
-		<-fctx.Done()
-		it.Stop()
-	}()
-	go func() {
-		defer close(f.done)
-		for {
-			m, err := it.Next()
-			f.mu.Lock()
-			if err != nil {
-				if fctx.Err() == nil {
-					f.err = err
-				}
-				f.mu.Unlock()
-				f.signal()
-				return
-			}
-			md, merr := m.Metadata()
-			if merr != nil {
-				f.err = merr
-				f.mu.Unlock()
-				f.signal()
-				return
-			}
-			f.buf = append(f.buf, eventstore.Message{Seq: md.Sequence.Stream, Subject: m.Subject(), Data: m.Data(), Time: md.Timestamp})
-			full := len(f.buf) >= 4*max
-			f.mu.Unlock()
-			f.signal()
-			for full && fctx.Err() == nil {
-				// Back-pressure: let the applier drain.
-				time.Sleep(time.Millisecond)
-				f.mu.Lock()
-				full = len(f.buf) >= 4*max
-				f.mu.Unlock()
-			}
-		}
-	}()
-	return f, nil
-}
-
-func (f *feed) signal() {
-	select {
-	case f.ready <- struct{}{}:
-	default:
-	}
-}
-
-// take returns up to max buffered messages.
-func (f *feed) take(max int) ([]eventstore.Message, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n := min(len(f.buf), max)
-	out := make([]eventstore.Message, n)
-	copy(out, f.buf[:n])
-	f.buf = f.buf[n:]
-	if len(f.buf) > 0 {
-		f.signal()
-	}
-	if n == 0 && f.err != nil {
-		return nil, f.err
-	}
-	return out, nil
-}
-
-func (f *feed) stop() {
-	f.cancel()
-	<-f.done
 }

@@ -149,7 +149,8 @@ func loadTenantRows(q interface {
 			if err := rows.Scan(&id, &doc, &seq, &r.lastAt); err != nil {
 				return nil, err
 			}
-			if err := json.Unmarshal(doc, &r.state); err != nil {
+			var err error
+			if r.state, err = UnmarshalTenant(doc); err != nil {
 				return nil, fmt.Errorf("tenant %s: unreadable state_doc: %w", id, err)
 			}
 			r.lastSeq = uint64(seq)
@@ -162,7 +163,7 @@ func loadTenantRows(q interface {
 // values returns a row's column values in table order.
 func (r *tenantRow) values() ([]any, error) {
 	t := r.state
-	doc, err := json.Marshal(t)
+	doc, err := MarshalTenant(t)
 	if err != nil {
 		return nil, err
 	}

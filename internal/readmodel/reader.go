@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/tenancyhq/tenancy/internal/postgres"
+	"github.com/tenancyhq/tenancy/internal/projection"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 )
 
@@ -52,7 +54,8 @@ type Page struct {
 }
 
 // ErrBadToken reports a page token this API did not issue.
-var ErrBadToken = errors.New("page token not issued by this API")
+var ErrBadToken error = &domain.ValidationError{Fields: []domain.FieldError{{Field: "page_token",
+	Message: "is not a token this API issued; pass next_page_token from the previous page"}}}
 
 type tenantCursor struct {
 	ID    string   `json:"i"`
@@ -163,7 +166,7 @@ func (r *Reader) ListTenants(ctx context.Context, f TenantFilter, p Page) (Tenan
 	sql := "SELECT " + cols + " FROM tenants" + q.clause() + " ORDER BY " + order + " LIMIT " + strconv.Itoa(p.Size+1)
 	rows, err := r.pool.Query(ctx, sql, q.args...)
 	if err != nil {
-		return TenantPage{}, err
+		return TenantPage{}, postgres.ReadErr(err)
 	}
 	defer rows.Close()
 	var out TenantPage
@@ -176,17 +179,17 @@ func (r *Reader) ListTenants(ctx context.Context, f TenantFilter, p Page) (Tenan
 			dest = append(dest, &s)
 		}
 		if err := rows.Scan(dest...); err != nil {
-			return TenantPage{}, err
+			return TenantPage{}, postgres.ReadErr(err)
 		}
-		var t domain.Tenant
-		if err := json.Unmarshal(doc, &t); err != nil {
+		t, err := projection.UnmarshalTenant(doc)
+		if err != nil {
 			return TenantPage{}, fmt.Errorf("tenant row: %w", err)
 		}
 		out.Items = append(out.Items, t)
 		scores = append(scores, s)
 	}
 	if err := rows.Err(); err != nil {
-		return TenantPage{}, err
+		return TenantPage{}, postgres.ReadErr(err)
 	}
 	if len(out.Items) > p.Size {
 		out.Items = out.Items[:p.Size]
@@ -202,7 +205,7 @@ func (r *Reader) ListTenants(ctx context.Context, f TenantFilter, p Page) (Tenan
 }
 
 // ErrNotFound reports no matching row.
-var ErrNotFound = errors.New("not found")
+var ErrNotFound = fmt.Errorf("no matching row: %w", domain.ErrNotFound)
 
 func (r *Reader) oneTenant(ctx context.Context, where string, args ...any) (domain.Tenant, error) {
 	var doc []byte
@@ -211,10 +214,10 @@ func (r *Reader) oneTenant(ctx context.Context, where string, args ...any) (doma
 		return domain.Tenant{}, ErrNotFound
 	}
 	if err != nil {
-		return domain.Tenant{}, err
+		return domain.Tenant{}, postgres.ReadErr(err)
 	}
-	var t domain.Tenant
-	if err := json.Unmarshal(doc, &t); err != nil {
+	t, err := projection.UnmarshalTenant(doc)
+	if err != nil {
 		return domain.Tenant{}, fmt.Errorf("tenant row: %w", err)
 	}
 	return t, nil
@@ -298,7 +301,7 @@ func (r *Reader) Audit(ctx context.Context, f AuditFilter, p Page) (AuditPage, e
 		coalesce(causation_id, ''), summary FROM audit_log` + q.clause() + " ORDER BY seq DESC LIMIT " + strconv.Itoa(p.Size+1)
 	rows, err := r.pool.Query(ctx, sql, q.args...)
 	if err != nil {
-		return AuditPage{}, err
+		return AuditPage{}, postgres.ReadErr(err)
 	}
 	defer rows.Close()
 	var out AuditPage
@@ -306,13 +309,13 @@ func (r *Reader) Audit(ctx context.Context, f AuditFilter, p Page) (AuditPage, e
 		var e AuditEntry
 		var seq int64
 		if err := rows.Scan(&seq, &e.EventID, &e.Time, &e.TenantID, &e.Aggregate, &e.AggregateID, &e.Type, &e.Actor, &e.CorrelationID, &e.CausationID, &e.Summary); err != nil {
-			return AuditPage{}, err
+			return AuditPage{}, postgres.ReadErr(err)
 		}
 		e.Seq = uint64(seq)
 		out.Items = append(out.Items, e)
 	}
 	if err := rows.Err(); err != nil {
-		return AuditPage{}, err
+		return AuditPage{}, postgres.ReadErr(err)
 	}
 	if len(out.Items) > p.Size {
 		out.Items = out.Items[:p.Size]

@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/tenancyhq/tenancy/internal/postgres"
+	"github.com/tenancyhq/tenancy/internal/backoff"
 	"github.com/tenancyhq/tenancy/internal/projection"
 )
 
@@ -48,10 +48,8 @@ func (w *Waiter) Run(ctx context.Context) error {
 			return nil
 		}
 		w.log.WarnContext(ctx, "read model: listening for projection progress failed; retrying", "error", err)
-		select {
-		case <-ctx.Done():
+		if backoff.Reconnect.Wait(ctx, attempt) != nil {
 			return nil
-		case <-time.After(postgres.Backoff(attempt)):
 		}
 	}
 	return nil
@@ -122,13 +120,6 @@ func (w *Waiter) advance(name string, seq uint64) {
 	w.reached[name] = seq
 	close(w.changed)
 	w.changed = make(chan struct{})
-}
-
-// Reached returns how far a projection has got, as far as the waiter knows.
-func (w *Waiter) Reached(name string) uint64 {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.reached[name]
 }
 
 // ErrBehind reports a projection that did not reach the wanted sequence in

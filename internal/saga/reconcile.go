@@ -11,11 +11,12 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 
+	"github.com/tenancyhq/tenancy/internal/app"
 	"github.com/tenancyhq/tenancy/internal/billing"
 	"github.com/tenancyhq/tenancy/internal/command"
 	"github.com/tenancyhq/tenancy/internal/keycloak"
 	"github.com/tenancyhq/tenancy/internal/metrics"
-	"github.com/tenancyhq/tenancy/internal/tenants"
+
 	"github.com/tenancyhq/tenancy/internal/tracing"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
@@ -30,7 +31,7 @@ const ReconcileActor = "system:reconciler"
 // realm re-enabled by hand) is undone, and how plan changes reach the
 // realm's token claims and the billing account.
 type Reconciler struct {
-	Tenants *tenants.Service
+	Tenants *app.Tenants
 	In      Integrations
 	// List returns the ids of the tenants to look at (the read model's
 	// active and suspended tenants); nil disables periodic runs.

@@ -10,16 +10,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/tenancyhq/tenancy/internal/app"
+	"github.com/tenancyhq/tenancy/internal/backoff"
 	"github.com/tenancyhq/tenancy/internal/command"
 	"github.com/tenancyhq/tenancy/internal/logging"
 	"github.com/tenancyhq/tenancy/internal/metrics"
-	"github.com/tenancyhq/tenancy/internal/tenants"
+
 	"github.com/tenancyhq/tenancy/internal/tracing"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
@@ -71,43 +72,22 @@ var ErrRetryLater = errors.New("saga step failed transiently; will retry")
 // Plan returns the steps of a saga.
 type Plan func(saga string) []Step
 
-// Backoff bounds in-process retries of a step.
+// Backoff bounds in-process retries of a step: at most Attempts tries,
+// paced by Pause.
 type Backoff struct {
 	Attempts int
-	Base     time.Duration
-	Max      time.Duration
-}
-
-// Delay returns the pause before attempt n+1 (n >= 1): exponential with
-// full jitter.
-func (b Backoff) Delay(n int) time.Duration {
-	d := b.Base << min(n-1, 20)
-	if d > b.Max || d <= 0 {
-		d = b.Max
-	}
-	return d/2 + rand.N(d/2+1)
+	Pause    backoff.Policy
 }
 
 // Runner runs the current saga of a tenant.
 type Runner struct {
-	Tenants *tenants.Service
+	Tenants *app.Tenants
 	Plan    Plan
 	Backoff Backoff
 	Log     *slog.Logger
 	Clock   func() time.Time
 	// Sleep waits between attempts (replaceable in tests).
 	Sleep func(ctx context.Context, d time.Duration) error
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 func (r *Runner) now() time.Time {
@@ -236,7 +216,7 @@ func (r *Runner) Run(ctx context.Context, tenantID string, causation string) (er
 func (r *Runner) attempt(ctx context.Context, step Step, t domain.Tenant) (Outcome, int, error) {
 	sleep := r.Sleep
 	if sleep == nil {
-		sleep = sleepCtx
+		sleep = backoff.Sleep
 	}
 	attempts := max(r.Backoff.Attempts, 1)
 	var last error
@@ -250,7 +230,7 @@ func (r *Runner) attempt(ctx context.Context, step Step, t domain.Tenant) (Outco
 		if errors.As(err, &perm) || ctx.Err() != nil || n == attempts {
 			return out, n, err
 		}
-		d := r.Backoff.Delay(n)
+		d := r.Backoff.Pause.Delay(n)
 		var ra *RetryAfterError
 		if errors.As(err, &ra) && ra.After > d {
 			d = ra.After

@@ -2,8 +2,6 @@ package saga_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,22 +11,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tenancyhq/tenancy/internal/backoff"
 	"github.com/tenancyhq/tenancy/internal/billing"
 	"github.com/tenancyhq/tenancy/internal/billing/billingfake"
-	"github.com/tenancyhq/tenancy/internal/catalog"
 	"github.com/tenancyhq/tenancy/internal/command"
 	"github.com/tenancyhq/tenancy/internal/keycloak"
 	"github.com/tenancyhq/tenancy/internal/keycloak/keycloakfake"
-	"github.com/tenancyhq/tenancy/internal/logging"
+	"github.com/tenancyhq/tenancy/internal/run/boot"
+	"github.com/tenancyhq/tenancy/internal/run/provisioner"
 	"github.com/tenancyhq/tenancy/internal/saga"
-	"github.com/tenancyhq/tenancy/internal/services"
-	"github.com/tenancyhq/tenancy/internal/testenv"
+	"github.com/tenancyhq/tenancy/internal/testrig"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
 
 type env struct {
-	core *services.Core
+	core *boot.Core
 	kc   *keycloakfake.Server
 	bill *billingfake.Server
 	in   saga.Integrations
@@ -36,16 +34,8 @@ type env struct {
 
 func setup(t *testing.T, billOpts billingfake.Options) *env {
 	t.Helper()
-	n := testenv.StartNATS(t)
-	ctx := testenv.Context(t, 5*time.Minute)
-	_, signKey, _ := ed25519.GenerateKey(rand.Reader)
-	master := make([]byte, 32)
-	_, _ = rand.Read(master)
-	cat, _ := catalog.Load("")
-	core, err := services.OpenCore(ctx, n.Conn, n.JS, services.CoreOptions{Stream: "TENANCY", Replicas: 1, SigningKey: signKey, MasterKey: master, Catalog: cat, Log: logging.Discard()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	core := testrig.New(t, testrig.Options{}).Core
+	cat := core.Catalog
 	kf := keycloakfake.New(keycloakfake.Options{ClientID: "prov", ClientSecret: "secret"})
 	t.Cleanup(kf.Close)
 	bf := billingfake.New(billOpts)
@@ -69,19 +59,13 @@ func setup(t *testing.T, billOpts billingfake.Options) *env {
 // provisioner runs a provisioner until stop is called or the test ends.
 func (e *env) provisioner(t *testing.T) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	p, err := services.NewProvisioner(ctx, e.core, services.ProvisionerOptions{
-		Integrations: e.in, Backoff: saga.Backoff{Attempts: 4, Base: 5 * time.Millisecond, Max: 50 * time.Millisecond}, RetryDelay: 100 * time.Millisecond,
+	p, err := provisioner.New(context.Background(), e.core, provisioner.Options{
+		Integrations: e.in, Backoff: saga.Backoff{Attempts: 4, Pause: backoff.Policy{Base: 5 * time.Millisecond, Max: 50 * time.Millisecond}}, RetryDelay: 100 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = p.Run(ctx) }()
-	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); <-done }) }
-	t.Cleanup(stop)
-	return stop
+	return testrig.Run(t, p.Run)
 }
 
 func meta() command.Meta { return command.Meta{Actor: "op"} }
@@ -367,7 +351,7 @@ func TestSuspendResumeAndDrift(t *testing.T) {
 
 	e.kc.SetRealmEnabled("drifty", true)
 	e.bill.SetStatus(id, "active")
-	rec := services.NewReconciler(e.core, e.in, nil)
+	rec := provisioner.NewReconciler(e.core, e.in, nil)
 	repairs, err := rec.Tenant(context.Background(), id)
 	if err != nil {
 		t.Fatal(err)

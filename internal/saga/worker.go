@@ -2,7 +2,6 @@ package saga
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,9 +10,9 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tenancyhq/tenancy/internal/consume"
 	"github.com/tenancyhq/tenancy/internal/logging"
 	"github.com/tenancyhq/tenancy/internal/metrics"
-	"github.com/tenancyhq/tenancy/internal/natsconn"
 	"github.com/tenancyhq/tenancy/internal/tracing"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
@@ -90,100 +89,37 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, runner *Runner, reco
 
 // Run consumes until ctx ends.
 func (w *Worker) Run(ctx context.Context) error {
-	// In a cluster that is still electing leaders the consumer cannot be
-	// created yet; keep trying rather than exit (other errors do exit).
-	var cons jetstream.Consumer
-	for attempt := 1; ; attempt++ {
-		var err error
-		cons, err = w.js.CreateOrUpdateConsumer(ctx, w.cfg.Stream, jetstream.ConsumerConfig{
-			Durable:        w.cfg.Consumer,
-			Description:    "Tenancy provisioner: lifecycle events that start sagas",
-			FilterSubjects: []string{events.Subject("*", events.AggregateTenant, "*")},
-			DeliverPolicy:  jetstream.DeliverAllPolicy,
-			AckPolicy:      jetstream.AckExplicitPolicy,
-			AckWait:        LeaseTTL,
-			MaxAckPending:  w.cfg.Concurrency * 4,
-			MaxDeliver:     -1,
-		})
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		if !natsconn.Transient(err) {
-			return fmt.Errorf("saga: consumer: %w", err)
-		}
-		w.log.WarnContext(ctx, "saga: cannot create the consumer yet; retrying", "attempt", attempt, "error", err)
-		if sleepCtx(ctx, min(time.Duration(attempt)*500*time.Millisecond, 5*time.Second)) != nil {
-			return nil
-		}
-	}
 	// The consumer's backlog is a metric while this worker consumes it.
 	defer metrics.WatchConsumers(w.js, metrics.Consumers{Stream: w.cfg.Stream, Group: w.cfg.Consumer, Name: w.cfg.Consumer})()
-	sem := make(chan struct{}, w.cfg.Concurrency)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	it, err := cons.Messages(jetstream.PullMaxMessages(w.cfg.Concurrency * 2))
+	src := consume.Source{Stream: w.cfg.Stream, Durable: &jetstream.ConsumerConfig{
+		Durable:        w.cfg.Consumer,
+		Description:    "Tenancy provisioner: lifecycle events that start sagas",
+		FilterSubjects: []string{events.Subject("*", events.AggregateTenant, "*")},
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        LeaseTTL,
+		MaxAckPending:  w.cfg.Concurrency * 4,
+		MaxDeliver:     -1,
+	}}
+	err := consume.Run(ctx, w.js, src, consume.Options{Prefetch: w.cfg.Concurrency * 2, Concurrency: w.cfg.Concurrency, Log: w.log}, w.handle)
 	if err != nil {
-		return fmt.Errorf("saga: consume: %w", err)
+		return fmt.Errorf("saga: %w", err)
 	}
-	go func() {
-		<-ctx.Done()
-		it.Stop()
-	}()
-	for {
-		msg, err := it.Next()
-		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
-				return nil
-			}
-			w.log.WarnContext(ctx, "saga: reading the consumer failed; retrying", "error", err)
-			if sleepCtx(ctx, time.Second) != nil {
-				return nil
-			}
-			continue
-		}
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			_ = msg.Nak()
-			return nil
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			w.handle(ctx, msg)
-		}()
-	}
+	return nil
 }
 
-type envelopeHead struct {
-	ID            string `json:"id"`
-	Type          string `json:"type"`
-	TenantID      string `json:"tenantid"`
-	CorrelationID string `json:"correlationid"`
-	TraceParent   string `json:"traceparent"`
-}
-
-func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
-	var head envelopeHead
-	if err := json.Unmarshal(msg.Data(), &head); err != nil || head.TenantID == "" {
-		w.log.ErrorContext(ctx, "saga: unreadable event; skipping it", "subject", msg.Subject(), "error", err)
-		_ = msg.Term()
-		return
-	}
+func (w *Worker) handle(ctx context.Context, msg *consume.Message) {
+	head := msg.Envelope
 	planChange := head.Type == events.TypeTenantPlanChanged && w.reconcile != nil
 	if !Triggers[head.Type] && !planChange {
-		_ = msg.Ack()
+		msg.Ack()
 		return
 	}
 	l, ok := w.lease(ctx, head.TenantID)
 	if !ok {
 		// Another instance is running this tenant's saga; it will see the
 		// newest state. Look again shortly.
-		_ = msg.NakWithDelay(2 * time.Second)
+		msg.Retry(2 * time.Second)
 		return
 	}
 	// What the saga logs and traces hangs off the request that caused it.
@@ -203,14 +139,14 @@ func (w *Worker) handle(ctx context.Context, msg jetstream.Msg) {
 	l.release(ctx)
 	switch {
 	case err == nil:
-		_ = msg.Ack()
+		msg.Ack()
 	case ctx.Err() != nil:
-		_ = msg.Nak()
+		msg.Retry(0)
 	default:
 		if !errors.Is(err, ErrRetryLater) {
 			w.log.ErrorContext(runCtx, "saga: run failed; will retry", "tenant_id", head.TenantID, "error", err)
 		}
-		_ = msg.NakWithDelay(w.cfg.RetryDelay)
+		msg.Retry(w.cfg.RetryDelay)
 	}
 }
 
@@ -255,7 +191,7 @@ func (l *lease) release(ctx context.Context) {
 
 // keepAlive tells JetStream the message is being worked on and renews the
 // lease until done closes.
-func (w *Worker) keepAlive(ctx context.Context, msg jetstream.Msg, l *lease, done <-chan struct{}) {
+func (w *Worker) keepAlive(ctx context.Context, msg *consume.Message, l *lease, done <-chan struct{}) {
 	t := time.NewTicker(LeaseTTL / 3)
 	defer t.Stop()
 	for {
@@ -265,7 +201,7 @@ func (w *Worker) keepAlive(ctx context.Context, msg jetstream.Msg, l *lease, don
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			_ = msg.InProgress()
+			msg.InProgress()
 			if err := l.renew(ctx); err != nil {
 				w.log.WarnContext(ctx, "saga: renewing lease failed", "tenant_id", l.key, "error", err)
 			}

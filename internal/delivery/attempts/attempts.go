@@ -1,4 +1,8 @@
-package webhooks
+// Package attempts records every webhook delivery attempt in PostgreSQL,
+// off the delivery path, and reads the record back for operators. The
+// record is operational, not an event: replaying the log does not rebuild
+// it.
+package attempts
 
 import (
 	"context"
@@ -9,7 +13,22 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/tenancyhq/tenancy/internal/backoff"
 	"github.com/tenancyhq/tenancy/internal/postgres"
+)
+
+// Outcome classifies one attempt.
+type Outcome string
+
+// Outcomes of an attempt.
+const (
+	Delivered Outcome = "delivered"
+	Failed    Outcome = "failed"
+	// Gone is a 410: the receiver asked never to be called again.
+	Gone Outcome = "gone"
+	// Refused is a destination the egress policy denies; it is retried like
+	// any failure, since the allowlist or DNS may change.
+	Refused Outcome = "refused"
 )
 
 // Attempt is the record of one delivery attempt.
@@ -30,23 +49,23 @@ type Attempt struct {
 	Error     string    `json:"error,omitempty"`
 }
 
-// AttemptLog writes attempts to PostgreSQL in batches, off the delivery
+// Log writes attempts to PostgreSQL in batches, off the delivery
 // path, and reads them back.
-type AttemptLog struct {
+type Log struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
 	ch   chan Attempt
 }
 
-// NewAttemptLog returns a log on pool. Run must be running for Record to
+// NewLog returns a log on pool. Run must be running for Record to
 // make progress.
-func NewAttemptLog(pool *pgxpool.Pool, log *slog.Logger) *AttemptLog {
-	return &AttemptLog{pool: pool, log: log, ch: make(chan Attempt, 4096)}
+func NewLog(pool *pgxpool.Pool, log *slog.Logger) *Log {
+	return &Log{pool: pool, log: log, ch: make(chan Attempt, 4096)}
 }
 
 // Record queues an attempt. It blocks when the queue is full (PostgreSQL is
 // down for long): deliveries slow down rather than go unrecorded.
-func (l *AttemptLog) Record(ctx context.Context, a Attempt) {
+func (l *Log) Record(ctx context.Context, a Attempt) {
 	select {
 	case l.ch <- a:
 	case <-ctx.Done():
@@ -55,7 +74,7 @@ func (l *AttemptLog) Record(ctx context.Context, a Attempt) {
 
 // Run writes queued attempts until ctx ends, retrying while PostgreSQL is
 // unreachable, and flushes what is queued before returning.
-func (l *AttemptLog) Run(ctx context.Context) error {
+func (l *Log) Run(ctx context.Context) error {
 	batch := make([]Attempt, 0, 512)
 	for {
 		select {
@@ -80,10 +99,7 @@ func (l *AttemptLog) Run(ctx context.Context) error {
 				break
 			}
 			l.log.Warn("cannot record webhook attempts; retrying", "count", len(batch), "error", err)
-			select {
-			case <-time.After(postgres.Backoff(n)):
-			case <-ctx.Done():
-			}
+			_ = backoff.Reconnect.Wait(ctx, n+1)
 		}
 		if ctx.Err() == nil {
 			batch = batch[:0]
@@ -91,7 +107,7 @@ func (l *AttemptLog) Run(ctx context.Context) error {
 	}
 }
 
-func (l *AttemptLog) drain(batch *[]Attempt) {
+func (l *Log) drain(batch *[]Attempt) {
 	for len(*batch) < cap(*batch) {
 		select {
 		case a := <-l.ch:
@@ -102,7 +118,7 @@ func (l *AttemptLog) drain(batch *[]Attempt) {
 	}
 }
 
-func (l *AttemptLog) write(ctx context.Context, batch []Attempt) error {
+func (l *Log) write(ctx context.Context, batch []Attempt) error {
 	if len(batch) == 0 {
 		return nil
 	}
@@ -127,8 +143,8 @@ func nullable(s string) any {
 	return s
 }
 
-// AttemptFilter selects attempts of one endpoint.
-type AttemptFilter struct {
+// Filter selects attempts of one endpoint.
+type Filter struct {
 	WebhookID string
 	EventSeq  uint64
 	// Before is the page token: attempts with smaller ids follow.
@@ -136,11 +152,11 @@ type AttemptFilter struct {
 	Limit  int
 }
 
-// AttemptReader reads recorded attempts.
-type AttemptReader struct{ Pool *pgxpool.Pool }
+// Reader reads recorded attempts.
+type Reader struct{ Pool *pgxpool.Pool }
 
 // List returns attempts newest first, and whether more follow.
-func (r AttemptReader) List(ctx context.Context, f AttemptFilter) ([]Attempt, bool, error) {
+func (r Reader) List(ctx context.Context, f Filter) ([]Attempt, bool, error) {
 	q := `SELECT id, webhook_id::text, event_seq, event_id, event_type, tenant_id::text, attempt, replay, at, outcome,
 	             coalesce(status, 0), latency_ms, coalesce(response, ''), coalesce(error, '')
 	        FROM webhook_attempts WHERE webhook_id = $1`
@@ -157,7 +173,7 @@ func (r AttemptReader) List(ctx context.Context, f AttemptFilter) ([]Attempt, bo
 	q += fmt.Sprintf(" ORDER BY id DESC LIMIT $%d", len(args))
 	rows, err := r.Pool.Query(ctx, q, args...)
 	if err != nil {
-		return nil, false, err
+		return nil, false, postgres.ReadErr(err)
 	}
 	out := []Attempt{}
 	for rows.Next() {
@@ -167,13 +183,13 @@ func (r AttemptReader) List(ctx context.Context, f AttemptFilter) ([]Attempt, bo
 		if err := rows.Scan(&a.ID, &a.WebhookID, &seq, &a.EventID, &a.EventType, &a.TenantID, &a.Attempt, &a.Replay, &a.At, &outcome,
 			&a.Status, &a.LatencyMS, &a.Response, &a.Error); err != nil {
 			rows.Close()
-			return nil, false, err
+			return nil, false, postgres.ReadErr(err)
 		}
 		a.EventSeq, a.Outcome = uint64(seq), Outcome(outcome)
 		out = append(out, a)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, false, err
+		return nil, false, postgres.ReadErr(err)
 	}
 	more := len(out) > f.Limit
 	if more {

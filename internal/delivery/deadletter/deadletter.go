@@ -1,4 +1,9 @@
-package webhooks
+// Package deadletter holds the delivery side's two queues next to the
+// event log: the dead-letter stream (deliveries that exhausted their retry
+// schedule, kept until an operator requeues or discards them) and the
+// redelivery work queue (requeued dead letters and replays, delivered in
+// order per endpoint). Both have one subject per endpoint.
+package deadletter
 
 import (
 	"context"
@@ -14,7 +19,7 @@ import (
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
 
-// Streams and buckets of the delivery side.
+// Streams of the delivery side.
 const (
 	// DeadLetterStream keeps deliveries that exhausted their retry schedule,
 	// one subject per endpoint, until an operator requeues or discards them.
@@ -22,15 +27,21 @@ const (
 	// RedeliveryStream queues requeued dead letters and replays, one subject
 	// per endpoint; it is a work queue: a message is gone once delivered.
 	RedeliveryStream = "TENANCY_WEBHOOK_REDELIVERY"
-	// StateBucket remembers since when each endpoint has been failing.
-	StateBucket = "TENANCY_WEBHOOK_STATE"
 
 	dlqPrefix        = "tenancy.dlq."
 	redeliveryPrefix = "tenancy.redeliver."
 )
 
-// EnsureStreams creates the delivery side's streams and bucket.
-func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
+// RedeliverySubject is an endpoint's subject in the redelivery queue.
+func RedeliverySubject(webhookID string) string { return redeliveryPrefix + webhookID }
+
+// Queues reads and writes both streams.
+type Queues struct {
+	js jetstream.JetStream
+}
+
+// Ensure creates (or updates) both streams and returns their queues.
+func Ensure(ctx context.Context, js jetstream.JetStream, replicas int) (*Queues, error) {
 	if replicas < 1 {
 		replicas = 1
 	}
@@ -48,13 +59,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, replicas int) (j
 	}); err != nil {
 		return nil, fmt.Errorf("ensure stream %s: %w", RedeliveryStream, err)
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: StateBucket, Description: "webhook endpoint health", History: 1, Replicas: replicas, Storage: jetstream.FileStorage,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", StateBucket, err)
-	}
-	return kv, nil
+	return &Queues{js: js}, nil
 }
 
 // DeadLetter is a delivery that exhausted its retry schedule.
@@ -73,9 +78,15 @@ type DeadLetter struct {
 	FailedAt   time.Time `json:"failed_at"`
 }
 
-// redelivery is a message of the redelivery stream: one event to deliver
+// Kinds of redelivery.
+const (
+	KindEvent  = "event"
+	KindReplay = "replay"
+)
+
+// Redelivery is a message of the redelivery stream: one event to deliver
 // again, or a replay of a range to expand into such messages.
-type redelivery struct {
+type Redelivery struct {
 	Kind       string                         `json:"kind"` // "event" or "replay"
 	EventSeq   uint64                         `json:"event_seq,omitempty"`
 	DeadLetter uint64                         `json:"dead_letter,omitempty"`
@@ -84,8 +95,8 @@ type redelivery struct {
 	RequestID  string                         `json:"request_id,omitempty"`
 }
 
-// DeadLetterFilter selects dead letters.
-type DeadLetterFilter struct {
+// Filter selects dead letters.
+type Filter struct {
 	WebhookID string
 	Type      string
 	From, To  time.Time
@@ -94,14 +105,15 @@ type DeadLetterFilter struct {
 	Limit int
 }
 
-// listDeadLetters reads the dead-letter stream in order. Dead letters are few
-// (operators act on them), so a filtered scan is enough.
-func listDeadLetters(ctx context.Context, js jetstream.JetStream, f DeadLetterFilter) ([]DeadLetter, bool, error) {
+// List reads the dead letters f selects, in order, and says whether more
+// follow. Dead letters are few (operators act on them), so a filtered scan is
+// enough.
+func (q *Queues) List(ctx context.Context, f Filter) ([]DeadLetter, bool, error) {
 	subject := dlqPrefix + ">"
 	if f.WebhookID != "" {
 		subject = dlqPrefix + f.WebhookID
 	}
-	st, err := js.Stream(ctx, DeadLetterStream)
+	st, err := q.js.Stream(ctx, DeadLetterStream)
 	if err != nil {
 		return nil, false, err
 	}
@@ -158,9 +170,9 @@ func listDeadLetters(ctx context.Context, js jetstream.JetStream, f DeadLetterFi
 	}
 }
 
-// getDeadLetter reads one dead letter.
-func getDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (DeadLetter, error) {
-	st, err := js.Stream(ctx, DeadLetterStream)
+// Get reads one dead letter.
+func (q *Queues) Get(ctx context.Context, seq uint64) (DeadLetter, error) {
+	st, err := q.js.Stream(ctx, DeadLetterStream)
 	if err != nil {
 		return DeadLetter{}, err
 	}
@@ -177,4 +189,93 @@ func getDeadLetter(ctx context.Context, js jetstream.JetStream, seq uint64) (Dea
 	}
 	d.Seq = m.Sequence
 	return d, nil
+}
+
+// All reads every dead letter of an endpoint, in order.
+func (q *Queues) All(ctx context.Context, webhookID string) ([]DeadLetter, error) {
+	var out []DeadLetter
+	var after uint64
+	for {
+		page, more, err := q.List(ctx, Filter{WebhookID: webhookID, After: after, Limit: 1000})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page...)
+		if !more || len(page) == 0 {
+			return out, nil
+		}
+		after = page[len(page)-1].Seq
+	}
+}
+
+// Requeue moves dead letters, in order, to their endpoint's redelivery
+// queue. Message ids make a retried requeue of the same dead letter a no-op.
+func (q *Queues) Requeue(ctx context.Context, webhookID string, dls []DeadLetter) error {
+	for _, d := range dls {
+		r := Redelivery{Kind: KindEvent, EventSeq: d.EventSeq, DeadLetter: d.Seq, Replay: d.Replay}
+		if err := q.publish(ctx, webhookID, r, fmt.Sprintf("requeue-%d", d.Seq)); err != nil {
+			return fmt.Errorf("requeue dead letter %d: %w", d.Seq, err)
+		}
+		if err := q.Remove(ctx, d.Seq); err != nil {
+			return fmt.Errorf("remove requeued dead letter %d: %w", d.Seq, err)
+		}
+	}
+	return nil
+}
+
+// QueueReplay queues a replay request, to be expanded into redeliveries by
+// the endpoint's webhooker.
+func (q *Queues) QueueReplay(ctx context.Context, webhookID, requestID string, rg *events.WebhookReplayRequested) error {
+	return q.publish(ctx, webhookID, Redelivery{Kind: KindReplay, Range: rg, RequestID: requestID}, "replay-"+requestID)
+}
+
+// QueueReplayed queues one event of an expanded replay.
+func (q *Queues) QueueReplayed(ctx context.Context, webhookID, requestID string, eventSeq uint64) (jetstream.PubAckFuture, error) {
+	data, err := json.Marshal(Redelivery{Kind: KindEvent, EventSeq: eventSeq, Replay: true})
+	if err != nil {
+		return nil, err
+	}
+	return q.js.PublishAsync(RedeliverySubject(webhookID), data, jetstream.WithMsgID(fmt.Sprintf("replay-%s-%d", requestID, eventSeq)))
+}
+
+func (q *Queues) publish(ctx context.Context, webhookID string, r Redelivery, msgID string) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	_, err = q.js.Publish(ctx, RedeliverySubject(webhookID), data, jetstream.WithMsgID(msgID))
+	return err
+}
+
+// Put dead-letters a delivery; msgID deduplicates a delivery dead-lettered
+// twice (a crash after dead-lettering, before the ack).
+func (q *Queues) Put(ctx context.Context, d DeadLetter, msgID string) error {
+	data, err := json.Marshal(d)
+	if err != nil {
+		return err
+	}
+	_, err = q.js.Publish(ctx, dlqPrefix+d.WebhookID, data, jetstream.WithMsgID(msgID))
+	return err
+}
+
+// Remove deletes a dead letter (requeued or discarded); one already gone is
+// not an error.
+func (q *Queues) Remove(ctx context.Context, seq uint64) error {
+	st, err := q.js.Stream(ctx, DeadLetterStream)
+	if err != nil {
+		return err
+	}
+	if err := st.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return err
+	}
+	return nil
+}
+
+// Purge drops everything queued for a deleted endpoint.
+func (q *Queues) Purge(ctx context.Context, webhookID string) {
+	for name, prefix := range map[string]string{RedeliveryStream: redeliveryPrefix, DeadLetterStream: dlqPrefix} {
+		if st, err := q.js.Stream(ctx, name); err == nil {
+			_ = st.Purge(ctx, jetstream.WithPurgeSubject(prefix+webhookID))
+		}
+	}
 }

@@ -1,32 +1,29 @@
-// Package webhooks delivers the event log to subscribers: subscriptions and
-// their signing secrets, Standard Webhooks signatures, per-endpoint ordered
-// delivery with retries on a schedule, the dead-letter stream, operator
-// requeue and replay, and the record of every attempt.
-package webhooks
+// Package secrets keeps webhook signing secrets: generated here, shown to
+// the operator once (in the create and rotate answers), stored only
+// encrypted under the master key in a JetStream bucket, one key per
+// subscription and secret version, and erased with the subscription.
+package secrets
 
 import (
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// SecretsBucket holds webhook signing secrets, encrypted under the master
+// Bucket holds webhook signing secrets, encrypted under the master
 // key, one key per subscription and secret version.
-const SecretsBucket = "TENANCY_WEBHOOK_SECRETS"
+const Bucket = "TENANCY_WEBHOOK_SECRETS"
 
-// SecretPrefix starts every secret, as the Standard Webhooks libraries
+// Prefix starts every secret, as the Standard Webhooks libraries
 // expect.
-const SecretPrefix = "whsec_"
+const Prefix = "whsec_"
 
 // Wrapper encrypts secrets at rest (the keyring, with the master key).
 type Wrapper interface {
@@ -34,42 +31,42 @@ type Wrapper interface {
 	UnwrapSecret(name string, sealed []byte) ([]byte, error)
 }
 
-// Secrets stores signing secrets. Plaintext exists only in the create and
+// Store stores signing secrets. Plaintext exists only in the create and
 // rotate responses and in memory while signing.
-type Secrets struct {
+type Store struct {
 	kv   jetstream.KeyValue
 	wrap Wrapper
 	mu   sync.Mutex
 	keys map[string][]byte
 }
 
-// OpenSecrets opens (creating if needed) the secrets bucket.
-func OpenSecrets(ctx context.Context, js jetstream.JetStream, wrap Wrapper, replicas int) (*Secrets, error) {
+// Open opens (creating if needed) the secrets bucket.
+func Open(ctx context.Context, js jetstream.JetStream, wrap Wrapper, replicas int) (*Store, error) {
 	if replicas < 1 {
 		replicas = 1
 	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: SecretsBucket, Description: "webhook signing secrets, encrypted under the master key",
+		Bucket: Bucket, Description: "webhook signing secrets, encrypted under the master key",
 		History: 1, Replicas: replicas, Storage: jetstream.FileStorage,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", SecretsBucket, err)
+		return nil, fmt.Errorf("open %s: %w", Bucket, err)
 	}
-	return &Secrets{kv: kv, wrap: wrap, keys: map[string][]byte{}}, nil
+	return &Store{kv: kv, wrap: wrap, keys: map[string][]byte{}}, nil
 }
 
-// NewSecret returns a fresh secret: whsec_ and base64 of 32 random bytes.
-func NewSecret() (string, error) {
+// New returns a fresh secret: whsec_ and base64 of 32 random bytes.
+func New() (string, error) {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
 		return "", err
 	}
-	return SecretPrefix + base64.StdEncoding.EncodeToString(b), nil
+	return Prefix + base64.StdEncoding.EncodeToString(b), nil
 }
 
-// DecodeSecret returns the HMAC key of a secret.
-func DecodeSecret(secret string) ([]byte, error) {
-	k, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, SecretPrefix))
+// Decode returns the HMAC key of a secret.
+func Decode(secret string) ([]byte, error) {
+	k, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, Prefix))
 	if err != nil || len(k) < 16 {
 		return nil, errors.New("webhook secret is not whsec_ followed by base64 of at least 16 bytes")
 	}
@@ -81,7 +78,7 @@ func secretKey(webhookID string, version int) string {
 }
 
 // Put stores a secret version encrypted.
-func (s *Secrets) Put(ctx context.Context, webhookID string, version int, secret string) error {
+func (s *Store) Put(ctx context.Context, webhookID string, version int, secret string) error {
 	name := secretKey(webhookID, version)
 	sealed, err := s.wrap.WrapSecret(name, []byte(secret))
 	if err != nil {
@@ -94,7 +91,7 @@ func (s *Secrets) Put(ctx context.Context, webhookID string, version int, secret
 }
 
 // Key returns the HMAC key of a secret version.
-func (s *Secrets) Key(ctx context.Context, webhookID string, version int) ([]byte, error) {
+func (s *Store) Key(ctx context.Context, webhookID string, version int) ([]byte, error) {
 	name := secretKey(webhookID, version)
 	s.mu.Lock()
 	k, ok := s.keys[name]
@@ -110,7 +107,7 @@ func (s *Secrets) Key(ctx context.Context, webhookID string, version int) ([]byt
 	if err != nil {
 		return nil, err
 	}
-	k, err = DecodeSecret(string(plain))
+	k, err = Decode(string(plain))
 	if err != nil {
 		return nil, err
 	}
@@ -121,7 +118,7 @@ func (s *Secrets) Key(ctx context.Context, webhookID string, version int) ([]byt
 }
 
 // Delete erases every secret version of a subscription.
-func (s *Secrets) Delete(ctx context.Context, webhookID string) error {
+func (s *Store) Delete(ctx context.Context, webhookID string) error {
 	lister, err := s.kv.ListKeysFiltered(ctx, webhookID+".>")
 	if err != nil {
 		return err
@@ -141,25 +138,4 @@ func (s *Secrets) Delete(ctx context.Context, webhookID string) error {
 	}
 	s.mu.Unlock()
 	return nil
-}
-
-// Sign returns the webhook-signature header value: one "v1,<base64>" per
-// key, space-separated, each an HMAC-SHA256 of "id.timestamp.body".
-func Sign(keys [][]byte, msgID string, ts time.Time, body []byte) string {
-	var b strings.Builder
-	unix := strconv.FormatInt(ts.Unix(), 10)
-	for i, k := range keys {
-		m := hmac.New(sha256.New, k)
-		m.Write([]byte(msgID))
-		m.Write([]byte{'.'})
-		m.Write([]byte(unix))
-		m.Write([]byte{'.'})
-		m.Write(body)
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		b.WriteString("v1,")
-		b.WriteString(base64.StdEncoding.EncodeToString(m.Sum(nil)))
-	}
-	return b.String()
 }

@@ -1,9 +1,7 @@
-package services_test
+package projector_test
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,12 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tenancyhq/tenancy/internal/catalog"
 	"github.com/tenancyhq/tenancy/internal/command"
-	"github.com/tenancyhq/tenancy/internal/logging"
+	"github.com/tenancyhq/tenancy/internal/health"
 	"github.com/tenancyhq/tenancy/internal/projection"
-	"github.com/tenancyhq/tenancy/internal/services"
-	"github.com/tenancyhq/tenancy/internal/testenv"
+	"github.com/tenancyhq/tenancy/internal/run/boot"
+	"github.com/tenancyhq/tenancy/internal/testrig"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 )
 
@@ -25,24 +22,12 @@ import (
 // projection lag read at scrape time follows the projector: zero when it
 // has caught up, the events written since when it is stopped.
 func TestWorkerMetrics(t *testing.T) {
-	n := testenv.StartNATS(t)
-	ctx := testenv.Context(t, 2*time.Minute)
-	_, signKey, _ := ed25519.GenerateKey(rand.Reader)
-	master := make([]byte, 32)
-	_, _ = rand.Read(master)
-	cat, _ := catalog.Load("")
-	core, err := services.OpenCore(ctx, n.Conn, n.JS, services.CoreOptions{Stream: "TENANCY", Replicas: 1, SigningKey: signKey, MasterKey: master, Catalog: cat, Log: logging.Discard()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs, err := services.OpenReadSide(ctx, testenv.NewDatabase(t), false, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rs.Close()
-	stopLag := services.WatchProjectionLag(core, rs)
+	r := testrig.New(t, testrig.Options{Database: true, Timeout: 2 * time.Minute})
+	core, rs, ctx := r.Core, r.ReadSide, r.Ctx
+	p := boot.Projections(core, rs)
+	stopLag := p.WatchLag()
 	defer stopLag()
-	srv := httptest.NewServer(services.HealthHandler())
+	srv := httptest.NewServer(health.Handler())
 	defer srv.Close()
 	scrape := func() string {
 		resp, err := http.Get(srv.URL + "/metrics")
@@ -66,7 +51,7 @@ func TestWorkerMetrics(t *testing.T) {
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	runners := services.Projections(core, rs, nil)
+	runners := p.Runners(nil)
 	done := make(chan struct{}, len(runners))
 	for _, p := range runners {
 		go func() { defer func() { done <- struct{}{} }(); _ = p.Run(runCtx) }()

@@ -1,4 +1,4 @@
-package services
+package dev
 
 import (
 	"context"
@@ -20,9 +20,9 @@ import (
 	"github.com/tenancyhq/tenancy/internal/natsembed"
 )
 
-// DevLockFile is held by a running `tenancy dev` (and by offline CLI access)
+// LockFile is held by a running `tenancy dev` (and by offline CLI access)
 // so that two processes never open one JetStream store.
-const DevLockFile = "dev.lock"
+const LockFile = "dev.lock"
 
 // ErrDataDirBusy reports a data directory another process has open.
 var ErrDataDirBusy = errors.New("data directory in use")
@@ -32,7 +32,7 @@ func LockDataDir(dataDir string) (release func(), err error) {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(filepath.Join(dataDir, DevLockFile), os.O_CREATE|os.O_RDWR, 0o600)
+	f, err := os.OpenFile(filepath.Join(dataDir, LockFile), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +86,7 @@ func OpenLog(ctx context.Context, get config.Getenv, dataDir string) (*Log, erro
 	release, err := LockDataDir(dataDir)
 	if errors.Is(err, ErrDataDirBusy) {
 		// A `tenancy dev` is running: use its server.
-		b, rerr := os.ReadFile(filepath.Join(dataDir, DevNATSURLFile))
+		b, rerr := os.ReadFile(filepath.Join(dataDir, NATSURLFile))
 		if rerr != nil {
 			return nil, fmt.Errorf("%w, but it published no NATS address (%v); set NATS_URL", err, rerr)
 		}
@@ -100,7 +100,7 @@ func OpenLog(ctx context.Context, get config.Getenv, dataDir string) (*Log, erro
 	if err != nil {
 		return nil, err
 	}
-	storeDir := filepath.Join(dataDir, DevNATSDir)
+	storeDir := filepath.Join(dataDir, NATSDir)
 	if _, serr := os.Stat(storeDir); serr != nil {
 		release()
 		return nil, fmt.Errorf("no event log in %s (run `tenancy dev` first, or set NATS_URL): %w", dataDir, serr)

@@ -1,0 +1,142 @@
+// Package provisioner wires the saga worker and the reconciler with the
+// configured identity provider and billing system: what cmd/provisioner
+// runs, what `tenancy dev` runs in process, and what `tenancy reconcile`
+// calls.
+package provisioner
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tenancyhq/tenancy/internal/app"
+	"github.com/tenancyhq/tenancy/internal/backoff"
+	"github.com/tenancyhq/tenancy/internal/billing"
+	"github.com/tenancyhq/tenancy/internal/config"
+	"github.com/tenancyhq/tenancy/internal/health"
+	"github.com/tenancyhq/tenancy/internal/keycloak"
+	"github.com/tenancyhq/tenancy/internal/readmodel"
+	"github.com/tenancyhq/tenancy/internal/run/boot"
+	"github.com/tenancyhq/tenancy/internal/saga"
+)
+
+// Integrations builds the clients of the configured external systems.
+func Integrations(c config.Integrations, core *boot.Core) (saga.Integrations, error) {
+	in := saga.Integrations{Keys: core.Keyring, Catalog: core.Catalog}
+	if c.KeycloakURL != "" {
+		kc, err := keycloak.New(keycloak.Config{URL: c.KeycloakURL, Realm: c.KeycloakRealm, ClientID: c.KeycloakClientID, ClientSecret: c.KeycloakClientSecret})
+		if err != nil {
+			return in, err
+		}
+		in.Keycloak = kc
+		if c.KeycloakRealmSMTP != "" {
+			if err := json.Unmarshal([]byte(c.KeycloakRealmSMTP), &in.RealmSMTP); err != nil {
+				return in, fmt.Errorf("KEYCLOAK_REALM_SMTP must be a JSON object of strings: %w", err)
+			}
+		}
+	}
+	if c.BillingURL != "" {
+		b, err := billing.New(billing.Config{URL: c.BillingURL, Token: c.BillingToken})
+		if err != nil {
+			return in, fmt.Errorf("BILLING_URL: %w", err)
+		}
+		in.Billing = b
+	}
+	return in, nil
+}
+
+// Options configure the saga worker.
+type Options struct {
+	Integrations saga.Integrations
+	// ReadSide lists the tenants periodic reconciliation looks at; without
+	// it only plan changes and `tenancy reconcile --tenant` reconcile.
+	ReadSide          *boot.ReadSide
+	ReconcileInterval time.Duration
+	Concurrency       int
+	Backoff           saga.Backoff
+	RetryDelay        time.Duration
+}
+
+// Provisioner is the saga worker and the reconciler.
+type Provisioner struct {
+	Worker     *saga.Worker
+	Reconciler *saga.Reconciler
+	interval   time.Duration
+}
+
+// Run runs both until ctx ends.
+func (p *Provisioner) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return p.Reconciler.Run(gctx, p.interval) })
+	g.Go(func() error { return p.Worker.Run(gctx) })
+	return g.Wait()
+}
+
+// NewReconciler returns a reconciler on core; rs, when set, lists the
+// tenants a periodic pass looks at.
+func NewReconciler(core *boot.Core, in saga.Integrations, rs *boot.ReadSide) *saga.Reconciler {
+	r := &saga.Reconciler{Tenants: core.Tenants, In: in, Log: core.Log}
+	if rs != nil {
+		r.List = readmodel.NewReader(rs.Pool).TenantIDsInStates("active", "suspended")
+	}
+	return r
+}
+
+// New returns the saga worker on core.
+func New(ctx context.Context, core *boot.Core, o Options) (*Provisioner, error) {
+	if o.Backoff.Attempts == 0 {
+		o.Backoff = saga.Backoff{Attempts: 5, Pause: backoff.Policy{Base: 200 * time.Millisecond, Max: 10 * time.Second}}
+	}
+	if o.Integrations.Keys == nil {
+		o.Integrations.Keys = core.Keyring
+	}
+	if o.Integrations.Catalog == nil {
+		o.Integrations.Catalog = core.Catalog
+	}
+	runner := &saga.Runner{Tenants: core.Tenants, Plan: saga.NewPlan(o.Integrations), Backoff: o.Backoff, Log: core.Log, Clock: core.Opts.Clock}
+	rec := NewReconciler(core, o.Integrations, o.ReadSide)
+	host, _ := os.Hostname()
+	w, err := boot.Await(ctx, core.Log, "saga leases", func(ctx context.Context) (*saga.Worker, error) {
+		return saga.NewWorker(ctx, core.JS, runner, rec, saga.WorkerConfig{
+			Stream: core.Opts.Stream, Concurrency: o.Concurrency, Instance: host + "/" + app.NewID(),
+			Replicas: core.Opts.Replicas, RetryDelay: o.RetryDelay,
+		}, core.Log)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Provisioner{Worker: w, Reconciler: rec, interval: o.ReconcileInterval}, nil
+}
+
+// Main runs the provisioner as configured until ctx ends.
+func Main(ctx context.Context, cfg config.Provisioner, stderr io.Writer) error {
+	svc, err := boot.Start(ctx, stderr, "provisioner", cfg.Service, nil)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	in, err := Integrations(cfg.Integrations, svc.Core)
+	if err != nil {
+		return err
+	}
+	rs, err := boot.OpenReadSide(ctx, cfg.DatabaseURL, false, false)
+	if err != nil {
+		return err
+	}
+	defer rs.Close()
+	p, err := New(ctx, svc.Core, Options{Integrations: in, ReadSide: rs, ReconcileInterval: cfg.Integrations.ReconcileInterval})
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return p.Run(gctx) })
+	g.Go(func() error {
+		return boot.ListenAndServe(gctx, cfg.HTTPAddr, health.Handler(health.Check{Name: "nats", Check: svc.Core.CheckNATS}), svc.Log)
+	})
+	return g.Wait()
+}
