@@ -1,9 +1,11 @@
-// Command demo-receiver is a webhook subscriber for demos and manual tests:
-// it checks each delivery's Standard Webhooks signature, answers 204 (or 401
-// when the signature is wrong or stale) and logs one JSON line per delivery.
+// Command demo-receiver is a webhook subscriber for demos and manual tests,
+// and the worked example of pkg/subscriber: it verifies each delivery with
+// it, answers 204 (401 when the signature is wrong or stale, 400 when an
+// authentic body is not a Tenancy event, 413 when it is too large) and logs
+// one JSON line per delivery.
 //
-// It uses only the standard library and no Tenancy package on purpose, so
-// that it doubles as an example for subscribers writing their own receiver.
+// It uses pkg/subscriber and nothing else of Tenancy's, as a subscriber's
+// own receiver would; everything else is the standard library.
 //
 // Configuration (environment):
 //
@@ -13,26 +15,32 @@
 //	                accepts every delivery unchecked (a demo is wired before
 //	                the secret exists: it is shown once, when the
 //	                subscription is created).
+//	EVENT_KEYS_URL  optional: Tenancy's published event keys, e.g.
+//	                http://api:8080/.well-known/tenancy/event-keys.json.
+//	                When set, each event's own Ed25519 signature is checked
+//	                too (not a truncated event's, whose data is not in the
+//	                delivery). The keys are fetched at start-up (a failure
+//	                is logged, not fatal: the API may start later) and again
+//	                when an event names a key not fetched yet.
 package main
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tenancyhq/tenancy/pkg/subscriber"
 )
 
 func main() {
@@ -45,19 +53,13 @@ func main() {
 	}
 }
 
-// tolerance is how far a delivery's webhook-timestamp may be from the
-// receiver's clock; the Standard Webhooks recommendation, which bounds how
-// long a captured request can be replayed.
-const tolerance = 5 * time.Minute
-
-// maxBody bounds what one delivery may send. The webhooker sends at most
-// WEBHOOK_MAX_BODY (256 KiB by default); this leaves room for a raised limit
-// without letting a stray client exhaust memory.
-const maxBody = 4 << 20
-
 func run(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
 	log := slog.New(slog.NewJSONHandler(stderr, nil)).With("service", "demo-receiver")
-	keys, err := parseSecrets(getenv("WEBHOOK_SECRET"))
+	secrets, err := parseSecrets(getenv("WEBHOOK_SECRET"))
+	if err != nil {
+		return err
+	}
+	keys, err := parseKeysURL(getenv("EVENT_KEYS_URL"))
 	if err != nil {
 		return err
 	}
@@ -65,19 +67,28 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	if addr == "" {
 		addr = ":9000"
 	}
-	if len(keys) == 0 {
+	v, err := newVerifier(secrets, keys, time.Now)
+	if err != nil {
+		return err
+	}
+	if len(secrets) == 0 {
 		log.Warn("WEBHOOK_SECRET is empty: accepting every delivery without checking its signature; set it to the subscription's secret")
+	}
+	if keys != nil {
+		if err := keys.Refresh(ctx); err != nil {
+			log.Warn("event keys not loaded yet; deliveries get 503 until they are", "error", err.Error())
+		}
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
 	srv := &http.Server{
-		Handler:           newHandler(keys, time.Now, log),
+		Handler:           newHandler(v, log),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "secrets", len(keys))
+	log.Info("listening", "addr", ln.Addr().String(), "secrets", len(secrets), "event_keys", keys != nil)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
@@ -96,137 +107,98 @@ func run(ctx context.Context, getenv func(string) string, stderr io.Writer) erro
 	return nil
 }
 
-// secretPrefix marks a Standard Webhooks secret; the rest is the base64 HMAC
-// key.
-const secretPrefix = "whsec_"
-
-// parseSecrets decodes a comma-separated list of whsec_ secrets into HMAC
-// keys. The error never repeats a secret, since it ends up in logs.
-func parseSecrets(s string) ([][]byte, error) {
-	var keys [][]byte
+// parseSecrets splits WEBHOOK_SECRET into its secrets and checks each, so
+// that a typo fails start-up rather than every delivery. The error never
+// repeats a secret, since it ends up in logs.
+func parseSecrets(s string) ([]string, error) {
+	var secrets []string
 	for i, f := range strings.Split(s, ",") {
 		f = strings.TrimSpace(f)
 		if f == "" {
 			continue
 		}
-		k, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(f, secretPrefix))
-		if err != nil || len(k) == 0 {
-			return nil, fmt.Errorf("WEBHOOK_SECRET entry %d is not whsec_ followed by base64", i+1)
+		if _, err := subscriber.ParseSecret(f); err != nil {
+			return nil, fmt.Errorf("WEBHOOK_SECRET entry %d: %w", i+1, err)
 		}
-		keys = append(keys, k)
+		secrets = append(secrets, f)
 	}
-	return keys, nil
+	return secrets, nil
 }
 
-// Verification failures; each is a 401.
-var (
-	errMissingHeaders = errors.New("missing webhook-id, webhook-timestamp or webhook-signature")
-	errBadTimestamp   = errors.New("webhook-timestamp is not a Unix time in seconds")
-	errStale          = errors.New("webhook-timestamp is more than 5 minutes from the receiver's clock")
-	errNoMatch        = errors.New("no v1 signature matches any configured secret")
-)
-
-// verify checks a delivery's Standard Webhooks signature against every key:
-// it is authentic when any "v1,<base64>" in the space-separated
-// webhook-signature is the HMAC-SHA256 of "id.timestamp.body" under any key.
-// Several keys and several signatures both come from rotations: during the
-// grace period Tenancy signs with the old and the new secret, and the
-// receiver may hold either or both.
-func verify(keys [][]byte, id, timestamp, signature string, body []byte, now time.Time) error {
-	if id == "" || timestamp == "" || signature == "" {
-		return errMissingHeaders
+// parseKeysURL returns a fetcher for EVENT_KEYS_URL, or nil when it is
+// empty.
+func parseKeysURL(s string) (*subscriber.KeyFetcher, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, nil
 	}
-	sec, err := strconv.ParseInt(timestamp, 10, 64)
-	if err != nil {
-		return errBadTimestamp
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, errors.New("EVENT_KEYS_URL is not an http(s) URL")
 	}
-	// Both directions: a timestamp far in the future would otherwise stay
-	// replayable for as long as it is ahead.
-	if d := now.Sub(time.Unix(sec, 0)); d > tolerance || d < -tolerance {
-		return errStale
-	}
-	var given [][]byte
-	for _, s := range strings.Fields(signature) {
-		version, sig, ok := strings.Cut(s, ",")
-		if !ok || version != "v1" {
-			// Other schemes (v1a is asymmetric) are not ours to check.
-			continue
-		}
-		if b, err := base64.StdEncoding.DecodeString(sig); err == nil {
-			given = append(given, b)
-		}
-	}
-	for _, k := range keys {
-		m := hmac.New(sha256.New, k)
-		m.Write([]byte(id + "." + timestamp + "."))
-		m.Write(body)
-		want := m.Sum(nil)
-		for _, g := range given {
-			// Constant time, so the comparison does not tell an attacker
-			// how many leading bytes of a forged signature were right.
-			if hmac.Equal(want, g) {
-				return nil
-			}
-		}
-	}
-	return errNoMatch
+	return &subscriber.KeyFetcher{URL: s}, nil
 }
 
-// event is the part of a structured-mode CloudEvent the log line shows.
-type event struct {
-	ID       string `json:"id"`
-	Type     string `json:"type"`
-	Subject  string `json:"subject"`
-	TenantID string `json:"tenantid"`
+// newVerifier returns the verifier for the configured secrets; with none it
+// accepts deliveries unchecked. keys may be nil.
+func newVerifier(secrets []string, keys *subscriber.KeyFetcher, now func() time.Time) (*subscriber.Verifier, error) {
+	c := subscriber.Config{Secrets: secrets, InsecureSkipSignature: len(secrets) == 0, Now: now}
+	if keys != nil {
+		// Not assigned when nil: a nil *KeyFetcher in the interface would
+		// look like a key source.
+		c.EventKeys = keys
+	}
+	return subscriber.NewVerifier(c)
+}
+
+// requestAttrs are the log attributes of a delivery read from its headers,
+// so that a refused one can be matched with the webhooker's attempts.
+func requestAttrs(r *http.Request) []any {
+	h := r.Header
+	return []any{
+		"webhook_id", h.Get(subscriber.HeaderID),
+		"sequence", h.Get(subscriber.HeaderSequence),
+		"attempt", h.Get(subscriber.HeaderAttempt),
+		"replay", h.Get(subscriber.HeaderReplay) == "true",
+		"path", r.URL.Path,
+	}
 }
 
 // newHandler serves GET /healthz and accepts deliveries as POST to any other
-// path. With no keys every delivery is accepted unchecked.
-func newHandler(keys [][]byte, now func() time.Time, log *slog.Logger) http.Handler {
+// path.
+func newHandler(v *subscriber.Verifier, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
 	})
-	mux.HandleFunc("POST /", func(w http.ResponseWriter, r *http.Request) {
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
-		if err != nil {
-			log.Warn("delivery body unreadable", "webhook_id", r.Header.Get("webhook-id"), "error", err.Error())
-			http.Error(w, "body unreadable or too large", http.StatusRequestEntityTooLarge)
-			return
-		}
-		h := r.Header
-		attrs := []any{
-			"webhook_id", h.Get("webhook-id"),
-			"sequence", h.Get("tenancy-sequence"),
-			"attempt", h.Get("tenancy-attempt"),
-			"replay", h.Get("tenancy-replay") == "true",
-			"path", r.URL.Path,
-		}
-		signature := "unchecked"
-		if len(keys) > 0 {
-			if err := verify(keys, h.Get("webhook-id"), h.Get("webhook-timestamp"), h.Get("webhook-signature"), body, now()); err != nil {
-				log.Warn("delivery rejected", append(attrs, "reason", err.Error())...)
-				http.Error(w, err.Error(), http.StatusUnauthorized)
-				return
+	deliver := func(ctx context.Context, d *subscriber.Delivery) error {
+		check := func(done bool) string {
+			if done {
+				return "verified"
 			}
-			signature = "verified"
+			return "unchecked"
 		}
-		var ev event
-		if err := json.Unmarshal(body, &ev); err != nil {
-			// Authentic (or unchecked) but not a CloudEvent: still
-			// acknowledged, since retrying would not change it.
-			attrs = append(attrs, "body_error", err.Error())
-		}
-		log.Info("delivery", append(attrs,
-			"signature", signature,
-			"event_id", ev.ID,
-			"type", ev.Type,
-			"subject", ev.Subject,
-			"tenant_id", ev.TenantID,
-			"bytes", len(body),
-		)...)
-		w.WriteHeader(http.StatusNoContent)
-	})
+		log.InfoContext(ctx, "delivery",
+			"webhook_id", d.ID,
+			"sequence", strconv.FormatUint(d.Sequence, 10),
+			"attempt", strconv.Itoa(d.Attempt),
+			"replay", d.Replay,
+			"signature", check(d.SignatureVerified),
+			"event_signature", check(d.EventVerified),
+			"event_id", d.Event.ID(),
+			"type", d.Event.Type(),
+			"subject", d.Event.Subject(),
+			"tenant_id", d.TenantID,
+			"aggversion", d.AggVersion,
+			"truncated", d.Truncated,
+			"dataref", d.DataRef,
+			"bytes", len(d.Body),
+		)
+		return nil
+	}
+	mux.Handle("POST /", subscriber.Handler(v, deliver, subscriber.OnError(func(r *http.Request, status int, err error) {
+		log.WarnContext(r.Context(), "delivery rejected", append(requestAttrs(r), "status", status, "reason", err.Error())...)
+	})))
 	return mux
 }
