@@ -10,9 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
-
 	"github.com/tenancyhq/tenancy/pkg/domain"
 )
 
@@ -100,11 +97,10 @@ func TestKeycloakShapedToken(t *testing.T) {
 	defer srv.Close()
 	iss := NewDevIssuer(srv.URL+DevIssuerPath, "tenancy", key)
 	srv.Config.Handler = iss.Handler()
-	signer, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", iss.kid))
-	tok, err := jwt.Signed(signer).Claims(map[string]any{
+	tok, err := iss.sign(map[string]any{
 		"iss": iss.Issuer(), "aud": []string{"account", "tenancy"}, "azp": "ops-cli",
 		"exp": time.Now().Add(time.Hour).Unix(), "realm_access": map[string]any{"roles": []string{"offline_access", RolePlatformAdmin}},
-	}).Serialize()
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

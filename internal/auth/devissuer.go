@@ -2,15 +2,13 @@ package auth
 
 import (
 	"crypto/ed25519"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"time"
-
-	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
@@ -52,23 +50,31 @@ func (d *DevIssuer) Mint(req TokenRequest, now time.Time) (string, error) {
 	if req.TTL <= 0 {
 		req.TTL = time.Hour
 	}
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: d.key},
-		(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", d.kid))
+	claims := map[string]any{
+		"iss": d.issuer, "sub": req.Subject, "aud": d.audience, "iat": now.Unix(), "exp": now.Add(req.TTL).Unix(),
+		"roles": req.Roles, "realm_access": map[string]any{"roles": req.Roles},
+	}
+	if req.TenantID != "" {
+		claims["tenant_id"] = req.TenantID
+	}
+	return d.sign(claims)
+}
+
+// sign returns claims as a compact JWS (RFC 7515) signed with EdDSA (RFC
+// 8037): the one algorithm this issuer needs, written out rather than
+// pulling a JOSE library into the module. The API verifies these tokens
+// with go-oidc, like any other issuer's, which checks this encoding.
+func (d *DevIssuer) sign(claims map[string]any) (string, error) {
+	header, err := json.Marshal(map[string]string{"alg": "EdDSA", "kid": d.kid, "typ": "JWT"})
 	if err != nil {
 		return "", err
 	}
-	std := jwt.Claims{
-		Issuer:   d.issuer,
-		Subject:  req.Subject,
-		Audience: jwt.Audience{d.audience},
-		IssuedAt: jwt.NewNumericDate(now),
-		Expiry:   jwt.NewNumericDate(now.Add(req.TTL)),
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", err
 	}
-	extra := map[string]any{"roles": req.Roles, "realm_access": map[string]any{"roles": req.Roles}}
-	if req.TenantID != "" {
-		extra["tenant_id"] = req.TenantID
-	}
-	return jwt.Signed(signer).Claims(std).Claims(extra).Serialize()
+	input := base64.RawURLEncoding.EncodeToString(header) + "." + base64.RawURLEncoding.EncodeToString(payload)
+	return input + "." + base64.RawURLEncoding.EncodeToString(ed25519.Sign(d.key, []byte(input))), nil
 }
 
 // Handler serves the discovery document and the JWKS under DevIssuerPath.
@@ -85,8 +91,9 @@ func (d *DevIssuer) Handler() http.Handler {
 		})
 	})
 	mux.HandleFunc("GET "+DevIssuerPath+"/jwks", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{
-			Key: d.key.Public(), KeyID: d.kid, Algorithm: string(jose.EdDSA), Use: "sig",
+		pub := d.key.Public().(ed25519.PublicKey)
+		writeJSON(w, map[string]any{"keys": []map[string]string{{
+			"kty": "OKP", "crv": "Ed25519", "x": base64.RawURLEncoding.EncodeToString(pub), "kid": d.kid, "alg": "EdDSA", "use": "sig",
 		}}})
 	})
 	return mux

@@ -2,18 +2,17 @@ package testenv
 
 import (
 	"compress/gzip"
+	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
-
-	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
-	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
-	"google.golang.org/protobuf/proto"
 )
 
 // OTLP is an in-process OpenTelemetry collector: it accepts OTLP/HTTP
@@ -68,48 +67,177 @@ func (o *OTLP) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	var req collectortrace.ExportTraceServiceRequest
-	if err := proto.Unmarshal(raw, &req); err != nil {
+	got, err := decodeExport(raw)
+	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
-	}
-	var got []Span
-	for _, rs := range req.GetResourceSpans() {
-		service := attrs(rs.GetResource().GetAttributes())["service.name"]
-		for _, ss := range rs.GetScopeSpans() {
-			for _, s := range ss.GetSpans() {
-				got = append(got, Span{
-					TraceID: hex.EncodeToString(s.GetTraceId()), SpanID: hex.EncodeToString(s.GetSpanId()),
-					ParentSpanID: hex.EncodeToString(s.GetParentSpanId()), Name: s.GetName(), Service: service,
-					Attrs: attrs(s.GetAttributes()), Error: s.GetStatus().GetCode() == 2,
-				})
-			}
-		}
 	}
 	o.mu.Lock()
 	o.spans = append(o.spans, got...)
 	o.mu.Unlock()
-	resp, _ := proto.Marshal(&collectortrace.ExportTraceServiceResponse{})
+	// An empty ExportTraceServiceResponse encodes as no bytes.
 	w.Header().Set("Content-Type", "application/x-protobuf")
-	_, _ = w.Write(resp)
 }
 
-func attrs(kvs []*commonpb.KeyValue) map[string]string {
-	out := make(map[string]string, len(kvs))
-	for _, kv := range kvs {
-		v := kv.GetValue()
-		switch v.GetValue().(type) {
-		case *commonpb.AnyValue_StringValue:
-			out[kv.GetKey()] = v.GetStringValue()
-		case *commonpb.AnyValue_IntValue:
-			out[kv.GetKey()] = fmt.Sprint(v.GetIntValue())
-		case *commonpb.AnyValue_BoolValue:
-			out[kv.GetKey()] = fmt.Sprint(v.GetBoolValue())
-		case *commonpb.AnyValue_DoubleValue:
-			out[kv.GetKey()] = fmt.Sprint(v.GetDoubleValue())
+// The collector reads the OTLP trace export (opentelemetry-proto's
+// collector/trace/v1 ExportTraceServiceRequest) straight from the protobuf
+// wire format, for the few fields the tests look at: like the Keycloak and
+// billing fakes, it follows the published contract, and it keeps the
+// protobuf runtime out of the module's requirements. Field numbers are the
+// schema's.
+
+// decodeExport reads an ExportTraceServiceRequest.
+func decodeExport(b []byte) ([]Span, error) {
+	var out []Span
+	err := eachField(b, func(num int, v field) error {
+		if num != 1 { // resource_spans
+			return nil
+		}
+		spans, err := decodeResourceSpans(v.bytes)
+		out = append(out, spans...)
+		return err
+	})
+	return out, err
+}
+
+func decodeResourceSpans(b []byte) ([]Span, error) {
+	var service string
+	var spans []Span
+	err := eachField(b, func(num int, v field) error {
+		switch num {
+		case 1: // resource
+			return eachField(v.bytes, func(num int, v field) error {
+				if num != 1 { // attributes
+					return nil
+				}
+				k, val, err := decodeKeyValue(v.bytes)
+				if k == "service.name" {
+					service = val
+				}
+				return err
+			})
+		case 2: // scope_spans
+			return eachField(v.bytes, func(num int, v field) error {
+				if num != 2 { // spans
+					return nil
+				}
+				s, err := decodeSpan(v.bytes)
+				spans = append(spans, s)
+				return err
+			})
+		}
+		return nil
+	})
+	for i := range spans {
+		spans[i].Service = service
+	}
+	return spans, err
+}
+
+func decodeSpan(b []byte) (Span, error) {
+	s := Span{Attrs: map[string]string{}}
+	err := eachField(b, func(num int, v field) error {
+		switch num {
+		case 1:
+			s.TraceID = hex.EncodeToString(v.bytes)
+		case 2:
+			s.SpanID = hex.EncodeToString(v.bytes)
+		case 4:
+			s.ParentSpanID = hex.EncodeToString(v.bytes)
+		case 5:
+			s.Name = string(v.bytes)
+		case 9: // attributes
+			k, val, err := decodeKeyValue(v.bytes)
+			s.Attrs[k] = val
+			return err
+		case 15: // status: code is field 3, 2 = error
+			return eachField(v.bytes, func(num int, v field) error {
+				if num == 3 && v.varint == 2 {
+					s.Error = true
+				}
+				return nil
+			})
+		}
+		return nil
+	})
+	return s, err
+}
+
+// decodeKeyValue reads a KeyValue whose AnyValue is a string, bool, int or
+// double, as text.
+func decodeKeyValue(b []byte) (key, value string, err error) {
+	err = eachField(b, func(num int, v field) error {
+		switch num {
+		case 1:
+			key = string(v.bytes)
+		case 2:
+			return eachField(v.bytes, func(num int, v field) error {
+				switch num {
+				case 1:
+					value = string(v.bytes)
+				case 2:
+					value = fmt.Sprint(v.varint != 0)
+				case 3:
+					value = fmt.Sprint(int64(v.varint))
+				case 4:
+					value = fmt.Sprint(math.Float64frombits(v.fixed))
+				}
+				return nil
+			})
+		}
+		return nil
+	})
+	return key, value, err
+}
+
+// field is one field's value: bytes for length-delimited ones, varint or
+// fixed for the others.
+type field struct {
+	bytes  []byte
+	varint uint64
+	fixed  uint64
+}
+
+// eachField calls fn with every field of a protobuf message.
+func eachField(b []byte, fn func(num int, v field) error) error {
+	for len(b) > 0 {
+		tag, n := binary.Uvarint(b)
+		if n <= 0 {
+			return errors.New("protobuf: bad tag")
+		}
+		b = b[n:]
+		var v field
+		switch tag & 7 {
+		case 0:
+			if v.varint, n = binary.Uvarint(b); n <= 0 {
+				return errors.New("protobuf: bad varint")
+			}
+			b = b[n:]
+		case 1, 5:
+			size := map[uint64]int{1: 8, 5: 4}[tag&7]
+			if len(b) < size {
+				return errors.New("protobuf: short fixed field")
+			}
+			if size == 8 {
+				v.fixed = binary.LittleEndian.Uint64(b)
+			} else {
+				v.fixed = uint64(binary.LittleEndian.Uint32(b))
+			}
+			b = b[size:]
+		case 2:
+			l, n := binary.Uvarint(b)
+			if n <= 0 || uint64(len(b)-n) < l {
+				return errors.New("protobuf: bad length")
+			}
+			v.bytes, b = b[n:n+int(l)], b[n+int(l):]
+		default:
+			return fmt.Errorf("protobuf: wire type %d not supported", tag&7)
+		}
+		if err := fn(int(tag>>3), v); err != nil {
+			return err
 		}
 	}
-	return out
+	return nil
 }
 
 // Spans returns the spans received so far.
