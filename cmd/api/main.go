@@ -5,30 +5,17 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/tenancyhq/tenancy/internal/config"
 	"github.com/tenancyhq/tenancy/internal/run/api"
+	"github.com/tenancyhq/tenancy/internal/run/boot"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Getenv, os.Stderr)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "api:", err)
-		os.Exit(1)
-	}
+	boot.Exit("api", func(ctx context.Context) error { return run(ctx, os.Getenv, os.Stderr) })
 }
 
 func run(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
-	cfg, err := config.LoadAPI(getenv)
-	if err != nil {
-		return err
-	}
-	return api.Main(ctx, cfg, stderr)
+	return api.Main(ctx, getenv, stderr)
 }

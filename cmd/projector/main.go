@@ -13,30 +13,17 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/tenancyhq/tenancy/internal/config"
+	"github.com/tenancyhq/tenancy/internal/run/boot"
 	"github.com/tenancyhq/tenancy/internal/run/projector"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "projector:", err)
-		os.Exit(1)
-	}
+	boot.Exit("projector", func(ctx context.Context) error { return run(ctx, os.Args, os.Getenv, os.Stdout, os.Stderr) })
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, err := config.LoadProjector(getenv)
-	if err != nil {
-		return err
-	}
-	return projector.Main(ctx, cfg, args[1:], "cli:"+getenv("USER"), stdout, stderr)
+	return projector.Main(ctx, getenv, args[1:], "cli:"+getenv("USER"), stdout, stderr)
 }

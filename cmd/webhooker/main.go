@@ -6,30 +6,17 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
 
-	"github.com/tenancyhq/tenancy/internal/config"
+	"github.com/tenancyhq/tenancy/internal/run/boot"
 	"github.com/tenancyhq/tenancy/internal/run/webhooker"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Getenv, os.Stderr)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "webhooker:", err)
-		os.Exit(1)
-	}
+	boot.Exit("webhooker", func(ctx context.Context) error { return run(ctx, os.Getenv, os.Stderr) })
 }
 
 func run(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
-	cfg, err := config.LoadWebhooker(getenv)
-	if err != nil {
-		return err
-	}
-	return webhooker.Main(ctx, cfg, stderr)
+	return webhooker.Main(ctx, getenv, stderr)
 }

@@ -96,7 +96,7 @@ func New(d Deps) *Server {
 	// group's middleware would also answer unknown routes and methods, as
 	// 401s or 404s instead of 404s and 405s.
 	v1 := e.Group("/v1")
-	authn, admin := s.authenticate, s.platformAdmin
+	authn, admin, hooks := s.authenticate, s.platformAdmin, s.webhooksConfigured
 	v1.GET("/event-keys", s.eventKeys, authn)
 	v1.GET("/catalog", s.catalog, authn)
 	v1.POST("/tenants", s.createTenant, authn, admin, s.idempotent)
@@ -117,19 +117,19 @@ func New(d Deps) *Server {
 	v1.POST("/tenants/:id/provisioning/retry", s.retryProvisioning, authn, admin, s.idempotent)
 	v1.POST("/tenants/:id/admin-password", s.adminPassword, authn, admin)
 
-	v1.POST("/webhooks", s.createWebhook, authn, admin, s.idempotent)
-	v1.GET("/webhooks", s.listWebhooks, authn, admin)
-	v1.GET("/webhooks/:id", s.getWebhook, authn, admin)
-	v1.PATCH("/webhooks/:id", s.patchWebhook, authn, admin)
-	v1.DELETE("/webhooks/:id", s.deleteWebhook, authn, admin)
-	v1.POST("/webhooks/:id/rotate-secret", s.rotateWebhookSecret, authn, admin)
-	v1.GET("/webhooks/:id/attempts", s.webhookAttempts, authn, admin)
-	v1.POST("/webhooks/:id/replay", s.replayWebhook, authn, admin, s.idempotent)
-	v1.POST("/webhooks/:id/dead-letters/requeue", s.requeueAll, authn, admin)
-	v1.GET("/dead-letters", s.deadLetters, authn, admin)
-	v1.GET("/dead-letters/:seq", s.deadLetter, authn, admin)
-	v1.POST("/dead-letters/:seq/requeue", s.requeueDeadLetter, authn, admin)
-	v1.POST("/dead-letters/:seq/discard", s.discardDeadLetter, authn, admin)
+	v1.POST("/webhooks", s.createWebhook, authn, admin, hooks, s.idempotent)
+	v1.GET("/webhooks", s.listWebhooks, authn, admin, hooks)
+	v1.GET("/webhooks/:id", s.getWebhook, authn, admin, hooks)
+	v1.PATCH("/webhooks/:id", s.patchWebhook, authn, admin, hooks)
+	v1.DELETE("/webhooks/:id", s.deleteWebhook, authn, admin, hooks)
+	v1.POST("/webhooks/:id/rotate-secret", s.rotateWebhookSecret, authn, admin, hooks)
+	v1.GET("/webhooks/:id/attempts", s.webhookAttempts, authn, admin, hooks)
+	v1.POST("/webhooks/:id/replay", s.replayWebhook, authn, admin, hooks, s.idempotent)
+	v1.POST("/webhooks/:id/dead-letters/requeue", s.requeueAll, authn, admin, hooks)
+	v1.GET("/dead-letters", s.deadLetters, authn, admin, hooks)
+	v1.GET("/dead-letters/:seq", s.deadLetter, authn, admin, hooks)
+	v1.POST("/dead-letters/:seq/requeue", s.requeueDeadLetter, authn, admin, hooks)
+	v1.POST("/dead-letters/:seq/discard", s.discardDeadLetter, authn, admin, hooks)
 	return s
 }
 

@@ -59,11 +59,15 @@ func ViewWebhook(w domain.Webhook, now time.Time) WebhookView {
 	return v
 }
 
-func (s *Server) webhookService() (*app.Webhooks, error) {
-	if s.deps.Webhooks == nil {
-		return nil, fmt.Errorf("%w: webhooks are not configured on this API instance", domain.ErrUnavailable)
+// webhooksConfigured answers 503 on the webhook routes of an instance
+// without webhooks.
+func (s *Server) webhooksConfigured(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if s.deps.Webhooks == nil {
+			return fmt.Errorf("%w: webhooks are not configured on this API instance", domain.ErrUnavailable)
+		}
+		return next(c)
 	}
-	return s.deps.Webhooks, nil
 }
 
 func writeWebhook(c echo.Context, status int, v any, version int64, seq uint64) error {
@@ -83,10 +87,7 @@ type CreateWebhookRequest struct {
 }
 
 func (s *Server) createWebhook(c echo.Context) error {
-	svc, err := s.webhookService()
-	if err != nil {
-		return err
-	}
+	svc := s.deps.Webhooks
 	req, err := bindJSON[CreateWebhookRequest](s, c)
 	if err != nil {
 		return err
@@ -111,10 +112,7 @@ type WebhookList struct {
 }
 
 func (s *Server) listWebhooks(c echo.Context) error {
-	svc, err := s.webhookService()
-	if err != nil {
-		return err
-	}
+	svc := s.deps.Webhooks
 	if err := checkParams(c); err != nil {
 		return err
 	}
@@ -132,10 +130,7 @@ func (s *Server) listWebhooks(c echo.Context) error {
 }
 
 func (s *Server) getWebhook(c echo.Context) error {
-	svc, err := s.webhookService()
-	if err != nil {
-		return err
-	}
+	svc := s.deps.Webhooks
 	w, seq, err := svc.Get(c.Request().Context(), c.Param("id"))
 	if err != nil {
 		return err
@@ -179,10 +174,7 @@ func parseWebhookPatch(body []byte) (domain.UpdateWebhook, error) {
 }
 
 func (s *Server) patchWebhook(c echo.Context) error {
-	svc, err := s.webhookService()
-	if err != nil {
-		return err
-	}
+	svc := s.deps.Webhooks
 	body, err := s.readBody(c, "application/merge-patch+json", echo.MIMEApplicationJSON)
 	if err != nil {
 		return err
@@ -203,10 +195,7 @@ func (s *Server) patchWebhook(c echo.Context) error {
 }
 
 func (s *Server) deleteWebhook(c echo.Context) error {
-	svc, err := s.webhookService()
-	if err != nil {
-		return err
-	}
+	svc := s.deps.Webhooks
 	meta, err := s.meta(c)
 	if err != nil {
 		return err
@@ -225,10 +214,7 @@ type RotateSecretRequest struct {
 }
 
 func (s *Server) rotateWebhookSecret(c echo.Context) error {
-	svc, err := s.webhookService()
-	if err != nil {
-		return err
-	}
+	svc := s.deps.Webhooks
 	body, err := s.readBody(c, echo.MIMEApplicationJSON)
 	if err != nil {
 		return err
@@ -264,14 +250,12 @@ type AttemptList struct {
 }
 
 func (s *Server) webhookAttempts(c echo.Context) error {
-	svc, err := s.webhookService()
-	if err != nil {
-		return err
-	}
+	svc := s.deps.Webhooks
 	if err := checkParams(c, "event_seq", "page_size", "page_token"); err != nil {
 		return err
 	}
 	f := attempts.Filter{WebhookID: c.Param("id")}
+	var err error
 	if f.Limit, err = pageSize(c); err != nil {
 		return err
 	}
@@ -305,10 +289,7 @@ type DeadLetterList struct {
 }
 
 func (s *Server) deadLetters(c echo.Context) error {
-	svc, err := s.webhookService()
-	if err != nil {
-		return err
-	}
+	svc := s.deps.Webhooks
 	if err := checkParams(c, "webhook_id", "type", "from", "to", "page_size", "page_token"); err != nil {
 		return err
 	}
@@ -316,6 +297,7 @@ func (s *Server) deadLetters(c echo.Context) error {
 	if f.WebhookID != "" && !validID(f.WebhookID) {
 		return invalid("webhook_id", "must be a webhook id (a UUID)")
 	}
+	var err error
 	if f.From, err = timeParam(c, "from"); err != nil {
 		return err
 	}
@@ -350,10 +332,7 @@ func deadLetterSeq(c echo.Context) (uint64, error) {
 }
 
 func (s *Server) deadLetter(c echo.Context) error {
-	svc, err := s.webhookService()
-	if err != nil {
-		return err
-	}
+	svc := s.deps.Webhooks
 	seq, err := deadLetterSeq(c)
 	if err != nil {
 		return err
@@ -371,10 +350,7 @@ type RequeueResult struct {
 }
 
 func (s *Server) requeueDeadLetter(c echo.Context) error {
-	svc, err := s.webhookService()
-	if err != nil {
-		return err
-	}
+	svc := s.deps.Webhooks
 	seq, err := deadLetterSeq(c)
 	if err != nil {
 		return err
@@ -387,10 +363,7 @@ func (s *Server) requeueDeadLetter(c echo.Context) error {
 }
 
 func (s *Server) requeueAll(c echo.Context) error {
-	svc, err := s.webhookService()
-	if err != nil {
-		return err
-	}
+	svc := s.deps.Webhooks
 	return s.requeue(c, svc, c.Param("id"), nil)
 }
 
@@ -413,10 +386,7 @@ type DiscardRequest struct {
 }
 
 func (s *Server) discardDeadLetter(c echo.Context) error {
-	svc, err := s.webhookService()
-	if err != nil {
-		return err
-	}
+	svc := s.deps.Webhooks
 	seq, err := deadLetterSeq(c)
 	if err != nil {
 		return err
@@ -451,10 +421,7 @@ type ReplayAccepted struct {
 }
 
 func (s *Server) replayWebhook(c echo.Context) error {
-	svc, err := s.webhookService()
-	if err != nil {
-		return err
-	}
+	svc := s.deps.Webhooks
 	req, err := bindJSON[ReplayRequest](s, c)
 	if err != nil {
 		return err

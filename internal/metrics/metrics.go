@@ -53,80 +53,46 @@ var (
 	// (nothing to append: a repeat), rejected (refused by the domain or a
 	// failed If-Match), contention (gave up after too many conflicts) or
 	// error (the log or the data keys failed).
-	Commands = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: Namespace, Name: "commands_total",
-		Help: "Commands executed, by command type and outcome (ok, unchanged, rejected, contention, error).",
-	}, []string{"command", "outcome"})
+	Commands = counterVec("commands_total", "Commands executed, by command type and outcome (ok, unchanged, rejected, contention, error).", "command", "outcome")
 
 	// CommandDuration is the time a command took: load, decide, sign and
 	// append, including retries.
-	CommandDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: Namespace, Name: "command_duration_seconds",
-		Help:    "Time to execute a command (load, decide, sign, append, retries), by command type.",
-		Buckets: requestBuckets,
-	}, []string{"command"})
+	CommandDuration = histogramVec("command_duration_seconds", "Time to execute a command (load, decide, sign, append, retries), by command type.", requestBuckets, "command")
 
 	// PolicyDuration is the time spent in the domain's Decide: the policy
 	// evaluation of a command (state machine, catalog, validation).
-	PolicyDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: Namespace, Name: "policy_evaluation_duration_seconds",
-		Help:    "Time spent deciding a command in the domain (policy evaluation), by command type.",
-		Buckets: decideBuckets,
-	}, []string{"command"})
+	PolicyDuration = histogramVec("policy_evaluation_duration_seconds", "Time spent deciding a command in the domain (policy evaluation), by command type.", decideBuckets, "command")
 
 	// AppendConflicts counts appends refused because another writer appended
 	// to the aggregate first (optimistic concurrency).
-	AppendConflicts = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: Namespace, Name: "append_conflicts_total",
-		Help: "Appends refused because the aggregate moved on (wrong expected sequence), by command type.",
-	}, []string{"command"})
+	AppendConflicts = counterVec("append_conflicts_total", "Appends refused because the aggregate moved on (wrong expected sequence), by command type.", "command")
 
 	// CommandRetries counts decide-append rounds after the first: after a
 	// conflict, or after a refusal decided on a stale cached state.
-	CommandRetries = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: Namespace, Name: "command_retries_total",
-		Help: "Decide-append rounds repeated after a conflict or on a refreshed state, by command type.",
-	}, []string{"command"})
+	CommandRetries = counterVec("command_retries_total", "Decide-append rounds repeated after a conflict or on a refreshed state, by command type.", "command")
 
 	// PublishRetries counts appends published again because the log did not
 	// answer (a lost acknowledgement or a busy server).
-	PublishRetries = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: Namespace, Name: "append_publish_retries_total",
-		Help: "Appends published again after the log did not acknowledge them.",
-	})
+	PublishRetries = counter("append_publish_retries_total", "Appends published again after the log did not acknowledge them.")
 )
 
 // The HTTP API.
 var (
 	// HTTPRequests counts API requests by route template, method and status.
-	HTTPRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: Namespace, Name: "http_requests_total",
-		Help: "API requests, by route template, method and status code.",
-	}, []string{"route", "method", "status"})
+	HTTPRequests = counterVec("http_requests_total", "API requests, by route template, method and status code.", "route", "method", "status")
 
 	// HTTPDuration is the time to answer an API request.
-	HTTPDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: Namespace, Name: "http_request_duration_seconds",
-		Help:    "Time to answer an API request, by route template and method.",
-		Buckets: requestBuckets,
-	}, []string{"route", "method"})
+	HTTPDuration = histogramVec("http_request_duration_seconds", "Time to answer an API request, by route template and method.", requestBuckets, "route", "method")
 )
 
 // The read side (internal/projection).
 var (
 	// ProjectionBatchDuration is the time to apply one batch of events and
 	// its checkpoint in one transaction.
-	ProjectionBatchDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: Namespace, Name: "projection_batch_duration_seconds",
-		Help:    "Time to apply one batch of events with its checkpoint, by projection.",
-		Buckets: batchBuckets,
-	}, []string{"projection"})
+	ProjectionBatchDuration = histogramVec("projection_batch_duration_seconds", "Time to apply one batch of events with its checkpoint, by projection.", batchBuckets, "projection")
 
 	// ProjectionEvents counts events applied to live read models.
-	ProjectionEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: Namespace, Name: "projection_events_total",
-		Help: "Events applied to a live read model, by projection.",
-	}, []string{"projection"})
+	ProjectionEvents = counterVec("projection_events_total", "Events applied to a live read model, by projection.", "projection")
 
 	projectionLagEvents = prometheus.NewDesc(Namespace+"_projection_lag_events",
 		"Events in the log the projection has not applied yet (read at scrape time).", []string{"projection"}, nil)
@@ -139,26 +105,16 @@ var (
 	// SagaSteps counts recorded saga step outcomes (completed, skipped,
 	// failed) by saga, step and attempt: the step's attempts so far, "5+"
 	// beyond four.
-	SagaSteps = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: Namespace, Name: "saga_steps_total",
-		Help: "Saga steps recorded, by saga, step, outcome (completed, skipped, failed) and attempt (1-4, 5+).",
-	}, []string{"saga", "step", "outcome", "attempt"})
+	SagaSteps = counterVec("saga_steps_total", "Saga steps recorded, by saga, step, outcome (completed, skipped, failed) and attempt (1-4, 5+).", "saga", "step", "outcome", "attempt")
 
 	// SagaStepDuration is the time a step took, its in-process retries
 	// included.
-	SagaStepDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: Namespace, Name: "saga_step_duration_seconds",
-		Help:    "Time a saga step took, its in-process retries included, by step and outcome.",
-		Buckets: callBuckets,
-	}, []string{"step", "outcome"})
+	SagaStepDuration = histogramVec("saga_step_duration_seconds", "Time a saga step took, its in-process retries included, by step and outcome.", callBuckets, "step", "outcome")
 
 	// Sagas counts saga runs by saga and how they ended: completed, failed
 	// (permanently, recorded), retry (a transient failure; the run resumes
 	// later) or superseded.
-	Sagas = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: Namespace, Name: "saga_runs_total",
-		Help: "Saga runs, by saga and result (completed, failed, retry, superseded, error).",
-	}, []string{"saga", "result"})
+	Sagas = counterVec("saga_runs_total", "Saga runs, by saga and result (completed, failed, retry, superseded, error).", "saga", "result")
 
 	// ReconcileDuration is the time of one reconcile pass over every active
 	// and suspended tenant.
@@ -170,41 +126,25 @@ var (
 
 	// ReconcileTenants counts tenants reconciled (periodically, on a plan
 	// change or on request) by result: ok or error.
-	ReconcileTenants = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: Namespace, Name: "reconcile_tenants_total",
-		Help: "Tenants reconciled, by result (ok, error).",
-	}, []string{"result"})
+	ReconcileTenants = counterVec("reconcile_tenants_total", "Tenants reconciled, by result (ok, error).", "result")
 
 	// ReconcileRepairs counts drift repaired, by system (keycloak, billing).
-	ReconcileRepairs = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: Namespace, Name: "reconcile_repairs_total",
-		Help: "Drift repairs recorded, by system (keycloak, billing).",
-	}, []string{"system"})
+	ReconcileRepairs = counterVec("reconcile_repairs_total", "Drift repairs recorded, by system (keycloak, billing).", "system")
 )
 
 // The webhooker (internal/webhooks).
 var (
 	// WebhookAttempts counts delivery attempts by outcome: delivered,
 	// failed, gone (410) or refused (egress policy).
-	WebhookAttempts = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: Namespace, Name: "webhook_attempts_total",
-		Help: "Webhook delivery attempts, by outcome (delivered, failed, gone, refused).",
-	}, []string{"outcome"})
+	WebhookAttempts = counterVec("webhook_attempts_total", "Webhook delivery attempts, by outcome (delivered, failed, gone, refused).", "outcome")
 
 	// WebhookDuration is the time of one delivery attempt, from sending the
 	// request to reading the (capped) response.
-	WebhookDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: Namespace, Name: "webhook_delivery_duration_seconds",
-		Help:    "Time of one webhook delivery attempt, by outcome.",
-		Buckets: callBuckets,
-	}, []string{"outcome"})
+	WebhookDuration = histogramVec("webhook_delivery_duration_seconds", "Time of one webhook delivery attempt, by outcome.", callBuckets, "outcome")
 
 	// WebhookDeadLettered counts deliveries moved to the dead-letter stream
 	// after their last attempt.
-	WebhookDeadLettered = prometheus.NewCounter(prometheus.CounterOpts{
-		Namespace: Namespace, Name: "webhook_dead_lettered_total",
-		Help: "Webhook deliveries dead-lettered after their last attempt.",
-	})
+	WebhookDeadLettered = counter("webhook_dead_lettered_total", "Webhook deliveries dead-lettered after their last attempt.")
 
 	webhookDeadLetters = prometheus.NewDesc(Namespace+"_webhook_dead_letters",
 		"Dead letters waiting for an operator in the dead-letter stream (read at scrape time).", []string{"stream"}, nil)
@@ -221,10 +161,7 @@ var (
 
 	// ScrapeErrors counts scrape-time reads that failed or timed out, by
 	// source; their series are left out of that scrape.
-	ScrapeErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: Namespace, Name: "metrics_scrape_errors_total",
-		Help: "Scrape-time reads that failed or timed out (their series are left out), by source.",
-	}, []string{"source"})
+	ScrapeErrors = counterVec("metrics_scrape_errors_total", "Scrape-time reads that failed or timed out (their series are left out), by source.", "source")
 )
 
 func init() {
@@ -269,4 +206,18 @@ func AttemptLabel(n int) string {
 		return "5+"
 	}
 	return strconv.Itoa(n)
+}
+
+// counterVec, histogramVec and counter declare the tree's series in its
+// namespace, one line each.
+func counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: name, Help: help}, labels)
+}
+
+func histogramVec(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: Namespace, Name: name, Help: help, Buckets: buckets}, labels)
+}
+
+func counter(name, help string) prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: name, Help: help})
 }

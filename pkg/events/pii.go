@@ -82,3 +82,22 @@ func openJSON(tenantID, sealed string, c PIICipher, v any) (erased bool, err err
 	}
 	return false, nil
 }
+
+// sealInto seals v (a payload's personal data) into *sealed.
+func sealInto(tenantID string, c PIICipher, v any, sealed *string) error {
+	s, err := sealJSON(tenantID, c, v)
+	*sealed = s
+	return err
+}
+
+// openInto opens sealed and hands the personal data to set, or marks the
+// payload erased when its key is gone.
+func openInto[T any](tenantID, sealed string, c PIICipher, erased *bool, set func(T)) error {
+	var v T
+	gone, err := openJSON(tenantID, sealed, c, &v)
+	*erased = gone
+	if err == nil && !gone && sealed != "" {
+		set(v)
+	}
+	return err
+}

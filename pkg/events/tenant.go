@@ -88,20 +88,12 @@ func (p *TenantCreated) HasPlainPII() bool { return len(p.Contacts) > 0 }
 
 // SealPII implements PIIHolder.
 func (p *TenantCreated) SealPII(tenantID string, c PIICipher) error {
-	s, err := sealJSON(tenantID, c, contactsPII{Contacts: p.Contacts})
-	p.PII = s
-	return err
+	return sealInto(tenantID, c, contactsPII{Contacts: p.Contacts}, &p.PII)
 }
 
 // OpenPII implements PIIHolder.
 func (p *TenantCreated) OpenPII(tenantID string, c PIICipher) error {
-	var v contactsPII
-	erased, err := openJSON(tenantID, p.PII, c, &v)
-	p.PIIErased = erased
-	if err == nil && !erased && p.PII != "" {
-		p.Contacts = v.Contacts
-	}
-	return err
+	return openInto(tenantID, p.PII, c, &p.PIIErased, func(v contactsPII) { p.Contacts = v.Contacts })
 }
 
 // TenantUpdated records a metadata change. Only the members named in Changed
@@ -148,20 +140,12 @@ func (p *TenantUpdated) SealPII(tenantID string, c PIICipher) error {
 	if contacts == nil {
 		contacts = []Contact{}
 	}
-	s, err := sealJSON(tenantID, c, contactsPII{Contacts: contacts})
-	p.PII = s
-	return err
+	return sealInto(tenantID, c, contactsPII{Contacts: contacts}, &p.PII)
 }
 
 // OpenPII implements PIIHolder.
 func (p *TenantUpdated) OpenPII(tenantID string, c PIICipher) error {
-	var v contactsPII
-	erased, err := openJSON(tenantID, p.PII, c, &v)
-	p.PIIErased = erased
-	if err == nil && !erased && p.PII != "" {
-		p.Contacts = v.Contacts
-	}
-	return err
+	return openInto(tenantID, p.PII, c, &p.PIIErased, func(v contactsPII) { p.Contacts = v.Contacts })
 }
 
 // TenantPlanChanged records a new commercial plan binding, with the features
@@ -226,20 +210,12 @@ func (p *TenantActivationRequested) HasPlainPII() bool { return p.Admin != nil }
 
 // SealPII implements PIIHolder.
 func (p *TenantActivationRequested) SealPII(tenantID string, c PIICipher) error {
-	s, err := sealJSON(tenantID, c, adminPII{Admin: p.Admin})
-	p.PII = s
-	return err
+	return sealInto(tenantID, c, adminPII{Admin: p.Admin}, &p.PII)
 }
 
 // OpenPII implements PIIHolder.
 func (p *TenantActivationRequested) OpenPII(tenantID string, c PIICipher) error {
-	var v adminPII
-	erased, err := openJSON(tenantID, p.PII, c, &v)
-	p.PIIErased = erased
-	if err == nil && !erased && p.PII != "" {
-		p.Admin = v.Admin
-	}
-	return err
+	return openInto(tenantID, p.PII, c, &p.PIIErased, func(v adminPII) { p.Admin = v.Admin })
 }
 
 // TenantActivationCancelled records that provisioning was abandoned and the

@@ -98,8 +98,13 @@ func Accounts(in config.Integrations) (app.AdminAccounts, error) {
 	return keycloak.New(keycloak.Config{URL: in.KeycloakURL, Realm: in.KeycloakRealm, ClientID: in.KeycloakClientID, ClientSecret: in.KeycloakClientSecret})
 }
 
-// Main runs the API as configured until ctx ends.
-func Main(ctx context.Context, cfg config.API, stderr io.Writer) error {
+// Main runs the API as the environment configures it until ctx
+// ends.
+func Main(ctx context.Context, getenv config.Getenv, stderr io.Writer) error {
+	cfg, err := config.LoadAPI(getenv)
+	if err != nil {
+		return err
+	}
 	accounts, err := Accounts(cfg.Integrations)
 	if err != nil {
 		return err

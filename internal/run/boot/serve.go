@@ -8,10 +8,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tenancyhq/tenancy/internal/app"
 	"github.com/tenancyhq/tenancy/internal/config"
+	"github.com/tenancyhq/tenancy/internal/health"
 	"github.com/tenancyhq/tenancy/internal/logging"
 	"github.com/tenancyhq/tenancy/internal/tracing"
 )
@@ -103,3 +109,25 @@ func Start(ctx context.Context, stderr io.Writer, name string, cfg config.Servic
 
 // Close closes the core, then flushes the traces.
 func (s *Started) Close() { s.stop() }
+
+// Exit runs a binary: run gets a context that SIGINT or SIGTERM ends, and
+// the process exits 1, printing the error after the binary's name, when run
+// fails.
+func Exit(name string, run func(ctx context.Context) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, name+":", err)
+		os.Exit(1)
+	}
+}
+
+// RunWorker runs work next to the worker's /healthz, /readyz (checks) and
+// /metrics on addr, until ctx ends or either fails.
+func RunWorker(ctx context.Context, addr string, log *slog.Logger, work func(context.Context) error, checks ...health.Check) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return work(gctx) })
+	g.Go(func() error { return ListenAndServe(gctx, addr, health.Handler(checks...), log) })
+	return g.Wait()
+}

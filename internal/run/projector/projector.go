@@ -35,7 +35,11 @@ func Run(ctx context.Context, p *app.Projections) error {
 // Main runs the projector as configured: cmd "run" (or none) keeps the read
 // models up to date until ctx ends; "migrate" applies the schema; the other
 // commands are Command's.
-func Main(ctx context.Context, cfg config.Projector, args []string, actor string, stdout, stderr io.Writer) error {
+func Main(ctx context.Context, getenv config.Getenv, args []string, actor string, stdout, stderr io.Writer) error {
+	cfg, err := config.LoadProjector(getenv)
+	if err != nil {
+		return err
+	}
 	cmd := "run"
 	if len(args) > 0 {
 		cmd = args[0]
@@ -69,13 +73,8 @@ func Main(ctx context.Context, cfg config.Projector, args []string, actor string
 		return err
 	}
 	defer stopTracing()
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return Run(gctx, p) })
-	g.Go(func() error {
-		return boot.ListenAndServe(gctx, cfg.HTTPAddr, health.Handler(
-			health.Check{Name: "nats", Check: core.CheckNATS}, health.Check{Name: "postgres", Check: rs.Check}), log)
-	})
-	return g.Wait()
+	return boot.RunWorker(ctx, cfg.HTTPAddr, log, func(ctx context.Context) error { return Run(ctx, p) },
+		health.Check{Name: "nats", Check: core.CheckNATS}, health.Check{Name: "postgres", Check: rs.Check})
 }
 
 // Usage lists the operator commands.

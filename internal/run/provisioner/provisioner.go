@@ -113,8 +113,13 @@ func New(ctx context.Context, core *boot.Core, o Options) (*Provisioner, error) 
 	return &Provisioner{Worker: w, Reconciler: rec, interval: o.ReconcileInterval}, nil
 }
 
-// Main runs the provisioner as configured until ctx ends.
-func Main(ctx context.Context, cfg config.Provisioner, stderr io.Writer) error {
+// Main runs the provisioner as the environment configures it until ctx
+// ends.
+func Main(ctx context.Context, getenv config.Getenv, stderr io.Writer) error {
+	cfg, err := config.LoadProvisioner(getenv)
+	if err != nil {
+		return err
+	}
 	svc, err := boot.Start(ctx, stderr, "provisioner", cfg.Service, nil)
 	if err != nil {
 		return err
@@ -133,10 +138,5 @@ func Main(ctx context.Context, cfg config.Provisioner, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return p.Run(gctx) })
-	g.Go(func() error {
-		return boot.ListenAndServe(gctx, cfg.HTTPAddr, health.Handler(health.Check{Name: "nats", Check: svc.Core.CheckNATS}), svc.Log)
-	})
-	return g.Wait()
+	return boot.RunWorker(ctx, cfg.HTTPAddr, svc.Log, p.Run, health.Check{Name: "nats", Check: svc.Core.CheckNATS})
 }

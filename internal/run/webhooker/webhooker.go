@@ -59,8 +59,13 @@ func (w *Webhooker) Run(ctx context.Context) error {
 	return g.Wait()
 }
 
-// Main runs the webhooker as configured until ctx ends.
-func Main(ctx context.Context, cfg config.Webhooker, stderr io.Writer) error {
+// Main runs the webhooker as the environment configures it until ctx
+// ends.
+func Main(ctx context.Context, getenv config.Getenv, stderr io.Writer) error {
+	cfg, err := config.LoadWebhooker(getenv)
+	if err != nil {
+		return err
+	}
 	svc, err := boot.Start(ctx, stderr, "webhooker", cfg.Service, nil)
 	if err != nil {
 		return err
@@ -77,11 +82,6 @@ func Main(ctx context.Context, cfg config.Webhooker, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return w.Run(gctx) })
-	g.Go(func() error {
-		return boot.ListenAndServe(gctx, cfg.HTTPAddr, health.Handler(
-			health.Check{Name: "nats", Check: svc.Core.CheckNATS}, health.Check{Name: "postgres", Check: rs.Check}), svc.Log)
-	})
-	return g.Wait()
+	return boot.RunWorker(ctx, cfg.HTTPAddr, svc.Log, w.Run,
+		health.Check{Name: "nats", Check: svc.Core.CheckNATS}, health.Check{Name: "postgres", Check: rs.Check})
 }
