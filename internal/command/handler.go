@@ -268,6 +268,9 @@ func refreshable(err error) bool {
 		errors.Is(err, domain.ErrVersionMismatch) || errors.Is(err, domain.ErrConflict)
 }
 
+// try decides cmd on snap and appends the events decided, with the claims
+// they change, expecting the stream to be where snap left it. It reports
+// retry when another writer appended first.
 func (h *Handler[S, C]) try(ctx context.Context, name, tenantID, id, subject string, snap snapshot[S], cmd C, meta Meta) (Result[S], bool, error) {
 	version := snap.state.AggregateVersion()
 	if meta.IfVersion != 0 && meta.IfVersion != version {
@@ -283,6 +286,35 @@ func (h *Handler[S, C]) try(ctx context.Context, name, tenantID, id, subject str
 		return Result[S]{State: snap.state, Seq: snap.seq}, false, nil
 	}
 
+	envs, state := h.envelopes(ctx, tenantID, id, snap.state, payloads, meta)
+	out, err := h.claimChanges(ctx, id, envs[0].ID, snap.state, state)
+	if err != nil {
+		return Result[S]{}, false, err
+	}
+	msgs, last, err := h.sign(tenantID, subject, snap, payloads, envs)
+	if err != nil {
+		return Result[S]{}, false, err
+	}
+	out = append(out, msgs...)
+
+	seq, err := h.deps.Store.Append(ctx, out)
+	if errors.Is(err, eventstore.ErrWrongSequence) {
+		metrics.AppendConflicts.WithLabelValues(name).Inc()
+		return Result[S]{}, true, nil
+	}
+	if err != nil {
+		h.cache.Remove(subject)
+		return Result[S]{}, false, err
+	}
+	h.cache.Add(subject, snapshot[S]{state: state, seq: seq, hash: last})
+	return Result[S]{State: state, Seq: seq, Events: envs}, false, nil
+}
+
+// envelopes wraps each payload in the envelope that will carry it (its
+// data, hash chain and signature still to come) and returns them with the
+// state they lead to from state.
+func (h *Handler[S, C]) envelopes(ctx context.Context, tenantID, id string, state S, payloads []events.Payload, meta Meta) ([]*events.Envelope, S) {
+	version := state.AggregateVersion()
 	now := h.deps.Clock().UTC().Truncate(time.Microsecond)
 	// The events name the span that appends them, so that whatever handles
 	// them later continues this trace.
@@ -290,7 +322,6 @@ func (h *Handler[S, C]) try(ctx context.Context, name, tenantID, id, subject str
 	if tp := tracing.TraceParent(ctx); tp != "" {
 		traceParent = tp
 	}
-	state := snap.state
 	envs := make([]*events.Envelope, len(payloads))
 	for i, p := range payloads {
 		v := version + int64(i) + 1
@@ -302,35 +333,44 @@ func (h *Handler[S, C]) try(ctx context.Context, name, tenantID, id, subject str
 		}
 		state = h.agg.Evolve(state, domain.RecordedFrom(id, envs[i], p))
 	}
+	return envs, state
+}
 
-	var out []eventstore.Outgoing
-	before, after := claims(snap.state), claims(state)
-	if !sameClaims(before, after) {
-		current, err := h.deps.Store.ReadClaims(ctx, append(append([]domain.Claim{}, before...), after...))
-		if err != nil {
-			return Result[S]{}, false, err
-		}
-		claims, err := eventstore.ClaimChanges(id, envs[0].ID, before, after, current)
-		if err != nil {
-			return Result[S]{}, false, err
-		}
-		out = append(out, claims...)
+// claimChanges returns the claim writes that moving aggregate id from
+// state from to state to needs (none when both hold the same claims),
+// checked against the claims the store holds now.
+func (h *Handler[S, C]) claimChanges(ctx context.Context, id, eventID string, from, to S) ([]eventstore.Outgoing, error) {
+	before, after := claims(from), claims(to)
+	if sameClaims(before, after) {
+		return nil, nil
 	}
+	current, err := h.deps.Store.ReadClaims(ctx, append(append([]domain.Claim{}, before...), after...))
+	if err != nil {
+		return nil, err
+	}
+	return eventstore.ClaimChanges(id, eventID, before, after, current)
+}
 
+// sign seals each payload's personal data, encodes it into its envelope,
+// chains the envelope to the one before (the first to snap's last event)
+// and signs it. It returns the messages to append, the first expecting the
+// stream at snap's sequence, and the hash of the last.
+func (h *Handler[S, C]) sign(tenantID, subject string, snap snapshot[S], payloads []events.Payload, envs []*events.Envelope) ([]eventstore.Outgoing, events.Hash, error) {
+	out := make([]eventstore.Outgoing, 0, len(payloads))
 	prev := snap.hash
 	for i, p := range payloads {
 		if err := events.SealPII(p, tenantID, h.deps.Cipher); err != nil {
-			return Result[S]{}, false, err
+			return nil, prev, err
 		}
 		data, err := json.Marshal(p)
 		if err != nil {
-			return Result[S]{}, false, fmt.Errorf("encode %s: %w", p.EventType(), err)
+			return nil, prev, fmt.Errorf("encode %s: %w", p.EventType(), err)
 		}
 		envs[i].Data = data
 		envs[i].PrevHash = events.PrevHash(prev)
 		raw, hash, err := h.deps.Signer.Sign(envs[i])
 		if err != nil {
-			return Result[S]{}, false, err
+			return nil, prev, err
 		}
 		prev = hash
 		o := eventstore.Outgoing{Subject: subject, Data: raw, MsgID: envs[i].ID}
@@ -339,18 +379,7 @@ func (h *Handler[S, C]) try(ctx context.Context, name, tenantID, id, subject str
 		}
 		out = append(out, o)
 	}
-
-	seq, err := h.deps.Store.Append(ctx, out)
-	if errors.Is(err, eventstore.ErrWrongSequence) {
-		metrics.AppendConflicts.WithLabelValues(name).Inc()
-		return Result[S]{}, true, nil
-	}
-	if err != nil {
-		h.cache.Remove(subject)
-		return Result[S]{}, false, err
-	}
-	h.cache.Add(subject, snapshot[S]{state: state, seq: seq, hash: prev})
-	return Result[S]{State: state, Seq: seq, Events: envs}, false, nil
+	return out, prev, nil
 }
 
 // claims returns the unique values s holds, if its kind holds any.

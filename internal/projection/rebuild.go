@@ -153,6 +153,34 @@ func (r *Runner) build(ctx context.Context, gen int, switchIn func(ctx context.C
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	start := time.Now()
+	if err := r.createGeneration(ctx, conn, gen); err != nil {
+		return err
+	}
+	head, err := r.d.Store.LastSeq(ctx)
+	if err != nil {
+		return err
+	}
+	skipped, err := r.skipped(ctx, conn)
+	if err != nil {
+		return err
+	}
+	rcp, err := r.replay(ctx, conn, gen, head, skipped)
+	if err != nil {
+		return err
+	}
+	if err := r.indexGeneration(ctx, conn, gen); err != nil {
+		return err
+	}
+	r.log.InfoContext(ctx, "replayed the log into the new generation", "generation", gen, "checkpoint", rcp, "took", time.Since(start).String())
+	if rcp, err = r.catchUpWithLive(ctx, conn, gen, rcp, skipped); err != nil {
+		return err
+	}
+	return switchIn(ctx, gen, rcp)
+}
+
+// createGeneration creates generation gen's tables, empty, dropping any
+// left over.
+func (r *Runner) createGeneration(ctx context.Context, conn *pgx.Conn, gen int) error {
 	if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		for _, t := range r.p.Tables() {
 			if _, err := tx.Exec(ctx, "DROP TABLE IF EXISTS "+Ident(Table(t, gen))); err != nil {
@@ -163,42 +191,45 @@ func (r *Runner) build(ctx context.Context, gen int, switchIn func(ctx context.C
 	}); err != nil {
 		return fmt.Errorf("create generation %d: %w", gen, err)
 	}
-	head, err := r.d.Store.LastSeq(ctx)
-	if err != nil {
-		return err
-	}
-	skipped, err := r.skipped(ctx, conn)
-	if err != nil {
-		return err
-	}
+	return nil
+}
+
+// replay bulk-loads the log up to head into generation gen, recording the
+// rebuild checkpoint after each batch, and returns the sequence it reached.
+func (r *Runner) replay(ctx context.Context, conn *pgx.Conn, gen int, head uint64, skipped map[uint64]bool) (uint64, error) {
 	bulk := r.p.NewBulk(gen)
 	var rcp uint64
 	for from := uint64(1); from <= head; {
 		msgs, more, err := r.d.Store.Read(ctx, events.AllSubjects, from, r.d.MaxBatch)
 		if err != nil {
-			return err
+			return rcp, err
 		}
 		if len(msgs) == 0 {
 			break
 		}
 		batch, bad, derr := r.decodeSkipping(ctx, msgs, skipped)
 		if bad != nil {
-			return &poisonError{seq: bad.Seq, err: derr}
+			return rcp, &poisonError{seq: bad.Seq, err: derr}
 		}
 		if len(batch) > 0 {
 			if err := bulk.Load(ctx, conn, batch); err != nil {
-				return fmt.Errorf("bulk load up to seq %d: %w", batch[len(batch)-1].Seq, err)
+				return rcp, fmt.Errorf("bulk load up to seq %d: %w", batch[len(batch)-1].Seq, err)
 			}
 		}
 		rcp = msgs[len(msgs)-1].Seq
-		if _, err := conn.Exec(ctx, "UPDATE projection_state SET rebuild_checkpoint = $2 WHERE name = $1", r.p.Name(), int64(rcp)); err != nil {
-			return err
+		if err := r.saveRebuildCheckpoint(ctx, conn, rcp); err != nil {
+			return rcp, err
 		}
 		from = rcp + 1
 		if !more {
 			break
 		}
 	}
+	return rcp, nil
+}
+
+// indexGeneration creates generation gen's indexes and statistics.
+func (r *Runner) indexGeneration(ctx context.Context, conn *pgx.Conn, gen int) error {
 	if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error { return r.p.Indexes(ctx, tx, gen) }); err != nil {
 		return fmt.Errorf("index generation %d: %w", gen, err)
 	}
@@ -209,27 +240,36 @@ func (r *Runner) build(ctx context.Context, gen int, switchIn func(ctx context.C
 			return fmt.Errorf("analyze generation %d: %w", gen, err)
 		}
 	}
-	r.log.InfoContext(ctx, "replayed the log into the new generation", "generation", gen, "checkpoint", rcp, "took", time.Since(start).String())
-	// Catch up while the live generation keeps going, until the gap is small
-	// enough to close inside the switch.
+	return nil
+}
+
+// catchUpWithLive applies to generation gen, from rcp on, what the live
+// generation has applied since, while it keeps going, until the gap is
+// small enough to close inside the switch. It returns the sequence reached.
+func (r *Runner) catchUpWithLive(ctx context.Context, conn *pgx.Conn, gen int, rcp uint64, skipped map[uint64]bool) (uint64, error) {
 	for {
 		var live int64
 		if err := conn.QueryRow(ctx, "SELECT checkpoint FROM projection_state WHERE name = $1", r.p.Name()).Scan(&live); err != nil {
-			return err
+			return rcp, err
 		}
 		if uint64(live) <= rcp+uint64(r.d.MaxBatch) {
-			break
+			return rcp, nil
 		}
 		next, err := r.catchUp(ctx, conn, gen, rcp, uint64(live), skipped)
 		if err != nil {
-			return err
+			return rcp, err
 		}
 		rcp = next
-		if _, err := conn.Exec(ctx, "UPDATE projection_state SET rebuild_checkpoint = $2 WHERE name = $1", r.p.Name(), int64(rcp)); err != nil {
-			return err
+		if err := r.saveRebuildCheckpoint(ctx, conn, rcp); err != nil {
+			return rcp, err
 		}
 	}
-	return switchIn(ctx, gen, rcp)
+}
+
+// saveRebuildCheckpoint records how far the rebuild got.
+func (r *Runner) saveRebuildCheckpoint(ctx context.Context, conn *pgx.Conn, rcp uint64) error {
+	_, err := conn.Exec(ctx, "UPDATE projection_state SET rebuild_checkpoint = $2 WHERE name = $1", r.p.Name(), int64(rcp))
+	return err
 }
 
 // catchUp applies the events after from, up to and including to, to

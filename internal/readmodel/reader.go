@@ -108,7 +108,44 @@ type TenantPage struct {
 // ListTenants returns a page of tenants in a stable order: by id (creation
 // order) or, with a query, by similarity then id.
 func (r *Reader) ListTenants(ctx context.Context, f TenantFilter, p Page) (TenantPage, error) {
-	q := &query{}
+	q, score := tenantQuery(f)
+	if p.Token != "" {
+		if err := q.afterTenant(p.Token, score); err != nil {
+			return TenantPage{}, err
+		}
+	}
+	cols, order := "state_doc", "id"
+	if score != "" {
+		cols += ", " + score
+		order = score + " DESC, id"
+	}
+	sql := "SELECT " + cols + " FROM tenants" + q.clause() + " ORDER BY " + order + " LIMIT " + strconv.Itoa(p.Size+1)
+	rows, err := r.pool.Query(ctx, sql, q.args...)
+	if err != nil {
+		return TenantPage{}, postgres.ReadErr(err)
+	}
+	defer rows.Close()
+	items, scores, err := scanTenants(rows, score != "")
+	if err != nil {
+		return TenantPage{}, err
+	}
+	out := TenantPage{Items: items}
+	if len(out.Items) > p.Size {
+		out.Items = out.Items[:p.Size]
+		c := tenantCursor{ID: out.Items[p.Size-1].ID}
+		if score != "" {
+			v := float64(scores[p.Size-1])
+			c.Score = &v
+		}
+		out.NextPageToken = encodeCursor(c)
+	}
+	return out, nil
+}
+
+// tenantQuery returns the conditions f sets and, when f has a query, the
+// similarity score expression its results are ranked by ("" otherwise).
+func tenantQuery(f TenantFilter) (q *query, score string) {
+	q = &query{}
 	if len(f.States) > 0 {
 		q.add("state = ANY(" + q.arg(f.States) + ")")
 	} else {
@@ -134,74 +171,62 @@ func (r *Reader) ListTenants(ctx context.Context, f TenantFilter, p Page) (Tenan
 	if f.OnlyID != "" {
 		q.add("id = " + q.arg(f.OnlyID) + "::uuid")
 	}
-	order := "id"
-	score := ""
 	if f.Query != "" {
 		qa := q.arg(f.Query)
 		like := q.arg("%" + likeEscape(f.Query) + "%")
 		q.add("(display_name ILIKE " + like + " OR slug ILIKE " + like + " OR display_name % " + qa + " OR slug % " + qa + ")")
 		score = "GREATEST(similarity(display_name, " + qa + "), similarity(slug, " + qa + "))"
-		order = score + " DESC, id"
 	}
-	if p.Token != "" {
-		var c tenantCursor
-		if err := decodeCursor(p.Token, &c); err != nil {
-			return TenantPage{}, err
-		}
-		if (c.Score != nil) != (f.Query != "") {
-			return TenantPage{}, ErrBadToken
-		}
-		id := q.arg(c.ID) + "::uuid"
-		if c.Score == nil {
-			q.add("id > " + id)
-		} else {
-			s := q.arg(*c.Score) + "::real"
-			q.add("(" + score + " < " + s + " OR (" + score + " = " + s + " AND id > " + id + "))")
-		}
+	return q, score
+}
+
+// afterTenant restricts q to the tenants after the cursor in token, in the
+// order score (or, when "", the id) gives. A token from a listing with a
+// query is refused without one, and the other way round.
+func (q *query) afterTenant(token, score string) error {
+	var c tenantCursor
+	if err := decodeCursor(token, &c); err != nil {
+		return err
 	}
-	cols := "state_doc"
-	if score != "" {
-		cols += ", " + score
+	if (c.Score != nil) != (score != "") {
+		return ErrBadToken
 	}
-	sql := "SELECT " + cols + " FROM tenants" + q.clause() + " ORDER BY " + order + " LIMIT " + strconv.Itoa(p.Size+1)
-	rows, err := r.pool.Query(ctx, sql, q.args...)
-	if err != nil {
-		return TenantPage{}, postgres.ReadErr(err)
+	id := q.arg(c.ID) + "::uuid"
+	if c.Score == nil {
+		q.add("id > " + id)
+	} else {
+		s := q.arg(*c.Score) + "::real"
+		q.add("(" + score + " < " + s + " OR (" + score + " = " + s + " AND id > " + id + "))")
 	}
-	defer rows.Close()
-	var out TenantPage
+	return nil
+}
+
+// scanTenants reads the tenants rows holds and, withScore, the score that
+// follows each.
+func scanTenants(rows pgx.Rows, withScore bool) ([]domain.Tenant, []float32, error) {
+	var items []domain.Tenant
 	var scores []float32
 	for rows.Next() {
 		var doc []byte
 		var s float32
 		dest := []any{&doc}
-		if score != "" {
+		if withScore {
 			dest = append(dest, &s)
 		}
 		if err := rows.Scan(dest...); err != nil {
-			return TenantPage{}, postgres.ReadErr(err)
+			return nil, nil, postgres.ReadErr(err)
 		}
 		t, err := projection.UnmarshalTenant(doc)
 		if err != nil {
-			return TenantPage{}, fmt.Errorf("tenant row: %w", err)
+			return nil, nil, fmt.Errorf("tenant row: %w", err)
 		}
-		out.Items = append(out.Items, t)
+		items = append(items, t)
 		scores = append(scores, s)
 	}
 	if err := rows.Err(); err != nil {
-		return TenantPage{}, postgres.ReadErr(err)
+		return nil, nil, postgres.ReadErr(err)
 	}
-	if len(out.Items) > p.Size {
-		out.Items = out.Items[:p.Size]
-		last := out.Items[p.Size-1]
-		c := tenantCursor{ID: last.ID}
-		if score != "" {
-			v := float64(scores[p.Size-1])
-			c.Score = &v
-		}
-		out.NextPageToken = encodeCursor(c)
-	}
-	return out, nil
+	return items, scores, nil
 }
 
 // ErrNotFound reports no matching row.

@@ -98,6 +98,14 @@ func (r *Runner) now() time.Time {
 	return now().UTC().Truncate(time.Microsecond)
 }
 
+// sagaRun is what every step of one run of a saga shares.
+type sagaRun struct {
+	tenantID string
+	saga     string
+	sagaID   string
+	meta     command.Meta
+}
+
 // Run brings the tenant's current saga as far as it can go. It returns nil
 // when the saga finished, failed permanently (recorded), was superseded, or
 // there is none; ErrRetryLater when a step keeps failing transiently.
@@ -114,93 +122,22 @@ func (r *Runner) Run(ctx context.Context, tenantID string, causation string) (er
 		return nil
 	}
 	ctx = logging.With(ctx, slog.String("tenant_id", tenantID), slog.String("saga", p.Saga), slog.String("saga_id", p.SagaID))
-	// The run is a child of the span that appended the triggering event
-	// (the worker put it in ctx); each step is a child of the run, and the
-	// events recording them carry the trace on.
-	ctx, span := tracing.Start(ctx, "saga "+p.Saga, trace.WithSpanKind(trace.SpanKindConsumer))
-	if span.IsRecording() {
-		span.SetAttributes(attribute.String("tenancy.saga", p.Saga), attribute.String("tenancy.saga_id", p.SagaID),
-			attribute.String("tenancy.tenant_id", tenantID))
-	}
+	ctx, finish := r.traceRun(ctx, tenantID, p)
 	result := "error"
-	defer func() {
-		metrics.Sagas.WithLabelValues(p.Saga, result).Inc()
-		if span.IsRecording() {
-			span.SetAttributes(attribute.String("tenancy.result", result))
-			if result == "error" || result == "retry" {
-				tracing.Fail(span, err)
-			}
-		}
-		span.End()
-	}()
-	meta := command.Meta{Actor: Actor, CorrelationID: p.SagaID, CausationID: causation}
+	defer func() { finish(result, err) }()
+	run := &sagaRun{tenantID: tenantID, saga: p.Saga, sagaID: p.SagaID,
+		meta: command.Meta{Actor: Actor, CorrelationID: p.SagaID, CausationID: causation}}
 	for _, step := range r.Plan(p.Saga) {
 		if st, ok := t.Provisioning.Step(step.Name); ok && (st.Outcome == events.StepCompleted || st.Outcome == events.StepSkipped) {
 			continue
 		}
-		prevAttempts := 0
-		if st, ok := t.Provisioning.Step(step.Name); ok {
-			prevAttempts = st.Attempt
+		var stop string
+		if t, stop, err = r.runStep(ctx, run, t, step); stop != "" {
+			result = stop
+			return err
 		}
-		started := r.now()
-		stepCtx, stepSpan := tracing.Start(ctx, "saga step "+step.Name)
-		t0 := time.Now()
-		out, attempts, err := r.attempt(stepCtx, step, t)
-		took := time.Since(t0)
-		rec := events.TenantStepRecorded{
-			SagaID: p.SagaID, Step: step.Name, Attempt: prevAttempts + attempts,
-			StartedAt: started, FinishedAt: r.now(), Detail: out.Detail, ExternalIDs: out.ExternalIDs,
-		}
-		switch {
-		case err == nil && out.Skipped:
-			rec.Outcome = events.StepSkipped
-		case err == nil:
-			rec.Outcome = events.StepCompleted
-		default:
-			rec.Outcome = events.StepFailed
-			rec.Detail = err.Error()
-		}
-		metrics.SagaSteps.WithLabelValues(p.Saga, step.Name, rec.Outcome, metrics.AttemptLabel(rec.Attempt)).Inc()
-		metrics.SagaStepDuration.WithLabelValues(step.Name, rec.Outcome).Observe(took.Seconds())
-		if stepSpan.IsRecording() {
-			stepSpan.SetAttributes(attribute.String("tenancy.step", step.Name), attribute.String("tenancy.outcome", rec.Outcome),
-				attribute.Int("tenancy.attempt", rec.Attempt), attribute.Int("tenancy.attempts_this_run", attempts))
-			if rec.Outcome == events.StepFailed {
-				tracing.Fail(stepSpan, err)
-			}
-		}
-		res, rerr := r.Tenants.Do(stepCtx, tenantID, domain.RecordStep{Step: rec}, meta)
-		stepSpan.End()
-		if errors.Is(rerr, domain.ErrPrecondition) {
-			r.Log.InfoContext(ctx, "saga superseded; stopping", "step", step.Name)
-			result = "superseded"
-			return nil
-		}
-		if rerr != nil {
-			return rerr
-		}
-		t = res.State
-		var perm *PermanentError
-		switch {
-		case errors.As(err, &perm):
-			r.Log.WarnContext(ctx, "saga step failed permanently", "step", step.Name, "reason", perm.Reason)
-			_, ferr := r.Tenants.Do(ctx, tenantID, domain.FailSaga{SagaID: p.SagaID, Step: step.Name, Attempt: rec.Attempt, Reason: perm.Reason}, meta)
-			switch {
-			case errors.Is(ferr, domain.ErrPrecondition):
-				result = "superseded"
-				return nil
-			case ferr == nil:
-				result = "failed"
-			}
-			return ferr
-		case err != nil:
-			r.Log.WarnContext(ctx, "saga step failing; will retry", "step", step.Name, "attempts", rec.Attempt, "error", err)
-			result = "retry"
-			return fmt.Errorf("%w: %s: %v", ErrRetryLater, step.Name, err)
-		}
-		r.Log.InfoContext(ctx, "saga step done", "step", step.Name, "outcome", rec.Outcome, "detail", rec.Detail)
 	}
-	_, err = r.Tenants.Do(ctx, tenantID, domain.CompleteSaga{SagaID: p.SagaID}, meta)
+	_, err = r.Tenants.Do(ctx, tenantID, domain.CompleteSaga{SagaID: p.SagaID}, run.meta)
 	if errors.Is(err, domain.ErrPrecondition) {
 		result = "superseded"
 		return nil
@@ -210,6 +147,110 @@ func (r *Runner) Run(ctx context.Context, tenantID string, causation string) (er
 		r.Log.InfoContext(ctx, "saga completed")
 	}
 	return err
+}
+
+// traceRun starts the span of a run of saga p. The run is a child of the
+// span that appended the triggering event (the worker put it in ctx); each
+// step is a child of the run, and the events recording them carry the
+// trace on. The function returned counts the run by its result, marks the
+// span failed on an error or a retry, and ends it.
+func (r *Runner) traceRun(ctx context.Context, tenantID string, p domain.Provisioning) (context.Context, func(result string, err error)) {
+	ctx, span := tracing.Start(ctx, "saga "+p.Saga, trace.WithSpanKind(trace.SpanKindConsumer))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.String("tenancy.saga", p.Saga), attribute.String("tenancy.saga_id", p.SagaID),
+			attribute.String("tenancy.tenant_id", tenantID))
+	}
+	return ctx, func(result string, err error) {
+		metrics.Sagas.WithLabelValues(p.Saga, result).Inc()
+		if span.IsRecording() {
+			span.SetAttributes(attribute.String("tenancy.result", result))
+			if result == "error" || result == "retry" {
+				tracing.Fail(span, err)
+			}
+		}
+		span.End()
+	}
+}
+
+// runStep runs one step of the saga on t and records its outcome. It
+// returns the tenant as the record left it and, when the run stops at this
+// step, the run's result ("superseded", "failed", "retry" or "error") and
+// the error Run returns; the result is "" when the run goes on.
+func (r *Runner) runStep(ctx context.Context, run *sagaRun, t domain.Tenant, step Step) (domain.Tenant, string, error) {
+	stepCtx, stepSpan := tracing.Start(ctx, "saga step "+step.Name)
+	rec, attempts, err := r.perform(stepCtx, run, t, step)
+	if stepSpan.IsRecording() {
+		stepSpan.SetAttributes(attribute.String("tenancy.step", step.Name), attribute.String("tenancy.outcome", rec.Outcome),
+			attribute.Int("tenancy.attempt", rec.Attempt), attribute.Int("tenancy.attempts_this_run", attempts))
+		if rec.Outcome == events.StepFailed {
+			tracing.Fail(stepSpan, err)
+		}
+	}
+	res, rerr := r.Tenants.Do(stepCtx, run.tenantID, domain.RecordStep{Step: rec}, run.meta)
+	stepSpan.End()
+	if errors.Is(rerr, domain.ErrPrecondition) {
+		r.Log.InfoContext(ctx, "saga superseded; stopping", "step", step.Name)
+		return t, "superseded", nil
+	}
+	if rerr != nil {
+		return t, "error", rerr
+	}
+	if err != nil {
+		result, err := r.stepFailed(ctx, run, rec, err)
+		return res.State, result, err
+	}
+	r.Log.InfoContext(ctx, "saga step done", "step", step.Name, "outcome", rec.Outcome, "detail", rec.Detail)
+	return res.State, "", nil
+}
+
+// perform runs step with bounded retries and returns the record of its
+// outcome, how many attempts this run made, and the error the step ended
+// with.
+func (r *Runner) perform(ctx context.Context, run *sagaRun, t domain.Tenant, step Step) (events.TenantStepRecorded, int, error) {
+	prevAttempts := 0
+	if st, ok := t.Provisioning.Step(step.Name); ok {
+		prevAttempts = st.Attempt
+	}
+	started := r.now()
+	t0 := time.Now()
+	out, attempts, err := r.attempt(ctx, step, t)
+	took := time.Since(t0)
+	rec := events.TenantStepRecorded{
+		SagaID: run.sagaID, Step: step.Name, Attempt: prevAttempts + attempts,
+		StartedAt: started, FinishedAt: r.now(), Detail: out.Detail, ExternalIDs: out.ExternalIDs,
+	}
+	switch {
+	case err == nil && out.Skipped:
+		rec.Outcome = events.StepSkipped
+	case err == nil:
+		rec.Outcome = events.StepCompleted
+	default:
+		rec.Outcome = events.StepFailed
+		rec.Detail = err.Error()
+	}
+	metrics.SagaSteps.WithLabelValues(run.saga, step.Name, rec.Outcome, metrics.AttemptLabel(rec.Attempt)).Inc()
+	metrics.SagaStepDuration.WithLabelValues(step.Name, rec.Outcome).Observe(took.Seconds())
+	return rec, attempts, err
+}
+
+// stepFailed ends the run after the step rec records failed with err: a
+// permanent failure fails the saga; any other leaves it to be retried.
+// It returns the run's result and the error Run returns.
+func (r *Runner) stepFailed(ctx context.Context, run *sagaRun, rec events.TenantStepRecorded, err error) (string, error) {
+	var perm *PermanentError
+	if !errors.As(err, &perm) {
+		r.Log.WarnContext(ctx, "saga step failing; will retry", "step", rec.Step, "attempts", rec.Attempt, "error", err)
+		return "retry", fmt.Errorf("%w: %s: %v", ErrRetryLater, rec.Step, err)
+	}
+	r.Log.WarnContext(ctx, "saga step failed permanently", "step", rec.Step, "reason", perm.Reason)
+	_, ferr := r.Tenants.Do(ctx, run.tenantID, domain.FailSaga{SagaID: run.sagaID, Step: rec.Step, Attempt: rec.Attempt, Reason: perm.Reason}, run.meta)
+	switch {
+	case errors.Is(ferr, domain.ErrPrecondition):
+		return "superseded", nil
+	case ferr == nil:
+		return "failed", nil
+	}
+	return "error", ferr
 }
 
 // attempt runs a step with bounded retries of transient failures.

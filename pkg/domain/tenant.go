@@ -276,16 +276,30 @@ func refuse(t *Tenant, action string) error {
 func EvolveTenant(t Tenant, r Recorded) Tenant {
 	t.Version = r.Version
 	t.UpdatedAt = r.Time
-	startSaga := func(saga string) {
-		t.Provisioning.SagaID = r.ID
-		t.Provisioning.Saga = saga
-		t.Provisioning.Status = SagaRunning
-		t.Provisioning.Steps = nil
-		t.Provisioning.FailedStep = ""
-		t.Provisioning.LastError = ""
-		t.Provisioning.StartedAt = r.Time
-		t.Provisioning.UpdatedAt = r.Time
+	// Each event type belongs to exactly one group; the first group that
+	// knows the payload folds it.
+	if !evolveProfile(&t, r) && !evolveLifecycle(&t, r) {
+		evolveSaga(&t, r)
 	}
+	return t
+}
+
+// startSaga makes the event r the start of the named lifecycle saga,
+// forgetting the steps and failure of the previous one.
+func (p *Provisioning) startSaga(saga string, r Recorded) {
+	p.SagaID = r.ID
+	p.Saga = saga
+	p.Status = SagaRunning
+	p.Steps = nil
+	p.FailedStep = ""
+	p.LastError = ""
+	p.StartedAt = r.Time
+	p.UpdatedAt = r.Time
+}
+
+// evolveProfile folds the events that change the tenant's metadata,
+// reporting whether r was one of them.
+func evolveProfile(t *Tenant, r Recorded) bool {
 	switch p := r.Payload.(type) {
 	case *events.TenantCreated:
 		t.ID = r.AggregateID
@@ -302,30 +316,45 @@ func EvolveTenant(t Tenant, r Recorded) Tenant {
 		t.State = StateDraft
 		t.CreatedAt = r.Time
 	case *events.TenantUpdated:
-		if p.DisplayName != nil {
-			t.DisplayName = *p.DisplayName
-		}
-		if p.Regions != nil {
-			t.Regions = cloneRegions(*p.Regions)
-		}
-		if p.Isolation != nil {
-			t.Isolation = IsolationMode(*p.Isolation)
-		}
-		if p.ChangedField("external_ids") {
-			t.ExternalIDs = maps.Clone(p.ExternalIDs)
-		}
-		if p.ChangedField("labels") {
-			t.Labels = maps.Clone(p.Labels)
-		}
-		if p.CustomerRef != nil {
-			t.CustomerRef = *p.CustomerRef
-		}
-		if p.ChangedField("contacts") {
-			t.Contacts = slices.Clone(p.Contacts)
-			t.PIIErased = p.PIIErased
-		}
+		applyUpdate(t, p)
 	case *events.TenantPlanChanged:
 		t.Plan = p.To
+	default:
+		return false
+	}
+	return true
+}
+
+// applyUpdate applies the members a TenantUpdated changed.
+func applyUpdate(t *Tenant, p *events.TenantUpdated) {
+	if p.DisplayName != nil {
+		t.DisplayName = *p.DisplayName
+	}
+	if p.Regions != nil {
+		t.Regions = cloneRegions(*p.Regions)
+	}
+	if p.Isolation != nil {
+		t.Isolation = IsolationMode(*p.Isolation)
+	}
+	if p.ChangedField("external_ids") {
+		t.ExternalIDs = maps.Clone(p.ExternalIDs)
+	}
+	if p.ChangedField("labels") {
+		t.Labels = maps.Clone(p.Labels)
+	}
+	if p.CustomerRef != nil {
+		t.CustomerRef = *p.CustomerRef
+	}
+	if p.ChangedField("contacts") {
+		t.Contacts = slices.Clone(p.Contacts)
+		t.PIIErased = p.PIIErased
+	}
+}
+
+// evolveLifecycle folds the events that move the tenant between lifecycle
+// states (most of which start a saga), reporting whether r was one of them.
+func evolveLifecycle(t *Tenant, r Recorded) bool {
+	switch p := r.Payload.(type) {
 	case *events.TenantActivationRequested:
 		t.State = StateProvisioning
 		t.Activation = &Activation{
@@ -336,48 +365,10 @@ func EvolveTenant(t Tenant, r Recorded) Tenant {
 			Admin:       p.Admin,
 			RequestedAt: r.Time,
 		}
-		startSaga(SagaActivate)
+		t.Provisioning.startSaga(SagaActivate, r)
 	case *events.TenantActivationCancelled:
 		t.State = StateDraft
-		startSaga(SagaCancel)
-	case *events.TenantStepRecorded:
-		st := StepStatus{
-			Name: p.Step, Outcome: p.Outcome, Attempt: p.Attempt, Detail: p.Detail,
-			StartedAt: p.StartedAt, FinishedAt: p.FinishedAt, ExternalIDs: maps.Clone(p.ExternalIDs),
-		}
-		if i := slices.IndexFunc(t.Provisioning.Steps, func(s StepStatus) bool { return s.Name == p.Step }); i >= 0 {
-			t.Provisioning.Steps = slices.Clone(t.Provisioning.Steps)
-			t.Provisioning.Steps[i] = st
-		} else {
-			t.Provisioning.Steps = append(slices.Clone(t.Provisioning.Steps), st)
-		}
-		if len(p.ExternalIDs) > 0 {
-			ids := maps.Clone(t.Provisioning.ExternalIDs)
-			if ids == nil {
-				ids = map[string]string{}
-			}
-			for k, v := range p.ExternalIDs {
-				if v == "" {
-					delete(ids, k)
-				} else {
-					ids[k] = v
-				}
-			}
-			t.Provisioning.ExternalIDs = ids
-		}
-		if p.Outcome == events.StepFailed {
-			t.Provisioning.LastError = p.Detail
-		}
-		t.Provisioning.UpdatedAt = r.Time
-	case *events.TenantProvisioningFailed:
-		t.Provisioning.Status = SagaFailed
-		t.Provisioning.FailedStep = p.Step
-		t.Provisioning.LastError = p.Reason
-		t.Provisioning.UpdatedAt = r.Time
-	case *events.TenantProvisioningRetried:
-		t.Provisioning.Status = SagaRunning
-		t.Provisioning.FailedStep = ""
-		t.Provisioning.UpdatedAt = r.Time
+		t.Provisioning.startSaga(SagaCancel, r)
 	case *events.TenantActivated:
 		t.State = StateActive
 		if t.Activation != nil {
@@ -387,42 +378,101 @@ func EvolveTenant(t Tenant, r Recorded) Tenant {
 		}
 		t.Provisioning.Status = SagaCompleted
 		t.Provisioning.UpdatedAt = r.Time
-	case *events.TenantSagaCompleted:
-		t.Provisioning.Status = SagaCompleted
-		t.Provisioning.UpdatedAt = r.Time
 	case *events.TenantSuspended:
 		t.State = StateSuspended
 		t.Suspension = &Suspension{Reason: SuspensionReason(p.Reason), Note: p.Note, Since: r.Time}
-		startSaga(SagaSuspend)
+		t.Provisioning.startSaga(SagaSuspend, r)
 	case *events.TenantResumed:
 		t.State = StateActive
 		t.Suspension = nil
-		startSaga(SagaResume)
+		t.Provisioning.startSaga(SagaResume, r)
 	case *events.TenantArchived:
 		t.State = StateArchived
 		t.ArchivedAt = r.Time
-		startSaga(SagaArchive)
+		t.Provisioning.startSaga(SagaArchive, r)
 	case *events.TenantRestored:
 		t.State = StateSuspended
 		t.ArchivedAt = time.Time{}
 		t.Suspension = &Suspension{Reason: SuspendOperator, Note: "restored from archive", Since: r.Time}
-		startSaga(SagaRestore)
+		t.Provisioning.startSaga(SagaRestore, r)
 	case *events.TenantDeleted:
-		t.State = StateDeleted
-		t.DeletedAt = r.Time
-		t.Contacts = nil
-		t.PIIErased = true
-		if t.Activation != nil {
-			a := *t.Activation
-			a.Admin = nil
-			t.Activation = &a
-		}
-		startSaga(SagaDelete)
+		evolveDeleted(t, r)
+	default:
+		return false
+	}
+	return true
+}
+
+// evolveDeleted forgets the tenant's personal data (contacts and the
+// administrator named at activation) and starts the delete saga.
+func evolveDeleted(t *Tenant, r Recorded) {
+	t.State = StateDeleted
+	t.DeletedAt = r.Time
+	t.Contacts = nil
+	t.PIIErased = true
+	if t.Activation != nil {
+		a := *t.Activation
+		a.Admin = nil
+		t.Activation = &a
+	}
+	t.Provisioning.startSaga(SagaDelete, r)
+}
+
+// evolveSaga folds the events that record the progress of the current saga.
+func evolveSaga(t *Tenant, r Recorded) {
+	switch p := r.Payload.(type) {
+	case *events.TenantStepRecorded:
+		t.Provisioning.applyStep(p, r)
+	case *events.TenantProvisioningFailed:
+		t.Provisioning.Status = SagaFailed
+		t.Provisioning.FailedStep = p.Step
+		t.Provisioning.LastError = p.Reason
+		t.Provisioning.UpdatedAt = r.Time
+	case *events.TenantProvisioningRetried:
+		t.Provisioning.Status = SagaRunning
+		t.Provisioning.FailedStep = ""
+		t.Provisioning.UpdatedAt = r.Time
+	case *events.TenantSagaCompleted:
+		t.Provisioning.Status = SagaCompleted
+		t.Provisioning.UpdatedAt = r.Time
 	case *events.TenantDriftRepaired:
 		t.Provisioning.Repairs++
 		t.Provisioning.UpdatedAt = r.Time
 	}
-	return t
+}
+
+// applyStep replaces the step's latest status (or appends it) and merges
+// the external ids it reports, an empty value deleting its key. Slices and
+// maps are copied, never changed in place: earlier states share them.
+func (p *Provisioning) applyStep(e *events.TenantStepRecorded, r Recorded) {
+	st := StepStatus{
+		Name: e.Step, Outcome: e.Outcome, Attempt: e.Attempt, Detail: e.Detail,
+		StartedAt: e.StartedAt, FinishedAt: e.FinishedAt, ExternalIDs: maps.Clone(e.ExternalIDs),
+	}
+	if i := slices.IndexFunc(p.Steps, func(s StepStatus) bool { return s.Name == e.Step }); i >= 0 {
+		p.Steps = slices.Clone(p.Steps)
+		p.Steps[i] = st
+	} else {
+		p.Steps = append(slices.Clone(p.Steps), st)
+	}
+	if len(e.ExternalIDs) > 0 {
+		ids := maps.Clone(p.ExternalIDs)
+		if ids == nil {
+			ids = map[string]string{}
+		}
+		for k, v := range e.ExternalIDs {
+			if v == "" {
+				delete(ids, k)
+			} else {
+				ids[k] = v
+			}
+		}
+		p.ExternalIDs = ids
+	}
+	if e.Outcome == events.StepFailed {
+		p.LastError = e.Detail
+	}
+	p.UpdatedAt = r.Time
 }
 
 func cloneRegions(r Regions) Regions {

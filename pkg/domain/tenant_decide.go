@@ -222,35 +222,9 @@ func (d TenantDecider) Decide(t Tenant, cmd TenantCommand) ([]events.Payload, er
 	case RequestActivation:
 		return d.activate(t, c)
 	case CancelActivation:
-		switch t.State {
-		case StateDraft:
-			return nil, nil
-		case StateProvisioning:
-			var fe fieldErrors
-			checkText(&fe, "reason", c.Reason, false, MaxNote)
-			if err := fe.err(); err != nil {
-				return nil, err
-			}
-			return []events.Payload{&events.TenantActivationCancelled{Reason: c.Reason}}, nil
-		}
-		return nil, refuse(&t, c.Action())
+		return cancelActivation(t, c)
 	case Suspend:
-		var fe fieldErrors
-		reason, err := ParseSuspensionReason(c.Reason)
-		if err != nil {
-			fe.add("reason", err.Error(), suspensionReasonStrings()...)
-		}
-		checkText(&fe, "note", c.Note, false, MaxNote)
-		switch t.State {
-		case StateSuspended:
-			return nil, nil
-		case StateActive:
-			if err := fe.err(); err != nil {
-				return nil, err
-			}
-			return []events.Payload{&events.TenantSuspended{Reason: string(reason), Note: c.Note}}, nil
-		}
-		return nil, refuse(&t, c.Action())
+		return suspend(t, c)
 	case Resume:
 		return transition(t, c.Action(), StateSuspended, StateActive, &events.TenantResumed{})
 	case Archive:
@@ -258,67 +232,137 @@ func (d TenantDecider) Decide(t Tenant, cmd TenantCommand) ([]events.Payload, er
 	case Restore:
 		return transition(t, c.Action(), StateArchived, StateSuspended, &events.TenantRestored{})
 	case Delete:
-		if t.State == StateDeleted {
-			return nil, nil
-		}
-		if t.State != StateDraft && t.State != StateArchived {
-			return nil, refuse(&t, c.Action())
-		}
-		if c.Confirm != t.Slug {
-			return nil, &ValidationError{Fields: []FieldError{{
-				Field:   "confirm",
-				Message: fmt.Sprintf("deletion is permanent: repeat the tenant's slug (confirm=%s) to confirm it", t.Slug),
-			}}}
-		}
-		return []events.Payload{&events.TenantDeleted{Slug: t.Slug}}, nil
+		return deleteTenant(t, c)
 	case RecordStep:
 		return recordStep(t, c)
 	case FailSaga:
-		if err := currentSaga(t, c.SagaID, SagaRunning); err != nil {
-			return nil, err
-		}
-		return []events.Payload{&events.TenantProvisioningFailed{
-			SagaID: c.SagaID, Saga: t.Provisioning.Saga, Step: c.Step, Attempt: c.Attempt, Reason: c.Reason,
-		}}, nil
+		return failSaga(t, c)
 	case RetrySaga:
-		switch t.Provisioning.Status {
-		case SagaRunning:
-			return nil, nil
-		case SagaFailed:
-			return []events.Payload{&events.TenantProvisioningRetried{
-				SagaID: t.Provisioning.SagaID, Saga: t.Provisioning.Saga, Step: t.Provisioning.FailedStep,
-			}}, nil
-		}
-		return nil, fmt.Errorf("%w: no failed provisioning to retry (the last saga, %q, is %s)", ErrPrecondition, t.Provisioning.Saga, statusOrNone(t.Provisioning.Status))
+		return retrySaga(t)
 	case CompleteSaga:
-		if t.Provisioning.SagaID == c.SagaID && t.Provisioning.Status == SagaCompleted {
-			return nil, nil
-		}
-		if err := currentSaga(t, c.SagaID, SagaRunning); err != nil {
-			return nil, err
-		}
-		if t.Provisioning.Saga == SagaActivate {
-			region := ""
-			if t.Activation != nil {
-				region = t.Activation.Placement.Region
-			}
-			return []events.Payload{&events.TenantActivated{SagaID: c.SagaID, Region: region}}, nil
-		}
-		return []events.Payload{&events.TenantSagaCompleted{SagaID: c.SagaID, Saga: t.Provisioning.Saga}}, nil
+		return completeSaga(t, c)
 	case RecordAdminPassword:
-		switch t.State {
-		case StateProvisioning, StateActive, StateSuspended:
-			return []events.Payload{&events.TenantAdminPasswordIssued{}}, nil
-		}
-		return nil, fmt.Errorf("%w: the tenant is %s; an administrator password can be issued while it is provisioning, active or suspended", ErrPrecondition, t.State)
+		return recordAdminPassword(t)
 	case RecordRepair:
-		if t.State == StateDeleted {
-			return nil, refuse(&t, c.Action())
-		}
-		r := c.Repair
-		return []events.Payload{&r}, nil
+		return recordRepair(t, c)
 	}
 	return nil, fmt.Errorf("%w: unknown command %T", ErrInvalid, cmd)
+}
+
+// cancelActivation returns a provisioning tenant to draft; a draft tenant
+// has nothing left to cancel.
+func cancelActivation(t Tenant, c CancelActivation) ([]events.Payload, error) {
+	switch t.State {
+	case StateDraft:
+		return nil, nil
+	case StateProvisioning:
+		var fe fieldErrors
+		checkText(&fe, "reason", c.Reason, false, MaxNote)
+		if err := fe.err(); err != nil {
+			return nil, err
+		}
+		return []events.Payload{&events.TenantActivationCancelled{Reason: c.Reason}}, nil
+	}
+	return nil, refuse(&t, c.Action())
+}
+
+// suspend restricts an active tenant; a suspended one needs nothing.
+func suspend(t Tenant, c Suspend) ([]events.Payload, error) {
+	var fe fieldErrors
+	reason, err := ParseSuspensionReason(c.Reason)
+	if err != nil {
+		fe.add("reason", err.Error(), suspensionReasonStrings()...)
+	}
+	checkText(&fe, "note", c.Note, false, MaxNote)
+	switch t.State {
+	case StateSuspended:
+		return nil, nil
+	case StateActive:
+		if err := fe.err(); err != nil {
+			return nil, err
+		}
+		return []events.Payload{&events.TenantSuspended{Reason: string(reason), Note: c.Note}}, nil
+	}
+	return nil, refuse(&t, c.Action())
+}
+
+// deleteTenant removes a draft or archived tenant once the command repeats
+// its slug.
+func deleteTenant(t Tenant, c Delete) ([]events.Payload, error) {
+	if t.State == StateDeleted {
+		return nil, nil
+	}
+	if t.State != StateDraft && t.State != StateArchived {
+		return nil, refuse(&t, c.Action())
+	}
+	if c.Confirm != t.Slug {
+		return nil, &ValidationError{Fields: []FieldError{{
+			Field:   "confirm",
+			Message: fmt.Sprintf("deletion is permanent: repeat the tenant's slug (confirm=%s) to confirm it", t.Slug),
+		}}}
+	}
+	return []events.Payload{&events.TenantDeleted{Slug: t.Slug}}, nil
+}
+
+// failSaga stops the running saga c names.
+func failSaga(t Tenant, c FailSaga) ([]events.Payload, error) {
+	if err := currentSaga(t, c.SagaID, SagaRunning); err != nil {
+		return nil, err
+	}
+	return []events.Payload{&events.TenantProvisioningFailed{
+		SagaID: c.SagaID, Saga: t.Provisioning.Saga, Step: c.Step, Attempt: c.Attempt, Reason: c.Reason,
+	}}, nil
+}
+
+// retrySaga resumes the failed saga; a running one needs nothing.
+func retrySaga(t Tenant) ([]events.Payload, error) {
+	switch t.Provisioning.Status {
+	case SagaRunning:
+		return nil, nil
+	case SagaFailed:
+		return []events.Payload{&events.TenantProvisioningRetried{
+			SagaID: t.Provisioning.SagaID, Saga: t.Provisioning.Saga, Step: t.Provisioning.FailedStep,
+		}}, nil
+	}
+	return nil, fmt.Errorf("%w: no failed provisioning to retry (the last saga, %q, is %s)", ErrPrecondition, t.Provisioning.Saga, statusOrNone(t.Provisioning.Status))
+}
+
+// completeSaga finishes the running saga c names, activating the tenant
+// when it is the activation saga.
+func completeSaga(t Tenant, c CompleteSaga) ([]events.Payload, error) {
+	if t.Provisioning.SagaID == c.SagaID && t.Provisioning.Status == SagaCompleted {
+		return nil, nil
+	}
+	if err := currentSaga(t, c.SagaID, SagaRunning); err != nil {
+		return nil, err
+	}
+	if t.Provisioning.Saga == SagaActivate {
+		region := ""
+		if t.Activation != nil {
+			region = t.Activation.Placement.Region
+		}
+		return []events.Payload{&events.TenantActivated{SagaID: c.SagaID, Region: region}}, nil
+	}
+	return []events.Payload{&events.TenantSagaCompleted{SagaID: c.SagaID, Saga: t.Provisioning.Saga}}, nil
+}
+
+// recordAdminPassword records an issued password while the tenant has an
+// administrator to issue it to.
+func recordAdminPassword(t Tenant) ([]events.Payload, error) {
+	switch t.State {
+	case StateProvisioning, StateActive, StateSuspended:
+		return []events.Payload{&events.TenantAdminPasswordIssued{}}, nil
+	}
+	return nil, fmt.Errorf("%w: the tenant is %s; an administrator password can be issued while it is provisioning, active or suspended", ErrPrecondition, t.State)
+}
+
+// recordRepair records a drift repair on any tenant not deleted.
+func recordRepair(t Tenant, c RecordRepair) ([]events.Payload, error) {
+	if t.State == StateDeleted {
+		return nil, refuse(&t, c.Action())
+	}
+	r := c.Repair
+	return []events.Payload{&r}, nil
 }
 
 func statusOrNone(s SagaStatus) string {
@@ -436,22 +480,43 @@ func (d TenantDecider) update(t Tenant, c UpdateTenant) ([]events.Payload, error
 	}
 	var fe fieldErrors
 	u := &events.TenantUpdated{}
-	changed := func(field string) { u.Changed = append(u.Changed, field) }
-
 	if c.DisplayName != nil && *c.DisplayName != t.DisplayName {
 		checkText(&fe, "display_name", *c.DisplayName, true, MaxDisplayName)
 		u.DisplayName = c.DisplayName
-		changed("display_name")
+		u.Changed = append(u.Changed, "display_name")
 	}
+	planChange, err := d.updatePlacement(t, c, u, &fe)
+	if err != nil {
+		return nil, err
+	}
+	updateMetadata(t, c, u, &fe)
+	if err := fe.err(); err != nil {
+		return nil, err
+	}
+	var out []events.Payload
+	if len(u.Changed) > 0 {
+		out = append(out, u)
+	}
+	if planChange != nil {
+		out = append(out, planChange)
+	}
+	return out, nil
+}
+
+// updatePlacement adds the regions and isolation c changes to u and
+// returns the plan change it asks for, if any; the new placement must pass
+// the catalog's policy. It returns an error at once for a change the
+// tenant's state forbids.
+func (d TenantDecider) updatePlacement(t Tenant, c UpdateTenant, u *events.TenantUpdated, fe *fieldErrors) (*events.TenantPlanChanged, error) {
 	placement := Placement{Plan: t.Plan, Isolation: t.Isolation, Regions: t.Regions}
 	placementChanged := false
 	if c.Regions != nil {
 		if r := c.Regions.apply(t.Regions); !regionsEqual(r, t.Regions) {
-			checkRegionsShape(&fe, r)
+			checkRegionsShape(fe, r)
 			u.Regions = &r
 			placement.Regions = r
 			placementChanged = true
-			changed("regions")
+			u.Changed = append(u.Changed, "regions")
 		}
 	}
 	if c.Isolation != nil && *c.Isolation != string(t.Isolation) {
@@ -462,7 +527,7 @@ func (d TenantDecider) update(t Tenant, c UpdateTenant) ([]events.Payload, error
 		u.Isolation = c.Isolation
 		placement.Isolation = iso
 		placementChanged = true
-		changed("isolation")
+		u.Changed = append(u.Changed, "isolation")
 	}
 	var planChange *events.TenantPlanChanged
 	if c.Plan != nil && *c.Plan != t.Plan {
@@ -486,46 +551,41 @@ func (d TenantDecider) update(t Tenant, c UpdateTenant) ([]events.Payload, error
 	}
 	if placementChanged {
 		_, pe := d.Catalog.Evaluate(placement, t.State == StateDraft || u.Regions != nil)
-		fe = append(fe, pe...)
+		*fe = append(*fe, pe...)
 	}
+	return planChange, nil
+}
+
+// updateMetadata adds the contacts, external ids, labels and customer
+// reference c changes to u, checking each.
+func updateMetadata(t Tenant, c UpdateTenant, u *events.TenantUpdated, fe *fieldErrors) {
 	if c.Contacts != nil && !slices.Equal(*c.Contacts, t.Contacts) {
-		checkContacts(&fe, *c.Contacts)
+		checkContacts(fe, *c.Contacts)
 		u.Contacts = slices.Clone(*c.Contacts)
 		if u.Contacts == nil {
 			u.Contacts = []events.Contact{}
 		}
-		changed("contacts")
+		u.Changed = append(u.Changed, "contacts")
 	}
 	if c.ExternalIDs != nil {
 		if ids := c.ExternalIDs.Apply(t.ExternalIDs); !maps.Equal(ids, t.ExternalIDs) {
-			checkExternalIDs(&fe, ids)
+			checkExternalIDs(fe, ids)
 			u.ExternalIDs = ids
-			changed("external_ids")
+			u.Changed = append(u.Changed, "external_ids")
 		}
 	}
 	if c.Labels != nil {
 		if labels := c.Labels.Apply(t.Labels); !maps.Equal(labels, t.Labels) {
-			checkLabels(&fe, labels)
+			checkLabels(fe, labels)
 			u.Labels = labels
-			changed("labels")
+			u.Changed = append(u.Changed, "labels")
 		}
 	}
 	if c.CustomerRef != nil && *c.CustomerRef != t.CustomerRef {
-		checkCustomerRef(&fe, *c.CustomerRef)
+		checkCustomerRef(fe, *c.CustomerRef)
 		u.CustomerRef = c.CustomerRef
-		changed("customer_ref")
+		u.Changed = append(u.Changed, "customer_ref")
 	}
-	if err := fe.err(); err != nil {
-		return nil, err
-	}
-	var out []events.Payload
-	if len(u.Changed) > 0 {
-		out = append(out, u)
-	}
-	if planChange != nil {
-		out = append(out, planChange)
-	}
-	return out, nil
 }
 
 func placementField(u *events.TenantUpdated) string {

@@ -194,57 +194,13 @@ func (WebhookDecider) Decide(w Webhook, cmd WebhookCommand) ([]events.Payload, e
 	if _, create := cmd.(CreateWebhook); !create && !w.Exists() {
 		return nil, fmt.Errorf("webhook %w", ErrNotFound)
 	}
-	var fe fieldErrors
 	switch c := cmd.(type) {
 	case CreateWebhook:
-		if w.Version > 0 {
-			return nil, &ConflictError{Field: "id", Value: c.ID, Message: "webhook " + c.ID + " already exists"}
-		}
-		checkWebhookURL(&fe, c.URL)
-		checkEventTypes(&fe, c.EventTypes)
-		checkText(&fe, "description", c.Description, false, MaxWebhookDescription)
-		if err := fe.err(); err != nil {
-			return nil, err
-		}
-		enabled := c.Enabled == nil || *c.Enabled
-		return []events.Payload{&events.WebhookCreated{URL: c.URL, EventTypes: slices.Clone(c.EventTypes), TenantID: c.TenantID,
-			Description: c.Description, Enabled: enabled, SecretVersion: 1}}, nil
+		return createWebhook(w, c)
 	case UpdateWebhook:
-		u := &events.WebhookUpdated{}
-		if c.URL != nil && *c.URL != w.URL {
-			checkWebhookURL(&fe, *c.URL)
-			u.URL, u.Changed = *c.URL, append(u.Changed, "url")
-		}
-		if c.EventTypes != nil && !slices.Equal(*c.EventTypes, w.EventTypes) {
-			checkEventTypes(&fe, *c.EventTypes)
-			u.EventTypes, u.Changed = slices.Clone(*c.EventTypes), append(u.Changed, "event_types")
-		}
-		if c.TenantID != nil && *c.TenantID != w.TenantID {
-			u.TenantID, u.Changed = *c.TenantID, append(u.Changed, "tenant_id")
-		}
-		if c.Description != nil && *c.Description != w.Description {
-			checkText(&fe, "description", *c.Description, false, MaxWebhookDescription)
-			u.Description, u.Changed = *c.Description, append(u.Changed, "description")
-		}
-		if c.Enabled != nil && *c.Enabled != w.Enabled {
-			u.Enabled, u.Changed = c.Enabled, append(u.Changed, "enabled")
-		}
-		if err := fe.err(); err != nil {
-			return nil, err
-		}
-		if len(u.Changed) == 0 {
-			return nil, nil
-		}
-		return []events.Payload{u}, nil
+		return updateWebhook(w, c)
 	case RotateSecret:
-		grace := c.Grace
-		if grace == 0 {
-			grace = DefaultSecretGrace
-		}
-		if grace < 0 || grace > MaxSecretGrace {
-			return nil, &ValidationError{Fields: []FieldError{{Field: "grace", Message: fmt.Sprintf("must be between 0 and %s", MaxSecretGrace)}}}
-		}
-		return []events.Payload{&events.WebhookSecretRotated{SecretVersion: w.SecretVersion + 1, PreviousValidUntil: c.Now.Add(grace).UTC().Truncate(time.Second)}}, nil
+		return rotateSecret(w, c)
 	case DisableWebhook:
 		if !w.Enabled {
 			return nil, nil
@@ -258,34 +214,99 @@ func (WebhookDecider) Decide(w Webhook, cmd WebhookCommand) ([]events.Payload, e
 		}
 		return []events.Payload{&events.WebhookDeadLettersRequeued{DeadLetters: slices.Clone(c.DeadLetters)}}, nil
 	case DiscardDeadLetter:
+		var fe fieldErrors
 		checkText(&fe, "reason", c.Reason, true, MaxNote)
 		if err := fe.err(); err != nil {
 			return nil, err
 		}
 		return []events.Payload{&events.WebhookDeadLetterDiscarded{DeadLetter: c.DeadLetter, EventID: c.EventID, Reason: c.Reason}}, nil
 	case RequestReplay:
-		bySeq := c.FromSeq != 0 || c.ToSeq != 0
-		byTime := !c.FromTime.IsZero() || !c.ToTime.IsZero()
-		switch {
-		case bySeq && byTime:
-			fe.add("from_seq", "give a range by sequence or by time, not both")
-		case bySeq && (c.FromSeq == 0 || c.ToSeq < c.FromSeq):
-			fe.add("to_seq", "a sequence range needs from_seq >= 1 and to_seq >= from_seq")
-		case byTime && (c.FromTime.IsZero() || c.ToTime.IsZero() || !c.ToTime.After(c.FromTime)):
-			fe.add("to_time", "a time range needs from_time before to_time")
-		case !bySeq && !byTime:
-			fe.add("from_seq", "give a range: from_seq and to_seq, or from_time and to_time")
-		}
-		if len(c.Types) > 0 {
-			checkEventTypes(&fe, c.Types)
-		}
-		if err := fe.err(); err != nil {
-			return nil, err
-		}
-		return []events.Payload{&events.WebhookReplayRequested{FromSeq: c.FromSeq, ToSeq: c.ToSeq, FromTime: c.FromTime.UTC(), ToTime: c.ToTime.UTC(),
-			Types: slices.Clone(c.Types), TenantID: c.TenantID}}, nil
+		return requestReplay(c)
 	}
 	return nil, fmt.Errorf("%w: unknown command %T", ErrInvalid, cmd)
+}
+
+func createWebhook(w Webhook, c CreateWebhook) ([]events.Payload, error) {
+	if w.Version > 0 {
+		return nil, &ConflictError{Field: "id", Value: c.ID, Message: "webhook " + c.ID + " already exists"}
+	}
+	var fe fieldErrors
+	checkWebhookURL(&fe, c.URL)
+	checkEventTypes(&fe, c.EventTypes)
+	checkText(&fe, "description", c.Description, false, MaxWebhookDescription)
+	if err := fe.err(); err != nil {
+		return nil, err
+	}
+	enabled := c.Enabled == nil || *c.Enabled
+	return []events.Payload{&events.WebhookCreated{URL: c.URL, EventTypes: slices.Clone(c.EventTypes), TenantID: c.TenantID,
+		Description: c.Description, Enabled: enabled, SecretVersion: 1}}, nil
+}
+
+func updateWebhook(w Webhook, c UpdateWebhook) ([]events.Payload, error) {
+	var fe fieldErrors
+	u := &events.WebhookUpdated{}
+	if c.URL != nil && *c.URL != w.URL {
+		checkWebhookURL(&fe, *c.URL)
+		u.URL, u.Changed = *c.URL, append(u.Changed, "url")
+	}
+	if c.EventTypes != nil && !slices.Equal(*c.EventTypes, w.EventTypes) {
+		checkEventTypes(&fe, *c.EventTypes)
+		u.EventTypes, u.Changed = slices.Clone(*c.EventTypes), append(u.Changed, "event_types")
+	}
+	if c.TenantID != nil && *c.TenantID != w.TenantID {
+		u.TenantID, u.Changed = *c.TenantID, append(u.Changed, "tenant_id")
+	}
+	if c.Description != nil && *c.Description != w.Description {
+		checkText(&fe, "description", *c.Description, false, MaxWebhookDescription)
+		u.Description, u.Changed = *c.Description, append(u.Changed, "description")
+	}
+	if c.Enabled != nil && *c.Enabled != w.Enabled {
+		u.Enabled, u.Changed = c.Enabled, append(u.Changed, "enabled")
+	}
+	if err := fe.err(); err != nil {
+		return nil, err
+	}
+	if len(u.Changed) == 0 {
+		return nil, nil
+	}
+	return []events.Payload{u}, nil
+}
+
+func rotateSecret(w Webhook, c RotateSecret) ([]events.Payload, error) {
+	grace := c.Grace
+	if grace == 0 {
+		grace = DefaultSecretGrace
+	}
+	if grace < 0 || grace > MaxSecretGrace {
+		return nil, &ValidationError{Fields: []FieldError{{Field: "grace", Message: fmt.Sprintf("must be between 0 and %s", MaxSecretGrace)}}}
+	}
+	return []events.Payload{&events.WebhookSecretRotated{SecretVersion: w.SecretVersion + 1, PreviousValidUntil: c.Now.Add(grace).UTC().Truncate(time.Second)}}, nil
+}
+
+// requestReplay checks that c gives exactly one well-formed range, by
+// sequence or by time.
+func requestReplay(c RequestReplay) ([]events.Payload, error) {
+	var fe fieldErrors
+	bySeq := c.FromSeq != 0 || c.ToSeq != 0
+	byTime := !c.FromTime.IsZero() || !c.ToTime.IsZero()
+	switch {
+	case bySeq && byTime:
+		fe.add("from_seq", "give a range by sequence or by time, not both")
+	case bySeq && (c.FromSeq == 0 || c.ToSeq < c.FromSeq):
+		fe.add("to_seq", "a sequence range needs from_seq >= 1 and to_seq >= from_seq")
+	case byTime && (c.FromTime.IsZero() || c.ToTime.IsZero() || !c.ToTime.After(c.FromTime)):
+		fe.add("to_time", "a time range needs from_time before to_time")
+	case !bySeq && !byTime:
+		fe.add("from_seq", "give a range: from_seq and to_seq, or from_time and to_time")
+	}
+	if len(c.Types) > 0 {
+		checkEventTypes(&fe, c.Types)
+	}
+	if err := fe.err(); err != nil {
+		return nil, err
+	}
+	return []events.Payload{&events.WebhookReplayRequested{FromSeq: c.FromSeq, ToSeq: c.ToSeq, FromTime: c.FromTime.UTC(), ToTime: c.ToTime.UTC(),
+		Types: slices.Clone(c.Types), TenantID: c.TenantID}}, nil
 }
 
 func checkWebhookURL(fe *fieldErrors, u string) {
