@@ -98,6 +98,10 @@ type Source struct {
 	Ordered *jetstream.OrderedConsumerConfig
 }
 
+// Heartbeat is how often the server signals an idle pull; two missed
+// heartbeats interrupt the feed.
+const Heartbeat = 5 * time.Second
+
 // Options configure a loop.
 type Options struct {
 	// Prefetch bounds the messages read ahead of the handler (default 1).
@@ -234,7 +238,10 @@ func session(ctx context.Context, js jetstream.JetStream, src Source, o Options,
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", src.name(), err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(o.Prefetch))
+	// A consumer deleted or lost while no pull was waiting is only noticed
+	// as missing heartbeats; reporting them ends this binding, and the next
+	// one finds out whether the consumer is still there.
+	it, err := cons.Messages(jetstream.PullMaxMessages(o.Prefetch), jetstream.PullHeartbeat(Heartbeat), jetstream.WithMessagesErrOnMissingHeartbeat(true))
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", src.name(), err)
 	}
