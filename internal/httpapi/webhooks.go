@@ -228,7 +228,7 @@ func (s *Server) rotateWebhookSecret(c echo.Context) error {
 	var grace time.Duration
 	if req.Grace != "" {
 		if grace, err = time.ParseDuration(req.Grace); err != nil || grace <= 0 {
-			return invalid("grace", "must be a positive duration like 24h or 90m (0 is not allowed: receivers need time to switch)")
+			return invalid("grace", fmt.Sprintf("must be a duration like 24h or 90m, from %s to %s (receivers need time to switch)", domain.MinSecretGrace, domain.MaxSecretGrace))
 		}
 	}
 	meta, err := s.meta(c)

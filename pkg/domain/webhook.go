@@ -71,6 +71,9 @@ const (
 	MaxWebhookDescription = 500
 	// DefaultSecretGrace is how long a rotated-out secret keeps signing.
 	DefaultSecretGrace = 24 * time.Hour
+	// MinSecretGrace is the shortest grace period: receivers need time to
+	// switch to the new secret.
+	MinSecretGrace = time.Minute
 	// MaxSecretGrace bounds the grace period.
 	MaxSecretGrace = 30 * 24 * time.Hour
 )
@@ -277,8 +280,8 @@ func rotateSecret(w Webhook, c RotateSecret) ([]events.Payload, error) {
 	if grace == 0 {
 		grace = DefaultSecretGrace
 	}
-	if grace < 0 || grace > MaxSecretGrace {
-		return nil, &ValidationError{Fields: []FieldError{{Field: "grace", Message: fmt.Sprintf("must be between 0 and %s", MaxSecretGrace)}}}
+	if grace < MinSecretGrace || grace > MaxSecretGrace {
+		return nil, &ValidationError{Fields: []FieldError{{Field: "grace", Message: fmt.Sprintf("must be between %s and %s (receivers need time to switch to the new secret)", MinSecretGrace, MaxSecretGrace)}}}
 	}
 	return []events.Payload{&events.WebhookSecretRotated{SecretVersion: w.SecretVersion + 1, PreviousValidUntil: c.Now.Add(grace).UTC().Truncate(time.Second)}}, nil
 }

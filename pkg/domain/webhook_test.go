@@ -54,6 +54,7 @@ func TestDecideWebhook(t *testing.T) {
 		{name: "rotate with default grace", given: live, when: RotateSecret{Now: t0},
 			then: []events.Payload{&events.WebhookSecretRotated{SecretVersion: 2, PreviousValidUntil: t0.Add(24 * time.Hour)}}},
 		{name: "rotate with too long a grace", given: live, when: RotateSecret{Now: t0, Grace: 365 * 24 * time.Hour}, err: ErrInvalid, msg: "grace"},
+		{name: "rotate with too short a grace", given: live, when: RotateSecret{Now: t0, Grace: 30 * time.Second}, err: ErrInvalid, msg: "between 1m0s and 720h0m0s"},
 		{name: "disable", given: live, when: DisableWebhook{Reason: "410 Gone"}, then: []events.Payload{&events.WebhookDisabled{Reason: "410 Gone"}}},
 		{name: "disable when disabled changes nothing", given: disabled, when: DisableWebhook{Reason: "again"}},
 		{name: "delete", given: live, when: DeleteWebhook{}, then: []events.Payload{&events.WebhookDeleted{}}},
