@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/tenancyhq/tenancy/internal/faultinject"
 )
 
 // response is computed under the lock and written after it is released, so
@@ -100,15 +102,10 @@ func (q *request) decode(v any) bool {
 // serveHTTP orders the stages of a request: hook, fault, then the real
 // handling, whose result an AfterHandling fault may throw away.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	hook := s.hook
-	s.mu.Unlock()
-	if hook != nil {
-		hook(r)
-	}
+	s.hook.Call(r)
 
-	f := s.takeFault(r)
-	if f != nil && f.Latency > 0 && !s.wait(r, f.Latency) {
+	f := s.faults.Take(r)
+	if f != nil && !faultinject.Wait(r, f.Latency, s.closing) {
 		return
 	}
 	if f != nil && !f.AfterHandling && answerFault(w, f) {
@@ -130,7 +127,7 @@ func (s *Server) handle(r *http.Request) response {
 	}
 	q := &request{
 		method: r.Method,
-		segs:   splitPath(r.URL),
+		segs:   faultinject.Segments(r.URL),
 		query:  r.URL.Query(),
 		body:   body,
 		base:   "http://" + r.Host,
@@ -158,22 +155,6 @@ func (s *Server) handle(r *http.Request) response {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.route(q)
-}
-
-// splitPath unescapes each segment separately so that a role name holding an
-// escaped "/" stays one segment.
-func splitPath(u *url.URL) []string {
-	raw := strings.Trim(u.EscapedPath(), "/")
-	if raw == "" {
-		return nil
-	}
-	parts := strings.Split(raw, "/")
-	for i, p := range parts {
-		if dp, err := url.PathUnescape(p); err == nil {
-			parts[i] = dp
-		}
-	}
-	return parts
 }
 
 // route dispatches in the order Keycloak's JAX-RS resources resolve a path:

@@ -33,6 +33,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/tenancyhq/tenancy/internal/faultinject"
 )
 
 // masterRealm is where the service account lives and the only realm whose
@@ -59,14 +61,14 @@ type Server struct {
 	opts    Options
 	closing chan struct{}
 	once    sync.Once
+	faults  faultinject.Set
+	hook    faultinject.Hook
 
 	mu           sync.Mutex
 	realms       map[string]*realmState
 	tokens       map[string]time.Time
 	tokensIssued int
 	creates      map[string]int
-	faults       []*faultState
-	hook         func(*http.Request)
 }
 
 type realmState struct {
@@ -128,11 +130,7 @@ func (s *Server) Close() {
 // faults are considered; nil removes it. f runs on the request goroutine
 // without the fake's lock held, so it may call the inspection methods; it
 // must not read r.Body, which the handler still needs.
-func (s *Server) SetHook(f func(r *http.Request)) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.hook = f
-}
+func (s *Server) SetHook(f func(r *http.Request)) { s.hook.Set(f) }
 
 // Realm returns a copy of the named realm.
 func (s *Server) Realm(name string) (Realm, bool) {
