@@ -157,6 +157,33 @@ func (s *Server) handle(r *http.Request) response {
 	return s.route(q)
 }
 
+// collection answers a realm's collection resource: GET lists, POST
+// creates, and any other method is a 405.
+func collection(q *request, rs *realmState, list, create func(*request, *realmState) response) response {
+	switch q.method {
+	case http.MethodGet:
+		return list(q, rs)
+	case http.MethodPost:
+		return create(q, rs)
+	}
+	return methodNotAllowed(http.MethodGet, http.MethodPost)
+}
+
+// item answers a single resource, found before the method is looked at as
+// Keycloak's resource locators do: GET reads, PUT updates, DELETE removes,
+// and any other method is a 405.
+func item(q *request, get, put, del func() response) response {
+	switch q.method {
+	case http.MethodGet:
+		return get()
+	case http.MethodPut:
+		return put()
+	case http.MethodDelete:
+		return del()
+	}
+	return methodNotAllowed(http.MethodGet, http.MethodPut, http.MethodDelete)
+}
+
 // route dispatches in the order Keycloak's JAX-RS resources resolve a path:
 // authentication, then the realm, then the sub-resource, then the method.
 func (s *Server) route(q *request) response {
@@ -191,15 +218,10 @@ func (s *Server) route(q *request) response {
 	}
 	rest := segs[3:]
 	if len(rest) == 0 {
-		switch q.method {
-		case http.MethodGet:
-			return jsonOK(rs.rep.clone())
-		case http.MethodPut:
-			return s.updateRealm(q, rs)
-		case http.MethodDelete:
-			return s.deleteRealm(rs)
-		}
-		return methodNotAllowed(http.MethodGet, http.MethodPut, http.MethodDelete)
+		return item(q,
+			func() response { return jsonOK(rs.rep.clone()) },
+			func() response { return s.updateRealm(q, rs) },
+			func() response { return s.deleteRealm(rs) })
 	}
 	switch rest[0] {
 	case "logout-all":

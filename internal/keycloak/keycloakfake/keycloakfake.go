@@ -157,42 +157,22 @@ func (s *Server) RealmNames() []string {
 
 // Clients returns copies of the realm's clients, with their protocol
 // mappers, sorted by clientId.
-func (s *Server) Clients(realm string) []Client {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	rs, ok := s.realms[realm]
-	if !ok {
-		return nil
-	}
-	return sortedClients(rs)
-}
+func (s *Server) Clients(realm string) []Client { return inspectRealm(s, realm, sortedClients) }
 
 // Roles returns copies of the realm's roles sorted by name, including the
 // ones Keycloak creates with every realm.
-func (s *Server) Roles(realm string) []Role {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	rs, ok := s.realms[realm]
-	if !ok {
-		return nil
-	}
-	return sortedRoles(rs)
-}
+func (s *Server) Roles(realm string) []Role { return inspectRealm(s, realm, sortedRoles) }
 
 // Users returns copies of the realm's users sorted by username.
 func (s *Server) Users(realm string) []User {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	rs, ok := s.realms[realm]
-	if !ok {
-		return nil
-	}
-	users := sortedUsers(rs)
-	out := make([]User, len(users))
-	for i, u := range users {
-		out[i] = u.rep.clone()
-	}
-	return out
+	return inspectRealm(s, realm, func(rs *realmState) []User {
+		users := sortedUsers(rs)
+		out := make([]User, len(users))
+		for i, u := range users {
+			out[i] = u.rep.clone()
+		}
+		return out
+	})
 }
 
 // UserRoles returns the names of the realm roles mapped directly to the
@@ -245,12 +225,7 @@ func (s *Server) ActionEmails(realm, userID string) [][]string {
 
 // LogoutAlls returns how many times logout-all succeeded on the realm.
 func (s *Server) LogoutAlls(realm string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if rs, ok := s.realms[realm]; ok {
-		return rs.logoutAlls
-	}
-	return 0
+	return inspectRealm(s, realm, func(rs *realmState) int { return rs.logoutAlls })
 }
 
 // Creates returns how many creates of kind ("realm", "client", "mapper",
@@ -278,6 +253,19 @@ func (s *Server) SetRealmEnabled(name string, enabled bool) {
 	if rs, ok := s.realms[name]; ok {
 		rs.rep.Enabled = enabled
 	}
+}
+
+// inspectRealm runs f on the named realm with the lock held; a missing
+// realm gives f's zero value.
+func inspectRealm[T any](s *Server, realm string, f func(*realmState) T) T {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rs, ok := s.realms[realm]
+	if !ok {
+		var zero T
+		return zero
+	}
+	return f(rs)
 }
 
 func (s *Server) lookupUser(realm, userID string) (*realmState, *userState) {
