@@ -409,12 +409,9 @@ func (s *Server) setPlan(id string, body []byte) response {
 	var in struct {
 		Plan string `json:"plan"`
 	}
-	if resp, ok := decode(body, &in); !ok {
-		return resp
-	}
-	a, ok := s.accounts[id]
-	if !ok {
-		return notFound(id)
+	a, refused := s.changing(id, body, &in)
+	if refused != nil {
+		return *refused
 	}
 	switch {
 	case in.Plan == "":
@@ -434,12 +431,9 @@ func (s *Server) setStatus(id string, body []byte) response {
 		Status string `json:"status"`
 		Reason string `json:"reason"`
 	}
-	if resp, ok := decode(body, &in); !ok {
-		return resp
-	}
-	a, ok := s.accounts[id]
-	if !ok {
-		return notFound(id)
+	a, refused := s.changing(id, body, &in)
+	if refused != nil {
+		return *refused
 	}
 	switch in.Status {
 	case billing.StatusActive, billing.StatusPaused, billing.StatusClosed:
@@ -453,6 +447,21 @@ func (s *Server) setStatus(id string, body []byte) response {
 		s.accounts[id] = a
 	}
 	return jsonResponse(http.StatusOK, a)
+}
+
+// changing decodes the body of a change to a tenant's account into in and
+// returns the account, or the response refusing the change: a body error
+// comes before a missing account.
+func (s *Server) changing(id string, body []byte, in any) (billing.Account, *response) {
+	if resp, ok := decode(body, in); !ok {
+		return billing.Account{}, &resp
+	}
+	a, ok := s.accounts[id]
+	if !ok {
+		resp := notFound(id)
+		return billing.Account{}, &resp
+	}
+	return a, nil
 }
 
 func (s *Server) delete(id string) response {
