@@ -192,3 +192,30 @@ func Drop(w http.ResponseWriter) {
 	// response without writing it.
 	panic(http.ErrAbortHandler)
 }
+
+// Recorder keeps what a hook noted about each request, for a test to
+// compare once the requests are done. It is safe for concurrent use.
+type Recorder[T any] struct {
+	mu   sync.Mutex
+	seen []T
+}
+
+// Record installs a hook through setHook (a fake's SetHook) that notes
+// what note makes of each request.
+func Record[T any](setHook func(func(*http.Request)), note func(*http.Request) T) *Recorder[T] {
+	rec := &Recorder[T]{}
+	setHook(func(r *http.Request) {
+		v := note(r)
+		rec.mu.Lock()
+		defer rec.mu.Unlock()
+		rec.seen = append(rec.seen, v)
+	})
+	return rec
+}
+
+// Seen returns a copy of the notes so far, oldest first.
+func (rec *Recorder[T]) Seen() []T {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return slices.Clone(rec.seen)
+}

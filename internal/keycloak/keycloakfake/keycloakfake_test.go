@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tenancyhq/tenancy/internal/faultinject"
 	"github.com/tenancyhq/tenancy/internal/keycloak/keycloakfake"
 )
 
@@ -1121,13 +1122,7 @@ func TestFaultAfterHandling(t *testing.T) {
 
 func TestHook(t *testing.T) {
 	f := newFixture(t)
-	var mu sync.Mutex
-	var seen []string
-	f.srv.SetHook(func(r *http.Request) {
-		mu.Lock()
-		defer mu.Unlock()
-		seen = append(seen, r.Method+" "+r.URL.Path)
-	})
+	rec := faultinject.Record(f.srv.SetHook, func(r *http.Request) string { return r.Method + " " + r.URL.Path })
 	f.srv.Inject(keycloakfake.Fault{Times: 1, Drop: true, Method: http.MethodPost})
 
 	if _, err := f.try(context.Background(), http.MethodPost, "/admin/realms", f.token, map[string]any{"realm": "x"}); err == nil {
@@ -1137,10 +1132,8 @@ func TestHook(t *testing.T) {
 	f.srv.SetHook(nil)
 	f.do(http.MethodGet, "/admin/realms/master", nil).wantStatus(t, http.StatusOK)
 
-	mu.Lock()
-	defer mu.Unlock()
 	// The hook runs before faults, so it saw the dropped request too.
-	if want := []string{"POST /admin/realms", "GET /admin/realms/master"}; !slices.Equal(seen, want) {
+	if seen, want := rec.Seen(), []string{"POST /admin/realms", "GET /admin/realms/master"}; !slices.Equal(seen, want) {
 		t.Fatalf("hook saw %v, want %v", seen, want)
 	}
 }
