@@ -8,13 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tenancyhq/tenancy/internal/command"
 	"github.com/tenancyhq/tenancy/internal/eventstore"
-	"github.com/tenancyhq/tenancy/internal/postgres"
 	"github.com/tenancyhq/tenancy/internal/projection"
 	"github.com/tenancyhq/tenancy/internal/run/boot"
 	"github.com/tenancyhq/tenancy/internal/testenv"
@@ -128,28 +126,6 @@ func workload(t *testing.T, e *env, prefix string, n int) []string {
 	return ids
 }
 
-// freshReplay rebuilds both projections from scratch in a new database and
-// returns their rows.
-func freshReplay(t *testing.T, e *env) (tenants, audit []map[string]any) {
-	t.Helper()
-	ctx := testenv.Context(t, 2*time.Minute)
-	other := &env{core: e.core, nats: e.nats, dbURL: testenv.NewDatabase(t)}
-	pool, err := postgres.Open(ctx, other.dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if _, err := postgres.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range []projection.Projection{projection.Tenants{}, projection.Audit{}} {
-		if err := projection.NewRunner(p, other.deps()).RunUntilRebuilt(ctx, "test"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return testenv.DumpTable(t, pool, "tenants", "id"), testenv.DumpTable(t, pool, "audit_log", "seq")
-}
-
 func TestProjectionsFollowTheLog(t *testing.T) {
 	e := setup(t)
 	e.start(t, projection.Tenants{})
@@ -188,13 +164,7 @@ func TestProjectionsFollowTheLog(t *testing.T) {
 	if actor != "tester" || summary == "" {
 		t.Fatalf("audit row: %q %q", actor, summary)
 	}
-	wantT, wantA := freshReplay(t, e)
-	if diff := cmp.Diff(wantT, testenv.DumpTable(t, e.pool, "tenants", "id")); diff != "" {
-		t.Fatalf("live tenants differ from a fresh replay (-replay +live):\n%s", diff)
-	}
-	if diff := cmp.Diff(wantA, testenv.DumpTable(t, e.pool, "audit_log", "seq")); diff != "" {
-		t.Fatalf("live audit differs from a fresh replay (-replay +live):\n%s", diff)
-	}
+	testrig.CheckReplay(t, testenv.Context(t, 2*time.Minute), e.core, e.pool, "live")
 }
 
 func TestStandbyTakesOver(t *testing.T) {
@@ -244,13 +214,7 @@ func TestRecoversFromLostConnections(t *testing.T) {
 	}
 	e.waitCaughtUp(t, "tenants")
 	e.waitCaughtUp(t, "audit_log")
-	wantT, wantA := freshReplay(t, e)
-	if diff := cmp.Diff(wantT, testenv.DumpTable(t, e.pool, "tenants", "id")); diff != "" {
-		t.Fatalf("tenants after outages differ from a fresh replay:\n%s", diff)
-	}
-	if diff := cmp.Diff(wantA, testenv.DumpTable(t, e.pool, "audit_log", "seq")); diff != "" {
-		t.Fatalf("audit after outages differs from a fresh replay:\n%s", diff)
-	}
+	testrig.CheckReplay(t, testenv.Context(t, 2*time.Minute), e.core, e.pool, "after outages")
 }
 
 // TestPoisonEventStopsAndCanBeSkipped appends an event the projection cannot
@@ -394,10 +358,7 @@ func TestRebuildUnderLoad(t *testing.T) {
 	if err := e.pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", projection.Table("tenants", before["tenants"].Generation)).Scan(&old); err != nil || old {
 		t.Fatalf("the old generation was not dropped: %v", err)
 	}
-	wantT, _ := freshReplay(t, e)
-	if diff := cmp.Diff(wantT, testenv.DumpTable(t, e.pool, "tenants", "id")); diff != "" {
-		t.Fatalf("the rebuilt generation differs from a fresh replay:\n%s", diff)
-	}
+	testrig.CheckReplay(t, testenv.Context(t, 2*time.Minute), e.core, e.pool, "in the rebuilt generation", "tenants")
 }
 
 func states(t *testing.T, e *env) map[string]projection.State {
