@@ -140,50 +140,36 @@ func TestKillUnderLoadLosesNothing(t *testing.T) {
 
 	var mu sync.Mutex
 	var acks []ack
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				slug := fmt.Sprintf("crash-%d-%d", w, i)
-				status, _, body, err := call(client, p.api, token, "POST", "/v1/tenants",
-					`{"slug":"`+slug+`","display_name":"Crash","plan":"standard","regions":{"allowed":["eu-west-1"],"preferred":"eu-west-1"},"isolation":"shared","contacts":[{"role":"technical","name":"T","email":"t@x.test"}]}`)
-				if err != nil || status != 201 {
-					continue
-				}
-				var tnt map[string]any
-				_ = json.Unmarshal(body, &tnt)
-				id := tnt["id"].(string)
-				mu.Lock()
-				acks = append(acks, ack{id, 1})
-				mu.Unlock()
-				for j := range 3 {
-					status, _, body, err := call(client, p.api, token, "PATCH", "/v1/tenants/"+id, fmt.Sprintf(`{"labels":{"n":"%d"}}`, j))
-					if err != nil || status != 200 {
-						break
-					}
-					_ = json.Unmarshal(body, &tnt)
-					mu.Lock()
-					acks = append(acks, ack{id, tnt["version"].(float64)})
-					mu.Unlock()
-				}
+	stop := testenv.Load(t, 8, func(w, i int) {
+		slug := fmt.Sprintf("crash-%d-%d", w, i)
+		status, _, body, err := call(client, p.api, token, "POST", "/v1/tenants",
+			`{"slug":"`+slug+`","display_name":"Crash","plan":"standard","regions":{"allowed":["eu-west-1"],"preferred":"eu-west-1"},"isolation":"shared","contacts":[{"role":"technical","name":"T","email":"t@x.test"}]}`)
+		if err != nil || status != 201 {
+			return
+		}
+		var tnt map[string]any
+		_ = json.Unmarshal(body, &tnt)
+		id := tnt["id"].(string)
+		mu.Lock()
+		acks = append(acks, ack{id, 1})
+		mu.Unlock()
+		for j := range 3 {
+			status, _, body, err := call(client, p.api, token, "PATCH", "/v1/tenants/"+id, fmt.Sprintf(`{"labels":{"n":"%d"}}`, j))
+			if err != nil || status != 200 {
+				break
 			}
-		}()
-	}
+			_ = json.Unmarshal(body, &tnt)
+			mu.Lock()
+			acks = append(acks, ack{id, tnt["version"].(float64)})
+			mu.Unlock()
+		}
+	})
 	time.Sleep(1500 * time.Millisecond)
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	<-p.done
-	close(stop)
-	wg.Wait()
+	stop()
 	mu.Lock()
 	defer mu.Unlock()
 	if len(acks) < 20 {

@@ -29,6 +29,7 @@ import (
 	"github.com/tenancyhq/tenancy/internal/delivery/secrets"
 	"github.com/tenancyhq/tenancy/internal/run/boot"
 	"github.com/tenancyhq/tenancy/internal/run/webhooker"
+	"github.com/tenancyhq/tenancy/internal/testenv"
 	"github.com/tenancyhq/tenancy/internal/testrig"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
@@ -207,17 +208,11 @@ func (rc *receiver) deliveries() []received {
 // waitFor waits until cond holds over the deliveries.
 func (rc *receiver) waitFor(t *testing.T, what string, timeout time.Duration, cond func([]received) bool) []received {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		got := rc.deliveries()
-		if cond(got) {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s; got %d deliveries", what, len(got))
-		}
-		time.Sleep(20 * time.Millisecond)
+	got, ok := testenv.Poll(timeout, 20*time.Millisecond, rc.deliveries, cond)
+	if !ok {
+		t.Fatalf("timed out waiting for %s; got %d deliveries", what, len(got))
 	}
+	return got
 }
 
 // firstSeen returns the event ids in the order they were first accepted;

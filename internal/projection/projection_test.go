@@ -292,45 +292,24 @@ func TestRebuildUnderLoad(t *testing.T) {
 	e.waitCaughtUp(t, "tenants")
 	ctx := context.Background()
 
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
 	var readErrs []error
 	var mu sync.Mutex
 	reads := 0
-	wg.Add(2)
-	go func() { // writer
-		defer wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			create(t, e, fmt.Sprintf("during-%d", i), nil)
+	stopWriter := testenv.Load(t, 1, func(_, i int) { create(t, e, fmt.Sprintf("during-%d", i), nil) })
+	last := 0 // only the one reader touches it
+	stopReader := testenv.Load(t, 1, func(int, int) { // counts must never go down (no half-built table)
+		var n int
+		err := e.pool.QueryRow(ctx, "SELECT count(*) FROM tenants").Scan(&n)
+		mu.Lock()
+		reads++
+		if err != nil {
+			readErrs = append(readErrs, err)
+		} else if n < last {
+			readErrs = append(readErrs, fmt.Errorf("read %d tenants after %d: saw a partial table", n, last))
 		}
-	}()
-	go func() { // reader: counts must never go down (no half-built table)
-		defer wg.Done()
-		last := 0
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			var n int
-			err := e.pool.QueryRow(ctx, "SELECT count(*) FROM tenants").Scan(&n)
-			mu.Lock()
-			reads++
-			if err != nil {
-				readErrs = append(readErrs, err)
-			} else if n < last {
-				readErrs = append(readErrs, fmt.Errorf("read %d tenants after %d: saw a partial table", n, last))
-			}
-			mu.Unlock()
-			last = max(last, n)
-		}
-	}()
+		mu.Unlock()
+		last = max(last, n)
+	})
 	time.Sleep(100 * time.Millisecond)
 	before := states(t, e)
 	if err := projection.RequestRebuild(ctx, e.pool, "tenants", "tester"); err != nil {
@@ -344,8 +323,8 @@ func TestRebuildUnderLoad(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	time.Sleep(100 * time.Millisecond)
-	close(stop)
-	wg.Wait()
+	stopWriter()
+	stopReader()
 	if len(readErrs) > 0 || reads < 10 {
 		t.Fatalf("%d reads, errors: %v", reads, readErrs)
 	}
