@@ -93,6 +93,19 @@ func startDev(t *testing.T, dir string) *proc {
 	return p
 }
 
+// startDevTest starts `tenancy dev` on a fresh data directory, for a test
+// that needs real processes (skipped with -short), and returns the
+// directory, the process, its admin token and an API client.
+func startDevTest(t *testing.T) (dir string, p *proc, token string, client *http.Client) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	dir = t.TempDir()
+	p = startDev(t, dir)
+	return dir, p, readToken(t, dir), &http.Client{Timeout: 10 * time.Second}
+}
+
 func readToken(t *testing.T, dir string) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dir, "admin.token"))
@@ -130,13 +143,7 @@ type ack struct {
 // and checks that every command that was acknowledged (2xx) is in the log
 // and that the log still verifies.
 func TestKillUnderLoadLosesNothing(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts processes")
-	}
-	dir := t.TempDir()
-	p := startDev(t, dir)
-	token := readToken(t, dir)
-	client := &http.Client{Timeout: 10 * time.Second}
+	dir, p, token, client := startDevTest(t)
 
 	var mu sync.Mutex
 	var acks []ack
@@ -284,18 +291,13 @@ func stopDev(t *testing.T, p *proc) {
 // old key still verify, the old key is listed as retired, and the API
 // serves both public keys.
 func TestSigningKeyRotation(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts processes")
-	}
-	dir := t.TempDir()
+	dir, p, token, client := startDevTest(t)
 	env := map[string]string{"TENANCY_DATA_DIR": dir}
 	get := func(k string) string { return env[k] }
 	body := func(slug string) string {
 		return `{"slug":"` + slug + `","display_name":"R","plan":"standard","regions":{"allowed":["eu-west-1"],"preferred":"eu-west-1"},"isolation":"shared"}`
 	}
-	client := &http.Client{Timeout: 10 * time.Second}
-	p := startDev(t, dir)
-	if s, _, b, err := call(client, p.api, readToken(t, dir), "POST", "/v1/tenants", body("before")); err != nil || s != 201 {
+	if s, _, b, err := call(client, p.api, token, "POST", "/v1/tenants", body("before")); err != nil || s != 201 {
 		t.Fatalf("create: %d %v %s", s, err, b)
 	}
 	stopDev(t, p)

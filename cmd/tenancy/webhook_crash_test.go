@@ -25,13 +25,7 @@ import (
 // ends up with every tenant event of the log, in log order, with valid
 // signatures: duplicates of a webhook-id are allowed, gaps are not.
 func TestWebhookerKillLosesNothing(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts processes")
-	}
-	dir := t.TempDir()
-	p := startDev(t, dir)
-	token := readToken(t, dir)
-	client := &http.Client{Timeout: 10 * time.Second}
+	dir, p, token, client := startDevTest(t)
 
 	var mu sync.Mutex
 	var seqs []uint64 // in the order accepted
