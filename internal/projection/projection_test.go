@@ -296,8 +296,10 @@ func TestRebuildUnderLoad(t *testing.T) {
 	var mu sync.Mutex
 	reads := 0
 	stopWriter := testenv.Load(t, 1, func(_, i int) { create(t, e, fmt.Sprintf("during-%d", i), nil) })
-	last := 0 // only the one reader touches it
-	stopReader := testenv.Load(t, 1, func(int, int) { // counts must never go down (no half-built table)
+	// One reader: the count it reads must never go down (no half-built
+	// table). last is its own, so it needs no lock.
+	last := 0
+	stopReader := testenv.Load(t, 1, func(int, int) {
 		var n int
 		err := e.pool.QueryRow(ctx, "SELECT count(*) FROM tenants").Scan(&n)
 		mu.Lock()
