@@ -58,3 +58,15 @@ func Eventually(timeout, every time.Duration, cond func() bool) bool {
 	_, ok := Poll(timeout, every, cond, func(held bool) bool { return held })
 	return ok
 }
+
+// Parallel calls fn(0), ..., fn(n-1) all at once and returns their results
+// in that order once every call has returned.
+func Parallel[T any](n int, fn func(i int) T) []T {
+	out := make([]T, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { out[i] = fn(i) })
+	}
+	wg.Wait()
+	return out
+}
