@@ -190,13 +190,16 @@ func TestVerifyDetectsTampering(t *testing.T) {
 	s := newSigner(t, 1)
 	other := newSigner(t, 2)
 	keys := NewKeySet(PublicKey{Key: s.PublicKey(), CreatedAt: t0})
-	edit := func(raw []byte, f func(m map[string]any)) []byte {
+	// edit replaces event i with its JSON, changed, and canonical again, as
+	// someone altering the stored event would.
+	edit := func(ev [][]byte, i int, change func(m map[string]any)) [][]byte {
 		var m map[string]any
-		if err := json.Unmarshal(raw, &m); err != nil {
+		if err := json.Unmarshal(ev[i], &m); err != nil {
 			t.Fatal(err)
 		}
-		f(m)
-		return genericCanonical(t, m)
+		change(m)
+		ev[i] = genericCanonical(t, m)
+		return ev
 	}
 	// resign replaces event i with its envelope, changed, and signed by
 	// signer: what only a key holder could do.
@@ -216,12 +219,10 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		want   error
 	}{
 		"changed data": {func(ev [][]byte) [][]byte {
-			ev[2] = edit(ev[2], func(m map[string]any) { m["data"].(map[string]any)["reason"] = "operator" })
-			return ev
+			return edit(ev, 2, func(m map[string]any) { m["data"].(map[string]any)["reason"] = "operator" })
 		}, 3, ErrBadSignature},
 		"changed actor": {func(ev [][]byte) [][]byte {
-			ev[1] = edit(ev[1], func(m map[string]any) { m["actor"] = "someone-else" })
-			return ev
+			return edit(ev, 1, func(m map[string]any) { m["actor"] = "someone-else" })
 		}, 2, ErrBadSignature},
 		"removed event": {func(ev [][]byte) [][]byte { return append(ev[:1], ev[2:]...) }, 2, ErrVersionGap},
 		"reordered":     {func(ev [][]byte) [][]byte { ev[1], ev[2] = ev[2], ev[1]; return ev }, 2, ErrVersionGap},
@@ -238,12 +239,10 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			return ev
 		}, 1, ErrNotCanonical},
 		"wrong subject": {func(ev [][]byte) [][]byte {
-			ev[0] = edit(ev[0], func(m map[string]any) { m["subject"] = "t2" })
-			return ev
+			return edit(ev, 0, func(m map[string]any) { m["subject"] = "t2" })
 		}, 1, ErrBadSignature},
 		"garbage signature": {func(ev [][]byte) [][]byte {
-			ev[3] = edit(ev[3], func(m map[string]any) { m["signature"] = "!!" })
-			return ev
+			return edit(ev, 3, func(m map[string]any) { m["signature"] = "!!" })
 		}, 4, ErrBadSignature},
 	}
 	for name, tc := range cases {
