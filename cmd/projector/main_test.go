@@ -26,16 +26,11 @@ import (
 // The test binary doubles as the projector: with PROJECTOR_TEST_MAIN set it
 // runs main's run, so the test can kill -9 a real process.
 func TestMain(m *testing.M) {
-	if os.Getenv("PROJECTOR_TEST_MAIN") != "" {
+	testenv.RunAsMain(m, "PROJECTOR_TEST_MAIN", "projector", func(string) error {
 		ctx, stop := context.WithCancel(context.Background())
 		defer stop()
-		if err := run(ctx, []string{"projector", "run"}, os.Getenv, os.Stdout, os.Stderr); err != nil {
-			fmt.Fprintln(os.Stderr, "projector:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
+		return run(ctx, []string{"projector", "run"}, os.Getenv, os.Stdout, os.Stderr)
+	})
 }
 
 type fixture struct {

@@ -24,17 +24,11 @@ import (
 // it runs main's run with its arguments, so tests can start, kill -9 and
 // restart real processes.
 func TestMain(m *testing.M) {
-	if os.Getenv("TENANCY_TEST_MAIN") != "" {
+	testenv.RunAsMain(m, "TENANCY_TEST_MAIN", "tenancy", func(args string) error {
 		ctx, stop := signalContext()
-		err := run(ctx, append([]string{"tenancy"}, strings.Fields(os.Getenv("TENANCY_TEST_MAIN"))...), os.Getenv, os.Stdout, os.Stderr)
-		stop()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "tenancy:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
+		defer stop()
+		return run(ctx, append([]string{"tenancy"}, strings.Fields(args)...), os.Getenv, os.Stdout, os.Stderr)
+	})
 }
 
 type proc struct {
