@@ -420,15 +420,23 @@ func waitAttempts(t *testing.T, r *rig, webhookID string, atLeast int) []attempt
 	return got
 }
 
+// failingEndpoint runs a webhooker with cfg and one endpoint, subscribed
+// to every tenant event, whose receiver answers status until fix is
+// called; then it appends n tenant events and returns their ids as want.
+func failingEndpoint(t *testing.T, cfg config.Webhooks, status, n int) (r *rig, rc *receiver, w domain.Webhook, fix func(), want []string) {
+	t.Helper()
+	r = newRig(t, cfg)
+	rc = newReceiver(t, r)
+	fix = rc.failUntilFixed(status)
+	w = r.subscribeAll(t, rc)
+	r.webhooker(t, cfg)
+	return r, rc, w, fix, r.tenantEvents(t, n)
+}
+
 func TestDeadLettersRequeueDiscardAndReplay(t *testing.T) {
 	cfg := loopbackConfig()
-	r := newRig(t, cfg)
+	r, rc, w, recovered, want := failingEndpoint(t, cfg, http.StatusInternalServerError, 6)
 	ctx := context.Background()
-	rc := newReceiver(t, r)
-	recovered := rc.failUntilFixed(http.StatusInternalServerError)
-	w := r.subscribeAll(t, rc)
-	r.webhooker(t, cfg)
-	want := r.tenantEvents(t, 6)
 
 	// Every event exhausts the schedule and lands in the dead-letter stream,
 	// in order, with the reason; the endpoint moves on to the next.
@@ -517,14 +525,8 @@ func TestDeadLettersRequeueDiscardAndReplay(t *testing.T) {
 }
 
 func TestGoneDisablesAndEnablingResumes(t *testing.T) {
-	cfg := loopbackConfig()
-	r := newRig(t, cfg)
+	r, rc, w, back, want := failingEndpoint(t, loopbackConfig(), http.StatusGone, 3)
 	ctx := context.Background()
-	rc := newReceiver(t, r)
-	back := rc.failUntilFixed(http.StatusGone)
-	w := r.subscribeAll(t, rc)
-	r.webhooker(t, cfg)
-	want := r.tenantEvents(t, 3)
 	if cur := waitDisabled(t, r, w.ID, "a 410"); !strings.Contains(cur.DisabledReason, "410 Gone") {
 		t.Fatalf("disabled reason %q does not name the 410", cur.DisabledReason)
 	}
