@@ -24,7 +24,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -35,10 +34,9 @@ import (
 	"github.com/tenancyhq/tenancy/internal/catalog"
 	"github.com/tenancyhq/tenancy/internal/keycloak/keycloakfake"
 	"github.com/tenancyhq/tenancy/internal/logging"
-	"github.com/tenancyhq/tenancy/internal/postgres"
-	"github.com/tenancyhq/tenancy/internal/projection"
 	"github.com/tenancyhq/tenancy/internal/run/boot"
 	"github.com/tenancyhq/tenancy/internal/testenv"
+	"github.com/tenancyhq/tenancy/internal/testrig"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
@@ -662,31 +660,5 @@ func compareWithReplay(t *testing.T, ctx context.Context, core *boot.Core, dbURL
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	freshURL := testenv.NewDatabase(t)
-	pool, err := postgres.Open(ctx, freshURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if _, err := postgres.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range []projection.Projection{projection.Tenants{}, projection.Audit{}} {
-		deps := projection.Deps{DatabaseURL: freshURL, JS: core.JS, Store: core.Store, Opener: core.Keyring}
-		if err := projection.NewRunner(p, deps).RunUntilRebuilt(ctx, "systest"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	fresh, err := pgx.Connect(ctx, freshURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fresh.Close(ctx)
-	for _, tc := range []struct{ table, key string }{{"tenants", "id"}, {"audit_log", "seq"}} {
-		want, got := testenv.DumpTable(t, fresh, tc.table, tc.key), testenv.DumpTable(t, conn, tc.table, tc.key)
-		if diff := cmp.Diff(want, got); diff != "" {
-			t.Fatalf("%s differs from a fresh replay (-replay +cluster):\n%s", tc.table, diff)
-		}
-		t.Logf("verified: %s has %d rows, equal to a fresh replay", tc.table, len(got))
-	}
+	testrig.CheckReplay(t, ctx, core, conn, "in the cluster")
 }

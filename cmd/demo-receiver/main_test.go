@@ -14,7 +14,6 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 
 	"github.com/tenancyhq/tenancy/internal/delivery"
 	"github.com/tenancyhq/tenancy/internal/delivery/attempts"
+	"github.com/tenancyhq/tenancy/internal/testenv"
 	"github.com/tenancyhq/tenancy/pkg/events"
 	"github.com/tenancyhq/tenancy/pkg/subscriber"
 )
@@ -340,26 +340,8 @@ func TestParseSecrets(t *testing.T) {
 	}
 }
 
-// syncBuffer lets the test read what run logs while run is still writing.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // listeningAddr waits for run to log the address it listens on.
-func listeningAddr(t *testing.T, logs *syncBuffer) string {
+func listeningAddr(t *testing.T, logs *testenv.SyncBuffer) string {
 	t.Helper()
 	var addr string
 	for deadline := time.Now().Add(5 * time.Second); addr == "" && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
@@ -380,7 +362,7 @@ func listeningAddr(t *testing.T, logs *syncBuffer) string {
 // TestRun starts the binary's run on a free port, checks /healthz and an
 // unchecked delivery, and that cancelling the context stops it cleanly.
 func TestRun(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	env := map[string]string{"RECEIVER_ADDR": "127.0.0.1:0"}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -480,7 +462,7 @@ func TestRunWithEventKeys(t *testing.T) {
 	truncated, _ := json.Marshal(m)
 
 	secret, _ := mustSecret(t)
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	env := map[string]string{"RECEIVER_ADDR": "127.0.0.1:0", "WEBHOOK_SECRET": secret, "EVENT_KEYS_URL": jwks.URL + "/.well-known/tenancy/event-keys.json"}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tenancyhq/tenancy/internal/command"
@@ -27,16 +26,11 @@ import (
 // The test binary doubles as the projector: with PROJECTOR_TEST_MAIN set it
 // runs main's run, so the test can kill -9 a real process.
 func TestMain(m *testing.M) {
-	if os.Getenv("PROJECTOR_TEST_MAIN") != "" {
+	testenv.RunAsMain(m, "PROJECTOR_TEST_MAIN", "projector", func(string) error {
 		ctx, stop := context.WithCancel(context.Background())
 		defer stop()
-		if err := run(ctx, []string{"projector", "run"}, os.Getenv, os.Stdout, os.Stderr); err != nil {
-			fmt.Fprintln(os.Stderr, "projector:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
+		return run(ctx, []string{"projector", "run"}, os.Getenv, os.Stdout, os.Stderr)
+	})
 }
 
 type fixture struct {
@@ -217,32 +211,5 @@ func TestKillMidBatchThenCompareWithReplay(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	// A fresh replay into another database.
-	freshURL := testenv.NewDatabase(t)
-	pool, err := postgres.Open(ctx, freshURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if _, err := postgres.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range []projection.Projection{projection.Tenants{}, projection.Audit{}} {
-		deps := projection.Deps{DatabaseURL: freshURL, JS: f.core.JS, Store: f.core.Store, Opener: f.core.Keyring}
-		if err := projection.NewRunner(p, deps).RunUntilRebuilt(ctx, "test"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	fresh, err := pgx.Connect(ctx, freshURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fresh.Close(ctx)
-	for _, tc := range []struct{ table, key string }{{"tenants", "id"}, {"audit_log", "seq"}} {
-		want, got := testenv.DumpTable(t, fresh, tc.table, tc.key), testenv.DumpTable(t, conn, tc.table, tc.key)
-		if diff := cmp.Diff(want, got); diff != "" {
-			t.Fatalf("%s after %d kills differs from a fresh replay (-replay +killed):\n%s", tc.table, kills, diff)
-		}
-		t.Logf("%s: %d rows equal to a fresh replay after %d kills", tc.table, len(got), kills)
-	}
+	testrig.CheckReplay(t, ctx, f.core, conn, fmt.Sprintf("after %d kills", kills))
 }

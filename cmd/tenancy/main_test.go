@@ -24,17 +24,11 @@ import (
 // it runs main's run with its arguments, so tests can start, kill -9 and
 // restart real processes.
 func TestMain(m *testing.M) {
-	if os.Getenv("TENANCY_TEST_MAIN") != "" {
+	testenv.RunAsMain(m, "TENANCY_TEST_MAIN", "tenancy", func(args string) error {
 		ctx, stop := signalContext()
-		err := run(ctx, append([]string{"tenancy"}, strings.Fields(os.Getenv("TENANCY_TEST_MAIN"))...), os.Getenv, os.Stdout, os.Stderr)
-		stop()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "tenancy:", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
+		defer stop()
+		return run(ctx, append([]string{"tenancy"}, strings.Fields(args)...), os.Getenv, os.Stdout, os.Stderr)
+	})
 }
 
 type proc struct {
@@ -93,6 +87,19 @@ func startDev(t *testing.T, dir string) *proc {
 	return p
 }
 
+// startDevTest starts `tenancy dev` on a fresh data directory, for a test
+// that needs real processes (skipped with -short), and returns the
+// directory, the process, its admin token and an API client.
+func startDevTest(t *testing.T) (dir string, p *proc, token string, client *http.Client) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	dir = t.TempDir()
+	p = startDev(t, dir)
+	return dir, p, readToken(t, dir), &http.Client{Timeout: 10 * time.Second}
+}
+
 func readToken(t *testing.T, dir string) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dir, "admin.token"))
@@ -130,60 +137,40 @@ type ack struct {
 // and checks that every command that was acknowledged (2xx) is in the log
 // and that the log still verifies.
 func TestKillUnderLoadLosesNothing(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts processes")
-	}
-	dir := t.TempDir()
-	p := startDev(t, dir)
-	token := readToken(t, dir)
-	client := &http.Client{Timeout: 10 * time.Second}
+	dir, p, token, client := startDevTest(t)
 
 	var mu sync.Mutex
 	var acks []ack
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				slug := fmt.Sprintf("crash-%d-%d", w, i)
-				status, _, body, err := call(client, p.api, token, "POST", "/v1/tenants",
-					`{"slug":"`+slug+`","display_name":"Crash","plan":"standard","regions":{"allowed":["eu-west-1"],"preferred":"eu-west-1"},"isolation":"shared","contacts":[{"role":"technical","name":"T","email":"t@x.test"}]}`)
-				if err != nil || status != 201 {
-					continue
-				}
-				var tnt map[string]any
-				_ = json.Unmarshal(body, &tnt)
-				id := tnt["id"].(string)
-				mu.Lock()
-				acks = append(acks, ack{id, 1})
-				mu.Unlock()
-				for j := range 3 {
-					status, _, body, err := call(client, p.api, token, "PATCH", "/v1/tenants/"+id, fmt.Sprintf(`{"labels":{"n":"%d"}}`, j))
-					if err != nil || status != 200 {
-						break
-					}
-					_ = json.Unmarshal(body, &tnt)
-					mu.Lock()
-					acks = append(acks, ack{id, tnt["version"].(float64)})
-					mu.Unlock()
-				}
+	stop := testenv.Load(t, 8, func(w, i int) {
+		slug := fmt.Sprintf("crash-%d-%d", w, i)
+		status, _, body, err := call(client, p.api, token, "POST", "/v1/tenants",
+			`{"slug":"`+slug+`","display_name":"Crash","plan":"standard","regions":{"allowed":["eu-west-1"],"preferred":"eu-west-1"},"isolation":"shared","contacts":[{"role":"technical","name":"T","email":"t@x.test"}]}`)
+		if err != nil || status != 201 {
+			return
+		}
+		var tnt map[string]any
+		_ = json.Unmarshal(body, &tnt)
+		id := tnt["id"].(string)
+		mu.Lock()
+		acks = append(acks, ack{id, 1})
+		mu.Unlock()
+		for j := range 3 {
+			status, _, body, err := call(client, p.api, token, "PATCH", "/v1/tenants/"+id, fmt.Sprintf(`{"labels":{"n":"%d"}}`, j))
+			if err != nil || status != 200 {
+				break
 			}
-		}()
-	}
+			_ = json.Unmarshal(body, &tnt)
+			mu.Lock()
+			acks = append(acks, ack{id, tnt["version"].(float64)})
+			mu.Unlock()
+		}
+	})
 	time.Sleep(1500 * time.Millisecond)
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	<-p.done
-	close(stop)
-	wg.Wait()
+	stop()
 	mu.Lock()
 	defer mu.Unlock()
 	if len(acks) < 20 {
@@ -298,18 +285,13 @@ func stopDev(t *testing.T, p *proc) {
 // old key still verify, the old key is listed as retired, and the API
 // serves both public keys.
 func TestSigningKeyRotation(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts processes")
-	}
-	dir := t.TempDir()
+	dir, p, token, client := startDevTest(t)
 	env := map[string]string{"TENANCY_DATA_DIR": dir}
 	get := func(k string) string { return env[k] }
 	body := func(slug string) string {
 		return `{"slug":"` + slug + `","display_name":"R","plan":"standard","regions":{"allowed":["eu-west-1"],"preferred":"eu-west-1"},"isolation":"shared"}`
 	}
-	client := &http.Client{Timeout: 10 * time.Second}
-	p := startDev(t, dir)
-	if s, _, b, err := call(client, p.api, readToken(t, dir), "POST", "/v1/tenants", body("before")); err != nil || s != 201 {
+	if s, _, b, err := call(client, p.api, token, "POST", "/v1/tenants", body("before")); err != nil || s != 201 {
 		t.Fatalf("create: %d %v %s", s, err, b)
 	}
 	stopDev(t, p)

@@ -25,13 +25,7 @@ import (
 // ends up with every tenant event of the log, in log order, with valid
 // signatures: duplicates of a webhook-id are allowed, gaps are not.
 func TestWebhookerKillLosesNothing(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts processes")
-	}
-	dir := t.TempDir()
-	p := startDev(t, dir)
-	token := readToken(t, dir)
-	client := &http.Client{Timeout: 10 * time.Second}
+	dir, p, token, client := startDevTest(t)
 
 	var mu sync.Mutex
 	var seqs []uint64 // in the order accepted
@@ -79,45 +73,22 @@ func TestWebhookerKillLosesNothing(t *testing.T) {
 		_ = body
 		return h.Get("Tenancy-Sequence")
 	}
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				create(p.api, fmt.Sprintf("hook-%d-%d", w, i))
-			}
-		}()
+	stop := testenv.Load(t, 4, func(w, i int) { create(p.api, fmt.Sprintf("hook-%d-%d", w, i)) })
+	delivered := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seqs)
 	}
 	// Kill while deliveries are under way.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		mu.Lock()
-		n := len(seqs)
-		mu.Unlock()
-		if n >= 30 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d deliveries before the kill", n)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if n, ok := testenv.Poll(30*time.Second, 10*time.Millisecond, delivered, func(n int) bool { return n >= 30 }); !ok {
+		t.Fatalf("only %d deliveries before the kill", n)
 	}
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	<-p.done
-	close(stop)
-	wg.Wait()
-	mu.Lock()
-	before := len(seqs)
-	mu.Unlock()
+	stop()
+	before := delivered()
 
 	p2 := startDev(t, dir)
 	token = readToken(t, dir)
@@ -126,19 +97,12 @@ func TestWebhookerKillLosesNothing(t *testing.T) {
 		t.Fatal("cannot create a tenant after the restart")
 	}
 	last, _ := strconv.ParseUint(head, 10, 64)
-	deadline = time.Now().Add(90 * time.Second)
-	for {
+	if !testenv.Eventually(90*time.Second, 20*time.Millisecond, func() bool {
 		mu.Lock()
-		done := slices.Contains(seqs, last)
-		n := len(seqs)
-		mu.Unlock()
-		if done {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the event at seq %d was not delivered after the restart (%d deliveries)\n%s", last, n, p2.stderr)
-		}
-		time.Sleep(20 * time.Millisecond)
+		defer mu.Unlock()
+		return slices.Contains(seqs, last)
+	}) {
+		t.Fatalf("the event at seq %d was not delivered after the restart (%d deliveries)\n%s", last, delivered(), p2.stderr)
 	}
 	stopDev(t, p2)
 

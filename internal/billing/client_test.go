@@ -16,6 +16,7 @@ import (
 
 	"github.com/tenancyhq/tenancy/internal/billing"
 	"github.com/tenancyhq/tenancy/internal/billing/billingfake"
+	"github.com/tenancyhq/tenancy/internal/faultinject"
 )
 
 // start is the fake clock's first reading; each reading is a second later,
@@ -612,14 +613,10 @@ func TestRequests(t *testing.T) {
 	type seen struct {
 		method, path, auth, key, contentType, body string
 	}
-	var mu sync.Mutex
-	var got []seen
-	srv.SetHook(func(r *http.Request) {
+	rec := faultinject.Record(srv.SetHook, func(r *http.Request) seen {
 		b, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		defer mu.Unlock()
-		got = append(got, seen{r.Method, r.URL.EscapedPath(), r.Header.Get("Authorization"), r.Header.Get("Idempotency-Key"),
-			r.Header.Get("Content-Type"), string(b)})
+		return seen{r.Method, r.URL.EscapedPath(), r.Header.Get("Authorization"), r.Header.Get("Idempotency-Key"),
+			r.Header.Get("Content-Type"), string(b)}
 	})
 	const odd = "tenant/with space"
 	a := newAccount(odd)
@@ -652,8 +649,7 @@ func TestRequests(t *testing.T) {
 		{"PUT", p + "/status", bearer, "k4", "application/json", `{"status":"active"}`},
 		{"DELETE", p, bearer, "k5", "", ""},
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	got := rec.Seen()
 	if len(got) != len(want) {
 		t.Fatalf("got %d requests; want %d: %+v", len(got), len(want), got)
 	}

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -161,24 +160,16 @@ func TestConcurrentUpdatesLoseNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	const n = 50
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for i := range n {
+	errs := testenv.Parallel(n, func(i int) error {
 		h := a
 		if i%2 == 1 {
 			h = b
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			v := "x"
-			_, err := h.Execute(ctx, id, id, domain.UpdateTenant{Labels: &domain.MapPatch{Values: map[string]*string{fmt.Sprintf("k%02d", i): &v}}}, command.Meta{Actor: "t"})
-			errs <- err
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+		v := "x"
+		_, err := h.Execute(ctx, id, id, domain.UpdateTenant{Labels: &domain.MapPatch{Values: map[string]*string{fmt.Sprintf("k%02d", i): &v}}}, command.Meta{Actor: "t"})
+		return err
+	})
+	for _, err := range errs {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -202,21 +193,13 @@ func TestSlugIsClaimedOnce(t *testing.T) {
 	ctx := testenv.Context(t, time.Minute)
 	hs := []*command.Handler[domain.Tenant, domain.TenantCommand]{e.handler(), e.handler()}
 	const n = 10
-	var wg sync.WaitGroup
-	results := make(chan error, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			id := newID()
-			_, err := hs[i%2].Execute(ctx, id, id, createCmd(id, "same", nil), command.Meta{Actor: "t"})
-			results <- err
-		}()
-	}
-	wg.Wait()
-	close(results)
+	results := testenv.Parallel(n, func(i int) error {
+		id := newID()
+		_, err := hs[i%2].Execute(ctx, id, id, createCmd(id, "same", nil), command.Meta{Actor: "t"})
+		return err
+	})
 	won := 0
-	for err := range results {
+	for _, err := range results {
 		var ce *domain.ConflictError
 		switch {
 		case err == nil:

@@ -349,13 +349,13 @@ type API struct {
 
 // LoadAPI reads and validates the API's configuration.
 func LoadAPI(get Getenv) (API, error) {
-	r := &reader{get: get}
-	c := API{
-		Service: r.service("api"), Integrations: r.integrations(), Webhooks: r.webhooks(false),
-		OIDCIssuer: r.str("OIDC_ISSUER_URL"), OIDCDiscovery: r.str("OIDC_DISCOVERY_URL"), OIDCAudience: r.str("OIDC_AUDIENCE"),
-		BodyLimit: int64(r.int("TENANCY_BODY_LIMIT")), ReadWait: r.duration("TENANCY_READ_WAIT"),
-	}
-	return c, r.done(c.Validate())
+	return load(get, func(r *reader) API {
+		return API{
+			Service: r.service("api"), Integrations: r.integrations(), Webhooks: r.webhooks(false),
+			OIDCIssuer: r.str("OIDC_ISSUER_URL"), OIDCDiscovery: r.str("OIDC_DISCOVERY_URL"), OIDCAudience: r.str("OIDC_AUDIENCE"),
+			BodyLimit: int64(r.int("TENANCY_BODY_LIMIT")), ReadWait: r.duration("TENANCY_READ_WAIT"),
+		}
+	})
 }
 
 // Validate reports every problem with c.
@@ -380,17 +380,11 @@ type Projector struct {
 
 // LoadProjector reads and validates the projector's configuration.
 func LoadProjector(get Getenv) (Projector, error) {
-	r := &reader{get: get}
-	c := Projector{Service: r.service("projector")}
-	return c, r.done(c.Validate())
+	return load(get, func(r *reader) Projector { return Projector{Service: r.service("projector")} })
 }
 
 // Validate reports every problem with c.
-func (c Projector) Validate() error {
-	var p problems
-	c.Service.validate(&p)
-	return p.err()
-}
+func (c Projector) Validate() error { return validateParts(c.Service) }
 
 // Provisioner configures cmd/provisioner.
 type Provisioner struct {
@@ -400,18 +394,13 @@ type Provisioner struct {
 
 // LoadProvisioner reads and validates the provisioner's configuration.
 func LoadProvisioner(get Getenv) (Provisioner, error) {
-	r := &reader{get: get}
-	c := Provisioner{Service: r.service("provisioner"), Integrations: r.integrations()}
-	return c, r.done(c.Validate())
+	return load(get, func(r *reader) Provisioner {
+		return Provisioner{Service: r.service("provisioner"), Integrations: r.integrations()}
+	})
 }
 
 // Validate reports every problem with c.
-func (c Provisioner) Validate() error {
-	var p problems
-	c.Service.validate(&p)
-	c.Integrations.validate(&p)
-	return p.err()
-}
+func (c Provisioner) Validate() error { return validateParts(c.Service, c.Integrations) }
 
 // Webhooker configures cmd/webhooker.
 type Webhooker struct {
@@ -421,18 +410,13 @@ type Webhooker struct {
 
 // LoadWebhooker reads and validates the webhooker's configuration.
 func LoadWebhooker(get Getenv) (Webhooker, error) {
-	r := &reader{get: get}
-	c := Webhooker{Service: r.service("webhooker"), Webhooks: r.webhooks(false)}
-	return c, r.done(c.Validate())
+	return load(get, func(r *reader) Webhooker {
+		return Webhooker{Service: r.service("webhooker"), Webhooks: r.webhooks(false)}
+	})
 }
 
 // Validate reports every problem with c.
-func (c Webhooker) Validate() error {
-	var p problems
-	c.Service.validate(&p)
-	c.Webhooks.validate(&p)
-	return p.err()
-}
+func (c Webhooker) Validate() error { return validateParts(c.Service, c.Webhooks) }
 
 // Dev configures `tenancy dev`, which embeds NATS and generates its keys.
 type Dev struct {
@@ -451,24 +435,39 @@ type Dev struct {
 
 // LoadDev reads and validates `tenancy dev`'s configuration.
 func LoadDev(get Getenv) (Dev, error) {
-	r := &reader{get: get}
-	addr := r.raw("TENANCY_HTTP_ADDR")
-	if addr == "" {
-		addr = httpAddrs["dev"]
-	}
-	c := Dev{
-		Integrations: r.integrations(), Webhooks: r.webhooks(true),
-		DataDir: r.str("TENANCY_DATA_DIR"), HTTPAddr: addr, NATSAddr: r.str("TENANCY_DEV_NATS_ADDR"), DatabaseURL: r.str("DATABASE_URL"),
-		Catalog: r.str("TENANCY_CATALOG"), OIDCAudience: r.str("OIDC_AUDIENCE"), LogLevel: r.str("LOG_LEVEL"),
-		ReadWait: r.duration("TENANCY_READ_WAIT"), Replicas: 1,
-	}
-	return c, r.done(c.Validate())
+	return load(get, func(r *reader) Dev {
+		addr := r.raw("TENANCY_HTTP_ADDR")
+		if addr == "" {
+			addr = httpAddrs["dev"]
+		}
+		return Dev{
+			Integrations: r.integrations(), Webhooks: r.webhooks(true),
+			DataDir: r.str("TENANCY_DATA_DIR"), HTTPAddr: addr, NATSAddr: r.str("TENANCY_DEV_NATS_ADDR"), DatabaseURL: r.str("DATABASE_URL"),
+			Catalog: r.str("TENANCY_CATALOG"), OIDCAudience: r.str("OIDC_AUDIENCE"), LogLevel: r.str("LOG_LEVEL"),
+			ReadWait: r.duration("TENANCY_READ_WAIT"), Replicas: 1,
+		}
+	})
 }
 
 // Validate reports every problem with c.
-func (c Dev) Validate() error {
+func (c Dev) Validate() error { return validateParts(c.Integrations, c.Webhooks) }
+
+// load reads a configuration with build and reports every problem with
+// it: values that do not parse and whatever its Validate finds.
+func load[C interface{ Validate() error }](get Getenv, build func(*reader) C) (C, error) {
+	r := &reader{get: get}
+	c := build(r)
+	return c, r.done(c.Validate())
+}
+
+// part is a piece of a configuration that records its own problems.
+type part interface{ validate(*problems) }
+
+// validateParts reports every problem of the parts, in order.
+func validateParts(parts ...part) error {
 	var p problems
-	c.Integrations.validate(&p)
-	c.Webhooks.validate(&p)
+	for _, x := range parts {
+		x.validate(&p)
+	}
 	return p.err()
 }

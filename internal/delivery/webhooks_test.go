@@ -29,6 +29,7 @@ import (
 	"github.com/tenancyhq/tenancy/internal/delivery/secrets"
 	"github.com/tenancyhq/tenancy/internal/run/boot"
 	"github.com/tenancyhq/tenancy/internal/run/webhooker"
+	"github.com/tenancyhq/tenancy/internal/testenv"
 	"github.com/tenancyhq/tenancy/internal/testrig"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
@@ -147,6 +148,35 @@ func newReceiver(t *testing.T, r *rig) *receiver {
 	return rc
 }
 
+// subscribeAll subscribes rc to every tenant event and gives it the
+// endpoint's secret.
+func (r *rig) subscribeAll(t *testing.T, rc *receiver) domain.Webhook {
+	t.Helper()
+	w, secret := r.subscribe(t, rc.srv.URL, "tenancy.tenant.*")
+	rc.setSecrets(secret)
+	return w
+}
+
+// failUntilFixed makes rc answer every call with status until fix is
+// called, and with 200 after.
+func (rc *receiver) failUntilFixed(status int) (fix func()) {
+	var mu sync.Mutex
+	broken := true
+	rc.respond = func(int, http.ResponseWriter) int {
+		mu.Lock()
+		defer mu.Unlock()
+		if broken {
+			return status
+		}
+		return http.StatusOK
+	}
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		broken = false
+	}
+}
+
 func (rc *receiver) setSecrets(s ...string) {
 	rc.mu.Lock()
 	rc.secrets = s
@@ -207,17 +237,11 @@ func (rc *receiver) deliveries() []received {
 // waitFor waits until cond holds over the deliveries.
 func (rc *receiver) waitFor(t *testing.T, what string, timeout time.Duration, cond func([]received) bool) []received {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		got := rc.deliveries()
-		if cond(got) {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s; got %d deliveries", what, len(got))
-		}
-		time.Sleep(20 * time.Millisecond)
+	got, ok := testenv.Poll(timeout, 20*time.Millisecond, rc.deliveries, cond)
+	if !ok {
+		t.Fatalf("timed out waiting for %s; got %d deliveries", what, len(got))
 	}
+	return got
 }
 
 // firstSeen returns the event ids in the order they were first accepted;
@@ -383,55 +407,48 @@ func TestFailingReceiverGetsEverythingInOrderOnceItRecovers(t *testing.T) {
 
 func waitAttempts(t *testing.T, r *rig, webhookID string, atLeast int) []attempts.Attempt {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	got, ok := testenv.Poll(20*time.Second, 50*time.Millisecond, func() []attempts.Attempt {
 		got, _, err := attempts.Reader{Pool: r.rs.Pool}.List(context.Background(), attempts.Filter{WebhookID: webhookID, Limit: 500})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(got) >= atLeast {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d attempts recorded, want at least %d", len(got), atLeast)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return got
+	}, func(got []attempts.Attempt) bool { return len(got) >= atLeast })
+	if !ok {
+		t.Fatalf("only %d attempts recorded, want at least %d", len(got), atLeast)
 	}
+	return got
+}
+
+// failingEndpoint runs a webhooker with cfg and one endpoint, subscribed
+// to every tenant event, whose receiver answers status until fix is
+// called; then it appends n tenant events and returns their ids as want.
+func failingEndpoint(t *testing.T, cfg config.Webhooks, status, n int) (r *rig, rc *receiver, w domain.Webhook, fix func(), want []string) {
+	t.Helper()
+	r = newRig(t, cfg)
+	rc = newReceiver(t, r)
+	fix = rc.failUntilFixed(status)
+	w = r.subscribeAll(t, rc)
+	r.webhooker(t, cfg)
+	return r, rc, w, fix, r.tenantEvents(t, n)
 }
 
 func TestDeadLettersRequeueDiscardAndReplay(t *testing.T) {
 	cfg := loopbackConfig()
-	r := newRig(t, cfg)
+	r, rc, w, recovered, want := failingEndpoint(t, cfg, http.StatusInternalServerError, 6)
 	ctx := context.Background()
-	var mu sync.Mutex
-	down := true
-	rc := newReceiver(t, r)
-	rc.respond = func(int, http.ResponseWriter) int {
-		mu.Lock()
-		defer mu.Unlock()
-		if down {
-			return http.StatusInternalServerError
-		}
-		return http.StatusOK
-	}
-	w, secret := r.subscribe(t, rc.srv.URL, "tenancy.tenant.*")
-	rc.setSecrets(secret)
-	r.webhooker(t, cfg)
-	want := r.tenantEvents(t, 6)
 
 	// Every event exhausts the schedule and lands in the dead-letter stream,
 	// in order, with the reason; the endpoint moves on to the next.
-	var dls []deadletter.DeadLetter
-	deadline := time.Now().Add(30 * time.Second)
-	for len(dls) < len(want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d dead letters, want %d", len(dls), len(want))
-		}
-		time.Sleep(50 * time.Millisecond)
-		var err error
-		if dls, _, err = r.svc.DeadLetters(ctx, deadletter.Filter{WebhookID: w.ID, Limit: 100}); err != nil {
+	dls, ok := testenv.Poll(30*time.Second, 50*time.Millisecond, func() []deadletter.DeadLetter {
+		dls, _, err := r.svc.DeadLetters(ctx, deadletter.Filter{WebhookID: w.ID, Limit: 100})
+		if err != nil {
 			t.Fatal(err)
 		}
+		return dls
+	}, func(dls []deadletter.DeadLetter) bool { return len(dls) >= len(want) })
+	if !ok {
+		t.Fatalf("%d dead letters, want %d", len(dls), len(want))
 	}
 	for i, d := range dls {
 		if d.EventID != want[i] || d.Attempts != len(cfg.Schedule) || d.LastStatus != 500 || d.Reason == "" {
@@ -467,9 +484,7 @@ func TestDeadLettersRequeueDiscardAndReplay(t *testing.T) {
 	}
 
 	// The receiver recovers; requeue all: the rest arrive, in order.
-	mu.Lock()
-	down = false
-	mu.Unlock()
+	recovered()
 	res, requeued, err := r.svc.Requeue(ctx, w.ID, nil, admin)
 	if err != nil {
 		t.Fatal(err)
@@ -510,30 +525,12 @@ func TestDeadLettersRequeueDiscardAndReplay(t *testing.T) {
 }
 
 func TestGoneDisablesAndEnablingResumes(t *testing.T) {
-	cfg := loopbackConfig()
-	r := newRig(t, cfg)
+	r, rc, w, back, want := failingEndpoint(t, loopbackConfig(), http.StatusGone, 3)
 	ctx := context.Background()
-	var mu sync.Mutex
-	gone := true
-	rc := newReceiver(t, r)
-	rc.respond = func(int, http.ResponseWriter) int {
-		mu.Lock()
-		defer mu.Unlock()
-		if gone {
-			return http.StatusGone
-		}
-		return http.StatusOK
-	}
-	w, secret := r.subscribe(t, rc.srv.URL, "tenancy.tenant.*")
-	rc.setSecrets(secret)
-	r.webhooker(t, cfg)
-	want := r.tenantEvents(t, 3)
 	if cur := waitDisabled(t, r, w.ID, "a 410"); !strings.Contains(cur.DisabledReason, "410 Gone") {
 		t.Fatalf("disabled reason %q does not name the 410", cur.DisabledReason)
 	}
-	mu.Lock()
-	gone = false
-	mu.Unlock()
+	back()
 	if _, err := r.svc.Update(ctx, w.ID, domain.UpdateWebhook{Enabled: new(true)}, admin); err != nil {
 		t.Fatal(err)
 	}
@@ -549,8 +546,7 @@ func TestContinuousFailureDisables(t *testing.T) {
 	r := newRig(t, cfg)
 	rc := newReceiver(t, r)
 	rc.respond = func(int, http.ResponseWriter) int { return http.StatusBadGateway }
-	w, secret := r.subscribe(t, rc.srv.URL, "tenancy.tenant.*")
-	rc.setSecrets(secret)
+	w := r.subscribeAll(t, rc)
 	r.webhooker(t, cfg)
 	r.tenantEvents(t, 9)
 	if cur := waitDisabled(t, r, w.ID, "failing past WEBHOOK_DISABLE_AFTER"); !strings.Contains(cur.DisabledReason, "no successful delivery since") {
@@ -561,20 +557,17 @@ func TestContinuousFailureDisables(t *testing.T) {
 // waitDisabled waits until the webhook is disabled and returns it.
 func waitDisabled(t *testing.T, r *rig, id, cause string) domain.Webhook {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	cur, ok := testenv.Poll(20*time.Second, 20*time.Millisecond, func() domain.Webhook {
 		cur, _, err := r.svc.Get(context.Background(), id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !cur.Enabled {
-			return cur
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not disable the endpoint", cause)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return cur
+	}, func(cur domain.Webhook) bool { return !cur.Enabled })
+	if !ok {
+		t.Fatalf("%s did not disable the endpoint", cause)
 	}
+	return cur
 }
 
 func TestSubscriptionRefusesInternalDestinations(t *testing.T) {

@@ -58,6 +58,16 @@ func (s *countingServer) assertUntouched(t *testing.T) {
 	}
 }
 
+// assertBlocked checks that the GET of u failed with ErrBlocked and never
+// reached the server.
+func (s *countingServer) assertBlocked(t *testing.T, u string, err error) {
+	t.Helper()
+	if !errors.Is(err, egress.ErrBlocked) {
+		t.Fatalf("GET %s: err = %v, want ErrBlocked", u, err)
+	}
+	s.assertUntouched(t)
+}
+
 // get performs a GET and returns the status and body, closing the body.
 func get(t *testing.T, c *http.Client, u string) (int, string, error) {
 	t.Helper()
@@ -90,13 +100,10 @@ func TestClientLoopbackServer(t *testing.T) {
 			c := mustPolicy(t, tt.allow...).Client(5 * time.Second)
 			status, body, err := get(t, c, srv.URL)
 			if tt.blocked {
-				if !errors.Is(err, egress.ErrBlocked) {
-					t.Fatalf("GET %s: err = %v, want ErrBlocked", srv.URL, err)
-				}
+				srv.assertBlocked(t, srv.URL, err)
 				if !strings.Contains(err.Error(), "127.0.0.1") || !strings.Contains(err.Error(), "loopback") {
 					t.Errorf("error %q does not name the address and range", err)
 				}
-				srv.assertUntouched(t)
 				return
 			}
 			if err != nil || status != http.StatusOK || body != "delivered" {
@@ -129,10 +136,7 @@ func TestClientHostnameResolvingToLoopback(t *testing.T) {
 			u := "http://" + net.JoinHostPort("localhost", port) + "/hook"
 			status, _, err := get(t, mustPolicy(t, tt.allow...).Client(5*time.Second), u)
 			if tt.blocked {
-				if !errors.Is(err, egress.ErrBlocked) {
-					t.Fatalf("GET %s: err = %v, want ErrBlocked", u, err)
-				}
-				srv.assertUntouched(t)
+				srv.assertBlocked(t, u, err)
 				return
 			}
 			if err != nil || status != http.StatusOK {

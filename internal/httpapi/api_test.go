@@ -7,12 +7,12 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tenancyhq/tenancy/internal/auth"
 	"github.com/tenancyhq/tenancy/internal/idempotency"
+	"github.com/tenancyhq/tenancy/internal/testenv"
 	"github.com/tenancyhq/tenancy/internal/verify"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
@@ -414,19 +414,10 @@ func TestConcurrentCommands(t *testing.T) {
 	h := newHarness(t, options{})
 	id := h.create(t, tenantBody("hot"))["id"].(string)
 	const n = 50
-	var wg sync.WaitGroup
-	statuses := make(chan int, n)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r := h.do(t, req{method: "PATCH", path: "/v1/tenants/" + id, token: h.admin, body: fmt.Sprintf(`{"labels":{"k%02d":"v"}}`, i)})
-			statuses <- r.Status
-		}()
-	}
-	wg.Wait()
-	close(statuses)
-	for s := range statuses {
+	statuses := testenv.Parallel(n, func(i int) int {
+		return h.do(t, req{method: "PATCH", path: "/v1/tenants/" + id, token: h.admin, body: fmt.Sprintf(`{"labels":{"k%02d":"v"}}`, i)}).Status
+	})
+	for _, s := range statuses {
 		if s != 200 {
 			t.Fatalf("a concurrent patch answered %d", s)
 		}
@@ -436,18 +427,11 @@ func TestConcurrentCommands(t *testing.T) {
 		t.Fatalf("version %v with %d labels, want %d and %d", final["version"], len(final["labels"].(map[string]any)), n+1, n)
 	}
 
-	created := make(chan int, 10)
-	for range 10 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			created <- h.do(t, req{method: "POST", path: "/v1/tenants", token: h.admin, body: tenantBody("race")}).Status
-		}()
-	}
-	wg.Wait()
-	close(created)
+	created := testenv.Parallel(10, func(int) int {
+		return h.do(t, req{method: "POST", path: "/v1/tenants", token: h.admin, body: tenantBody("race")}).Status
+	})
 	count := map[int]int{}
-	for s := range created {
+	for _, s := range created {
 		count[s]++
 	}
 	if count[201] != 1 || count[409] != 9 {

@@ -84,25 +84,14 @@ func TestMetricsRoute(t *testing.T) {
 	}
 }
 
-// syncBuffer collects log lines written concurrently.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
+// logBuffer collects log lines written concurrently.
+type logBuffer struct{ testenv.SyncBuffer }
 
 // lines returns the JSON log records whose msg is msg.
-func (b *syncBuffer) lines(t *testing.T, msg string) []map[string]any {
+func (b *logBuffer) lines(t *testing.T, msg string) []map[string]any {
 	t.Helper()
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	var out []map[string]any
-	for _, line := range bytes.Split(b.buf.Bytes(), []byte("\n")) {
+	for _, line := range bytes.Split(b.Bytes(), []byte("\n")) {
 		var m map[string]any
 		if json.Unmarshal(line, &m) == nil && m["msg"] == msg {
 			out = append(out, m)
@@ -128,7 +117,7 @@ func TestTraceFollowsAWrite(t *testing.T) {
 	// Registered before the harness, so it runs after the workers stopped.
 	t.Cleanup(func() { _ = shutdown(context.Background()) })
 
-	logs := &syncBuffer{}
+	logs := &logBuffer{}
 	h := newHarness(t, options{provisioner: true, projections: true, logs: logs})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -256,6 +256,46 @@ func createdID(h http.Header) (string, error) {
 	return url.PathUnescape(id)
 }
 
+// send makes a request whose answer carries nothing the caller needs.
+func (c *Client) send(ctx context.Context, method, p string, body any) error {
+	_, err := c.call(ctx, method, p, body, nil)
+	return err
+}
+
+// get reads the resource at p.
+func get[T any](ctx context.Context, c *Client, p string) (T, error) {
+	var v T
+	_, err := c.call(ctx, http.MethodGet, p, nil, &v)
+	return v, err
+}
+
+// create posts body to the collection at p and returns the new resource's
+// id.
+func (c *Client) create(ctx context.Context, p string, body any) (string, error) {
+	h, err := c.call(ctx, http.MethodPost, p, body, nil)
+	if err != nil {
+		return "", err
+	}
+	return createdID(h)
+}
+
+// findOne searches the collection at p (a path with its query) and returns
+// the first result match accepts, and whether there is one: Keycloak's
+// searches can also answer near matches.
+func findOne[T any](ctx context.Context, c *Client, p string, match func(T) bool) (T, bool, error) {
+	var zero T
+	list, err := get[[]T](ctx, c, p)
+	if err != nil {
+		return zero, false, err
+	}
+	for _, v := range list {
+		if match(v) {
+			return v, true, nil
+		}
+	}
+	return zero, false, nil
+}
+
 func realmPath(realm string, rest ...string) string {
 	p := "/admin/realms/" + url.PathEscape(realm)
 	for _, r := range rest {
@@ -288,36 +328,30 @@ func (r Realm) IsEnabled() bool { return r.Enabled != nil && *r.Enabled }
 
 // GetRealm returns a realm; a missing one is an error wrapping ErrNotFound.
 func (c *Client) GetRealm(ctx context.Context, name string) (Realm, error) {
-	var r Realm
-	_, err := c.call(ctx, http.MethodGet, realmPath(name), nil, &r)
-	return r, err
+	return get[Realm](ctx, c, realmPath(name))
 }
 
 // CreateRealm creates a realm; an existing one is an error wrapping
 // ErrConflict.
 func (c *Client) CreateRealm(ctx context.Context, r Realm) error {
-	_, err := c.call(ctx, http.MethodPost, "/admin/realms", r, nil)
-	return err
+	return c.send(ctx, http.MethodPost, "/admin/realms", r)
 }
 
 // UpdateRealm changes the top-level fields set in r (a partial update).
 func (c *Client) UpdateRealm(ctx context.Context, name string, r Realm) error {
 	r.Realm = name
-	_, err := c.call(ctx, http.MethodPut, realmPath(name), r, nil)
-	return err
+	return c.send(ctx, http.MethodPut, realmPath(name), r)
 }
 
 // DeleteRealm deletes a realm; a missing one is an error wrapping
 // ErrNotFound.
 func (c *Client) DeleteRealm(ctx context.Context, name string) error {
-	_, err := c.call(ctx, http.MethodDelete, realmPath(name), nil, nil)
-	return err
+	return c.send(ctx, http.MethodDelete, realmPath(name), nil)
 }
 
 // LogoutAll ends every user session of a realm.
 func (c *Client) LogoutAll(ctx context.Context, realm string) error {
-	_, err := c.call(ctx, http.MethodPost, realmPath(realm, "logout-all"), nil, nil)
-	return err
+	return c.send(ctx, http.MethodPost, realmPath(realm, "logout-all"), nil)
 }
 
 // ProtocolMapper puts a claim into tokens.
@@ -350,45 +384,28 @@ type OIDCClient struct {
 // FindClient returns the realm's client with clientId, and whether it
 // exists.
 func (c *Client) FindClient(ctx context.Context, realm, clientID string) (OIDCClient, bool, error) {
-	var list []OIDCClient
-	_, err := c.call(ctx, http.MethodGet, realmPath(realm, "clients")+"?clientId="+url.QueryEscape(clientID), nil, &list)
-	if err != nil {
-		return OIDCClient{}, false, err
-	}
-	for _, cl := range list {
-		if cl.ClientID == clientID {
-			return cl, true, nil
-		}
-	}
-	return OIDCClient{}, false, nil
+	return findOne(ctx, c, realmPath(realm, "clients")+"?clientId="+url.QueryEscape(clientID),
+		func(cl OIDCClient) bool { return cl.ClientID == clientID })
 }
 
 // CreateClient creates a client and returns its id.
 func (c *Client) CreateClient(ctx context.Context, realm string, cl OIDCClient) (string, error) {
-	h, err := c.call(ctx, http.MethodPost, realmPath(realm, "clients"), cl, nil)
-	if err != nil {
-		return "", err
-	}
-	return createdID(h)
+	return c.create(ctx, realmPath(realm, "clients"), cl)
 }
 
 // Mappers lists a client's protocol mappers.
 func (c *Client) Mappers(ctx context.Context, realm, clientUUID string) ([]ProtocolMapper, error) {
-	var list []ProtocolMapper
-	_, err := c.call(ctx, http.MethodGet, realmPath(realm, "clients", clientUUID, "protocol-mappers", "models"), nil, &list)
-	return list, err
+	return get[[]ProtocolMapper](ctx, c, realmPath(realm, "clients", clientUUID, "protocol-mappers", "models"))
 }
 
 // CreateMapper adds a protocol mapper to a client.
 func (c *Client) CreateMapper(ctx context.Context, realm, clientUUID string, m ProtocolMapper) error {
-	_, err := c.call(ctx, http.MethodPost, realmPath(realm, "clients", clientUUID, "protocol-mappers", "models"), m, nil)
-	return err
+	return c.send(ctx, http.MethodPost, realmPath(realm, "clients", clientUUID, "protocol-mappers", "models"), m)
 }
 
 // UpdateMapper replaces a protocol mapper.
 func (c *Client) UpdateMapper(ctx context.Context, realm, clientUUID string, m ProtocolMapper) error {
-	_, err := c.call(ctx, http.MethodPut, realmPath(realm, "clients", clientUUID, "protocol-mappers", "models", m.ID), m, nil)
-	return err
+	return c.send(ctx, http.MethodPut, realmPath(realm, "clients", clientUUID, "protocol-mappers", "models", m.ID), m)
 }
 
 // Role is a realm role.
@@ -401,16 +418,13 @@ type Role struct {
 // GetRole returns a realm role; a missing one is an error wrapping
 // ErrNotFound.
 func (c *Client) GetRole(ctx context.Context, realm, name string) (Role, error) {
-	var r Role
-	_, err := c.call(ctx, http.MethodGet, realmPath(realm, "roles", name), nil, &r)
-	return r, err
+	return get[Role](ctx, c, realmPath(realm, "roles", name))
 }
 
 // CreateRole creates a realm role; an existing one is an error wrapping
 // ErrConflict.
 func (c *Client) CreateRole(ctx context.Context, realm string, r Role) error {
-	_, err := c.call(ctx, http.MethodPost, realmPath(realm, "roles"), r, nil)
-	return err
+	return c.send(ctx, http.MethodPost, realmPath(realm, "roles"), r)
 }
 
 // User is a user representation. PUT replaces a user whole, so updates
@@ -431,45 +445,29 @@ type User struct {
 // FindUser returns the user with exactly this username, and whether it
 // exists.
 func (c *Client) FindUser(ctx context.Context, realm, username string) (User, bool, error) {
-	var list []User
-	_, err := c.call(ctx, http.MethodGet, realmPath(realm, "users")+"?exact=true&username="+url.QueryEscape(username), nil, &list)
-	if err != nil {
-		return User{}, false, err
-	}
-	for _, u := range list {
-		if strings.EqualFold(u.Username, username) {
-			return u, true, nil
-		}
-	}
-	return User{}, false, nil
+	return findOne(ctx, c, realmPath(realm, "users")+"?exact=true&username="+url.QueryEscape(username),
+		func(u User) bool { return strings.EqualFold(u.Username, username) })
 }
 
 // CreateUser creates a user and returns its id.
 func (c *Client) CreateUser(ctx context.Context, realm string, u User) (string, error) {
-	h, err := c.call(ctx, http.MethodPost, realmPath(realm, "users"), u, nil)
-	if err != nil {
-		return "", err
-	}
-	return createdID(h)
+	return c.create(ctx, realmPath(realm, "users"), u)
 }
 
 // UpdateUser replaces a user with u (send the whole representation).
 func (c *Client) UpdateUser(ctx context.Context, realm string, u User) error {
-	_, err := c.call(ctx, http.MethodPut, realmPath(realm, "users", u.ID), u, nil)
-	return err
+	return c.send(ctx, http.MethodPut, realmPath(realm, "users", u.ID), u)
 }
 
 // AddRealmRoles maps realm roles to a user.
 func (c *Client) AddRealmRoles(ctx context.Context, realm, userID string, roles []Role) error {
-	_, err := c.call(ctx, http.MethodPost, realmPath(realm, "users", userID, "role-mappings", "realm"), roles, nil)
-	return err
+	return c.send(ctx, http.MethodPost, realmPath(realm, "users", userID, "role-mappings", "realm"), roles)
 }
 
 // ResetPassword sets a user's password.
 func (c *Client) ResetPassword(ctx context.Context, realm, userID, password string, temporary bool) error {
-	_, err := c.call(ctx, http.MethodPut, realmPath(realm, "users", userID, "reset-password"),
-		map[string]any{"type": "password", "value": password, "temporary": temporary}, nil)
-	return err
+	return c.send(ctx, http.MethodPut, realmPath(realm, "users", userID, "reset-password"),
+		map[string]any{"type": "password", "value": password, "temporary": temporary})
 }
 
 // SetTemporaryPassword sets password on username's account in realm, to be
@@ -488,6 +486,5 @@ func (c *Client) SetTemporaryPassword(ctx context.Context, realm, username, pass
 
 // ExecuteActionsEmail emails the user a link to perform actions.
 func (c *Client) ExecuteActionsEmail(ctx context.Context, realm, userID string, actions []string) error {
-	_, err := c.call(ctx, http.MethodPut, realmPath(realm, "users", userID, "execute-actions-email"), actions, nil)
-	return err
+	return c.send(ctx, http.MethodPut, realmPath(realm, "users", userID, "execute-actions-email"), actions)
 }

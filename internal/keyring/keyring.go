@@ -169,12 +169,7 @@ func (k *Keyring) key(ctx context.Context, tenantID string, create bool) (cipher
 		}
 		return nil, fmt.Errorf("keyring: store key of tenant %s: %w", tenantID, err)
 	}
-	a, err := newAEAD(dk)
-	if err != nil {
-		return nil, err
-	}
-	k.cache.Add(tenantID, a)
-	return a, nil
+	return k.cached(tenantID, dk)
 }
 
 func (k *Keyring) unwrap(tenantID string, wrapped []byte) (cipher.AEAD, error) {
@@ -182,6 +177,12 @@ func (k *Keyring) unwrap(tenantID string, wrapped []byte) (cipher.AEAD, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keyring: key of tenant %s does not unwrap with this master key: %w", tenantID, err)
 	}
+	return k.cached(tenantID, dk)
+}
+
+// cached makes the AEAD of a tenant's data key and keeps it for the next
+// use.
+func (k *Keyring) cached(tenantID string, dk []byte) (cipher.AEAD, error) {
 	a, err := newAEAD(dk)
 	if err != nil {
 		return nil, err

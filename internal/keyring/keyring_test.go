@@ -1,6 +1,7 @@
 package keyring_test
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"strings"
@@ -21,14 +22,22 @@ func master(t *testing.T) []byte {
 	return k
 }
 
-func TestSealOpenDestroy(t *testing.T) {
-	n := testenv.StartNATS(t)
-	ctx := testenv.Context(t, time.Minute)
-	m := master(t)
+// openRing opens a keyring on a fresh JetStream with a new master key and
+// returns what a test needs to open more rings on the same store.
+func openRing(t *testing.T) (ring *keyring.Keyring, n *testenv.NATS, ctx context.Context, m []byte) {
+	t.Helper()
+	n = testenv.StartNATS(t)
+	ctx = testenv.Context(t, time.Minute)
+	m = master(t)
 	ring, err := keyring.Open(ctx, n.JS, m, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ring, n, ctx, m
+}
+
+func TestSealOpenDestroy(t *testing.T) {
+	ring, n, ctx, m := openRing(t)
 	sealed, err := ring.Seal("t1", []byte("alice@acme.test"))
 	if err != nil {
 		t.Fatal(err)
@@ -70,13 +79,7 @@ func TestSealOpenDestroy(t *testing.T) {
 }
 
 func TestWrapSecret(t *testing.T) {
-	n := testenv.StartNATS(t)
-	ctx := testenv.Context(t, time.Minute)
-	m := master(t)
-	ring, err := keyring.Open(ctx, n.JS, m, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ring, n, ctx, _ := openRing(t)
 	sealed, err := ring.WrapSecret("w1.v1", []byte("whsec_abc"))
 	if err != nil {
 		t.Fatal(err)

@@ -35,13 +35,9 @@ func Start(o Options) (*server.Server, error) {
 	}
 	host, port := "127.0.0.1", -1
 	if o.Listen != "" {
-		h, p, err := net.SplitHostPort(o.Listen)
+		h, n, err := hostPort("listen", o.Listen)
 		if err != nil {
-			return nil, fmt.Errorf("natsembed: listen address %q: %w", o.Listen, err)
-		}
-		n, err := strconv.Atoi(p)
-		if err != nil {
-			return nil, fmt.Errorf("natsembed: listen port %q: %w", p, err)
+			return nil, err
 		}
 		host, port = h, n
 		if port == 0 {
@@ -61,13 +57,9 @@ func Start(o Options) (*server.Server, error) {
 		JetStreamLimits: server.JSLimitOpts{MaxBatchInflightPerStream: 1000, MaxBatchInflightTotal: 4000},
 	}
 	if o.ClusterName != "" {
-		ch, cp, err := net.SplitHostPort(o.ClusterListen)
+		ch, n, err := hostPort("cluster listen", o.ClusterListen)
 		if err != nil {
-			return nil, fmt.Errorf("natsembed: cluster listen %q: %w", o.ClusterListen, err)
-		}
-		n, err := strconv.Atoi(cp)
-		if err != nil {
-			return nil, fmt.Errorf("natsembed: cluster port %q: %w", cp, err)
+			return nil, err
 		}
 		opts.Cluster = server.ClusterOpts{Name: o.ClusterName, Host: ch, Port: n}
 		for _, r := range o.Routes {
@@ -88,4 +80,18 @@ func Start(o Options) (*server.Server, error) {
 		return nil, errors.New("natsembed: server did not become ready within 30s")
 	}
 	return s, nil
+}
+
+// hostPort splits a host:port address with a numeric port; what names the
+// option in errors.
+func hostPort(what, addr string) (string, int, error) {
+	h, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("natsembed: %s address %q: %w", what, addr, err)
+	}
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		return "", 0, fmt.Errorf("natsembed: %s port %q: %w", what, p, err)
+	}
+	return h, n, nil
 }

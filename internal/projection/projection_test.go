@@ -8,13 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/tenancyhq/tenancy/internal/command"
 	"github.com/tenancyhq/tenancy/internal/eventstore"
-	"github.com/tenancyhq/tenancy/internal/postgres"
 	"github.com/tenancyhq/tenancy/internal/projection"
 	"github.com/tenancyhq/tenancy/internal/run/boot"
 	"github.com/tenancyhq/tenancy/internal/testenv"
@@ -128,28 +126,6 @@ func workload(t *testing.T, e *env, prefix string, n int) []string {
 	return ids
 }
 
-// freshReplay rebuilds both projections from scratch in a new database and
-// returns their rows.
-func freshReplay(t *testing.T, e *env) (tenants, audit []map[string]any) {
-	t.Helper()
-	ctx := testenv.Context(t, 2*time.Minute)
-	other := &env{core: e.core, nats: e.nats, dbURL: testenv.NewDatabase(t)}
-	pool, err := postgres.Open(ctx, other.dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if _, err := postgres.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range []projection.Projection{projection.Tenants{}, projection.Audit{}} {
-		if err := projection.NewRunner(p, other.deps()).RunUntilRebuilt(ctx, "test"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return testenv.DumpTable(t, pool, "tenants", "id"), testenv.DumpTable(t, pool, "audit_log", "seq")
-}
-
 func TestProjectionsFollowTheLog(t *testing.T) {
 	e := setup(t)
 	e.start(t, projection.Tenants{})
@@ -188,13 +164,7 @@ func TestProjectionsFollowTheLog(t *testing.T) {
 	if actor != "tester" || summary == "" {
 		t.Fatalf("audit row: %q %q", actor, summary)
 	}
-	wantT, wantA := freshReplay(t, e)
-	if diff := cmp.Diff(wantT, testenv.DumpTable(t, e.pool, "tenants", "id")); diff != "" {
-		t.Fatalf("live tenants differ from a fresh replay (-replay +live):\n%s", diff)
-	}
-	if diff := cmp.Diff(wantA, testenv.DumpTable(t, e.pool, "audit_log", "seq")); diff != "" {
-		t.Fatalf("live audit differs from a fresh replay (-replay +live):\n%s", diff)
-	}
+	testrig.CheckReplay(t, testenv.Context(t, 2*time.Minute), e.core, e.pool, "live")
 }
 
 func TestStandbyTakesOver(t *testing.T) {
@@ -244,13 +214,7 @@ func TestRecoversFromLostConnections(t *testing.T) {
 	}
 	e.waitCaughtUp(t, "tenants")
 	e.waitCaughtUp(t, "audit_log")
-	wantT, wantA := freshReplay(t, e)
-	if diff := cmp.Diff(wantT, testenv.DumpTable(t, e.pool, "tenants", "id")); diff != "" {
-		t.Fatalf("tenants after outages differ from a fresh replay:\n%s", diff)
-	}
-	if diff := cmp.Diff(wantA, testenv.DumpTable(t, e.pool, "audit_log", "seq")); diff != "" {
-		t.Fatalf("audit after outages differs from a fresh replay:\n%s", diff)
-	}
+	testrig.CheckReplay(t, testenv.Context(t, 2*time.Minute), e.core, e.pool, "after outages")
 }
 
 // TestPoisonEventStopsAndCanBeSkipped appends an event the projection cannot
@@ -328,45 +292,26 @@ func TestRebuildUnderLoad(t *testing.T) {
 	e.waitCaughtUp(t, "tenants")
 	ctx := context.Background()
 
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
 	var readErrs []error
 	var mu sync.Mutex
 	reads := 0
-	wg.Add(2)
-	go func() { // writer
-		defer wg.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			create(t, e, fmt.Sprintf("during-%d", i), nil)
+	stopWriter := testenv.Load(t, 1, func(_, i int) { create(t, e, fmt.Sprintf("during-%d", i), nil) })
+	// One reader: the count it reads must never go down (no half-built
+	// table). last is its own, so it needs no lock.
+	last := 0
+	stopReader := testenv.Load(t, 1, func(int, int) {
+		var n int
+		err := e.pool.QueryRow(ctx, "SELECT count(*) FROM tenants").Scan(&n)
+		mu.Lock()
+		reads++
+		if err != nil {
+			readErrs = append(readErrs, err)
+		} else if n < last {
+			readErrs = append(readErrs, fmt.Errorf("read %d tenants after %d: saw a partial table", n, last))
 		}
-	}()
-	go func() { // reader: counts must never go down (no half-built table)
-		defer wg.Done()
-		last := 0
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			var n int
-			err := e.pool.QueryRow(ctx, "SELECT count(*) FROM tenants").Scan(&n)
-			mu.Lock()
-			reads++
-			if err != nil {
-				readErrs = append(readErrs, err)
-			} else if n < last {
-				readErrs = append(readErrs, fmt.Errorf("read %d tenants after %d: saw a partial table", n, last))
-			}
-			mu.Unlock()
-			last = max(last, n)
-		}
-	}()
+		mu.Unlock()
+		last = max(last, n)
+	})
 	time.Sleep(100 * time.Millisecond)
 	before := states(t, e)
 	if err := projection.RequestRebuild(ctx, e.pool, "tenants", "tester"); err != nil {
@@ -380,8 +325,8 @@ func TestRebuildUnderLoad(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	time.Sleep(100 * time.Millisecond)
-	close(stop)
-	wg.Wait()
+	stopWriter()
+	stopReader()
 	if len(readErrs) > 0 || reads < 10 {
 		t.Fatalf("%d reads, errors: %v", reads, readErrs)
 	}
@@ -394,10 +339,7 @@ func TestRebuildUnderLoad(t *testing.T) {
 	if err := e.pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", projection.Table("tenants", before["tenants"].Generation)).Scan(&old); err != nil || old {
 		t.Fatalf("the old generation was not dropped: %v", err)
 	}
-	wantT, _ := freshReplay(t, e)
-	if diff := cmp.Diff(wantT, testenv.DumpTable(t, e.pool, "tenants", "id")); diff != "" {
-		t.Fatalf("the rebuilt generation differs from a fresh replay:\n%s", diff)
-	}
+	testrig.CheckReplay(t, testenv.Context(t, 2*time.Minute), e.core, e.pool, "in the rebuilt generation", "tenants")
 }
 
 func states(t *testing.T, e *env) map[string]projection.State {

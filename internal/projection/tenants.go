@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -82,36 +83,21 @@ type tenantRow struct {
 	lastAt  time.Time
 }
 
-// fold applies batch's tenant events to rows, loading rows it has not seen
-// through load.
+// foldTenants applies batch's tenant events to rows, loading rows it has
+// not seen through load, and returns the ids of the rows it changed.
 func foldTenants(ctx context.Context, batch []Event, rows map[string]*tenantRow, load func(ctx context.Context, ids []string) (map[string]*tenantRow, error)) ([]string, error) {
-	var missing []string
-	seen := map[string]bool{}
+	var evs []Event
 	for _, e := range batch {
-		if e.Envelope.Aggregate() != events.AggregateTenant {
-			continue
+		if e.Envelope.Aggregate() == events.AggregateTenant {
+			evs = append(evs, e)
 		}
-		id := e.Envelope.Subject
-		if _, ok := rows[id]; !ok && !seen[id] {
-			missing = append(missing, id)
-		}
-		seen[id] = true
 	}
-	if len(missing) > 0 && load != nil {
-		loaded, err := load(ctx, missing)
-		if err != nil {
-			return nil, err
-		}
-		for id, r := range loaded {
-			rows[id] = r
-		}
+	if err := loadMissing(ctx, evs, rows, load); err != nil {
+		return nil, err
 	}
 	var touched []string
 	changed := map[string]bool{}
-	for _, e := range batch {
-		if e.Envelope.Aggregate() != events.AggregateTenant {
-			continue
-		}
+	for _, e := range evs {
 		id := e.Envelope.Subject
 		r := rows[id]
 		if r == nil {
@@ -129,6 +115,32 @@ func foldTenants(ctx context.Context, batch []Event, rows map[string]*tenantRow,
 		}
 	}
 	return touched, nil
+}
+
+// loadMissing adds to rows, through load, the rows of the tenants of evs
+// that it lacks, in one query.
+func loadMissing(ctx context.Context, evs []Event, rows map[string]*tenantRow, load func(ctx context.Context, ids []string) (map[string]*tenantRow, error)) error {
+	if load == nil {
+		return nil
+	}
+	var missing []string
+	seen := map[string]bool{}
+	for _, e := range evs {
+		id := e.Envelope.Subject
+		if _, ok := rows[id]; !ok && !seen[id] {
+			missing = append(missing, id)
+		}
+		seen[id] = true
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	loaded, err := load(ctx, missing)
+	if err != nil {
+		return err
+	}
+	maps.Copy(rows, loaded)
+	return nil
 }
 
 func loadTenantRows(q interface {

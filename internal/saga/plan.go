@@ -109,23 +109,26 @@ func NewPlan(in Integrations) Plan {
 	}
 }
 
+// identity is a step against Keycloak, skipped when it is not configured.
 func (in Integrations) identity(name string, run func(context.Context, domain.Tenant) (Outcome, error)) Step {
-	if in.Keycloak == nil {
-		return skip(name, noIdentity)
-	}
-	return Step{Name: name, Run: func(ctx context.Context, t domain.Tenant) (Outcome, error) {
-		out, err := run(ctx, t)
-		return out, classify("Keycloak", err)
-	}}
+	return external(name, in.Keycloak != nil, noIdentity, "Keycloak", run)
 }
 
+// money is a step against billing, skipped when it is not configured.
 func (in Integrations) money(name string, run func(context.Context, domain.Tenant) (Outcome, error)) Step {
-	if in.Billing == nil {
-		return skip(name, noBilling)
+	return external(name, in.Billing != nil, noBilling, "billing", run)
+}
+
+// external is a step against an external system: skipped with reason
+// unless the system is configured, and with its errors classified as that
+// system's.
+func external(name string, configured bool, reason, system string, run func(context.Context, domain.Tenant) (Outcome, error)) Step {
+	if !configured {
+		return skip(name, reason)
 	}
 	return Step{Name: name, Run: func(ctx context.Context, t domain.Tenant) (Outcome, error) {
 		out, err := run(ctx, t)
-		return out, classify("billing", err)
+		return out, classify(system, err)
 	}}
 }
 

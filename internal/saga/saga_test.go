@@ -108,6 +108,32 @@ func (e *env) waitFor(t *testing.T, id, what string, cond func(domain.Tenant) bo
 	}
 }
 
+func isActive(t domain.Tenant) bool { return t.State == domain.StateActive }
+
+// activate creates a tenant, requests its activation and waits until it is
+// active (the test must have started a provisioner).
+func (e *env) activate(t *testing.T, slug string) (string, domain.Tenant) {
+	t.Helper()
+	id := e.create(t, slug)
+	e.do(t, id, domain.RequestActivation{})
+	return id, e.waitFor(t, id, "active", isActive)
+}
+
+// checkCreatedOnce asserts that each kind of object was created exactly
+// once (three roles, two users), however often a step ran; when says in
+// which circumstances, for the failure message.
+func (e *env) checkCreatedOnce(t *testing.T, when string) {
+	t.Helper()
+	for kind, want := range map[string]int{"realm": 1, "client": 1, "role": 3, "user": 2} {
+		if got := e.kc.Creates(kind); got != want {
+			t.Errorf("%d %s creates %s, want %d", got, kind, when, want)
+		}
+	}
+	if e.bill.Creates() != 1 {
+		t.Errorf("%d billing accounts created %s", e.bill.Creates(), when)
+	}
+}
+
 func sagaDone(saga string) func(domain.Tenant) bool {
 	return func(t domain.Tenant) bool {
 		return t.Provisioning.Saga == saga && t.Provisioning.Status == domain.SagaCompleted
@@ -177,18 +203,9 @@ func (e *env) checkProvisioned(t *testing.T, st domain.Tenant) {
 func TestActivationProvisionsEverythingOnce(t *testing.T) {
 	e := setup(t, billingfake.Options{})
 	e.provisioner(t)
-	id := e.create(t, "acme")
-	e.do(t, id, domain.RequestActivation{})
-	st := e.waitFor(t, id, "active", func(t domain.Tenant) bool { return t.State == domain.StateActive })
+	_, st := e.activate(t, "acme")
 	e.checkProvisioned(t, st)
-	for kind, want := range map[string]int{"realm": 1, "client": 1, "role": 3, "user": 2} {
-		if got := e.kc.Creates(kind); got != want {
-			t.Errorf("%d %s creates, want %d", got, kind, want)
-		}
-	}
-	if e.bill.Creates() != 1 {
-		t.Errorf("%d billing accounts created", e.bill.Creates())
-	}
+	e.checkCreatedOnce(t, "on a clean run")
 	var names []string
 	for _, s := range st.Provisioning.Steps {
 		if s.Outcome != events.StepCompleted || s.FinishedAt.Before(s.StartedAt) {
@@ -218,18 +235,9 @@ func TestFaultsAndLostResponses(t *testing.T) {
 	e.bill.Inject(billingfake.Fault{Method: "POST", Path: "/v1/accounts", Times: 1, Drop: true, AfterHandling: true})
 	e.bill.Inject(billingfake.Fault{Method: "GET", Times: 3, Status: 503, RetryAfter: time.Second})
 	e.provisioner(t)
-	id := e.create(t, "flaky")
-	e.do(t, id, domain.RequestActivation{})
-	st := e.waitFor(t, id, "active", func(t domain.Tenant) bool { return t.State == domain.StateActive })
+	_, st := e.activate(t, "flaky")
 	e.checkProvisioned(t, st)
-	for kind, want := range map[string]int{"realm": 1, "client": 1, "role": 3, "user": 2} {
-		if got := e.kc.Creates(kind); got != want {
-			t.Errorf("%d %s creates, want %d: a retry duplicated something", got, kind, want)
-		}
-	}
-	if e.bill.Creates() != 1 {
-		t.Errorf("%d billing accounts created", e.bill.Creates())
-	}
+	e.checkCreatedOnce(t, "despite the faults (a retry duplicated something)")
 	retried := 0
 	for _, s := range st.Provisioning.Steps {
 		if s.Attempt > 1 {
@@ -269,16 +277,9 @@ func TestCrashBetweenSteps(t *testing.T) {
 				t.Fatalf("the saga finished before the crash at %s", at)
 			}
 			e.provisioner(t)
-			st := e.waitFor(t, id, "active after the restart", func(t domain.Tenant) bool { return t.State == domain.StateActive })
+			st := e.waitFor(t, id, "active after the restart", isActive)
 			e.checkProvisioned(t, st)
-			for kind, want := range map[string]int{"realm": 1, "client": 1, "role": 3, "user": 2} {
-				if got := e.kc.Creates(kind); got != want {
-					t.Errorf("%d %s creates after resuming, want %d", got, kind, want)
-				}
-			}
-			if e.bill.Creates() != 1 {
-				t.Errorf("%d billing accounts created", e.bill.Creates())
-			}
+			e.checkCreatedOnce(t, "after resuming")
 		})
 	}
 }
@@ -304,7 +305,7 @@ func TestPermanentFailureRetryAndCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.do(t, id, domain.RetrySaga{})
-	st := e.waitFor(t, id, "active after the retry", func(t domain.Tenant) bool { return t.State == domain.StateActive })
+	st := e.waitFor(t, id, "active after the retry", isActive)
 	e.checkProvisioned(t, st)
 
 	// Billing refuses for good; cancelling compensates everything created.
@@ -337,9 +338,7 @@ func TestPermanentFailureRetryAndCancel(t *testing.T) {
 func TestSuspendResumeAndDrift(t *testing.T) {
 	e := setup(t, billingfake.Options{})
 	e.provisioner(t)
-	id := e.create(t, "drifty")
-	e.do(t, id, domain.RequestActivation{})
-	e.waitFor(t, id, "active", func(t domain.Tenant) bool { return t.State == domain.StateActive })
+	id, _ := e.activate(t, "drifty")
 	e.do(t, id, domain.Suspend{Reason: "payment"})
 	st := e.waitFor(t, id, "suspended", sagaDone(domain.SagaSuspend))
 	if r, _ := e.kc.Realm("drifty"); r.Enabled || e.kc.LogoutAlls("drifty") == 0 {
@@ -388,9 +387,7 @@ func TestSuspendResumeAndDrift(t *testing.T) {
 func TestPlanChangeReachesClaimsAndBilling(t *testing.T) {
 	e := setup(t, billingfake.Options{})
 	e.provisioner(t)
-	id := e.create(t, "upgrade")
-	e.do(t, id, domain.RequestActivation{})
-	e.waitFor(t, id, "active", func(t domain.Tenant) bool { return t.State == domain.StateActive })
+	id, _ := e.activate(t, "upgrade")
 	plan := "enterprise"
 	e.do(t, id, domain.UpdateTenant{Plan: &plan})
 	st := e.waitFor(t, id, "the plan propagated", func(t domain.Tenant) bool { return t.Provisioning.Repairs >= 2 })
@@ -403,9 +400,7 @@ func TestPlanChangeReachesClaimsAndBilling(t *testing.T) {
 func TestArchiveAndDelete(t *testing.T) {
 	e := setup(t, billingfake.Options{})
 	e.provisioner(t)
-	id := e.create(t, "gone")
-	e.do(t, id, domain.RequestActivation{})
-	e.waitFor(t, id, "active", func(t domain.Tenant) bool { return t.State == domain.StateActive })
+	id, _ := e.activate(t, "gone")
 	e.do(t, id, domain.Suspend{Reason: "operator"})
 	e.do(t, id, domain.Archive{})
 	e.waitFor(t, id, "archived", sagaDone(domain.SagaArchive))
@@ -429,9 +424,7 @@ func TestUnconfiguredIntegrationsAreSkippedWithReason(t *testing.T) {
 	e := setup(t, billingfake.Options{})
 	e.in = saga.Integrations{Keys: e.core.Keyring}
 	e.provisioner(t)
-	id := e.create(t, "bare")
-	e.do(t, id, domain.RequestActivation{})
-	st := e.waitFor(t, id, "active", func(t domain.Tenant) bool { return t.State == domain.StateActive })
+	_, st := e.activate(t, "bare")
 	for _, s := range st.Provisioning.Steps {
 		if s.Name == saga.StepPolicy {
 			continue

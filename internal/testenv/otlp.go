@@ -251,18 +251,12 @@ func (o *OTLP) Spans() []Span {
 // d with what arrived.
 func (o *OTLP) WaitFor(tb testing.TB, d time.Duration, done func([]Span) bool) []Span {
 	tb.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		spans := o.Spans()
-		if done(spans) {
-			return spans
+	spans, ok := Poll(d, 20*time.Millisecond, o.Spans, done)
+	if !ok {
+		for _, s := range spans {
+			tb.Logf("span %q trace %s id %s parent %s attrs %v", s.Name, s.TraceID, s.SpanID, s.ParentSpanID, s.Attrs)
 		}
-		if time.Now().After(deadline) {
-			for _, s := range spans {
-				tb.Logf("span %q trace %s id %s parent %s attrs %v", s.Name, s.TraceID, s.SpanID, s.ParentSpanID, s.Attrs)
-			}
-			tb.Fatalf("the expected spans did not arrive within %s (%d spans arrived)", d, len(spans))
-		}
-		time.Sleep(20 * time.Millisecond)
+		tb.Fatalf("the expected spans did not arrive within %s (%d spans arrived)", d, len(spans))
 	}
+	return spans
 }

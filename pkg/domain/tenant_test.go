@@ -92,23 +92,8 @@ func runTenantCases(t *testing.T, cases []tenantCase) {
 		t.Run(tc.name, func(t *testing.T) {
 			state := fold(tc.given)
 			got, err := d.Decide(state, tc.when)
-			if tc.err != nil {
-				if !errors.Is(err, tc.err) {
-					t.Fatalf("error = %v, want kind %v", err, tc.err)
-				}
-				if tc.msg != "" && (err == nil || !strings.Contains(err.Error(), tc.msg)) {
-					t.Fatalf("error = %q, want it to mention %q", err, tc.msg)
-				}
-				if len(got) != 0 {
-					t.Fatalf("a refused command produced events: %v", got)
-				}
+			if !checkDecision(t, got, err, tc.err, tc.msg, tc.then) {
 				return
-			}
-			if err != nil {
-				t.Fatalf("unexpected error: %v", err)
-			}
-			if diff := cmp.Diff(tc.then, got); diff != "" {
-				t.Fatalf("events (-want +got):\n%s", diff)
 			}
 			// Every decided event must fold without surprises.
 			for _, e := range got {
@@ -116,6 +101,33 @@ func runTenantCases(t *testing.T, cases []tenantCase) {
 			}
 		})
 	}
+}
+
+// checkDecision checks what a decider answered. With wantErr, the command
+// must be refused with an error of that kind that mentions msg (if given),
+// and produce no events; otherwise it must produce exactly then. It reports
+// whether the command was accepted.
+func checkDecision(t *testing.T, got []events.Payload, err, wantErr error, msg string, then []events.Payload) bool {
+	t.Helper()
+	if wantErr != nil {
+		if !errors.Is(err, wantErr) {
+			t.Fatalf("error = %v, want kind %v", err, wantErr)
+		}
+		if msg != "" && (err == nil || !strings.Contains(err.Error(), msg)) {
+			t.Fatalf("error = %q, want it to mention %q", err, msg)
+		}
+		if len(got) != 0 {
+			t.Fatalf("a refused command produced events: %v", got)
+		}
+		return false
+	}
+	if err != nil {
+		t.Fatalf("unexpected error: %v", err)
+	}
+	if diff := cmp.Diff(then, got); diff != "" {
+		t.Fatalf("events (-want +got):\n%s", diff)
+	}
+	return true
 }
 
 // TestLifecycleMatrix checks every lifecycle command in every state: the
@@ -212,17 +224,10 @@ func TestTransitionErrorNamesStateAndActions(t *testing.T) {
 func ptr[T any](v T) *T { return &v }
 
 func TestCreate(t *testing.T) {
-	valid := CreateTenant{
-		ID: "t1", Slug: "acme", DisplayName: "Acme Corp", Plan: "standard",
-		Regions:   Regions{Allowed: []string{"eu-west-1", "eu-central-1"}, Preferred: "eu-west-1"},
-		Isolation: "shared",
-		Contacts: []events.Contact{
-			{Role: "technical", Name: "T. Person", Email: "tech@acme.test"},
-			{Role: "billing", Name: "A. Person", Email: "billing@acme.test"},
-		},
-		ExternalIDs: map[string]string{"billing": "cus_123"},
-		Labels:      map[string]string{"env": "prod"},
-	}
+	// The command that records created(), field for field.
+	e := created()
+	valid := CreateTenant{ID: "t1", Slug: e.Slug, DisplayName: e.DisplayName, Plan: e.Plan, Regions: e.Regions,
+		Isolation: e.Isolation, Contacts: e.Contacts, ExternalIDs: e.ExternalIDs, Labels: e.Labels}
 	with := func(f func(*CreateTenant)) CreateTenant {
 		c := valid
 		f(&c)

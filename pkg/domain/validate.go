@@ -106,32 +106,35 @@ func checkContacts(fe *fieldErrors, contacts []events.Contact) {
 }
 
 func checkExternalIDs(fe *fieldErrors, ids map[string]string) {
-	if len(ids) > MaxExternalIDs {
-		fe.add("external_ids", fmt.Sprintf("at most %d external ids", MaxExternalIDs))
-		return
-	}
-	for _, sys := range sortedKeys(ids) {
-		f := "external_ids." + sys
+	checkEntries(fe, "external_ids", "external ids", ids, MaxExternalIDs, func(f, sys, id string) {
 		if !systemRE.MatchString(sys) {
 			fe.add(f, "the system name must be 1-32 lowercase letters, digits, '-' or '_', starting with a letter")
 		}
-		checkText(fe, f, ids[sys], true, MaxExternalIDLen)
-	}
+		checkText(fe, f, id, true, MaxExternalIDLen)
+	})
 }
 
 func checkLabels(fe *fieldErrors, labels map[string]string) {
-	if len(labels) > MaxLabels {
-		fe.add("labels", fmt.Sprintf("at most %d labels", MaxLabels))
-		return
-	}
-	for _, k := range sortedKeys(labels) {
-		f := "labels." + k
+	checkEntries(fe, "labels", "labels", labels, MaxLabels, func(f, k, v string) {
 		if !labelKeyRE.MatchString(k) {
 			fe.add(f, "a label key must be 1-63 lowercase letters, digits, '.', '_', '/' or '-', starting and ending with a letter or digit")
 		}
-		if !labelValueRE.MatchString(labels[k]) {
+		if !labelValueRE.MatchString(v) {
 			fe.add(f, "a label value must be empty or 1-63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit")
 		}
+	})
+}
+
+// checkEntries refuses a map of more than limit entries (named noun in the
+// message) as a whole; otherwise it checks each entry in key order, as
+// field "<field>.<key>", so that errors come out in a stable order.
+func checkEntries(fe *fieldErrors, field, noun string, m map[string]string, limit int, check func(f, k, v string)) {
+	if len(m) > limit {
+		fe.add(field, fmt.Sprintf("at most %d %s", limit, noun))
+		return
+	}
+	for _, k := range sortedKeys(m) {
+		check(field+"."+k, k, m[k])
 	}
 }
 

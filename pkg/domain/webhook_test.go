@@ -1,8 +1,6 @@
 package domain
 
 import (
-	"errors"
-	"strings"
 	"testing"
 	"time"
 
@@ -78,24 +76,7 @@ func TestDecideWebhook(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			state := foldWebhook(tc.given)
 			got, err := WebhookDecider{}.Decide(state, tc.when)
-			if tc.err != nil {
-				if !errors.Is(err, tc.err) {
-					t.Fatalf("error = %v, want kind %v", err, tc.err)
-				}
-				if tc.msg != "" && !strings.Contains(err.Error(), tc.msg) {
-					t.Fatalf("error = %q, want it to mention %q", err, tc.msg)
-				}
-				if len(got) != 0 {
-					t.Fatalf("a refused command produced events: %v", got)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatalf("unexpected error: %v", err)
-			}
-			if diff := cmp.Diff(tc.then, got); diff != "" {
-				t.Fatalf("events (-want +got):\n%s", diff)
-			}
+			checkDecision(t, got, err, tc.err, tc.msg, tc.then)
 		})
 	}
 }

@@ -6,9 +6,10 @@ import (
 	"time"
 )
 
-func genericCanonical(t testing.TB, e *Envelope) []byte {
+// genericCanonical is v's JSON through the generic RFC 8785 transform.
+func genericCanonical(t testing.TB, v any) []byte {
 	t.Helper()
-	raw, err := json.Marshal(e)
+	raw, err := json.Marshal(v)
 	if err != nil {
 		t.Fatal(err)
 	}

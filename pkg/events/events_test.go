@@ -190,21 +190,28 @@ func TestVerifyDetectsTampering(t *testing.T) {
 	s := newSigner(t, 1)
 	other := newSigner(t, 2)
 	keys := NewKeySet(PublicKey{Key: s.PublicKey(), CreatedAt: t0})
-	edit := func(raw []byte, f func(m map[string]any)) []byte {
+	// edit replaces event i with its JSON, changed, and canonical again, as
+	// someone altering the stored event would.
+	edit := func(ev [][]byte, i int, change func(m map[string]any)) [][]byte {
 		var m map[string]any
-		if err := json.Unmarshal(raw, &m); err != nil {
+		if err := json.Unmarshal(ev[i], &m); err != nil {
 			t.Fatal(err)
 		}
-		f(m)
-		b, err := json.Marshal(m)
+		change(m)
+		ev[i] = genericCanonical(t, m)
+		return ev
+	}
+	// resign replaces event i with its envelope, changed, and signed by
+	// signer: what only a key holder could do.
+	resign := func(signer *Signer, ev [][]byte, i int, change func(e *Envelope)) [][]byte {
+		e, _ := Parse(ev[i])
+		change(e)
+		raw, _, err := signer.Sign(e)
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := Canonical(b)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
+		ev[i] = raw
+		return ev
 	}
 	cases := map[string]struct {
 		mutate func([][]byte) [][]byte
@@ -212,47 +219,30 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		want   error
 	}{
 		"changed data": {func(ev [][]byte) [][]byte {
-			ev[2] = edit(ev[2], func(m map[string]any) { m["data"].(map[string]any)["reason"] = "operator" })
-			return ev
+			return edit(ev, 2, func(m map[string]any) { m["data"].(map[string]any)["reason"] = "operator" })
 		}, 3, ErrBadSignature},
 		"changed actor": {func(ev [][]byte) [][]byte {
-			ev[1] = edit(ev[1], func(m map[string]any) { m["actor"] = "someone-else" })
-			return ev
+			return edit(ev, 1, func(m map[string]any) { m["actor"] = "someone-else" })
 		}, 2, ErrBadSignature},
 		"removed event": {func(ev [][]byte) [][]byte { return append(ev[:1], ev[2:]...) }, 2, ErrVersionGap},
 		"reordered":     {func(ev [][]byte) [][]byte { ev[1], ev[2] = ev[2], ev[1]; return ev }, 2, ErrVersionGap},
 		"re-signed by an unknown key": {func(ev [][]byte) [][]byte {
-			e, _ := Parse(ev[1])
-			raw, _, err := other.Sign(e)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ev[1] = raw
-			return ev
+			return resign(other, ev, 1, func(*Envelope) {})
 		}, 2, ErrUnknownKey},
 		"forged chain link": {func(ev [][]byte) [][]byte {
 			// A validly signed event whose prevhash points elsewhere: only a
 			// key holder could do this, and the chain still catches it.
-			e, _ := Parse(ev[2])
-			e.PrevHash = strings.Repeat("0", 64)
-			raw, _, err := s.Sign(e)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ev[2] = raw
-			return ev
+			return resign(s, ev, 2, func(e *Envelope) { e.PrevHash = strings.Repeat("0", 64) })
 		}, 3, ErrBrokenChain},
 		"not canonical": {func(ev [][]byte) [][]byte {
 			ev[0] = append([]byte(" "), ev[0]...)
 			return ev
 		}, 1, ErrNotCanonical},
 		"wrong subject": {func(ev [][]byte) [][]byte {
-			ev[0] = edit(ev[0], func(m map[string]any) { m["subject"] = "t2" })
-			return ev
+			return edit(ev, 0, func(m map[string]any) { m["subject"] = "t2" })
 		}, 1, ErrBadSignature},
 		"garbage signature": {func(ev [][]byte) [][]byte {
-			ev[3] = edit(ev[3], func(m map[string]any) { m["signature"] = "!!" })
-			return ev
+			return edit(ev, 3, func(m map[string]any) { m["signature"] = "!!" })
 		}, 4, ErrBadSignature},
 	}
 	for name, tc := range cases {

@@ -20,12 +20,12 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/tenancyhq/tenancy/internal/billing"
+	"github.com/tenancyhq/tenancy/internal/faultinject"
 )
 
 // DefaultToken is the token a Server accepts when Options.Token is empty.
@@ -46,35 +46,12 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Fault makes matching requests fail. Faults are checked in the order they
-// were injected; the first that matches and has uses left applies.
-type Fault struct {
-	// Method matches the request method; "" or "*" match any.
-	Method string
-	// Path matches the request path segment by segment, where a "*"
-	// segment matches any one segment (e.g. "/v1/accounts/*/status"); ""
-	// matches any path.
-	Path string
-	// Times is how many requests the fault applies to; 0 means all.
-	Times int
-	// Status is the error status to answer with (a problem+json body).
-	// Zero, without Drop, makes a fault that only adds Latency; with
-	// AfterHandling it means Drop.
-	Status int
-	// RetryAfter is sent as Retry-After (whole seconds, rounded up) with
-	// Status.
-	RetryAfter time.Duration
-	// Latency delays the request before it is handled (after it, with
-	// AfterHandling). A request whose client gives up during a delay
-	// before handling is never handled.
-	Latency time.Duration
-	// Drop closes the connection without a response.
-	Drop bool
-	// AfterHandling handles the request first — the account changes and
-	// the response is remembered under its idempotency key — and then
-	// fails the response: a lost response.
-	AfterHandling bool
-}
+// Fault makes matching requests fail (see faultinject.Fault). Here a
+// Status is answered with a problem+json body; with AfterHandling, the
+// account changes and the response is remembered under its idempotency key
+// before the Latency, and a fault with neither Status nor Drop drops the
+// connection.
+type Fault = faultinject.Fault
 
 // Server is a fake billing system listening on a loopback port.
 type Server struct {
@@ -85,13 +62,14 @@ type Server struct {
 	done     chan struct{}
 	doneOnce sync.Once
 
+	faults faultinject.Set
+	hook   faultinject.Hook
+
 	mu       sync.Mutex
 	accounts map[string]billing.Account
 	keys     map[string]record
-	faults   []*Fault
 	creates  int
 	writes   int
-	hook     func(*http.Request)
 }
 
 // record is a remembered response to a write.
@@ -199,53 +177,36 @@ func (s *Server) SetStatus(tenantID, status string) {
 }
 
 // Inject adds a fault after those already injected.
-func (s *Server) Inject(f Fault) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = append(s.faults, &f)
-}
+func (s *Server) Inject(f Fault) { s.faults.Inject(f) }
 
 // ClearFaults removes every fault.
-func (s *Server) ClearFaults() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.faults = nil
-}
+func (s *Server) ClearFaults() { s.faults.Clear() }
 
 // SetHook sets a function called at the start of every request, before
 // faults and authentication; nil removes it. It may read the request's
 // body (the fake has its own copy) and may block, e.g. to hold a request
 // while a test does something else.
-func (s *Server) SetHook(hook func(r *http.Request)) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.hook = hook
-}
+func (s *Server) SetHook(hook func(r *http.Request)) { s.hook.Set(hook) }
 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	// Reading the body first lets net/http notice a client that hangs up
 	// during a delay, and gives the hook a copy of its own.
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	if err != nil {
-		drop(w)
+		faultinject.Drop(w)
 		return
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
-	s.mu.Lock()
-	hook := s.hook
-	s.mu.Unlock()
-	if hook != nil {
-		hook(r)
-	}
-	f := s.fault(r)
+	s.hook.Call(r)
+	f := s.faults.Take(r)
 	if f != nil && !f.AfterHandling {
-		if !s.wait(r, f.Latency) {
-			drop(w)
+		if !faultinject.Wait(r, f.Latency, s.done) {
+			faultinject.Drop(w)
 			return
 		}
 		switch {
 		case f.Drop:
-			drop(w)
+			faultinject.Drop(w)
 			return
 		case f.Status != 0:
 			faultResponse(f).write(w)
@@ -254,55 +215,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	resp := s.handle(r, body)
 	if f != nil && f.AfterHandling {
-		if !s.wait(r, f.Latency) || f.Drop || f.Status == 0 {
-			drop(w)
+		if !faultinject.Wait(r, f.Latency, s.done) || f.Drop || f.Status == 0 {
+			faultinject.Drop(w)
 			return
 		}
 		faultResponse(f).write(w)
 		return
 	}
 	resp.write(w)
-}
-
-// fault returns the fault for r, using one of its Times, or nil.
-func (s *Server) fault(r *http.Request) *Fault {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i, f := range s.faults {
-		if !f.matches(r) {
-			continue
-		}
-		applied := *f
-		if f.Times > 0 {
-			if f.Times == 1 {
-				s.faults = slices.Delete(s.faults, i, i+1)
-			} else {
-				f.Times--
-			}
-		}
-		return &applied
-	}
-	return nil
-}
-
-func (f *Fault) matches(r *http.Request) bool {
-	if f.Method != "" && f.Method != "*" && !strings.EqualFold(f.Method, r.Method) {
-		return false
-	}
-	if f.Path == "" {
-		return true
-	}
-	want := strings.Split(f.Path, "/")
-	got := segments(r)
-	if len(want) != len(got) {
-		return false
-	}
-	for i := range want {
-		if want[i] != "*" && want[i] != got[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // segments splits the escaped path, so that an escaped "/" stays inside
@@ -317,39 +237,9 @@ func segments(r *http.Request) []string {
 	return parts
 }
 
-// wait sleeps d unless the client or the server goes away first.
-func (s *Server) wait(r *http.Request, d time.Duration) bool {
-	if d <= 0 {
-		return true
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-r.Context().Done():
-	case <-s.done:
-	}
-	return false
-}
-
-// drop closes the connection without writing a response.
-func drop(w http.ResponseWriter) {
-	if hj, ok := w.(http.Hijacker); ok {
-		if conn, _, err := hj.Hijack(); err == nil {
-			conn.Close()
-			return
-		}
-	}
-	// net/http closes the connection of a handler that panics with this.
-	panic(http.ErrAbortHandler)
-}
-
 func faultResponse(f *Fault) response {
 	resp := problem(f.Status, "injected-fault", http.StatusText(f.Status), "a fault injected by the test")
-	if f.RetryAfter > 0 {
-		resp.header.Set("Retry-After", strconv.FormatInt(int64((f.RetryAfter+time.Second-1)/time.Second), 10))
-	}
+	faultinject.SetRetryAfter(resp.header, f.RetryAfter)
 	return resp
 }
 
@@ -519,12 +409,9 @@ func (s *Server) setPlan(id string, body []byte) response {
 	var in struct {
 		Plan string `json:"plan"`
 	}
-	if resp, ok := decode(body, &in); !ok {
-		return resp
-	}
-	a, ok := s.accounts[id]
-	if !ok {
-		return notFound(id)
+	a, refused := s.changing(id, body, &in)
+	if refused != nil {
+		return *refused
 	}
 	switch {
 	case in.Plan == "":
@@ -544,12 +431,9 @@ func (s *Server) setStatus(id string, body []byte) response {
 		Status string `json:"status"`
 		Reason string `json:"reason"`
 	}
-	if resp, ok := decode(body, &in); !ok {
-		return resp
-	}
-	a, ok := s.accounts[id]
-	if !ok {
-		return notFound(id)
+	a, refused := s.changing(id, body, &in)
+	if refused != nil {
+		return *refused
 	}
 	switch in.Status {
 	case billing.StatusActive, billing.StatusPaused, billing.StatusClosed:
@@ -563,6 +447,21 @@ func (s *Server) setStatus(id string, body []byte) response {
 		s.accounts[id] = a
 	}
 	return jsonResponse(http.StatusOK, a)
+}
+
+// changing decodes the body of a change to a tenant's account into in and
+// returns the account, or the response refusing the change: a body error
+// comes before a missing account.
+func (s *Server) changing(id string, body []byte, in any) (billing.Account, *response) {
+	if resp, ok := decode(body, in); !ok {
+		return billing.Account{}, &resp
+	}
+	a, ok := s.accounts[id]
+	if !ok {
+		resp := notFound(id)
+		return billing.Account{}, &resp
+	}
+	return a, nil
 }
 
 func (s *Server) delete(id string) response {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tenancyhq/tenancy/internal/billing"
 	"github.com/tenancyhq/tenancy/internal/billing/billingfake"
+	"github.com/tenancyhq/tenancy/internal/faultinject"
 )
 
 var now = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -371,13 +372,9 @@ func TestInspection(t *testing.T) {
 
 func TestHook(t *testing.T) {
 	srv := start(t, billingfake.Options{})
-	var mu sync.Mutex
-	var seen []string
-	srv.SetHook(func(r *http.Request) {
+	rec := faultinject.Record(srv.SetHook, func(r *http.Request) string {
 		b, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		defer mu.Unlock()
-		seen = append(seen, r.Method+" "+r.URL.Path+" "+string(b))
+		return r.Method + " " + r.URL.Path + " " + string(b)
 	})
 	srv.Inject(billingfake.Fault{Method: "GET", Status: 503, Times: 1})
 	send(t, srv, req{method: "GET", path: "/v1/accounts/t-1"})
@@ -387,10 +384,8 @@ func TestHook(t *testing.T) {
 	}
 	srv.SetHook(nil)
 	send(t, srv, req{method: "GET", path: "/v1/accounts/t-1"})
-	mu.Lock()
-	defer mu.Unlock()
 	want := []string{"GET /v1/accounts/t-1 ", "GET /v1/accounts/t-1 ", "POST /v1/accounts " + acme}
-	if !slices.Equal(seen, want) {
+	if seen := rec.Seen(); !slices.Equal(seen, want) {
 		t.Errorf("hook saw %q; want %q", seen, want)
 	}
 }

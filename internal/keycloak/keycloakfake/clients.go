@@ -8,13 +8,7 @@ import (
 
 func (s *Server) routeClients(q *request, rs *realmState, rest []string) response {
 	if len(rest) == 0 {
-		switch q.method {
-		case http.MethodGet:
-			return listClients(q, rs)
-		case http.MethodPost:
-			return s.createClient(q, rs)
-		}
-		return methodNotAllowed(http.MethodGet, http.MethodPost)
+		return collection(q, rs, listClients, s.createClient)
 	}
 	c, ok := rs.clients[rest[0]]
 	if !ok {
@@ -22,16 +16,13 @@ func (s *Server) routeClients(q *request, rs *realmState, rest []string) respons
 	}
 	switch {
 	case len(rest) == 1:
-		switch q.method {
-		case http.MethodGet:
-			return jsonOK(c.clone())
-		case http.MethodPut:
-			return updateClient(q, rs, c)
-		case http.MethodDelete:
-			delete(rs.clients, c.ID)
-			return noContent()
-		}
-		return methodNotAllowed(http.MethodGet, http.MethodPut, http.MethodDelete)
+		return item(q,
+			func() response { return jsonOK(c.clone()) },
+			func() response { return updateClient(q, rs, c) },
+			func() response {
+				delete(rs.clients, c.ID)
+				return noContent()
+			})
 	case len(rest) >= 3 && rest[1] == "protocol-mappers" && rest[2] == "models":
 		return s.routeMappers(q, rs, c, rest[3:])
 	}

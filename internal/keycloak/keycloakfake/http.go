@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/tenancyhq/tenancy/internal/faultinject"
 )
 
 // response is computed under the lock and written after it is released, so
@@ -100,15 +102,10 @@ func (q *request) decode(v any) bool {
 // serveHTTP orders the stages of a request: hook, fault, then the real
 // handling, whose result an AfterHandling fault may throw away.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	hook := s.hook
-	s.mu.Unlock()
-	if hook != nil {
-		hook(r)
-	}
+	s.hook.Call(r)
 
-	f := s.takeFault(r)
-	if f != nil && f.Latency > 0 && !s.wait(r, f.Latency) {
+	f := s.faults.Take(r)
+	if f != nil && !faultinject.Wait(r, f.Latency, s.closing) {
 		return
 	}
 	if f != nil && !f.AfterHandling && answerFault(w, f) {
@@ -130,7 +127,7 @@ func (s *Server) handle(r *http.Request) response {
 	}
 	q := &request{
 		method: r.Method,
-		segs:   splitPath(r.URL),
+		segs:   faultinject.Segments(r.URL),
 		query:  r.URL.Query(),
 		body:   body,
 		base:   "http://" + r.Host,
@@ -160,20 +157,31 @@ func (s *Server) handle(r *http.Request) response {
 	return s.route(q)
 }
 
-// splitPath unescapes each segment separately so that a role name holding an
-// escaped "/" stays one segment.
-func splitPath(u *url.URL) []string {
-	raw := strings.Trim(u.EscapedPath(), "/")
-	if raw == "" {
-		return nil
+// collection answers a realm's collection resource: GET lists, POST
+// creates, and any other method is a 405.
+func collection(q *request, rs *realmState, list, create func(*request, *realmState) response) response {
+	switch q.method {
+	case http.MethodGet:
+		return list(q, rs)
+	case http.MethodPost:
+		return create(q, rs)
 	}
-	parts := strings.Split(raw, "/")
-	for i, p := range parts {
-		if dp, err := url.PathUnescape(p); err == nil {
-			parts[i] = dp
-		}
+	return methodNotAllowed(http.MethodGet, http.MethodPost)
+}
+
+// item answers a single resource, found before the method is looked at as
+// Keycloak's resource locators do: GET reads, PUT updates, DELETE removes,
+// and any other method is a 405.
+func item(q *request, get, put, del func() response) response {
+	switch q.method {
+	case http.MethodGet:
+		return get()
+	case http.MethodPut:
+		return put()
+	case http.MethodDelete:
+		return del()
 	}
-	return parts
+	return methodNotAllowed(http.MethodGet, http.MethodPut, http.MethodDelete)
 }
 
 // route dispatches in the order Keycloak's JAX-RS resources resolve a path:
@@ -210,15 +218,10 @@ func (s *Server) route(q *request) response {
 	}
 	rest := segs[3:]
 	if len(rest) == 0 {
-		switch q.method {
-		case http.MethodGet:
-			return jsonOK(rs.rep.clone())
-		case http.MethodPut:
-			return s.updateRealm(q, rs)
-		case http.MethodDelete:
-			return s.deleteRealm(rs)
-		}
-		return methodNotAllowed(http.MethodGet, http.MethodPut, http.MethodDelete)
+		return item(q,
+			func() response { return jsonOK(rs.rep.clone()) },
+			func() response { return s.updateRealm(q, rs) },
+			func() response { return s.deleteRealm(rs) })
 	}
 	switch rest[0] {
 	case "logout-all":

@@ -33,6 +33,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/tenancyhq/tenancy/internal/faultinject"
 )
 
 // masterRealm is where the service account lives and the only realm whose
@@ -59,14 +61,14 @@ type Server struct {
 	opts    Options
 	closing chan struct{}
 	once    sync.Once
+	faults  faultinject.Set
+	hook    faultinject.Hook
 
 	mu           sync.Mutex
 	realms       map[string]*realmState
 	tokens       map[string]time.Time
 	tokensIssued int
 	creates      map[string]int
-	faults       []*faultState
-	hook         func(*http.Request)
 }
 
 type realmState struct {
@@ -128,11 +130,7 @@ func (s *Server) Close() {
 // faults are considered; nil removes it. f runs on the request goroutine
 // without the fake's lock held, so it may call the inspection methods; it
 // must not read r.Body, which the handler still needs.
-func (s *Server) SetHook(f func(r *http.Request)) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.hook = f
-}
+func (s *Server) SetHook(f func(r *http.Request)) { s.hook.Set(f) }
 
 // Realm returns a copy of the named realm.
 func (s *Server) Realm(name string) (Realm, bool) {
@@ -159,42 +157,22 @@ func (s *Server) RealmNames() []string {
 
 // Clients returns copies of the realm's clients, with their protocol
 // mappers, sorted by clientId.
-func (s *Server) Clients(realm string) []Client {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	rs, ok := s.realms[realm]
-	if !ok {
-		return nil
-	}
-	return sortedClients(rs)
-}
+func (s *Server) Clients(realm string) []Client { return inspectRealm(s, realm, sortedClients) }
 
 // Roles returns copies of the realm's roles sorted by name, including the
 // ones Keycloak creates with every realm.
-func (s *Server) Roles(realm string) []Role {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	rs, ok := s.realms[realm]
-	if !ok {
-		return nil
-	}
-	return sortedRoles(rs)
-}
+func (s *Server) Roles(realm string) []Role { return inspectRealm(s, realm, sortedRoles) }
 
 // Users returns copies of the realm's users sorted by username.
 func (s *Server) Users(realm string) []User {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	rs, ok := s.realms[realm]
-	if !ok {
-		return nil
-	}
-	users := sortedUsers(rs)
-	out := make([]User, len(users))
-	for i, u := range users {
-		out[i] = u.rep.clone()
-	}
-	return out
+	return inspectRealm(s, realm, func(rs *realmState) []User {
+		users := sortedUsers(rs)
+		out := make([]User, len(users))
+		for i, u := range users {
+			out[i] = u.rep.clone()
+		}
+		return out
+	})
 }
 
 // UserRoles returns the names of the realm roles mapped directly to the
@@ -247,12 +225,7 @@ func (s *Server) ActionEmails(realm, userID string) [][]string {
 
 // LogoutAlls returns how many times logout-all succeeded on the realm.
 func (s *Server) LogoutAlls(realm string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if rs, ok := s.realms[realm]; ok {
-		return rs.logoutAlls
-	}
-	return 0
+	return inspectRealm(s, realm, func(rs *realmState) int { return rs.logoutAlls })
 }
 
 // Creates returns how many creates of kind ("realm", "client", "mapper",
@@ -280,6 +253,19 @@ func (s *Server) SetRealmEnabled(name string, enabled bool) {
 	if rs, ok := s.realms[name]; ok {
 		rs.rep.Enabled = enabled
 	}
+}
+
+// inspectRealm runs f on the named realm with the lock held; a missing
+// realm gives f's zero value.
+func inspectRealm[T any](s *Server, realm string, f func(*realmState) T) T {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rs, ok := s.realms[realm]
+	if !ok {
+		var zero T
+		return zero
+	}
+	return f(rs)
 }
 
 func (s *Server) lookupUser(realm, userID string) (*realmState, *userState) {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tenancyhq/tenancy/internal/faultinject"
 	"github.com/tenancyhq/tenancy/internal/keycloak/keycloakfake"
 )
 
@@ -238,10 +239,71 @@ func (f *fixture) createClient(realm string, body map[string]any) string {
 func (f *fixture) role(realm, name string) keycloakfake.Role {
 	f.t.Helper()
 	var r keycloakfake.Role
-	res := f.do(http.MethodGet, "/admin/realms/"+realm+"/roles/"+url.PathEscape(name), nil)
-	res.wantStatus(f.t, http.StatusOK)
-	res.decode(f.t, &r)
+	f.get(f.t, "/admin/realms/"+realm+"/roles/"+url.PathEscape(name), &r)
 	return r
+}
+
+// wantCreates checks how many objects of a kind the fake has created.
+func (f *fixture) wantCreates(t *testing.T, kind string, want int) {
+	t.Helper()
+	if got := f.srv.Creates(kind); got != want {
+		t.Fatalf("Creates(%s) = %d, want %d", kind, got, want)
+	}
+}
+
+// get fetches path, checks the 200 and decodes the body into v.
+func (f *fixture) get(t *testing.T, path string, v any) {
+	t.Helper()
+	res := f.do(http.MethodGet, path, nil)
+	res.wantStatus(t, http.StatusOK)
+	res.decode(t, v)
+}
+
+// errCase is a request and the error Keycloak answers it with.
+type errCase struct {
+	name, method, path string
+	body               any
+	status             int
+	want               string
+}
+
+// wantErrors sends each case's request in a subtest and checks its error.
+func (f *fixture) wantErrors(t *testing.T, cases []errCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f.do(tc.method, tc.path, tc.body).wantError(t, tc.status, tc.want)
+		})
+	}
+}
+
+// listCase is a query on a collection and the names it lists, in order.
+type listCase struct {
+	query string
+	want  []string
+}
+
+// wantLists runs each query on the collection at path in a subtest named
+// prefix+query and compares the names listed. An empty result must still
+// be a JSON array, as Keycloak's is.
+func wantLists[T any](t *testing.T, f *fixture, prefix, path string, name func(T) string, cases []listCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(prefix+tc.query, func(t *testing.T) {
+			var list []T
+			f.get(t, path+tc.query, &list)
+			var got []string
+			for _, v := range list {
+				got = append(got, name(v))
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("%s = %v, want %v", prefix, got, tc.want)
+			}
+			if list == nil {
+				t.Fatal("an empty list must be [], not null")
+			}
+		})
+	}
 }
 
 func TestTokenEndpoint(t *testing.T) {
@@ -376,9 +438,7 @@ func TestRealmCreateGetConflict(t *testing.T) {
 	f.createRealm("acme", map[string]any{"displayName": "Acme", "smtpServer": map[string]string{"host": "mail"}})
 
 	var got keycloakfake.Realm
-	res := f.do(http.MethodGet, "/admin/realms/acme", nil)
-	res.wantStatus(t, http.StatusOK)
-	res.decode(t, &got)
+	f.get(t, "/admin/realms/acme", &got)
 	if got.Realm != "acme" || got.ID == "" || got.DisplayName != "Acme" || got.SMTPServer["host"] != "mail" {
 		t.Fatalf("realm = %+v", got)
 	}
@@ -390,14 +450,7 @@ func TestRealmCreateGetConflict(t *testing.T) {
 		t.Fatalf("Realm(acme) = %+v, %v", inspected, ok)
 	}
 
-	tests := []struct {
-		name   string
-		method string
-		path   string
-		body   any
-		status int
-		want   string
-	}{
+	f.wantErrors(t, []errCase{
 		{"duplicate", "POST", "/admin/realms", map[string]any{"realm": "acme"}, 409,
 			`{"errorMessage":"Conflict detected. See logs for details"}`},
 		{"no name", "POST", "/admin/realms", map[string]any{"displayName": "x"}, 400,
@@ -412,23 +465,14 @@ func TestRealmCreateGetConflict(t *testing.T) {
 		{"roles of missing", "GET", "/admin/realms/ghost/roles", nil, 404, `{"error":"Realm not found."}`},
 		{"logout-all of missing", "POST", "/admin/realms/ghost/logout-all", nil, 404, `{"error":"Realm not found."}`},
 		{"delete master", "DELETE", "/admin/realms/master", nil, 400, `{"errorMessage":"Can't remove master realm"}`},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			f.do(tc.method, tc.path, tc.body).wantError(t, tc.status, tc.want)
-		})
-	}
+	})
 
-	if got := f.srv.Creates("realm"); got != 1 {
-		t.Fatalf("Creates(realm) = %d, want 1", got)
-	}
+	f.wantCreates(t, "realm", 1)
 	if got := f.srv.RealmNames(); !slices.Equal(got, []string{"acme", "master"}) {
 		t.Fatalf("RealmNames = %v", got)
 	}
 	var list []keycloakfake.Realm
-	res = f.do(http.MethodGet, "/admin/realms", nil)
-	res.wantStatus(t, http.StatusOK)
-	res.decode(t, &list)
+	f.get(t, "/admin/realms", &list)
 	if len(list) != 2 || list[0].Realm != "acme" || list[1].Realm != "master" {
 		t.Fatalf("GET /admin/realms = %+v", list)
 	}
@@ -537,9 +581,7 @@ func TestClients(t *testing.T) {
 	f.createClient("acme", map[string]any{"clientId": "app-2", "publicClient": true})
 
 	var c keycloakfake.Client
-	res := f.do(http.MethodGet, "/admin/realms/acme/clients/"+id, nil)
-	res.wantStatus(t, http.StatusOK)
-	res.decode(t, &c)
+	f.get(t, "/admin/realms/acme/clients/"+id, &c)
 	if c.ID != id || c.ClientID != "app" || !c.Enabled || c.Protocol != "openid-connect" || !c.StandardFlowEnabled {
 		t.Fatalf("client defaults = %+v", c)
 	}
@@ -547,41 +589,16 @@ func TestClients(t *testing.T) {
 		t.Fatalf("embedded mappers = %+v", c.ProtocolMappers)
 	}
 
-	for _, tc := range []struct {
-		query string
-		want  []string
-	}{
+	wantLists(t, f, "list", "/admin/realms/acme/clients", func(c keycloakfake.Client) string { return c.ClientID }, []listCase{
 		{"?clientId=app", []string{"app"}},
 		{"?clientId=app-2", []string{"app-2"}},
 		{"?clientId=ap", nil},
 		{"?clientId=AP&search=true", []string{"app", "app-2"}},
 		{"", []string{"app", "app-2"}},
 		{"?first=1&max=5", []string{"app-2"}},
-	} {
-		t.Run("list"+tc.query, func(t *testing.T) {
-			var list []keycloakfake.Client
-			res := f.do(http.MethodGet, "/admin/realms/acme/clients"+tc.query, nil)
-			res.wantStatus(t, http.StatusOK)
-			res.decode(t, &list)
-			var got []string
-			for _, c := range list {
-				got = append(got, c.ClientID)
-			}
-			if !slices.Equal(got, tc.want) {
-				t.Fatalf("clientIds = %v, want %v", got, tc.want)
-			}
-			if list == nil {
-				t.Fatal("an empty list must be [], not null")
-			}
-		})
-	}
+	})
 
-	for _, tc := range []struct {
-		name, method, path string
-		body               any
-		status             int
-		want               string
-	}{
+	f.wantErrors(t, []errCase{
 		{"duplicate", "POST", "/admin/realms/acme/clients", map[string]any{"clientId": "app"}, 409,
 			`{"errorMessage":"Client app already exists"}`},
 		{"no clientId", "POST", "/admin/realms/acme/clients", map[string]any{"name": "x"}, 400,
@@ -593,11 +610,7 @@ func TestClients(t *testing.T) {
 			`{"error":"Could not find client"}`},
 		{"rename onto another", "PUT", "/admin/realms/acme/clients/" + id, map[string]any{"clientId": "app-2"}, 409,
 			`{"errorMessage":"Client app-2 already exists"}`},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			f.do(tc.method, tc.path, tc.body).wantError(t, tc.status, tc.want)
-		})
-	}
+	})
 
 	t.Run("PUT merges and leaves mappers alone", func(t *testing.T) {
 		f.do(http.MethodPut, "/admin/realms/acme/clients/"+id, map[string]any{
@@ -620,9 +633,7 @@ func TestClients(t *testing.T) {
 		f.do(http.MethodDelete, "/admin/realms/acme/clients/"+id, nil).wantStatus(t, http.StatusNoContent)
 		f.do(http.MethodGet, "/admin/realms/acme/clients/"+id, nil).wantStatus(t, http.StatusNotFound)
 	})
-	if got := f.srv.Creates("client"); got != 2 {
-		t.Fatalf("Creates(client) = %d, want 2", got)
-	}
+	f.wantCreates(t, "client", 2)
 	if got := f.srv.Clients("acme"); len(got) != 1 || got[0].ClientID != "app-2" || !got[0].PublicClient {
 		t.Fatalf("Clients = %+v", got)
 	}
@@ -635,9 +646,7 @@ func TestProtocolMappers(t *testing.T) {
 	base := "/admin/realms/acme/clients/" + cid + "/protocol-mappers/models"
 
 	var empty []keycloakfake.ProtocolMapper
-	res := f.do(http.MethodGet, base, nil)
-	res.wantStatus(t, http.StatusOK)
-	res.decode(t, &empty)
+	f.get(t, base, &empty)
 	if empty == nil || len(empty) != 0 {
 		t.Fatalf("mappers of a new client = %#v, want []", empty)
 	}
@@ -665,9 +674,7 @@ func TestProtocolMappers(t *testing.T) {
 	if cs := f.srv.Clients("acme"); len(cs[0].ProtocolMappers) != 0 {
 		t.Fatalf("mapper survived delete: %+v", cs[0].ProtocolMappers)
 	}
-	if n := f.srv.Creates("mapper"); n != 1 {
-		t.Fatalf("Creates(mapper) = %d, want 1", n)
-	}
+	f.wantCreates(t, "mapper", 1)
 }
 
 func TestRoles(t *testing.T) {
@@ -692,31 +699,20 @@ func TestRoles(t *testing.T) {
 		t.Fatalf("role = %+v", r)
 	}
 
-	for _, tc := range []struct {
-		name, method, path string
-		body               any
-		status             int
-		want               string
-	}{
+	f.wantErrors(t, []errCase{
 		{"duplicate", "POST", "/admin/realms/acme/roles", map[string]any{"name": "tenant admin"}, 409,
 			`{"errorMessage":"Role with name tenant admin already exists"}`},
 		{"no name", "POST", "/admin/realms/acme/roles", map[string]any{"description": "x"}, 400,
 			`{"errorMessage":"Role name is missing"}`},
 		{"get unknown", "GET", "/admin/realms/acme/roles/ghost", nil, 404, `{"error":"Could not find role"}`},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			f.do(tc.method, tc.path, tc.body).wantError(t, tc.status, tc.want)
-		})
-	}
+	})
 
 	var list []keycloakfake.Role
 	f.do(http.MethodGet, "/admin/realms/acme/roles", nil).decode(t, &list)
 	if len(list) != 4 || list[3].Name != "uma_authorization" {
 		t.Fatalf("GET roles = %+v", list)
 	}
-	if n := f.srv.Creates("role"); n != 1 {
-		t.Fatalf("Creates(role) = %d, want 1", n)
-	}
+	f.wantCreates(t, "role", 1)
 }
 
 func TestUsersCreateAndSearch(t *testing.T) {
@@ -727,9 +723,7 @@ func TestUsersCreateAndSearch(t *testing.T) {
 	f.createUser("acme", map[string]any{"username": "bob"})
 
 	var u keycloakfake.User
-	res := f.do(http.MethodGet, "/admin/realms/acme/users/"+id, nil)
-	res.wantStatus(t, http.StatusOK)
-	res.decode(t, &u)
+	f.get(t, "/admin/realms/acme/users/"+id, &u)
 	if u.Username != "ann.admin" || u.Email != "ann@example.com" || !u.Enabled {
 		t.Fatalf("user = %+v", u)
 	}
@@ -737,12 +731,7 @@ func TestUsersCreateAndSearch(t *testing.T) {
 		t.Fatalf("createdTimestamp = %d, want the injected clock's %d", u.CreatedTimestamp, f.clock.Now().UnixMilli())
 	}
 
-	for _, tc := range []struct {
-		name, method, path string
-		body               any
-		status             int
-		want               string
-	}{
+	f.wantErrors(t, []errCase{
 		{"duplicate username differs in case", "POST", "/admin/realms/acme/users", map[string]any{"username": "ANN.ADMIN"}, 409,
 			`{"errorMessage":"User exists with same username"}`},
 		{"duplicate email", "POST", "/admin/realms/acme/users", map[string]any{"username": "x", "email": "ann@example.COM"}, 409,
@@ -755,16 +744,9 @@ func TestUsersCreateAndSearch(t *testing.T) {
 		{"get unknown", "GET", "/admin/realms/acme/users/nope", nil, 404, `{"error":"User not found"}`},
 		{"put unknown", "PUT", "/admin/realms/acme/users/nope", map[string]any{"username": "q"}, 404, `{"error":"User not found"}`},
 		{"delete unknown", "DELETE", "/admin/realms/acme/users/nope", nil, 404, `{"error":"User not found"}`},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			f.do(tc.method, tc.path, tc.body).wantError(t, tc.status, tc.want)
-		})
-	}
+	})
 
-	for _, tc := range []struct {
-		query string
-		want  []string
-	}{
+	wantLists(t, f, "search", "/admin/realms/acme/users", func(u keycloakfake.User) string { return u.Username }, []listCase{
 		{"?username=ann&exact=true", nil},
 		{"?username=ANN.ADMIN&exact=true", []string{"ann.admin"}},
 		{"?username=ANN", []string{"ann.admin", "annabel"}},
@@ -776,30 +758,14 @@ func TestUsersCreateAndSearch(t *testing.T) {
 		{"?enabled=true", []string{"ann.admin"}},
 		{"?max=2", []string{"ann.admin", "annabel"}},
 		{"", []string{"ann.admin", "annabel", "bob"}},
-	} {
-		t.Run("search"+tc.query, func(t *testing.T) {
-			var list []keycloakfake.User
-			res := f.do(http.MethodGet, "/admin/realms/acme/users"+tc.query, nil)
-			res.wantStatus(t, http.StatusOK)
-			res.decode(t, &list)
-			var got []string
-			for _, u := range list {
-				got = append(got, u.Username)
-			}
-			if !slices.Equal(got, tc.want) {
-				t.Fatalf("usernames = %v, want %v", got, tc.want)
-			}
-		})
-	}
+	})
 
 	var count int
 	f.do(http.MethodGet, "/admin/realms/acme/users/count?username=ann", nil).decode(t, &count)
 	if count != 2 {
 		t.Fatalf("count = %d, want 2", count)
 	}
-	if n := f.srv.Creates("user"); n != 3 {
-		t.Fatalf("Creates(user) = %d, want 3", n)
-	}
+	f.wantCreates(t, "user", 3)
 
 	f.do(http.MethodDelete, "/admin/realms/acme/users/"+id, nil).wantStatus(t, http.StatusNoContent)
 	if n := len(f.srv.Users("acme")); n != 2 {
@@ -845,18 +811,12 @@ func TestUserPutReplaces(t *testing.T) {
 	}
 
 	f.createUser("acme", map[string]any{"username": "bob", "email": "bob@example.com"})
-	for _, tc := range []struct {
-		name string
-		body map[string]any
-		want string
-	}{
-		{"username taken", map[string]any{"username": "bob"}, `{"errorMessage":"User exists with same username"}`},
-		{"email taken", map[string]any{"username": "ann", "email": "BOB@example.com"}, `{"errorMessage":"User exists with same email"}`},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			f.do(http.MethodPut, "/admin/realms/acme/users/"+id, tc.body).wantError(t, http.StatusConflict, tc.want)
-		})
-	}
+	f.wantErrors(t, []errCase{
+		{"username taken", "PUT", "/admin/realms/acme/users/" + id, map[string]any{"username": "bob"}, 409,
+			`{"errorMessage":"User exists with same username"}`},
+		{"email taken", "PUT", "/admin/realms/acme/users/" + id, map[string]any{"username": "ann", "email": "BOB@example.com"}, 409,
+			`{"errorMessage":"User exists with same email"}`},
+	})
 	// A free username is accepted but not applied: editUsernameAllowed is off.
 	f.do(http.MethodPut, "/admin/realms/acme/users/"+id, map[string]any{"username": "annie"}).wantStatus(t, http.StatusNoContent)
 	f.do(http.MethodGet, "/admin/realms/acme/users/"+id, nil).decode(t, &again)
@@ -873,18 +833,20 @@ func TestRealmRoleMappings(t *testing.T) {
 	f.do(http.MethodPost, "/admin/realms/acme/roles", map[string]any{"name": "billing"}).wantStatus(t, http.StatusCreated)
 	admin, billing := f.role("acme", "tenant-admin"), f.role("acme", "billing")
 	path := "/admin/realms/acme/users/" + uid + "/role-mappings/realm"
-
-	if got := f.srv.UserRoles("acme", uid); !slices.Equal(got, []string{"default-roles-acme"}) {
-		t.Fatalf("roles of a new user = %v", got)
+	wantRoles := func(what string, want ...string) {
+		t.Helper()
+		if got := f.srv.UserRoles("acme", uid); !slices.Equal(got, want) {
+			t.Fatalf("%s = %v", what, got)
+		}
 	}
+
+	wantRoles("roles of a new user", "default-roles-acme")
 
 	ref := func(r keycloakfake.Role) map[string]string { return map[string]string{"id": r.ID, "name": r.Name} }
 	for range 2 { // the second POST proves it is idempotent
 		f.do(http.MethodPost, path, []any{ref(admin), ref(billing)}).wantStatus(t, http.StatusNoContent)
 	}
-	if got := f.srv.UserRoles("acme", uid); !slices.Equal(got, []string{"billing", "default-roles-acme", "tenant-admin"}) {
-		t.Fatalf("UserRoles = %v", got)
-	}
+	wantRoles("UserRoles", "billing", "default-roles-acme", "tenant-admin")
 	var mapped []keycloakfake.Role
 	f.do(http.MethodGet, path, nil).decode(t, &mapped)
 	if len(mapped) != 3 || mapped[2].ID != admin.ID {
@@ -892,9 +854,7 @@ func TestRealmRoleMappings(t *testing.T) {
 	}
 
 	f.do(http.MethodDelete, path, []any{ref(billing)}).wantStatus(t, http.StatusNoContent)
-	if got := f.srv.UserRoles("acme", uid); !slices.Equal(got, []string{"default-roles-acme", "tenant-admin"}) {
-		t.Fatalf("UserRoles after delete = %v", got)
-	}
+	wantRoles("UserRoles after delete", "default-roles-acme", "tenant-admin")
 
 	notFound := `{"error":"Role not found"}`
 	for _, tc := range []struct {
@@ -918,9 +878,7 @@ func TestRealmRoleMappings(t *testing.T) {
 
 	// Deleting a role removes it from the users holding it.
 	f.do(http.MethodDelete, "/admin/realms/acme/roles/tenant-admin", nil).wantStatus(t, http.StatusNoContent)
-	if got := f.srv.UserRoles("acme", uid); !slices.Equal(got, []string{"default-roles-acme"}) {
-		t.Fatalf("UserRoles after role delete = %v", got)
-	}
+	wantRoles("UserRoles after role delete", "default-roles-acme")
 }
 
 func TestResetPassword(t *testing.T) {
@@ -986,24 +944,15 @@ func TestExecuteActionsEmail(t *testing.T) {
 	f.do(http.MethodPut, "/admin/realms/acme", map[string]any{"smtpServer": map[string]string{"host": "smtp.example.com", "from": "no-reply@example.com"}}).
 		wantStatus(t, http.StatusNoContent)
 
-	for _, tc := range []struct {
-		name, path string
-		body       any
-		status     int
-		want       string
-	}{
-		{"no email", path(noMail), actions, 400, `{"errorMessage":"User email missing"}`},
-		{"disabled user", path(disabled), actions, 400, `{"errorMessage":"User is disabled"}`},
-		{"unknown action", path(uid), []string{"MAKE_COFFEE"}, 400, `{"errorMessage":"Provided invalid required actions"}`},
-		{"redirect without client", path(uid) + "?redirect_uri=https://app/x", actions, 400, `{"errorMessage":"Client id missing"}`},
-		{"unknown client", path(uid) + "?client_id=ghost", actions, 400, `{"errorMessage":"Client doesn't exist"}`},
-		{"bad redirect", path(uid) + "?client_id=app&redirect_uri=https://evil/", actions, 400, `{"errorMessage":"Invalid redirect uri."}`},
-		{"unknown user", path("nope"), actions, 404, `{"error":"User not found"}`},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			f.do(http.MethodPut, tc.path, tc.body).wantError(t, tc.status, tc.want)
-		})
-	}
+	f.wantErrors(t, []errCase{
+		{"no email", "PUT", path(noMail), actions, 400, `{"errorMessage":"User email missing"}`},
+		{"disabled user", "PUT", path(disabled), actions, 400, `{"errorMessage":"User is disabled"}`},
+		{"unknown action", "PUT", path(uid), []string{"MAKE_COFFEE"}, 400, `{"errorMessage":"Provided invalid required actions"}`},
+		{"redirect without client", "PUT", path(uid) + "?redirect_uri=https://app/x", actions, 400, `{"errorMessage":"Client id missing"}`},
+		{"unknown client", "PUT", path(uid) + "?client_id=ghost", actions, 400, `{"errorMessage":"Client doesn't exist"}`},
+		{"bad redirect", "PUT", path(uid) + "?client_id=app&redirect_uri=https://evil/", actions, 400, `{"errorMessage":"Invalid redirect uri."}`},
+		{"unknown user", "PUT", path("nope"), actions, 404, `{"error":"User not found"}`},
+	})
 
 	f.do(http.MethodPut, path(uid)+"?client_id=app&redirect_uri=https://app/done&lifespan=3600", actions).wantStatus(t, http.StatusNoContent)
 	f.do(http.MethodPut, path(uid), []string{"UPDATE_PASSWORD"}).wantStatus(t, http.StatusNoContent)
@@ -1163,9 +1112,7 @@ func TestFaultAfterHandling(t *testing.T) {
 			if users := f.srv.Users("acme"); len(users) != 1 || users[0].Username != "ann" {
 				t.Fatalf("Users = %+v", users)
 			}
-			if n := f.srv.Creates("user"); n != 1 {
-				t.Fatalf("Creates(user) = %d, want 1", n)
-			}
+			f.wantCreates(t, "user", 1)
 			// A retry by the client now meets Keycloak's 409.
 			f.do(http.MethodPost, "/admin/realms/acme/users", map[string]any{"username": "ann"}).
 				wantError(t, http.StatusConflict, `{"errorMessage":"User exists with same username"}`)
@@ -1175,13 +1122,7 @@ func TestFaultAfterHandling(t *testing.T) {
 
 func TestHook(t *testing.T) {
 	f := newFixture(t)
-	var mu sync.Mutex
-	var seen []string
-	f.srv.SetHook(func(r *http.Request) {
-		mu.Lock()
-		defer mu.Unlock()
-		seen = append(seen, r.Method+" "+r.URL.Path)
-	})
+	rec := faultinject.Record(f.srv.SetHook, func(r *http.Request) string { return r.Method + " " + r.URL.Path })
 	f.srv.Inject(keycloakfake.Fault{Times: 1, Drop: true, Method: http.MethodPost})
 
 	if _, err := f.try(context.Background(), http.MethodPost, "/admin/realms", f.token, map[string]any{"realm": "x"}); err == nil {
@@ -1191,10 +1132,8 @@ func TestHook(t *testing.T) {
 	f.srv.SetHook(nil)
 	f.do(http.MethodGet, "/admin/realms/master", nil).wantStatus(t, http.StatusOK)
 
-	mu.Lock()
-	defer mu.Unlock()
 	// The hook runs before faults, so it saw the dropped request too.
-	if want := []string{"POST /admin/realms", "GET /admin/realms/master"}; !slices.Equal(seen, want) {
+	if seen, want := rec.Seen(), []string{"POST /admin/realms", "GET /admin/realms/master"}; !slices.Equal(seen, want) {
 		t.Fatalf("hook saw %v, want %v", seen, want)
 	}
 }
@@ -1277,7 +1216,5 @@ func TestConcurrentUse(t *testing.T) {
 		}
 	})
 	wg.Wait()
-	if n := f.srv.Creates("user"); n != 40 {
-		t.Fatalf("Creates(user) = %d, want 40", n)
-	}
+	f.wantCreates(t, "user", 40)
 }

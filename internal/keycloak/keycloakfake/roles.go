@@ -10,31 +10,22 @@ import (
 func (s *Server) routeRoles(q *request, rs *realmState, rest []string) response {
 	switch len(rest) {
 	case 0:
-		switch q.method {
-		case http.MethodGet:
-			return listRoles(q, rs)
-		case http.MethodPost:
-			return s.createRole(q, rs)
-		}
-		return methodNotAllowed(http.MethodGet, http.MethodPost)
+		return collection(q, rs, listRoles, s.createRole)
 	case 1:
 		role, ok := rs.roles[rest[0]]
 		if !ok {
 			return errRoleNotFound
 		}
-		switch q.method {
-		case http.MethodGet:
-			return jsonOK(*role)
-		case http.MethodPut:
-			return updateRole(q, rs, role)
-		case http.MethodDelete:
-			delete(rs.roles, role.Name)
-			for _, u := range rs.users {
-				delete(u.roleIDs, role.ID)
-			}
-			return noContent()
-		}
-		return methodNotAllowed(http.MethodGet, http.MethodPut, http.MethodDelete)
+		return item(q,
+			func() response { return jsonOK(*role) },
+			func() response { return updateRole(q, rs, role) },
+			func() response {
+				delete(rs.roles, role.Name)
+				for _, u := range rs.users {
+					delete(u.roleIDs, role.ID)
+				}
+				return noContent()
+			})
 	}
 	return errNoRoute
 }

@@ -41,13 +41,7 @@ var errPasswordTooShort = oauthError(http.StatusBadRequest, "invalidPasswordMinL
 
 func (s *Server) routeUsers(q *request, rs *realmState, rest []string) response {
 	if len(rest) == 0 {
-		switch q.method {
-		case http.MethodGet:
-			return listUsers(q, rs)
-		case http.MethodPost:
-			return s.createUser(q, rs)
-		}
-		return methodNotAllowed(http.MethodGet, http.MethodPost)
+		return collection(q, rs, listUsers, s.createUser)
 	}
 	if len(rest) == 1 && rest[0] == "count" {
 		if q.method != http.MethodGet {
@@ -68,16 +62,13 @@ func (s *Server) routeUsers(q *request, rs *realmState, rest []string) response 
 	}
 	switch {
 	case len(rest) == 1:
-		switch q.method {
-		case http.MethodGet:
-			return jsonOK(u.rep.clone())
-		case http.MethodPut:
-			return s.updateUser(q, rs, u)
-		case http.MethodDelete:
-			delete(rs.users, u.rep.ID)
-			return noContent()
-		}
-		return methodNotAllowed(http.MethodGet, http.MethodPut, http.MethodDelete)
+		return item(q,
+			func() response { return jsonOK(u.rep.clone()) },
+			func() response { return s.updateUser(q, rs, u) },
+			func() response {
+				delete(rs.users, u.rep.ID)
+				return noContent()
+			})
 	case len(rest) == 3 && rest[1] == "role-mappings" && rest[2] == "realm":
 		switch q.method {
 		case http.MethodGet:
