@@ -4,8 +4,12 @@ GO        ?= go
 PKGS      ?= ./...
 FUZZTIME  ?= 10s
 STATICCHECK_VERSION ?= v0.8.2
+DUPL_VERSION ?= v1.1.0
+# dupl reports code repeated in syntax-tree shape; 75 tokens is about six to
+# ten lines of Go, the size at which a second copy is worth a shared helper.
+DUPL_TOKENS ?= 75
 
-.PHONY: run test test-short test-deploy lint fmt vet staticcheck fuzz bench build ci clean
+.PHONY: run test test-short test-deploy lint fmt vet staticcheck dupl fuzz bench build ci clean
 
 ## run: the whole system in one process (embedded JetStream, local PostgreSQL)
 run:
@@ -28,8 +32,9 @@ test-short: test-deploy
 test-deploy:
 	cd deploy && $(GO) test -count=1 ./...
 
-## lint: gofmt, go vet and staticcheck must all be clean, in the root and deploy modules
-lint: fmt vet staticcheck
+## lint: gofmt, go vet and staticcheck must all be clean, in the root and deploy modules,
+## and no code repeated beyond DUPL_TOKENS (dupl)
+lint: fmt vet staticcheck dupl
 
 fmt:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -41,6 +46,10 @@ vet:
 staticcheck:
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
 	cd deploy && $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+dupl:
+	@out=$$($(GO) run github.com/mibk/dupl@$(DUPL_VERSION) -t $(DUPL_TOKENS) -plumbing $$(git ls-files '*.go')); \
+	if [ -n "$$out" ]; then echo "repeated code (dupl -t $(DUPL_TOKENS)); share it:"; echo "$$out"; exit 1; fi
 
 ## fuzz: run every fuzz target for FUZZTIME each
 fuzz:
