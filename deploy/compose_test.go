@@ -25,8 +25,10 @@ var tenancyServices = []string{"api", "projector", "provisioner", "webhooker"}
 
 // testKeys are the variables docker-compose.yml refuses to start without.
 var testKeys = map[string]string{
-	"TENANCY_SIGNING_KEY": "c2lnbmluZy1rZXktZm9yLXRlc3RzLW9ubHktMzJieXQ=",
-	"TENANCY_MASTER_KEY":  "bWFzdGVyLWtleS1mb3ItdGVzdHMtb25seS0zMmJ5dGVz",
+	"TENANCY_SIGNING_KEY":          "c2lnbmluZy1rZXktZm9yLXRlc3RzLW9ubHktMzJieXQ=",
+	"TENANCY_MASTER_KEY":           "bWFzdGVyLWtleS1mb3ItdGVzdHMtb25seS0zMmJ5dGVz",
+	"TENANCY_NATS_PASSWORD":        "service-password-for-tests",
+	"TENANCY_NATS_READER_PASSWORD": "reader-password-for-tests",
 }
 
 // repoRoot is the repository root, where docker-compose.yml lives.
@@ -292,10 +294,32 @@ func TestComposeServices(t *testing.T) {
 					t.Errorf("service %s: server name %q missing or not unique", n, name)
 				}
 				names[name] = true
-				if len(s.Volumes) != 1 || s.Volumes[0].Target != flagValue(args, "--store_dir") || volumes[s.Volumes[0].Source] {
+				var store, auth *types.ServiceVolumeConfig
+				for i, v := range s.Volumes {
+					switch v.Target {
+					case flagValue(args, "--store_dir"):
+						store = &s.Volumes[i]
+					case flagValue(args, "--config"):
+						auth = &s.Volumes[i]
+					}
+				}
+				if store == nil || store.Type != types.VolumeTypeVolume || volumes[store.Source] {
 					t.Errorf("service %s does not keep its store (%s) on a volume of its own: %+v", n, flagValue(args, "--store_dir"), s.Volumes)
 				} else {
-					volumes[s.Volumes[0].Source] = true
+					volumes[store.Source] = true
+				}
+				// Its users and permissions: the deployments' file, and the
+				// services log in with the password it is given.
+				if auth == nil || !auth.ReadOnly || auth.Source != filepath.Join(repoRoot(t), "deploy", "kubernetes", "base", "nats-auth.conf") {
+					t.Errorf("service %s does not read its users from deploy/kubernetes/base/nats-auth.conf (--config %q): %+v", n, flagValue(args, "--config"), s.Volumes)
+				}
+				if env(s, "TENANCY_NATS_PASSWORD") != testKeys["TENANCY_NATS_PASSWORD"] || env(s, "TENANCY_NATS_READER_PASSWORD") != testKeys["TENANCY_NATS_READER_PASSWORD"] {
+					t.Errorf("service %s lacks the users' passwords", n)
+				}
+				for _, svc := range tenancyServices {
+					if env(p.Services[svc], "NATS_USER") != "tenancy" || env(p.Services[svc], "NATS_PASSWORD") != env(s, "TENANCY_NATS_PASSWORD") {
+						t.Errorf("%s does not log in to NATS as tenancy with its password", svc)
+					}
 				}
 				if len(nodes) == 1 {
 					if flagValue(args, "--cluster") != "" {

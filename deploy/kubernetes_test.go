@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -272,8 +273,14 @@ type container struct {
 	Image   string   `json:"image"`
 	Command []string `json:"command"`
 	Env     []struct {
-		Name  string `json:"name"`
-		Value string `json:"value"`
+		Name      string `json:"name"`
+		Value     string `json:"value"`
+		ValueFrom *struct {
+			SecretKeyRef *struct {
+				Name string `json:"name"`
+				Key  string `json:"key"`
+			} `json:"secretKeyRef"`
+		} `json:"valueFrom"`
 	} `json:"env"`
 	EnvFrom []struct {
 		ConfigMapRef *struct {
@@ -388,6 +395,14 @@ var tenancyDeployments = map[string]int{"api": 8080, "projector": 8081, "provisi
 // secretExample is the documented template of the Secret every pod reads.
 const secretExample = "kubernetes/secrets.env.example"
 
+// natsServerSecrets are the Secret's keys the NATS servers read (their
+// users' passwords, see checkNATSUsers) rather than the services, by the
+// variable each is given to nats-server as.
+var natsServerSecrets = map[string]bool{"NATS_PASSWORD": true, "NATS_READER_PASSWORD": true}
+
+// natsServerEnv maps nats-auth.conf's variables to the Secret's keys.
+var natsServerEnv = map[string]string{"TENANCY_NATS_PASSWORD": "NATS_PASSWORD", "TENANCY_NATS_READER_PASSWORD": "NATS_READER_PASSWORD"}
+
 // secretName is the Secret the manifests reference but do not contain.
 const secretName = "tenancy-secrets"
 
@@ -427,7 +442,7 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 	secretKeys := exampleSecretKeys(t)
 	for _, k := range secretKeys {
-		if !documented[k] {
+		if !documented[k] && !natsServerSecrets[k] {
 			t.Errorf("%s lists %s, which internal/config does not document", secretExample, k)
 		}
 	}
@@ -740,6 +755,7 @@ func checkNATS(t *testing.T, byKind map[string]map[string]object, replicas int, 
 	if !strings.Contains(conf, "jetstream") {
 		t.Error("nats.conf does not enable JetStream")
 	}
+	checkNATSUsers(t, byKind, pod, c, conf, confPath)
 	if m := storeRE.FindStringSubmatch(conf); m == nil || !mountedFromClaim(sts, c, m[1]) {
 		t.Errorf("nats.conf's store_dir is not on the StatefulSet's volume claim")
 	}
@@ -774,9 +790,47 @@ func checkNATS(t *testing.T, byKind map[string]map[string]object, replicas int, 
 	}
 }
 
-// checkNATSNetworkPolicy: NATS has no authentication, so a policy must
-// admit clients only from Tenancy's pods (all of them) and routes only from
-// the other servers.
+// checkNATSUsers: nats.conf includes nats-auth.conf from the same
+// ConfigMap, unchanged; the container gets the users' passwords from the
+// Secret; and the services log in as tenancy with the same password.
+func checkNATSUsers(t *testing.T, byKind map[string]map[string]object, pod podSpec, c container, conf, confPath string) {
+	t.Helper()
+	if !regexp.MustCompile(`(?m)^include\s+\.?/?nats-auth\.conf\s*$`).MatchString(conf) {
+		t.Error("nats.conf does not include nats-auth.conf: NATS would admit anyone")
+	}
+	var auth string
+	for _, vol := range pod.Volumes {
+		if vol.ConfigMap != nil {
+			if a, ok := byKind["ConfigMap"][vol.ConfigMap.Name].Data["nats-auth.conf"]; ok && byKind["ConfigMap"][vol.ConfigMap.Name].Data[filepath.Base(confPath)] != "" {
+				auth = a
+			}
+		}
+	}
+	want, err := os.ReadFile(filepath.Join("kubernetes", "base", "nats-auth.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != string(want) {
+		t.Error("the nats ConfigMap does not carry nats-auth.conf next to nats.conf")
+	}
+	got := map[string]string{}
+	for _, e := range c.Env {
+		if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && e.ValueFrom.SecretKeyRef.Name == secretName {
+			got[e.Name] = e.ValueFrom.SecretKeyRef.Key
+		}
+	}
+	if !maps.Equal(got, natsServerEnv) {
+		t.Errorf("the nats container's passwords from %s: %v, want %v", secretName, got, natsServerEnv)
+	}
+	cfg := configFor(t, byKind)
+	if cfg.Data["NATS_USER"] != "tenancy" {
+		t.Errorf("NATS_USER=%q in the services' ConfigMap, want tenancy (the password is the Secret's NATS_PASSWORD)", cfg.Data["NATS_USER"])
+	}
+}
+
+// checkNATSNetworkPolicy: on top of NATS's users, a policy admits clients
+// only from Tenancy's pods (all of them) and routes only from the other
+// servers.
 func checkNATSNetworkPolicy(t *testing.T, byKind map[string]map[string]object, sts object, c container) {
 	t.Helper()
 	var policy *object
@@ -786,7 +840,7 @@ func checkNATSNetworkPolicy(t *testing.T, byKind map[string]map[string]object, s
 		}
 	}
 	if policy == nil {
-		t.Error("no NetworkPolicy restricts who reaches NATS, which has no authentication")
+		t.Error("no NetworkPolicy restricts who reaches NATS")
 		return
 	}
 	admitted := map[int][]json.RawMessage{}

@@ -81,7 +81,7 @@ func TestClusterSurvivesNodeAndInstanceLoss(t *testing.T) {
 	master := make([]byte, 32)
 	_, _ = rand.Read(master)
 	dbURL := testenv.NewDatabase(t)
-	common := append(os.Environ(), "NATS_URL="+cl.URL(), "TENANCY_REPLICAS=3", "DATABASE_URL="+dbURL, "LOG_LEVEL=info",
+	common := append(os.Environ(), "NATS_URL="+cl.URL(), "NATS_USER=tenancy", "NATS_PASSWORD="+cl.Service, "TENANCY_REPLICAS=3", "DATABASE_URL="+dbURL, "LOG_LEVEL=info",
 		"TENANCY_SIGNING_KEY="+base64.RawURLEncoding.EncodeToString(signKey.Seed()), "TENANCY_MASTER_KEY="+base64.RawURLEncoding.EncodeToString(master),
 		"WEBHOOK_ALLOW_CIDRS=127.0.0.0/8", "WEBHOOK_ALLOW_HTTP=true", "WEBHOOK_TIMEOUT=2s",
 		// Enough quick attempts that the flaky subscriber never dead-letters.
@@ -161,7 +161,7 @@ func TestClusterSurvivesNodeAndInstanceLoss(t *testing.T) {
 	time.Sleep(8 * time.Second)
 
 	// Kill the stream's leader node and one instance of every service.
-	nc, err := nats.Connect(cl.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	nc, err := nats.Connect(cl.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond), nats.UserInfo("tenancy", cl.Service))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,12 +270,15 @@ func TestClusterSurvivesNodeAndInstanceLoss(t *testing.T) {
 	}
 	t.Logf("verified: %d tenants' sagas completed; realms and billing accounts match their states (%d tenants had a command whose answer was lost: checked against the state they reached)", sagas, uncertain)
 
-	// 3. The log verifies (signatures, versions, hash chains).
-	out, err := runCLI(ctx, bin, common, "verify")
+	// 3. The log verifies (signatures, versions, hash chains), read by the
+	// read-only user, which cannot write to it; nobody else gets in.
+	reader := append(slices.Clone(common), "NATS_USER=reader", "NATS_PASSWORD="+cl.Reader, "NATS_INBOX_PREFIX=_INBOX_reader")
+	out, err := runCLI(ctx, bin, reader, "verify")
 	if err != nil || !strings.Contains(out, "OK:") {
 		t.Fatalf("tenancy verify: %v\n%s", err, out)
 	}
 	t.Logf("verified: %s", strings.TrimSpace(out[strings.Index(out, "OK:"):]))
+	checkPermissions(t, ctx, cl)
 
 	// 4. Every subscriber has every tenant event, in log order.
 	want := tenantEventIDs(t, ctx, core)
@@ -661,4 +664,26 @@ func compareWithReplay(t *testing.T, ctx context.Context, core *boot.Core, dbURL
 		time.Sleep(100 * time.Millisecond)
 	}
 	testrig.CheckReplay(t, ctx, core, conn, "in the cluster")
+}
+
+// checkPermissions checks the cluster's users: no anonymous connection, and
+// the reader's append refused.
+func checkPermissions(t *testing.T, ctx context.Context, cl *cluster) {
+	t.Helper()
+	if nc, err := nats.Connect(cl.URL(), nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Fatal("the cluster accepted a connection without credentials")
+	}
+	rd, err := nats.Connect(cl.URL(), nats.UserInfo("reader", cl.Reader), nats.CustomInboxPrefix("_INBOX_reader"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	js, _ := jetstream.New(rd)
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := js.Publish(pctx, "tenancy.evt.x.tenant.x", []byte("forged")); err == nil {
+		t.Fatal("the read-only user appended to the log")
+	}
+	t.Log("verified: anonymous connections refused, the read-only user cannot append")
 }

@@ -170,17 +170,32 @@ func waitReady(t *testing.T, p *proc, url string, within time.Duration) {
 	}
 }
 
-// cluster is a JetStream cluster of nats-server processes on loopback.
+// cluster is a JetStream cluster of nats-server processes on loopback,
+// with the users and permissions the deployments give nats-server
+// (deploy/kubernetes/base/nats-auth.conf).
 type cluster struct {
 	nodes  []*proc
 	client []int
 	mon    []int
+	// Service and Reader are the users' passwords.
+	Service, Reader string
+}
+
+// authConf is the deployments' NATS users and permissions file.
+func authConf(t *testing.T) string {
+	t.Helper()
+	p, err := filepath.Abs(filepath.Join("..", "deploy", "kubernetes", "base", "nats-auth.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func startCluster(t *testing.T, bin, logDir string, n int) *cluster {
 	t.Helper()
 	ports := freePorts(t, 3*n)
-	c := &cluster{client: ports[:n], mon: ports[2*n:]}
+	c := &cluster{client: ports[:n], mon: ports[2*n:], Service: "systest-service-" + strconv.Itoa(ports[0]), Reader: "systest-reader-" + strconv.Itoa(ports[1])}
+	env := append(os.Environ(), "TENANCY_NATS_PASSWORD="+c.Service, "TENANCY_NATS_READER_PASSWORD="+c.Reader)
 	routes := make([]string, n)
 	for i := range n {
 		routes[i] = "nats://127.0.0.1:" + strconv.Itoa(ports[n+i])
@@ -188,8 +203,8 @@ func startCluster(t *testing.T, bin, logDir string, n int) *cluster {
 	for i := range n {
 		name := fmt.Sprintf("nats-%d", i+1)
 		store := filepath.Join(t.TempDir(), name)
-		p := newProc(t, logDir, name, filepath.Join(bin, "nats-server"), os.Environ(),
-			"--server_name", name, "--addr", "127.0.0.1", "--port", strconv.Itoa(c.client[i]), "--http_port", strconv.Itoa(c.mon[i]),
+		p := newProc(t, logDir, name, filepath.Join(bin, "nats-server"), env,
+			"--config", authConf(t), "--server_name", name, "--addr", "127.0.0.1", "--port", strconv.Itoa(c.client[i]), "--http_port", strconv.Itoa(c.mon[i]),
 			"--jetstream", "--store_dir", store,
 			"--cluster_name", "tenancy-systest", "--cluster", routes[i], "--routes", strings.Join(routes, ","))
 		c.nodes = append(c.nodes, p)

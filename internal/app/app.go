@@ -58,7 +58,7 @@ func foldEach[S domain.Aggregate, C any](d domain.Decider[S, C], msgs []eventsto
 			var zero S
 			out = append(out, zero)
 		}
-		out[i] = d.Evolve(out[i], domain.RecordedFrom(id, e, p))
+		out[i] = d.Evolve(out[i], domain.RecordedFrom(id, m.Seq, e, p))
 	}
 	return out, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tenancyhq/tenancy/internal/command"
+	"github.com/tenancyhq/tenancy/internal/integrity"
 	"github.com/tenancyhq/tenancy/internal/metrics"
 	"github.com/tenancyhq/tenancy/internal/postgres"
 	"github.com/tenancyhq/tenancy/internal/projection"
@@ -46,7 +47,7 @@ func NewProjections(o ProjectionsOptions) *Projections {
 	return &Projections{
 		o:   o,
 		ops: command.NewHandler[domain.ProjectionOps, domain.SkipEvent](domain.ProjectionOpsDecider{}, o.Deps),
-		all: []projection.Projection{projection.Tenants{}, projection.Audit{}},
+		all: projection.All(),
 	}
 }
 
@@ -69,7 +70,17 @@ func (p *Projections) byName(name string) (projection.Projection, error) {
 }
 
 func (p *Projections) deps(observe func(string, int, time.Duration, uint64, time.Time)) projection.Deps {
-	return projection.Deps{DatabaseURL: p.o.DatabaseURL, JS: p.o.JS, Store: p.o.Deps.Store, Opener: p.o.Opener, Log: p.o.Log, Observe: observe}
+	checker := p.o.Deps.Checker
+	if checker == nil {
+		checker = integrity.NewLogChecker(p.o.Deps.Store)
+	}
+	quarantine := p.o.Deps.Quarantine
+	if quarantine == nil {
+		quarantine = func(context.Context, *integrity.Violation) {}
+	}
+	return projection.Deps{DatabaseURL: p.o.DatabaseURL, JS: p.o.JS, Store: p.o.Deps.Store, Opener: p.o.Opener, Log: p.o.Log, Observe: observe,
+		Reader:     func() *integrity.Reader { return integrity.NewReader(checker, p.o.Deps.Store, 0) },
+		Quarantine: quarantine}
 }
 
 // Runners returns a runner of every projection, for the projector to run.

@@ -52,12 +52,12 @@ func (r *Reads) Tenants(ctx context.Context, f readmodel.TenantFilter, p readmod
 }
 
 // TenantBySlug returns the tenant holding slug.
-func (r *Reads) TenantBySlug(ctx context.Context, slug string) (domain.Tenant, error) {
+func (r *Reads) TenantBySlug(ctx context.Context, slug string) (readmodel.Tenant, error) {
 	return r.reader.TenantBySlug(ctx, slug)
 }
 
 // TenantByExternalID returns the tenant an external system knows by id.
-func (r *Reads) TenantByExternalID(ctx context.Context, system, id string) (domain.Tenant, error) {
+func (r *Reads) TenantByExternalID(ctx context.Context, system, id string) (readmodel.Tenant, error) {
 	return r.reader.TenantByExternalID(ctx, system, id)
 }
 

@@ -2,12 +2,12 @@ package app
 
 import (
 	"context"
-	"crypto/ed25519"
 	"encoding/base64"
 	"fmt"
 
 	"github.com/tenancyhq/tenancy/internal/command"
 	"github.com/tenancyhq/tenancy/internal/eventstore"
+	"github.com/tenancyhq/tenancy/internal/integrity"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
@@ -49,21 +49,5 @@ func (r *SigningKeys) Retire(ctx context.Context, kid, reason, actor string) err
 
 // Keys reads every registered key from the log.
 func (r *SigningKeys) Keys(ctx context.Context) (*events.KeySet, error) {
-	msgs, err := r.store.ReadAll(ctx, events.Subject(events.PlatformTenantID, events.AggregateSigningKey, "*"), 1)
-	if err != nil {
-		return nil, err
-	}
-	states, err := foldEach(domain.SigningKeyDecider{}, msgs)
-	if err != nil {
-		return nil, err
-	}
-	ks := events.NewKeySet()
-	for _, s := range states {
-		pub, err := base64.RawURLEncoding.DecodeString(s.PublicKey)
-		if err != nil || len(pub) != ed25519.PublicKeySize || events.KeyID(pub) != s.ID {
-			return nil, fmt.Errorf("signing key %s: registered public key does not match its id", s.ID)
-		}
-		ks.Add(events.PublicKey{ID: s.ID, Key: pub, CreatedAt: s.RegisteredAt, RetiredAt: s.RetiredAt})
-	}
-	return ks, nil
+	return integrity.LoadKeys(ctx, r.store)
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tenancyhq/tenancy/internal/command"
 	"github.com/tenancyhq/tenancy/internal/eventstore"
+	"github.com/tenancyhq/tenancy/internal/integrity"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
@@ -38,6 +39,7 @@ type Tenants struct {
 	newID    func() string
 	catalog  *domain.Catalog
 	log      *slog.Logger
+	checker  *integrity.Checker
 }
 
 // TenantsOptions configure Tenants.
@@ -54,7 +56,11 @@ type TenantsOptions struct {
 // NewTenants returns the tenant use cases.
 func NewTenants(o TenantsOptions) *Tenants {
 	h := command.NewHandler[domain.Tenant, domain.TenantCommand](domain.TenantDecider{Catalog: o.Catalog}, o.Deps)
-	return &Tenants{handler: h, store: o.Deps.Store, keys: o.Keys, accounts: o.Accounts, newID: o.Deps.NewID, catalog: o.Catalog, log: o.Log}
+	checker := o.Deps.Checker
+	if checker == nil {
+		checker = integrity.NewLogChecker(o.Deps.Store)
+	}
+	return &Tenants{handler: h, store: o.Deps.Store, keys: o.Keys, accounts: o.Accounts, newID: o.Deps.NewID, catalog: o.Catalog, log: o.Log, checker: checker}
 }
 
 // Catalog returns the policy catalog commands are decided against.
@@ -65,8 +71,20 @@ type TenantResult = command.Result[domain.Tenant]
 
 // Create creates a tenant with a new id.
 func (s *Tenants) Create(ctx context.Context, c domain.CreateTenant, meta command.Meta) (TenantResult, error) {
-	c.ID = s.newID()
-	return s.handler.Execute(ctx, c.ID, c.ID, c, meta)
+	given := c.ID != ""
+	if !given {
+		c.ID = s.newID()
+	}
+	res, err := s.handler.Execute(ctx, c.ID, c.ID, c, meta)
+	var ce *domain.ConflictError
+	if given && errors.As(err, &ce) && ce.Field == "id" {
+		// A retry (same Idempotency-Key, so the same id) of a create that
+		// appended but never answered: what it created is the answer.
+		if t, seq, gerr := s.Get(ctx, c.ID); gerr == nil && t.Slug == c.Slug {
+			return TenantResult{State: t, Seq: seq}, nil
+		}
+	}
+	return res, err
 }
 
 func tenantNotFound(id string) error {
@@ -88,6 +106,10 @@ func (s *Tenants) Get(ctx context.Context, id string) (domain.Tenant, uint64, er
 	}
 	return t, seq, nil
 }
+
+// Integrity says where a tenant's hash chain breaks, as its last load
+// found it (nil when intact).
+func (s *Tenants) Integrity(id string) *domain.IntegrityError { return s.handler.Broken(id, id) }
 
 // Do runs a command on an existing tenant.
 func (s *Tenants) Do(ctx context.Context, id string, cmd domain.TenantCommand, meta command.Meta) (TenantResult, error) {
@@ -113,7 +135,9 @@ func (s *Tenants) Do(ctx context.Context, id string, cmd domain.TenantCommand, m
 
 // Events returns up to limit of the signed events a tenant owns, as stored,
 // from stream sequence from on, and the sequence to continue from (0 at
-// the end).
+// the end). Messages on its subjects that fail the integrity checks (and
+// resolved ones) are left out: they are not its events (GET
+// /v1/admin/quarantine lists them).
 func (s *Tenants) Events(ctx context.Context, id string, from uint64, limit int) ([]json.RawMessage, uint64, error) {
 	if _, _, err := s.Get(ctx, id); err != nil {
 		return nil, 0, err
@@ -126,15 +150,24 @@ func (s *Tenants) Events(ctx context.Context, id string, from uint64, limit int)
 	if more && len(msgs) > 0 {
 		next = msgs[len(msgs)-1].Seq + 1
 	}
-	out := make([]json.RawMessage, len(msgs))
-	for i, m := range msgs {
-		out[i] = m.Data
+	reader := integrity.NewReader(s.checker, s.store, 1024)
+	out := make([]json.RawMessage, 0, len(msgs))
+	for _, m := range msgs {
+		c, err := reader.Read(ctx, m)
+		var v *integrity.Violation
+		switch {
+		case errors.As(err, &v), err == nil && c.Ignored:
+			continue
+		case err != nil:
+			return nil, 0, err
+		}
+		out = append(out, m.Data)
 	}
 	return out, next, nil
 }
 
 // Event returns the stored event at seq if it matches filter (a subject
-// prefix ending in ">").
+// prefix ending in ">") and passes the integrity checks.
 func (s *Tenants) Event(ctx context.Context, seq uint64, filter string) ([]byte, error) {
 	m, err := s.store.Get(ctx, seq)
 	if errors.Is(err, eventstore.ErrNotFound) || (err == nil && !strings.HasPrefix(m.Subject, strings.TrimSuffix(filter, ">"))) {
@@ -143,7 +176,22 @@ func (s *Tenants) Event(ctx context.Context, seq uint64, filter string) ([]byte,
 	if err != nil {
 		return nil, err
 	}
+	c, err := integrity.NewReader(s.checker, s.store, 16).Read(ctx, *m)
+	var v *integrity.Violation
+	switch {
+	case errors.As(err, &v), err == nil && c.Ignored:
+		return nil, fmt.Errorf("no event at sequence %d: the message there failed the integrity checks (%s; GET /v1/admin/quarantine/%d): %w", seq, integrityReason(v), seq, domain.ErrNotFound)
+	case err != nil:
+		return nil, err
+	}
 	return m.Data, nil
+}
+
+func integrityReason(v *integrity.Violation) string {
+	if v == nil {
+		return "resolved"
+	}
+	return v.Reason
 }
 
 // IssueAdminPassword gives the tenant's administrator a new temporary

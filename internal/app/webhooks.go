@@ -100,7 +100,20 @@ func (s *Webhooks) Create(ctx context.Context, c domain.CreateWebhook, meta comm
 	if err := s.checkTenant(ctx, c.TenantID); err != nil {
 		return WebhookResult{}, "", err
 	}
-	c.ID = s.newID()
+	if c.ID != "" {
+		if w, seq, err := s.Get(ctx, c.ID); err == nil && w.URL == c.URL {
+			// A retry (same Idempotency-Key, so the same id) of a create
+			// that appended but never answered: the subscription exists,
+			// and its secret was never shown.
+			secret, err := s.secrets.Secret(ctx, c.ID, w.SecretVersion)
+			if err != nil {
+				return WebhookResult{}, "", err
+			}
+			return WebhookResult{State: w, Seq: seq}, secret, nil
+		}
+	} else {
+		c.ID = s.newID()
+	}
 	secret, err := secrets.New()
 	if err != nil {
 		return WebhookResult{}, "", err
@@ -341,6 +354,9 @@ func (s *Webhooks) Replay(ctx context.Context, webhookID string, c domain.Reques
 	if w.TenantID != "" && c.TenantID != "" && c.TenantID != w.TenantID {
 		return WebhookResult{}, &domain.ValidationError{Fields: []domain.FieldError{{Field: "tenant_id",
 			Message: fmt.Sprintf("this webhook only receives tenant %s's events", w.TenantID)}}}
+	}
+	if c.Head, err = s.store.LastSeq(ctx); err != nil {
+		return WebhookResult{}, err
 	}
 	res, err := s.execute(ctx, webhookID, c, meta)
 	if err != nil {

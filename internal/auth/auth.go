@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -15,8 +16,10 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/google/uuid"
 	lru "github.com/hashicorp/golang-lru/v2"
 
+	"github.com/tenancyhq/tenancy/internal/metrics"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 )
 
@@ -34,6 +37,8 @@ const (
 
 // Principal is an authenticated caller.
 type Principal struct {
+	// Issuer is the token's issuer; with Subject it names the caller.
+	Issuer string
 	// Subject is the token subject: the actor recorded on events.
 	Subject string
 	Roles   []string
@@ -71,6 +76,8 @@ type Config struct {
 	HTTPClient *http.Client
 	// Now is the clock expiry is checked against (default time.Now).
 	Now func() time.Time
+	// Log hears of an unreachable issuer (default: discarded).
+	Log *slog.Logger
 }
 
 // Authenticator verifies bearer tokens. Discovery happens on first use and
@@ -97,6 +104,9 @@ func New(cfg Config) (*Authenticator, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
 	c, _ := lru.New[[32]byte, Principal](20000)
 	return &Authenticator{cfg: cfg, cache: c}, nil
 }
@@ -104,6 +114,14 @@ func New(cfg Config) (*Authenticator, error) {
 // Issuer returns the configured issuer URL.
 func (a *Authenticator) Issuer() string { return a.cfg.IssuerURL }
 
+// ErrIssuerUnreachable reports that the issuer's discovery document or
+// keys have never been fetched: no token can be checked yet. The message
+// names no address (the log line does).
+var ErrIssuerUnreachable = fmt.Errorf("%w: the OIDC issuer cannot be reached yet, so no token can be checked; try again shortly", domain.ErrUnavailable)
+
+// getVerifier returns the verifier, made on first success: the discovery
+// document read and the issuer's keys fetched once. After that it never
+// fails; the keys refresh on their own.
 func (a *Authenticator) getVerifier(ctx context.Context) (*oidc.IDTokenVerifier, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -120,9 +138,23 @@ func (a *Authenticator) getVerifier(ctx context.Context) (*oidc.IDTokenVerifier,
 	}
 	p, err := oidc.NewProvider(dctx, discovery)
 	if err != nil {
-		return nil, fmt.Errorf("%w: OIDC discovery at %s failed: %v", domain.ErrUnavailable, discovery, err)
+		metrics.IssuerFailures.WithLabelValues("discovery").Inc()
+		a.cfg.Log.WarnContext(ctx, "cannot read the OIDC issuer's discovery document", "url", discovery, "error", err)
+		return nil, ErrIssuerUnreachable
 	}
-	a.verifier = p.VerifierContext(ctx, &oidc.Config{
+	var meta struct {
+		JWKS string `json:"jwks_uri"`
+	}
+	if err := p.Claims(&meta); err != nil || meta.JWKS == "" {
+		metrics.IssuerFailures.WithLabelValues("discovery").Inc()
+		a.cfg.Log.WarnContext(ctx, "the OIDC issuer's discovery document names no jwks_uri", "url", discovery)
+		return nil, ErrIssuerUnreachable
+	}
+	keys := &issuerKeys{url: meta.JWKS, client: a.cfg.HTTPClient, log: a.cfg.Log, now: a.cfg.Now}
+	if _, err := keys.refresh(dctx, true); err != nil {
+		return nil, ErrIssuerUnreachable
+	}
+	a.verifier = oidc.NewVerifier(a.cfg.IssuerURL, keys, &oidc.Config{
 		ClientID:             a.cfg.Audience,
 		SupportedSigningAlgs: []string{oidc.RS256, oidc.RS384, oidc.RS512, oidc.ES256, oidc.ES384, oidc.ES512, oidc.PS256, oidc.EdDSA},
 		Now:                  a.cfg.Now,
@@ -130,8 +162,9 @@ func (a *Authenticator) getVerifier(ctx context.Context) (*oidc.IDTokenVerifier,
 	return a.verifier, nil
 }
 
-// Ready reports whether the issuer's discovery document has been read,
-// reading it if not.
+// Ready reports whether tokens can be checked: the issuer's discovery
+// document read and its keys fetched, at least once (fetching them if
+// not). Once they have been, it stays ready through an issuer outage.
 func (a *Authenticator) Ready(ctx context.Context) error {
 	_, err := a.getVerifier(ctx)
 	return err
@@ -177,7 +210,12 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (Princip
 	if err := tok.Claims(&c); err != nil {
 		return Principal{}, fmt.Errorf("%w: unreadable claims: %v", domain.ErrUnauthenticated, err)
 	}
-	p := Principal{Subject: c.Subject, TenantID: c.TenantID, ExpiresAt: tok.Expiry}
+	if c.TenantID != "" {
+		if _, err := uuid.Parse(c.TenantID); err != nil || len(c.TenantID) != 36 {
+			return Principal{}, fmt.Errorf("%w: the token's tenant_id claim is not a tenant id (a UUID like 0190c4f2-7d1e-7b3a-9c2d-5e6f7a8b9c0d)", domain.ErrUnauthenticated)
+		}
+	}
+	p := Principal{Issuer: tok.Issuer, Subject: c.Subject, TenantID: strings.ToLower(c.TenantID), ExpiresAt: tok.Expiry}
 	if p.Subject == "" && c.AZP != "" {
 		p.Subject = "client:" + c.AZP
 	}

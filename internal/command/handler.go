@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"log/slog"
 	"reflect"
 	"sync"
 	"time"
@@ -21,6 +22,8 @@ import (
 
 	"github.com/tenancyhq/tenancy/internal/backoff"
 	"github.com/tenancyhq/tenancy/internal/eventstore"
+	"github.com/tenancyhq/tenancy/internal/integrity"
+	"github.com/tenancyhq/tenancy/internal/logging"
 	"github.com/tenancyhq/tenancy/internal/metrics"
 	"github.com/tenancyhq/tenancy/internal/tracing"
 	"github.com/tenancyhq/tenancy/pkg/domain"
@@ -58,6 +61,15 @@ type Deps struct {
 	Cipher events.PIICipher
 	Clock  func() time.Time
 	NewID  func() string
+	// Checker checks every event the handler folds: signature, chain, keys
+	// (default: one on Store's registered keys).
+	Checker *integrity.Checker
+	// Quarantine, if set, hears of a message on an aggregate's subject that
+	// fails the checks (the aggregate then takes no commands until it is
+	// resolved).
+	Quarantine func(ctx context.Context, v *integrity.Violation)
+	// Log receives the refusals of commands on broken aggregates.
+	Log *slog.Logger
 	// MaxAttempts bounds decide-append rounds when other writers interfere.
 	MaxAttempts int
 	// CacheSize bounds how many aggregates stay folded in memory.
@@ -73,10 +85,20 @@ type Handler[S domain.Aggregate, C any] struct {
 	seed  maphash.Seed
 }
 
+// snapshot is an aggregate folded from its subject: its state, the
+// sequence of the subject's last message (what an append expects), and the
+// chain head of its last valid event. broken is set when a message on the
+// subject failed the integrity checks: nothing after it is folded.
 type snapshot[S domain.Aggregate] struct {
-	state S
-	seq   uint64
-	hash  events.Hash
+	state  S
+	seq    uint64
+	hash   events.Hash
+	lastID string
+	broken *integrity.Violation
+}
+
+func (s snapshot[S]) head() events.Head {
+	return events.Head{Version: s.state.AggregateVersion(), Hash: s.hash, ID: s.lastID}
 }
 
 // ErrContention reports a command that kept losing the race to append.
@@ -93,6 +115,12 @@ func NewHandler[S domain.Aggregate, C any](agg domain.Decider[S, C], deps Deps) 
 	}
 	if deps.Clock == nil {
 		deps.Clock = time.Now
+	}
+	if deps.Log == nil {
+		deps.Log = logging.Discard()
+	}
+	if deps.Checker == nil {
+		deps.Checker = integrity.NewLogChecker(deps.Store)
 	}
 	c, _ := lru.New[string, snapshot[S]](deps.CacheSize)
 	return &Handler[S, C]{agg: agg, deps: deps, cache: c, seed: maphash.MakeSeed()}
@@ -205,8 +233,18 @@ func (h *Handler[S, C]) execute(ctx context.Context, name, tenantID, id string, 
 		if snap, err = h.load(ctx, tenantID, id, subject); err != nil {
 			return Result[S]{}, err
 		}
+		h.cache.Add(subject, snap)
+	}
+	if snap.broken != nil {
+		var err error
+		if snap, err = h.recheck(ctx, tenantID, id, subject, snap); err != nil {
+			return Result[S]{}, err
+		}
 	}
 	for attempt := 1; attempt <= h.deps.MaxAttempts; attempt++ {
+		if snap.broken != nil {
+			return Result[S]{}, h.refuse(ctx, name, snap.broken)
+		}
 		if attempt > 1 {
 			metrics.CommandRetries.WithLabelValues(name).Inc()
 		}
@@ -254,12 +292,35 @@ func (h *Handler[S, C]) catchUp(ctx context.Context, tenantID, id, subject strin
 	if len(msgs) == 0 {
 		return snap, false, nil
 	}
-	next, err := h.fold(tenantID, id, snap, msgs)
+	next, err := h.fold(ctx, tenantID, id, snap, msgs)
 	if err != nil {
 		return snap, false, err
 	}
 	h.cache.Add(subject, next)
 	return next, true, nil
+}
+
+// recheck folds a broken aggregate again if an operator has resolved the
+// message that broke it since.
+func (h *Handler[S, C]) recheck(ctx context.Context, tenantID, id, subject string, snap snapshot[S]) (snapshot[S], error) {
+	resolved, err := h.deps.Checker.Resolved(ctx, snap.broken.Seq)
+	if err != nil || !resolved {
+		return snap, err
+	}
+	next, err := h.load(ctx, tenantID, id, subject)
+	if err != nil {
+		return snap, err
+	}
+	h.cache.Add(subject, next)
+	return next, nil
+}
+
+// refuse refuses a command on an aggregate whose chain is broken.
+func (h *Handler[S, C]) refuse(ctx context.Context, name string, v *integrity.Violation) error {
+	metrics.IntegrityRefusals.Inc()
+	h.deps.Log.ErrorContext(ctx, "command refused: the aggregate's hash chain is broken", "command", name, "seq", v.Seq,
+		"subject", v.Subject, "violation", v.Reason)
+	return &domain.IntegrityError{Seq: v.Seq, Violation: v.Reason}
 }
 
 // refreshable errors may be artefacts of a stale cached state.
@@ -306,7 +367,7 @@ func (h *Handler[S, C]) try(ctx context.Context, name, tenantID, id, subject str
 		h.cache.Remove(subject)
 		return Result[S]{}, false, err
 	}
-	h.cache.Add(subject, snapshot[S]{state: state, seq: seq, hash: last})
+	h.cache.Add(subject, snapshot[S]{state: state, seq: seq, hash: last, lastID: envs[len(envs)-1].ID})
 	return Result[S]{State: state, Seq: seq, Events: envs}, false, nil
 }
 
@@ -331,7 +392,7 @@ func (h *Handler[S, C]) envelopes(ctx context.Context, tenantID, id string, stat
 			Actor: meta.Actor, CorrelationID: meta.CorrelationID, CausationID: meta.CausationID,
 			TraceParent: traceParent, AggVersion: v,
 		}
-		state = h.agg.Evolve(state, domain.RecordedFrom(id, envs[i], p))
+		state = h.agg.Evolve(state, domain.RecordedFrom(id, 0, envs[i], p))
 	}
 	return envs, state
 }
@@ -372,6 +433,10 @@ func (h *Handler[S, C]) sign(tenantID, subject string, snap snapshot[S], payload
 		if err != nil {
 			return nil, prev, err
 		}
+		// Never append what readers cannot read back.
+		if err := events.Readable(raw, p); err != nil {
+			return nil, prev, fmt.Errorf("%s would not read back: %w", p.EventType(), err)
+		}
 		prev = hash
 		o := eventstore.Outgoing{Subject: subject, Data: raw, MsgID: envs[i].ID}
 		if i == 0 {
@@ -403,7 +468,9 @@ func sameClaims(a, b []domain.Claim) bool {
 }
 
 // Load returns the aggregate's current state as the log has it, and the
-// stream sequence of its last event (0 if it has none).
+// stream sequence of its last event (0 if it has none). For an aggregate
+// whose chain is broken it is the state up to the last valid event; Broken
+// then says where the chain breaks.
 func (h *Handler[S, C]) Load(ctx context.Context, tenantID, id string) (S, uint64, error) {
 	subject := h.Subject(tenantID, id)
 	snap, ok := h.cache.Get(subject)
@@ -415,6 +482,12 @@ func (h *Handler[S, C]) Load(ctx context.Context, tenantID, id string) (S, uint6
 		h.cache.Add(subject, s)
 		return s.state, s.seq, nil
 	}
+	if snap.broken != nil {
+		var err error
+		if snap, err = h.recheck(ctx, tenantID, id, subject, snap); err != nil {
+			return snap.state, 0, err
+		}
+	}
 	// Catch up from the cached sequence: one round trip that usually
 	// returns nothing new.
 	snap, _, err := h.catchUp(ctx, tenantID, id, subject, snap)
@@ -424,26 +497,55 @@ func (h *Handler[S, C]) Load(ctx context.Context, tenantID, id string) (S, uint6
 	return snap.state, snap.seq, nil
 }
 
+// Broken reports where the aggregate's chain breaks, as the last Load or
+// Execute found it (nil when intact).
+func (h *Handler[S, C]) Broken(tenantID, id string) *domain.IntegrityError {
+	snap, ok := h.cache.Peek(h.Subject(tenantID, id))
+	if !ok || snap.broken == nil {
+		return nil
+	}
+	return &domain.IntegrityError{Seq: snap.broken.Seq, Violation: snap.broken.Reason}
+}
+
 func (h *Handler[S, C]) load(ctx context.Context, tenantID, id, subject string) (snapshot[S], error) {
 	msgs, err := h.deps.Store.ReadAll(ctx, subject, 1)
 	if err != nil {
 		return snapshot[S]{}, err
 	}
-	return h.fold(tenantID, id, snapshot[S]{}, msgs)
+	return h.fold(ctx, tenantID, id, snapshot[S]{}, msgs)
 }
 
-func (h *Handler[S, C]) fold(tenantID, id string, snap snapshot[S], msgs []eventstore.Message) (snapshot[S], error) {
+// fold checks and folds the subject's messages after snap. A message that
+// fails the checks breaks the chain: it and everything after it stay out
+// of the state until an operator resolves it.
+func (h *Handler[S, C]) fold(ctx context.Context, tenantID, id string, snap snapshot[S], msgs []eventstore.Message) (snapshot[S], error) {
+	if snap.broken != nil {
+		// Nothing after a break is folded (recheck starts over once it is
+		// resolved).
+		return snap, nil
+	}
 	for _, m := range msgs {
-		e, p, err := events.Decode(m.Data)
+		c, err := h.deps.Checker.Check(ctx, snap.head(), m)
+		var v *integrity.Violation
+		if errors.As(err, &v) {
+			snap.broken, snap.seq = v, m.Seq
+			if h.deps.Quarantine != nil {
+				h.deps.Quarantine(ctx, v)
+			}
+			return snap, nil
+		}
 		if err != nil {
-			return snap, fmt.Errorf("event at seq %d on %s: %w", m.Seq, m.Subject, err)
+			return snap, fmt.Errorf("checking the event at seq %d on %s: %w", m.Seq, m.Subject, err)
 		}
-		if err := events.OpenPII(p, tenantID, h.deps.Cipher); err != nil {
-			return snap, fmt.Errorf("event at seq %d on %s: %w", m.Seq, m.Subject, err)
-		}
-		snap.state = h.agg.Evolve(snap.state, domain.RecordedFrom(id, e, p))
 		snap.seq = m.Seq
-		snap.hash = events.HashCanonical(m.Data)
+		if c.Ignored {
+			continue
+		}
+		if err := events.OpenPII(c.Payload, tenantID, h.deps.Cipher); err != nil {
+			return snap, fmt.Errorf("event at seq %d on %s: %w", m.Seq, m.Subject, err)
+		}
+		snap.state = h.agg.Evolve(snap.state, domain.RecordedFrom(id, m.Seq, c.Envelope, c.Payload))
+		snap.hash, snap.lastID = c.Head.Hash, c.Head.ID
 	}
 	return snap, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/tenancyhq/tenancy/internal/app"
 	"github.com/tenancyhq/tenancy/internal/command"
 	"github.com/tenancyhq/tenancy/internal/eventstore"
 	"github.com/tenancyhq/tenancy/internal/keyring"
@@ -53,7 +54,11 @@ func setup(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	store := eventstore.New(n.JS, "")
+	// The readers trust the keys registered in the log: register this one.
 	deps := command.Deps{Store: store, Signer: signer, Cipher: ring, NewID: func() string { return uuid.Must(uuid.NewV7()).String() }}
+	if err := app.NewSigningKeys(deps).Register(ctx, signer); err != nil {
+		t.Fatal(err)
+	}
 	return &env{store: store, signer: signer, ring: ring, deps: deps, cat: cat}
 }
 
@@ -77,7 +82,8 @@ func (e *env) verify(t *testing.T) *events.ChainVerifier {
 	ctx := testenv.Context(t, time.Minute)
 	keys := events.NewKeySet(events.PublicKey{Key: e.signer.PublicKey()})
 	v := events.NewChainVerifier(keys)
-	msgs, err := e.store.ReadAll(ctx, events.AllSubjects, 1)
+	// The tenants' events: the signing key's registration is the setup's.
+	msgs, err := e.store.ReadAll(ctx, events.Subject("*", events.AggregateTenant, "*"), 1)
 	if err != nil {
 		t.Fatal(err)
 	}

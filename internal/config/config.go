@@ -30,7 +30,10 @@ var Vars = []Var{
 	{"TENANCY_HTTP_ADDR", "127.0.0.1:8080 (dev), :8080 (api), :8081 (projector), :8082 (provisioner), :8083 (webhooker)", "HTTP listen address: the API, or a worker's health checks and metrics", "all"},
 	{"TENANCY_DEV_NATS_ADDR", "127.0.0.1:4223", "`tenancy dev`: client address of the embedded NATS server (so the CLI and other processes can reach it)", "tenancy"},
 	{"NATS_URL", "(none; dev embeds a server)", "NATS server URL(s), comma-separated for a cluster", "all"},
-	{"NATS_CREDS", "", "NATS credentials file", "all"},
+	{"NATS_CREDS", "", "NATS credentials file (JWT and seed, for servers in operator mode)", "all"},
+	{"NATS_USER", "(dev: tenancy, from the data dir)", "NATS user (the deployments' nats-server configuration has the users tenancy and reader, see docs/runbook.md)", "all"},
+	{"NATS_PASSWORD", "(dev: from the data dir)", "its password", "all"},
+	{"NATS_INBOX_PREFIX", "_INBOX", "inbox prefix for replies; the read-only user reader must use _INBOX_reader", "all"},
 	{"NATS_TLS_CA", "", "CA bundle to verify the NATS servers", "all"},
 	{"NATS_TLS_CERT", "", "client certificate for NATS mTLS", "all"},
 	{"NATS_TLS_KEY", "", "client key for NATS mTLS", "all"},
@@ -56,7 +59,7 @@ var Vars = []Var{
 	{"LOG_LEVEL", "info", "debug, info, warn or error", "all"},
 	{"TENANCY_API_URL", "http://$TENANCY_HTTP_ADDR", "`tenancy webhooks`: the API it calls", "tenancy"},
 	{"TENANCY_TOKEN", "(the data dir's admin.token)", "`tenancy webhooks`: the platform-admin bearer token it sends", "tenancy"},
-	{"WEBHOOK_ALLOW_CIDRS", "(none; dev: 127.0.0.0/8, ::1)", "addresses webhooks may reach although they are internal (loopback, private, link-local, ...): CIDRs or IPs, comma-separated", "api, webhooker, tenancy"},
+	{"WEBHOOK_ALLOW_CIDRS", "(none; dev: 127.0.0.0/8, ::1)", "addresses webhooks may reach although they are internal (loopback, private, link-local, ...): CIDRs or IPs, comma-separated; when set it replaces dev's loopback allowance", "api, webhooker, tenancy"},
 	{"WEBHOOK_ALLOW_HTTP", "false (dev: true)", "accept http:// webhook URLs (otherwise https is required)", "api, webhooker, tenancy"},
 	{"WEBHOOK_TIMEOUT", "15s", "time limit of one delivery attempt (connect, send, response headers and body)", "webhooker, tenancy"},
 	{"WEBHOOK_RETRY_SCHEDULE", "0s,5s,5m,30m,2h,5h,10h,10h", "delay before each delivery attempt (±20% jitter); after the last one the delivery is dead-lettered", "webhooker, tenancy"},
@@ -188,18 +191,22 @@ func (p problems) err() error {
 
 // NATS says how to reach JetStream.
 type NATS struct {
-	URL      string
-	Creds    string
-	TLSCA    string
-	TLSCert  string
-	TLSKey   string
-	Stream   string
-	Replicas int
+	URL         string
+	Creds       string
+	User        string
+	Password    string
+	InboxPrefix string
+	TLSCA       string
+	TLSCert     string
+	TLSKey      string
+	Stream      string
+	Replicas    int
 }
 
 func (r *reader) nats() NATS {
 	return NATS{
-		URL: r.str("NATS_URL"), Creds: r.str("NATS_CREDS"), TLSCA: r.str("NATS_TLS_CA"), TLSCert: r.str("NATS_TLS_CERT"), TLSKey: r.str("NATS_TLS_KEY"),
+		URL: r.str("NATS_URL"), Creds: r.str("NATS_CREDS"), User: r.str("NATS_USER"), Password: r.str("NATS_PASSWORD"), InboxPrefix: r.str("NATS_INBOX_PREFIX"),
+		TLSCA: r.str("NATS_TLS_CA"), TLSCert: r.str("NATS_TLS_CERT"), TLSKey: r.str("NATS_TLS_KEY"),
 		Stream: r.str("TENANCY_STREAM"), Replicas: r.int("TENANCY_REPLICAS"),
 	}
 }
@@ -210,6 +217,12 @@ func (n NATS) validate(p *problems, needURL bool) {
 	}
 	if n.Replicas < 1 || n.Replicas > 5 {
 		p.add("TENANCY_REPLICAS=%d must be 1 to 5", n.Replicas)
+	}
+	if (n.User == "") != (n.Password == "") {
+		p.add("NATS_USER and NATS_PASSWORD go together")
+	}
+	if n.User != "" && n.Creds != "" {
+		p.add("give NATS_CREDS or NATS_USER, not both")
 	}
 	if (n.TLSCert == "") != (n.TLSKey == "") {
 		p.add("NATS_TLS_CERT and NATS_TLS_KEY go together")
@@ -305,7 +318,12 @@ func (r *reader) webhooks(dev bool) Webhooks {
 	if err != nil {
 		r.bad("%s", err.Error())
 	}
-	w.AllowCIDRs = append(w.AllowCIDRs, allow...)
+	if r.get("WEBHOOK_ALLOW_CIDRS") != "" {
+		// Set, it is the whole list, dev's loopback included or not: an
+		// operator narrowing what webhooks reach must not find loopback
+		// still open.
+		w.AllowCIDRs = allow
+	}
 	if v, set := r.bool("WEBHOOK_ALLOW_HTTP"); set {
 		w.AllowHTTP = v
 	}

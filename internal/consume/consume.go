@@ -24,6 +24,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tenancyhq/tenancy/internal/backoff"
+	"github.com/tenancyhq/tenancy/internal/eventstore"
+	"github.com/tenancyhq/tenancy/internal/integrity"
 	"github.com/tenancyhq/tenancy/internal/logging"
 	"github.com/tenancyhq/tenancy/internal/natsconn"
 	"github.com/tenancyhq/tenancy/pkg/events"
@@ -115,10 +117,15 @@ type Options struct {
 	// Raw hands messages over undecoded: the stream holds Tenancy's own
 	// records (a work queue), not events.
 	Raw bool
-	// Poison hears of a message that is not a readable event. Returning nil
-	// goes on without it (a durable consumer's message is dropped);
-	// returning an error ends the loop with it. Without Poison the message
-	// is logged at ERROR and dropped.
+	// Reader checks every event read (signature, chain, keys): the one
+	// envelope reader. Required unless Raw.
+	Reader *integrity.Reader
+	// Poison hears of a message that fails the Reader's checks (an
+	// *integrity.Violation: forged, replayed, out of its chain, not an
+	// event). Returning nil goes on without it (a durable consumer's message
+	// is dropped); returning an error ends the loop with it. Without Poison
+	// the message is logged at ERROR and dropped. A message operators
+	// resolved never reaches Poison or the handler.
 	Poison func(ctx context.Context, m *Message, err error) error
 	// Tick, if set, runs every TickEvery between handler calls, in the
 	// handler's goroutine; an error ends the loop.
@@ -180,6 +187,9 @@ type errFeed struct{ err error }
 func (e errFeed) Error() string { return "message feed interrupted: " + e.err.Error() }
 
 func loop(ctx context.Context, js jetstream.JetStream, src Source, o Options, handle func(context.Context, []*Message) error) error {
+	if !o.Raw && o.Reader == nil {
+		return errors.New("consume: reading events needs an integrity reader (Options.Reader)")
+	}
 	var last uint64 // the last message handled, where an ordered feed resumes
 	for attempt := 1; ; attempt++ {
 		err := session(ctx, js, src, o, &last, handle)
@@ -351,15 +361,26 @@ func deliver(ctx context.Context, o Options, batch []jetstream.Msg, ordered bool
 		return nil
 	}
 	for _, jm := range batch {
-		m, err := newMessage(jm, ordered, o.Raw)
-		if err == nil {
+		m, ignored, err := newMessage(ctx, o, jm, ordered)
+		var v *integrity.Violation
+		switch {
+		case err == nil && !ignored:
 			ms = append(ms, m)
 			continue
+		case err != nil && !errors.As(err, &v):
+			// The log or the keys are unreachable: nothing is wrong with the
+			// message. Stop here; it is read again.
+			if ferr := flush(); ferr != nil {
+				return ferr
+			}
+			return err
 		}
 		if err := flush(); err != nil {
 			return err
 		}
-		if err := poison(ctx, o, m, err); err != nil {
+		if ignored {
+			m.Ack()
+		} else if err := poison(ctx, o, m, err); err != nil {
 			return err
 		}
 		*last = m.Seq
@@ -367,22 +388,27 @@ func deliver(ctx context.Context, o Options, batch []jetstream.Msg, ordered bool
 	return flush()
 }
 
-// newMessage reads a message through the one envelope reader.
-func newMessage(jm jetstream.Msg, ordered, raw bool) (*Message, error) {
+// newMessage reads a message through the one envelope reader. ignored is
+// set for a message operators resolved; an *integrity.Violation is poison.
+func newMessage(ctx context.Context, o Options, jm jetstream.Msg, ordered bool) (*Message, bool, error) {
 	m := &Message{Subject: jm.Subject(), Data: jm.Data()}
 	if !ordered {
 		m.msg = jm
 	}
 	md, err := jm.Metadata()
 	if err != nil {
-		return m, fmt.Errorf("no stream metadata: %w", err)
+		return m, false, &integrity.Violation{Subject: m.Subject, Reason: "not-an-event", Err: fmt.Errorf("no stream metadata: %w", err)}
 	}
 	m.Seq, m.Time, m.Delivered, m.Pending = md.Sequence.Stream, md.Timestamp, int(md.NumDelivered), md.NumPending
-	if raw {
-		return m, nil
+	if o.Raw {
+		return m, false, nil
 	}
-	m.Envelope, m.Payload, err = events.Decode(m.Data)
-	return m, err
+	c, err := o.Reader.Read(ctx, eventstore.Message{Seq: m.Seq, Subject: m.Subject, Data: m.Data, Time: m.Time})
+	if err != nil || c.Ignored {
+		return m, c.Ignored, err
+	}
+	m.Envelope, m.Payload = c.Envelope, c.Payload
+	return m, false, nil
 }
 
 func poison(ctx context.Context, o Options, m *Message, err error) error {

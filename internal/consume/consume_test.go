@@ -15,19 +15,31 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tenancyhq/tenancy/internal/consume"
+	"github.com/tenancyhq/tenancy/internal/eventstore"
+	"github.com/tenancyhq/tenancy/internal/integrity"
 	"github.com/tenancyhq/tenancy/internal/testenv"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
 
 const stream = "CONSUME_TEST"
 
+// keys are the keys the test events are signed with.
+var keys = events.NewKeySet()
+
+// reader returns an integrity reader on the test stream trusting keys.
+func reader(nt *testenv.NATS) *integrity.Reader {
+	store := eventstore.New(nt.JS, stream)
+	return integrity.NewReader(integrity.NewChecker(store, func(context.Context) (*events.KeySet, error) { return keys, nil }), store, 0)
+}
+
 // setup starts a server with a stream and publishes n messages to it: valid
-// signed events, except at the sequences listed in poison.
+// signed events, one aggregate's chain, except at the sequences listed in
+// poison (not events at all).
 func setup(t *testing.T, n int, poison ...int) (*testenv.NATS, context.Context) {
 	t.Helper()
 	nt := testenv.StartNATS(t)
 	ctx := testenv.Context(t, time.Minute)
-	if _, err := nt.JS.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{"tenancy.evt.>"}}); err != nil {
+	if _, err := nt.JS.CreateStream(ctx, jetstream.StreamConfig{Name: stream, Subjects: []string{"tenancy.evt.>"}, AllowDirect: true}); err != nil {
 		t.Fatal(err)
 	}
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
@@ -35,22 +47,28 @@ func setup(t *testing.T, n int, poison ...int) (*testenv.NATS, context.Context) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	keys.Add(events.PublicKey{Key: signer.PublicKey()})
+	var prev events.Hash
+	version := int64(0)
 	for i := 1; i <= n; i++ {
 		data := []byte(fmt.Sprintf(`{"not":"an event %d"}`, i))
 		if !slices.Contains(poison, i) {
+			version++
 			env := &events.Envelope{SpecVersion: events.SpecVersion, ID: fmt.Sprintf("0194f5d2-6a4e-7c3b-9f00-%012d", i), Source: events.Source,
-				Type: events.TypeTenantResumed, Subject: "t1", Time: time.Now().UTC().Truncate(time.Microsecond), DataContentType: events.ContentType,
-				TenantID: "0194f5d2-6a4e-7c3b-9f00-000000000000", Actor: "test", AggVersion: int64(i), Data: []byte("{}")}
-			if data, _, err = signer.Sign(env); err != nil {
+				Type: events.TypeTenantResumed, Subject: tenant, Time: time.Now().UTC().Truncate(time.Microsecond), DataContentType: events.ContentType,
+				TenantID: tenant, Actor: "test", AggVersion: version, PrevHash: events.PrevHash(prev), Data: []byte("{}")}
+			if data, prev, err = signer.Sign(env); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if _, err := nt.JS.Publish(ctx, "tenancy.evt.t.tenant.t1", data); err != nil {
+		if _, err := nt.JS.Publish(ctx, "tenancy.evt."+tenant+".tenant."+tenant, data); err != nil {
 			t.Fatal(err)
 		}
 	}
 	return nt, ctx
 }
+
+const tenant = "0194f5d2-6a4e-7c3b-9f00-000000000000"
 
 func ordered() consume.Source {
 	return consume.Source{Stream: stream, Ordered: &jetstream.OrderedConsumerConfig{FilterSubjects: []string{"tenancy.evt.>"}}}
@@ -61,7 +79,7 @@ var errDone = errors.New("done")
 func TestRunDeliversInOrderAndPoisonApart(t *testing.T) {
 	nt, ctx := setup(t, 20, 7, 13)
 	var got, poisoned []uint64
-	o := consume.Options{Prefetch: 4, Poison: func(_ context.Context, m *consume.Message, err error) error {
+	o := consume.Options{Prefetch: 4, Reader: reader(nt), Poison: func(_ context.Context, m *consume.Message, err error) error {
 		if err == nil || m.Envelope != nil {
 			t.Errorf("poison %d came with no error or an envelope", m.Seq)
 		}
@@ -70,7 +88,7 @@ func TestRunDeliversInOrderAndPoisonApart(t *testing.T) {
 	}}
 	err := consume.RunBatches(ctx, nt.JS, ordered(), o, func(_ context.Context, ms []*consume.Message) error {
 		for _, m := range ms {
-			if m.Envelope == nil || m.Envelope.AggVersion != int64(m.Seq) || m.Payload == nil {
+			if m.Envelope == nil || m.Envelope.AggVersion == 0 || m.Payload == nil {
 				t.Errorf("message %d was not decoded: %+v", m.Seq, m.Envelope)
 			}
 			got = append(got, m.Seq)
@@ -94,7 +112,7 @@ func TestRunBatchesBoundsBatchesAndTicks(t *testing.T) {
 	var sizes []int
 	var ticks atomic.Int32
 	total := 0
-	o := consume.Options{Prefetch: 64, Batch: 8, TickEvery: 10 * time.Millisecond, Tick: func(context.Context) error { ticks.Add(1); return nil }}
+	o := consume.Options{Prefetch: 64, Batch: 8, Reader: reader(nt), TickEvery: 10 * time.Millisecond, Tick: func(context.Context) error { ticks.Add(1); return nil }}
 	err := consume.RunBatches(ctx, nt.JS, ordered(), o, func(_ context.Context, ms []*consume.Message) error {
 		sizes = append(sizes, len(ms))
 		for i, m := range ms {
@@ -130,7 +148,7 @@ func TestRunPoisonCanStopTheLoop(t *testing.T) {
 	nt, ctx := setup(t, 5, 3)
 	var got []uint64
 	stop := errors.New("stopped on poison")
-	err := consume.RunBatches(ctx, nt.JS, ordered(), consume.Options{Batch: 10, Prefetch: 10,
+	err := consume.RunBatches(ctx, nt.JS, ordered(), consume.Options{Batch: 10, Prefetch: 10, Reader: reader(nt),
 		Poison: func(context.Context, *consume.Message, error) error { return stop }},
 		func(_ context.Context, ms []*consume.Message) error {
 			for _, m := range ms {
@@ -154,7 +172,7 @@ func TestDurableWorkQueue(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
-		done <- consume.Run(runCtx, nt.JS, src, consume.Options{Prefetch: 8, Concurrency: 4}, func(_ context.Context, m *consume.Message) {
+		done <- consume.Run(runCtx, nt.JS, src, consume.Options{Prefetch: 8, Concurrency: 4, Reader: reader(nt)}, func(_ context.Context, m *consume.Message) {
 			n := inFlight.Add(1)
 			defer inFlight.Add(-1)
 			for cur := most.Load(); n > cur && !most.CompareAndSwap(cur, n); cur = most.Load() {
@@ -215,7 +233,7 @@ func TestBoundConsumerDeletedEndsTheLoop(t *testing.T) {
 	handled := make(chan uint64, 10)
 	done := make(chan error, 1)
 	go func() {
-		done <- consume.Run(ctx, nt.JS, consume.Source{Stream: stream, Name: "bound"}, consume.Options{}, func(_ context.Context, m *consume.Message) {
+		done <- consume.Run(ctx, nt.JS, consume.Source{Stream: stream, Name: "bound"}, consume.Options{Reader: reader(nt)}, func(_ context.Context, m *consume.Message) {
 			m.Ack()
 			handled <- m.Seq
 		})
@@ -261,7 +279,7 @@ func TestRunReturnsNilWhenTheContextEnds(t *testing.T) {
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- consume.Run(runCtx, nt.JS, ordered(), consume.Options{}, func(context.Context, *consume.Message) { cancel() })
+		done <- consume.Run(runCtx, nt.JS, ordered(), consume.Options{Reader: reader(nt)}, func(context.Context, *consume.Message) { cancel() })
 	}()
 	select {
 	case err := <-done:

@@ -133,7 +133,11 @@ func (w *Webhooker) cleanup(ctx context.Context, id string) {
 // time, until ctx ends.
 func (w *Webhooker) consume(ctx context.Context, ep *endpoint, stream, name string, raw bool, handle func(context.Context, *endpoint, *consume.Message)) {
 	log := w.o.Log.With("webhook_id", ep.id, "consumer", name)
-	err := consume.Run(ctx, w.o.JS, consume.Source{Stream: stream, Name: name}, consume.Options{Raw: raw, Log: log},
+	o := consume.Options{Raw: raw, Log: log}
+	if !raw {
+		o.Reader, o.Poison = w.o.Reader(), w.poison("webhook "+ep.id)
+	}
+	err := consume.Run(ctx, w.o.JS, consume.Source{Stream: stream, Name: name}, o,
 		func(ctx context.Context, m *consume.Message) { handle(ctx, ep, m) })
 	if err != nil {
 		log.Error("deliveries to this endpoint stopped; they resume on the next change of the subscription or a restart", "error", err)

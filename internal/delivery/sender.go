@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -13,9 +15,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/tenancyhq/tenancy/internal/delivery/attempts"
@@ -146,22 +148,38 @@ func retryAfter(v string, now time.Time) time.Duration {
 	return min(max(d, 0), maxRetryAfter)
 }
 
-// describe says why an attempt failed without the URL (the client's errors
-// quote it, and a subscriber may keep a token in its query string: this
-// text is stored, shown by the API and put on spans).
+// describe says why an attempt failed in words safe to store and show:
+// without the URL (a subscriber may keep a token in its query string) and
+// without the addresses the host resolved to (the API must not be a way
+// to map internal DNS). This text is stored, shown by the API and put on
+// spans.
 func describe(err error) string {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		err = ue.Err
-	}
+	var dnsErr *net.DNSError
+	var certErr *tls.CertificateVerificationError
+	var hostErr x509.HostnameError
+	var recErr tls.RecordHeaderError
 	var ne net.Error
 	switch {
 	case errors.Is(err, egress.ErrBlocked):
-		return err.Error()
+		return "refused: the host resolves to an address webhooks may not reach (loopback, private, link-local or otherwise internal); an operator can allow it with WEBHOOK_ALLOW_CIDRS"
+	case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
+		return "the host name does not resolve"
+	case errors.As(err, &dnsErr):
+		return "the host name could not be resolved"
 	case errors.As(err, &ne) && ne.Timeout():
-		return "timed out: " + err.Error()
+		return "timed out: no answer within the delivery timeout"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "the connection was refused"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "the connection was reset"
+	case errors.As(err, &certErr), errors.As(err, &hostErr):
+		return "the endpoint's TLS certificate does not verify for its host name"
+	case errors.As(err, &recErr):
+		return "the endpoint does not speak TLS on that port"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "the connection closed before a response"
 	}
-	return err.Error()
+	return "the connection failed"
 }
 
 // RetryDelay returns the delay before attempt n+1 after attempt n (1-based)

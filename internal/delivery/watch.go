@@ -32,7 +32,8 @@ func (w *Webhooker) watch(ctx context.Context) error {
 		w.reconcile(ctx)
 	}
 	src := consume.Source{Stream: w.o.Store.Stream(), Ordered: &jetstream.OrderedConsumerConfig{FilterSubjects: []string{subscriptionsFilter()}}}
-	return consume.Run(ctx, w.o.JS, src, consume.Options{Prefetch: 256, Log: w.o.Log}, w.fold)
+	o := consume.Options{Prefetch: 256, Reader: w.o.Reader(), Poison: w.poison("webhook subscriptions"), Log: w.o.Log}
+	return consume.Run(ctx, w.o.JS, src, o, w.fold)
 }
 
 // fold applies one subscription event to the watcher's view.
@@ -50,7 +51,7 @@ func (w *Webhooker) fold(ctx context.Context, m *consume.Message) {
 	if _, ok := m.Payload.(*events.WebhookCreated); ok {
 		s.createdSeq = m.Seq
 	}
-	s.state = domain.EvolveWebhook(s.state, domain.RecordedFrom(id, m.Envelope, m.Payload))
+	s.state = domain.EvolveWebhook(s.state, domain.RecordedFrom(id, m.Seq, m.Envelope, m.Payload))
 	w.mu.Unlock()
 	if m.Pending == 0 {
 		w.caughtUp.Store(true)
@@ -67,4 +68,11 @@ func (w *Webhooker) Subscriptions() []domain.Webhook {
 		out = append(out, s.state)
 	}
 	return out
+}
+
+// poison returns the poison handler of the consumer named reader.
+func (w *Webhooker) poison(reader string) func(context.Context, *consume.Message, error) error {
+	return func(ctx context.Context, m *consume.Message, err error) error {
+		return w.o.Poison(ctx, reader, m, err)
+	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/tenancyhq/tenancy/internal/delivery/deadletter"
 	"github.com/tenancyhq/tenancy/internal/delivery/secrets"
 	"github.com/tenancyhq/tenancy/internal/eventstore"
+	"github.com/tenancyhq/tenancy/internal/integrity"
 	"github.com/tenancyhq/tenancy/internal/metrics"
 	"github.com/tenancyhq/tenancy/internal/natsconn"
 	"github.com/tenancyhq/tenancy/pkg/domain"
@@ -41,6 +42,11 @@ type Options struct {
 	Attempts *attempts.Log
 	// State is the endpoint health bucket (EnsureState returns it).
 	State jetstream.KeyValue
+	// Reader returns a new integrity reader for one consumer of the log
+	// (each endpoint and the subscription watcher); Poison hears of the
+	// messages that fail its checks, which are never delivered.
+	Reader func() *integrity.Reader
+	Poison func(ctx context.Context, reader string, m *consume.Message, err error) error
 	// Schedule is the delay before each attempt; the first must be 0.
 	Schedule     []time.Duration
 	MaxBody      int
@@ -103,7 +109,7 @@ func (e *endpoint) apply(m *consume.Message) {
 	if m.Envelope.AggVersion != e.cfg.Version+1 {
 		return
 	}
-	e.cfg = domain.EvolveWebhook(e.cfg, domain.RecordedFrom(e.id, m.Envelope, m.Payload))
+	e.cfg = domain.EvolveWebhook(e.cfg, domain.RecordedFrom(e.id, m.Seq, m.Envelope, m.Payload))
 }
 
 func (e *endpoint) config() domain.Webhook {
@@ -114,6 +120,16 @@ func (e *endpoint) config() domain.Webhook {
 
 // New returns a webhooker.
 func New(o Options) *Webhooker {
+	if o.Reader == nil {
+		checker := integrity.NewLogChecker(o.Store)
+		o.Reader = func() *integrity.Reader { return integrity.NewReader(checker, o.Store, 0) }
+	}
+	if o.Poison == nil {
+		o.Poison = func(ctx context.Context, reader string, m *consume.Message, err error) error {
+			o.Log.ErrorContext(ctx, "not a valid event; not delivered", "reader", reader, "seq", m.Seq, "error", err)
+			return nil
+		}
+	}
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}

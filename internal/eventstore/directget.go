@@ -69,15 +69,21 @@ type directGetRequest struct {
 	MultiLast []string `json:"multi_last,omitempty"`
 }
 
-// get sends one batched direct get and collects its messages. It reports
-// how many matching messages remain after them.
-func (g *directGetter) get(ctx context.Context, req directGetRequest, expect int) ([]Message, uint64, error) {
+// batchEnd is what the end of a batch reports: how many matching messages
+// remain after it, and (for multi_last) the stream sequence the answer is
+// complete up to.
+type batchEnd struct {
+	pending, upTo uint64
+}
+
+// get sends one batched direct get and collects its messages.
+func (g *directGetter) get(ctx context.Context, req directGetRequest, expect int) ([]Message, batchEnd, error) {
 	if err := g.init(); err != nil {
-		return nil, 0, classify(err)
+		return nil, batchEnd{}, classify(err)
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
-		return nil, 0, err
+		return nil, batchEnd{}, err
 	}
 	token := strconv.FormatUint(g.next.Add(1), 36)
 	ch := make(chan *nats.Msg, expect+2)
@@ -90,7 +96,7 @@ func (g *directGetter) get(ctx context.Context, req directGetRequest, expect int
 		g.mu.Unlock()
 	}()
 	if err := g.nc.PublishRequest(g.subj, g.prefix+"."+token, body); err != nil {
-		return nil, 0, classify(err)
+		return nil, batchEnd{}, classify(err)
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -103,25 +109,27 @@ func (g *directGetter) get(ctx context.Context, req directGetRequest, expect int
 		select {
 		case m = <-ch:
 		case <-ctx.Done():
-			return nil, 0, classify(ctx.Err())
+			return nil, batchEnd{}, classify(ctx.Err())
 		}
 		if len(m.Data) == 0 && m.Header != nil {
 			switch status := m.Header.Get("Status"); status {
 			case "204": // end of batch
-				pending, _ := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
-				return out, pending, nil
+				var end batchEnd
+				end.pending, _ = strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
+				end.upTo, _ = strconv.ParseUint(m.Header.Get("Nats-UpTo-Sequence"), 10, 64)
+				return out, end, nil
 			case "404": // nothing matches
-				return out, 0, nil
+				return out, batchEnd{}, nil
 			case "":
 			case "503":
-				return nil, 0, fmt.Errorf("%w: direct get: %s %s", ErrUnavailable, status, m.Header.Get("Description"))
+				return nil, batchEnd{}, fmt.Errorf("%w: direct get: %s %s", ErrUnavailable, status, m.Header.Get("Description"))
 			default:
-				return nil, 0, fmt.Errorf("direct get: %s %s", status, m.Header.Get("Description"))
+				return nil, batchEnd{}, fmt.Errorf("direct get: %s %s", status, m.Header.Get("Description"))
 			}
 		}
 		seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
 		if err != nil {
-			return nil, 0, fmt.Errorf("direct get: message without a sequence header")
+			return nil, batchEnd{}, fmt.Errorf("direct get: message without a sequence header")
 		}
 		ts, _ := time.Parse(time.RFC3339Nano, m.Header.Get(jetstream.TimeStampHeaer))
 		out = append(out, Message{Seq: seq, Subject: m.Header.Get(jetstream.SubjectHeader), Data: m.Data, Time: ts, Header: m.Header})

@@ -19,6 +19,9 @@ import (
 //   - Reads return messages in sequence order, filtered by subject (NATS
 //     wildcards), from a sequence on; Get of a sequence that holds nothing
 //     is ErrNotFound.
+//   - LastMatching's head is at least the stream's last sequence before the
+//     call, and no message matching its filter up to head is newer than
+//     its last.
 //   - Claims written by Append (ClaimChanges) are read back by ReadClaims.
 type Log interface {
 	Append(ctx context.Context, msgs []Outgoing) (uint64, error)
@@ -27,6 +30,7 @@ type Log interface {
 	Get(ctx context.Context, seq uint64) (*Message, error)
 	LastSeq(ctx context.Context) (uint64, error)
 	LastFor(ctx context.Context, subjects []string) (map[string]Message, error)
+	LastMatching(ctx context.Context, filter string) (last, head uint64, err error)
 	ReadClaims(ctx context.Context, claims []domain.Claim) (map[string]ClaimState, error)
 }
 

@@ -116,11 +116,11 @@ func (s *Store) Read(ctx context.Context, filter string, from uint64, max int) (
 	if from == 0 {
 		from = 1
 	}
-	msgs, pending, err := s.dg.get(ctx, directGetRequest{Seq: from, NextFor: filter, Batch: max}, max)
+	msgs, end, err := s.dg.get(ctx, directGetRequest{Seq: from, NextFor: filter, Batch: max}, max)
 	if err != nil {
 		return nil, false, err
 	}
-	return msgs, pending > 0 && len(msgs) > 0, nil
+	return msgs, end.pending > 0 && len(msgs) > 0, nil
 }
 
 // ReadAll returns every message matching filter from sequence from on.
@@ -183,6 +183,34 @@ func (s *Store) LastFor(ctx context.Context, subjects []string) (map[string]Mess
 		out[m.Subject] = m
 	}
 	return out, nil
+}
+
+// LastMatching returns the sequence of the newest message matching filter
+// (wildcards allowed; 0 when none does) and the stream's last sequence when
+// it was read: no message matching filter up to head is newer than last.
+// It is one round trip when something matches.
+func (s *Store) LastMatching(ctx context.Context, filter string) (last, head uint64, err error) {
+	const batch = 64
+	msgs, end, err := s.dg.get(ctx, directGetRequest{MultiLast: []string{filter}, Batch: batch}, batch)
+	if err != nil {
+		return 0, 0, err
+	}
+	if len(msgs) == batch {
+		// More subjects match than one answer holds: say that something
+		// may be newer, up to the head.
+		return end.upTo, end.upTo, nil
+	}
+	if len(msgs) == 0 || end.upTo == 0 {
+		// Nothing matches (or an older server that does not say how far
+		// it looked): the stream's head, read after, bounds the answer.
+		if head, err = s.LastSeq(ctx); err != nil {
+			return 0, 0, err
+		}
+	}
+	for _, m := range msgs {
+		last = max(last, m.Seq)
+	}
+	return last, max(head, end.upTo), nil
 }
 
 // Outgoing is one message to append.
@@ -341,9 +369,39 @@ func (s *Store) Pending(ctx context.Context, filter string, from uint64) (*Messa
 	if from == 0 {
 		from = 1
 	}
-	msgs, pending, err := s.dg.get(ctx, directGetRequest{Seq: from, NextFor: filter, Batch: 1}, 1)
+	msgs, end, err := s.dg.get(ctx, directGetRequest{Seq: from, NextFor: filter, Batch: 1}, 1)
 	if err != nil || len(msgs) == 0 {
 		return nil, 0, err
 	}
-	return &msgs[0], pending + 1, nil
+	return &msgs[0], end.pending + 1, nil
+}
+
+// ErrIncomplete reports a stream that lost records: it denies deletes and
+// purges, so its messages must run from sequence 1 to its last without a
+// gap. Only damage to its store (a file removed or truncated) does this.
+var ErrIncomplete = errors.New("the event log lost records")
+
+// CheckComplete checks that stream holds every record from 1 to its last
+// sequence. A stream not created yet is complete.
+func CheckComplete(ctx context.Context, js jetstream.JetStream, stream string) error {
+	st, err := js.Stream(ctx, stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil
+	}
+	if err != nil {
+		return classify(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return classify(err)
+	}
+	s := info.State
+	if s.LastSeq == 0 {
+		return nil
+	}
+	if s.FirstSeq != 1 || s.Msgs != s.LastSeq || s.NumDeleted > 0 {
+		return fmt.Errorf("%w: stream %s holds %d messages from sequence %d to %d (%d missing); restore the store from a backup, then run `tenancy verify`",
+			ErrIncomplete, stream, s.Msgs, s.FirstSeq, s.LastSeq, s.LastSeq-s.Msgs)
+	}
+	return nil
 }

@@ -5,6 +5,8 @@
 package health
 
 import (
+	"github.com/tenancyhq/tenancy/internal/redact"
+
 	"context"
 	"encoding/json"
 	"net/http"
@@ -31,7 +33,8 @@ func Ready(ctx context.Context, checks []Check) (map[string]string, bool) {
 	results, ready := map[string]string{}, true
 	for _, c := range checks {
 		if err := c.Check(ctx); err != nil {
-			results[c.Name], ready = err.Error(), false
+			// Unauthenticated callers read this: no internal addresses.
+			results[c.Name], ready = redact.Text(err.Error()), false
 		} else {
 			results[c.Name] = "ok"
 		}

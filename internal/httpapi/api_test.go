@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tenancyhq/tenancy/internal/app"
 	"github.com/tenancyhq/tenancy/internal/auth"
 	"github.com/tenancyhq/tenancy/internal/idempotency"
 	"github.com/tenancyhq/tenancy/internal/testenv"
@@ -346,12 +347,12 @@ func TestIdempotencyKey(t *testing.T) {
 	}
 	// A key whose first request is still running (here: an instance that
 	// took it and died) answers 409 with Retry-After, and appends nothing.
-	store, err := idempotency.Open(context.Background(), h.core.JS, 1, time.Now)
+	store, err := idempotency.Open(context.Background(), h.core.JS, 1, time.Now, h.core.Keyring, app.NewID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	held := strings.Replace(exampleBody, "acme", "held", 1)
-	if _, err := store.Begin(context.Background(), idempotency.Key("admin-1", "k-3"), idempotency.Fingerprint("POST", "/v1/tenants", []byte(held))); err != nil {
+	if _, err := store.Begin(context.Background(), idempotency.Key(h.issuer.Issuer(), "admin-1", "k-3"), idempotency.Fingerprint("POST", "/v1/tenants", []byte(held))); err != nil {
 		t.Fatal(err)
 	}
 	seq = h.lastSeq(t)

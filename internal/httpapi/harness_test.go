@@ -48,6 +48,10 @@ func spec(t testing.TB) (*openapi3.T, routers.Router) {
 		openapi3filter.RegisterBodyDecoder(httpapi.ProblemContentType, openapi3filter.JSONBodyDecoder)
 		openapi3filter.RegisterBodyDecoder("application/jwk-set+json", openapi3filter.JSONBodyDecoder)
 		openapi3filter.RegisterBodyDecoder("application/merge-patch+json", openapi3filter.JSONBodyDecoder)
+		openapi3filter.RegisterBodyDecoder("application/openmetrics-text", func(body io.Reader, _ http.Header, _ *openapi3.SchemaRef, _ openapi3filter.EncodingFn) (any, error) {
+			b, err := io.ReadAll(body)
+			return string(b), err
+		})
 		loader := openapi3.NewLoader()
 		specDoc, specErr = loader.LoadFromFile(filepath.Join("..", "..", "openapi.yaml"))
 		if specErr != nil {
@@ -86,7 +90,7 @@ type options struct {
 	logs io.Writer
 }
 
-func newHarness(t *testing.T, o options) *harness {
+func newHarness(t testing.TB, o options) *harness {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)

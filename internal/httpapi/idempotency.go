@@ -69,8 +69,10 @@ func (s *Server) idempotent(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		req.Body = io.NopCloser(bytes.NewReader(body))
 		ctx := req.Context()
-		storeKey := idempotency.Key(principal(c).Subject, key)
-		rec, err := s.deps.Idempotency.Begin(ctx, storeKey, idempotency.Fingerprint(req.Method, req.URL.RequestURI(), body))
+		p := principal(c)
+		storeKey := idempotency.Key(p.Issuer, p.Subject, key)
+		fingerprint := idempotency.Fingerprint(req.Method, req.URL.RequestURI(), body)
+		rec, err := s.deps.Idempotency.Begin(ctx, storeKey, fingerprint)
 		if errors.Is(err, idempotency.ErrReused) {
 			return fmt.Errorf("%w: this %s was already used for a different request; use a new key for a new request", err, IdempotencyKeyHeader)
 		}
@@ -80,16 +82,19 @@ func (s *Server) idempotent(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		if rec != nil {
+		if rec.Done {
 			h := c.Response().Header()
 			for k, v := range rec.Header {
 				h.Set(k, v)
 			}
 			h.Set(ReplayedHeader, "true")
+			// A replay may repeat a secret or personal data: never cached.
+			h.Set("Cache-Control", "no-store")
 			c.Response().WriteHeader(rec.Status)
 			_, err := c.Response().Write(rec.Body)
 			return err
 		}
+		c.Set(idempotentIDKey, rec.ID)
 
 		rw := &recorder{ResponseWriter: c.Response().Writer}
 		c.Response().Writer = rw
@@ -110,16 +115,28 @@ func (s *Server) idempotent(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 			return nil
 		}
-		stored := idempotency.Record{Status: status, Header: map[string]string{}, Body: rw.buf.Bytes()}
+		rec.Status, rec.Header, rec.Body = status, map[string]string{}, rw.buf.Bytes()
 		for _, k := range replayedHeaders {
 			if v := c.Response().Header().Get(k); v != "" {
-				stored.Header[k] = v
+				rec.Header[k] = v
 			}
 		}
-		stored.Fingerprint = idempotency.Fingerprint(req.Method, req.URL.RequestURI(), body)
-		if err := s.deps.Idempotency.Complete(sctx, storeKey, stored); err != nil {
+		// About a tenant: sealed under its key, erased with it.
+		rec.TenantID, _ = c.Get(tenantKey).(string)
+		if err := s.deps.Idempotency.Complete(sctx, storeKey, rec); err != nil {
 			s.log.ErrorContext(ctx, "storing idempotent response failed; a retry with this key will run again", "error", err)
 		}
 		return nil
 	}
+}
+
+// idempotentIDKey holds, in the request's context, the id a request sent
+// with an Idempotency-Key gives what it creates.
+const idempotentIDKey = "idempotent-id"
+
+// idempotentID returns the id an idempotent request gives what it creates
+// ("" without an Idempotency-Key: the use case makes one).
+func idempotentID(c echo.Context) string {
+	id, _ := c.Get(idempotentIDKey).(string)
+	return id
 }

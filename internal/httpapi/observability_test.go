@@ -7,6 +7,9 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -290,6 +293,46 @@ func TestTraceFollowsAWrite(t *testing.T) {
 	for _, l := range stepLogs {
 		if l["tenant_id"] != id || l["trace_id"] != activTrace || l["correlation_id"] == nil || l["saga"] != "activate" {
 			t.Errorf("saga log line %v", l)
+		}
+	}
+}
+
+// TestOpenMetrics scrapes /metrics as an OpenMetrics scraper does, before
+// anything happened: one family per name (OpenMetrics names a counter's
+// family without _total, so a gauge and a counter may not share the rest),
+// and every counter README.md documents present already, at 0.
+func TestOpenMetrics(t *testing.T) {
+	h := newHarness(t, options{})
+	r := h.do(t, req{method: "GET", path: "/metrics", header: map[string]string{"Accept": "application/openmetrics-text; version=1.0.0"}})
+	if r.Status != http.StatusOK || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/openmetrics-text") {
+		t.Fatalf("/metrics: %d %s", r.Status, r.Header.Get("Content-Type"))
+	}
+	if !bytes.HasSuffix(r.Body, []byte("# EOF\n")) {
+		t.Fatal("the exposition does not end with # EOF")
+	}
+	families := map[string]string{}
+	for _, line := range strings.Split(string(r.Body), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 4 || f[0] != "#" || f[1] != "TYPE" {
+			continue
+		}
+		if prev, dup := families[f[2]]; dup {
+			t.Errorf("family %s appears twice (%s and %s)", f[2], prev, f[3])
+		}
+		families[f[2]] = f[3]
+	}
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := regexp.MustCompile("`(tenancy_[a-z_]+_total)`").FindAllStringSubmatch(string(readme), -1)
+	if len(documented) < 10 {
+		t.Fatalf("found %d documented counters in README.md", len(documented))
+	}
+	for _, m := range documented {
+		family := strings.TrimSuffix(m[1], "_total")
+		if families[family] != "counter" {
+			t.Errorf("documented counter %s is not exposed from start (type %q)", m[1], families[family])
 		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"maps"
 	"slices"
 
+	jsonv2 "github.com/go-json-experiment/json"
+
 	"github.com/tenancyhq/tenancy/pkg/domain"
 )
 
@@ -96,9 +98,7 @@ func (p *mergePatch) strings(field string, raw json.RawMessage, msg string) *[]s
 // strictly decodes a member into v, refusing unknown members; msg says what
 // it must be.
 func (p *mergePatch) strictly(field string, raw json.RawMessage, v any, msg string) bool {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := jsonv2.Unmarshal(raw, v, jsonv2.RejectUnknownMembers(true)); err != nil {
 		p.bad(field, msg)
 		return false
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/tenancyhq/tenancy/internal/idempotency"
+	"github.com/tenancyhq/tenancy/internal/redact"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 )
 
@@ -34,6 +35,9 @@ type Problem struct {
 	AllowedActions []string `json:"allowed_actions,omitempty"`
 	// CurrentVersion is the aggregate's version after a 412.
 	CurrentVersion int64 `json:"current_version,omitempty"`
+	// StreamSeq names the message that broke an aggregate's chain (409
+	// integrity-broken).
+	StreamSeq uint64 `json:"stream_seq,omitempty"`
 	// Checks are the readiness checks of a 503 from /readyz.
 	Checks map[string]string `json:"checks,omitempty"`
 }
@@ -66,6 +70,8 @@ var kinds = []problemKind{
 	{domain.ErrVersionMismatch, http.StatusPreconditionFailed, "version-mismatch", "The resource changed since you read it"},
 	{domain.ErrPrecondition, http.StatusConflict, "invalid-state", "Not allowed in the current state"},
 	{domain.ErrConflict, http.StatusConflict, "conflict", "Conflicts with existing data"},
+	{domain.ErrIntegrityBroken, http.StatusConflict, "integrity-broken", "The aggregate's hash chain is broken"},
+	{idempotency.ErrErased, http.StatusGone, "response-erased", "The stored response was erased"},
 	{domain.ErrUnauthenticated, http.StatusUnauthorized, "unauthenticated", "Authentication required"},
 	{domain.ErrForbidden, http.StatusForbidden, "forbidden", "Not allowed for this caller"},
 	{errTooLarge, http.StatusRequestEntityTooLarge, "too-large", "Request body too large"},
@@ -84,6 +90,11 @@ func problemFor(err error) (Problem, bool) {
 	for _, k := range kinds {
 		if errors.Is(err, k.err) {
 			p := Problem{Type: ProblemTypeBase + k.slug, Title: k.title, Status: k.status, Detail: err.Error()}
+			if p.Status >= 500 {
+				// A server-side failure's text may name internal addresses
+				// (the log keeps them).
+				p.Detail = redact.Text(p.Detail)
+			}
 			var ve *domain.ValidationError
 			if errors.As(err, &ve) {
 				p.Errors = ve.Fields
@@ -111,6 +122,10 @@ func problemFor(err error) (Problem, bool) {
 			var vm *domain.VersionMismatchError
 			if errors.As(err, &vm) {
 				p.CurrentVersion = vm.Actual
+			}
+			var ie *domain.IntegrityError
+			if errors.As(err, &ie) {
+				p.StreamSeq = ie.Seq
 			}
 			return p, false
 		}
@@ -198,6 +213,8 @@ var problemDocs = map[string]string{
 	"not-found":              "No such resource, or no such route. Tenant-scoped callers also get this for tenants they may not see.",
 	"version-mismatch":       "An If-Match precondition failed: the resource changed since you read it. Re-read it, re-apply your change and retry with the new ETag.",
 	"invalid-state":          "The lifecycle action is not allowed in the tenant's current state. state and allowed_actions say what is possible.",
+	"response-erased":        "The request was sent again with the Idempotency-Key of an earlier one whose response concerned a tenant deleted since: the stored response went with the tenant's personal data, and the request is not run again. Use a new key for a new request.",
+	"integrity-broken":       "A message on the aggregate's subject in the log failed the integrity checks (a forged, replayed or out-of-chain event). The aggregate takes no commands until an operator inspects it (GET /v1/admin/quarantine) and resolves it (POST /v1/admin/quarantine/{stream_seq}/resolve).",
 	"conflict":               "The request conflicts with existing data, e.g. a slug or external id another tenant holds, or an Idempotency-Key still in use.",
 	"unauthenticated":        "Send a valid bearer token from the configured OIDC issuer in the Authorization header.",
 	"forbidden":              "The token is valid but lacks the role this operation needs.",

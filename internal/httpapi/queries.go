@@ -51,13 +51,9 @@ func (s *Server) reads() (*app.Reads, error) {
 // consistent waits, bounded, until projection has applied the request's
 // min_seq, and sets the header saying how far it had got.
 func (s *Server) consistent(c echo.Context, reads *app.Reads, projectionName string) error {
-	var minSeq uint64
-	if raw := c.QueryParam("min_seq"); raw != "" {
-		v, err := strconv.ParseUint(raw, 10, 64)
-		if err != nil {
-			return invalid("min_seq", "must be a stream sequence: the Tenancy-Sequence header of a write")
-		}
-		minSeq = v
+	minSeq, err := seqQuery(c, "min_seq", "must be a stream sequence: the Tenancy-Sequence header of a write")
+	if err != nil {
+		return err
 	}
 	reached, err := reads.Wait(c.Request().Context(), projectionName, minSeq)
 	c.Response().Header().Set(ReadSequenceHeader, strconv.FormatUint(reached, 10))
@@ -133,7 +129,7 @@ func (s *Server) listTenants(c echo.Context) error {
 	}
 	out := TenantList{Items: make([]TenantView, 0, len(page.Items)), NextPageToken: page.NextPageToken}
 	for _, t := range page.Items {
-		out.Items = append(out.Items, ViewTenant(t))
+		out.Items = append(out.Items, ViewTenant(t.Tenant, brokenAt(t.BrokenSeq)))
 	}
 	return writeJSON(c, http.StatusOK, out)
 }
@@ -148,7 +144,7 @@ func stateStrings() []string {
 
 // readTenantFrom serves a lookup from the read model, hiding tenants the
 // caller may not read.
-func (s *Server) readTenantFrom(c echo.Context, what string, lookup func(ctx context.Context, r *app.Reads) (domain.Tenant, error)) error {
+func (s *Server) readTenantFrom(c echo.Context, what string, lookup func(ctx context.Context, r *app.Reads) (readmodel.Tenant, error)) error {
 	if err := checkParams(c, "min_seq"); err != nil {
 		return err
 	}
@@ -167,12 +163,12 @@ func (s *Server) readTenantFrom(c echo.Context, what string, lookup func(ctx con
 		return err
 	}
 	c.Response().Header().Set("ETag", etag(t.Version))
-	return writeJSON(c, http.StatusOK, ViewTenant(t))
+	return writeJSON(c, http.StatusOK, ViewTenant(t.Tenant, brokenAt(t.BrokenSeq)))
 }
 
 func (s *Server) tenantBySlug(c echo.Context) error {
 	slug := c.Param("slug")
-	return s.readTenantFrom(c, fmt.Sprintf("slug %q", slug), func(ctx context.Context, r *app.Reads) (domain.Tenant, error) {
+	return s.readTenantFrom(c, fmt.Sprintf("slug %q", slug), func(ctx context.Context, r *app.Reads) (readmodel.Tenant, error) {
 		return r.TenantBySlug(ctx, slug)
 	})
 }
@@ -186,7 +182,7 @@ func (s *Server) tenantByExternalID(c echo.Context) error {
 	if err != nil {
 		return invalid("id", "is not a valid path segment")
 	}
-	return s.readTenantFrom(c, fmt.Sprintf("external id %s:%s", system, id), func(ctx context.Context, r *app.Reads) (domain.Tenant, error) {
+	return s.readTenantFrom(c, fmt.Sprintf("external id %s:%s", system, id), func(ctx context.Context, r *app.Reads) (readmodel.Tenant, error) {
 		return r.TenantByExternalID(ctx, system, id)
 	})
 }
@@ -276,14 +272,6 @@ func (s *Server) audit(c echo.Context) error {
 	return writeJSON(c, http.StatusOK, out)
 }
 
-func seqParam(c echo.Context) (uint64, error) {
-	seq, err := strconv.ParseUint(c.Param("seq"), 10, 64)
-	if err != nil || seq == 0 {
-		return 0, fmt.Errorf("no event at %q: %w", c.Param("seq"), domain.ErrNotFound)
-	}
-	return seq, nil
-}
-
 // writeEvent writes one stored event exactly as signed.
 func writeEvent(c echo.Context, raw []byte) error {
 	c.Response().Header().Set(echo.HeaderContentType, "application/cloudevents+json")
@@ -296,7 +284,7 @@ func (s *Server) tenantEvent(c echo.Context) error {
 	if _, _, err := s.readableTenant(c); err != nil {
 		return err
 	}
-	seq, err := seqParam(c)
+	seq, err := seqParam(c, "seq", "event at")
 	if err != nil {
 		return err
 	}
@@ -308,7 +296,7 @@ func (s *Server) tenantEvent(c echo.Context) error {
 }
 
 func (s *Server) anyEvent(c echo.Context) error {
-	seq, err := seqParam(c)
+	seq, err := seqParam(c, "seq", "event at")
 	if err != nil {
 		return err
 	}
@@ -342,4 +330,12 @@ func (s *Server) projections(c echo.Context) error {
 		out.Items = append(out.Items, b)
 	}
 	return writeJSON(c, http.StatusOK, out)
+}
+
+// brokenAt is the read model's integrity mark as an error (nil for 0).
+func brokenAt(seq uint64) *domain.IntegrityError {
+	if seq == 0 {
+		return nil
+	}
+	return &domain.IntegrityError{Seq: seq}
 }

@@ -45,6 +45,8 @@ type Deps struct {
 	// Projections reports the read models (GET /v1/admin/projections); nil
 	// without a database.
 	Projections *app.Projections
+	// Integrity lists and resolves quarantined messages.
+	Integrity   *app.Integrity
 	Auth        *auth.Authenticator
 	Idempotency *idempotency.Store
 	// Checks run on /readyz.
@@ -79,7 +81,7 @@ func New(d Deps) *Server {
 	e.HTTPErrorHandler = s.errorHandler
 	// Panics are recovered inside the access log, so that a panic is logged,
 	// counted and traced as the 500 it becomes.
-	e.Use(s.trace, s.requestContext, s.accessLog, s.recoverPanics)
+	e.Use(s.trace, s.requestContext, s.accessLog, s.recoverPanics, s.checkInput)
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
@@ -108,6 +110,9 @@ func New(d Deps) *Server {
 	v1.GET("/events/:seq", s.anyEvent, authn, admin)
 	v1.GET("/audit", s.audit, authn)
 	v1.GET("/admin/projections", s.projections, authn, admin)
+	v1.GET("/admin/quarantine", s.listQuarantine, authn, admin)
+	v1.GET("/admin/quarantine/:seq", s.getQuarantine, authn, admin)
+	v1.POST("/admin/quarantine/:seq/resolve", s.resolveQuarantine, authn, admin, s.idempotent)
 	v1.PATCH("/tenants/:id", s.patchTenant, authn, admin)
 	v1.DELETE("/tenants/:id", s.deleteTenant, authn, admin)
 	v1.GET("/tenants/:id/events", s.tenantEvents, authn)
@@ -115,21 +120,28 @@ func New(d Deps) *Server {
 		v1.POST("/tenants/:id/"+action, s.lifecycle(action), authn, admin, s.idempotent)
 	}
 	v1.POST("/tenants/:id/provisioning/retry", s.retryProvisioning, authn, admin, s.idempotent)
-	v1.POST("/tenants/:id/admin-password", s.adminPassword, authn, admin)
+	v1.POST("/tenants/:id/admin-password", s.adminPassword, authn, admin, s.idempotent)
 
 	v1.POST("/webhooks", s.createWebhook, authn, admin, hooks, s.idempotent)
 	v1.GET("/webhooks", s.listWebhooks, authn, admin, hooks)
 	v1.GET("/webhooks/:id", s.getWebhook, authn, admin, hooks)
 	v1.PATCH("/webhooks/:id", s.patchWebhook, authn, admin, hooks)
 	v1.DELETE("/webhooks/:id", s.deleteWebhook, authn, admin, hooks)
-	v1.POST("/webhooks/:id/rotate-secret", s.rotateWebhookSecret, authn, admin, hooks)
+	v1.POST("/webhooks/:id/rotate-secret", s.rotateWebhookSecret, authn, admin, hooks, s.idempotent)
 	v1.GET("/webhooks/:id/attempts", s.webhookAttempts, authn, admin, hooks)
 	v1.POST("/webhooks/:id/replay", s.replayWebhook, authn, admin, hooks, s.idempotent)
-	v1.POST("/webhooks/:id/dead-letters/requeue", s.requeueAll, authn, admin, hooks)
+	v1.POST("/webhooks/:id/dead-letters/requeue", s.requeueAll, authn, admin, hooks, s.idempotent)
 	v1.GET("/dead-letters", s.deadLetters, authn, admin, hooks)
 	v1.GET("/dead-letters/:seq", s.deadLetter, authn, admin, hooks)
-	v1.POST("/dead-letters/:seq/requeue", s.requeueDeadLetter, authn, admin, hooks)
-	v1.POST("/dead-letters/:seq/discard", s.discardDeadLetter, authn, admin, hooks)
+	v1.POST("/dead-letters/:seq/requeue", s.requeueDeadLetter, authn, admin, hooks, s.idempotent)
+	v1.POST("/dead-letters/:seq/discard", s.discardDeadLetter, authn, admin, hooks, s.idempotent)
+	// Every route's series exists from start, at 0 (with the status a
+	// success answers).
+	for _, r := range e.Routes() {
+		if !strings.Contains(r.Path, "*") {
+			metrics.HTTPRequests.WithLabelValues(r.Path, methodLabel(r.Method), strconv.Itoa(successStatus(r.Method, r.Path)))
+		}
+	}
 	return s
 }
 
@@ -152,6 +164,9 @@ func (s *Server) Routes() []string {
 var echoParam = regexp.MustCompile(`:([a-zA-Z_]+)`)
 
 func echoPathToOpenAPI(p string) string { return echoParam.ReplaceAllString(p, "{$1}") }
+
+// tenantKey holds the tenant a request is about (withTenant).
+const tenantKey = "tenant-id"
 
 func principal(c echo.Context) auth.Principal {
 	p, _ := c.Get("principal").(auth.Principal)
@@ -214,6 +229,7 @@ func withTenant(c echo.Context, id string) {
 	if !app.ValidID(id) {
 		return
 	}
+	c.Set(tenantKey, id)
 	ctx := logging.With(c.Request().Context(), slog.String("tenant_id", id))
 	trace.SpanFromContext(ctx).SetAttributes(attribute.String("tenancy.tenant_id", id))
 	c.SetRequest(c.Request().WithContext(ctx))
@@ -356,4 +372,18 @@ func writeJSON(c echo.Context, status int, v any) error {
 	c.Response().Header().Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
 	c.Response().WriteHeader(status)
 	return jsonEncode(c.Response(), v)
+}
+
+// successStatus is the status a route answers on success, for priming its
+// series.
+func successStatus(method, path string) int {
+	switch {
+	case method == http.MethodPost && (path == "/v1/tenants" || path == "/v1/webhooks"):
+		return http.StatusCreated
+	case method == http.MethodPost && (strings.HasSuffix(path, "/replay") || strings.Contains(path, "/requeue")):
+		return http.StatusAccepted
+	case method == http.MethodDelete && strings.HasPrefix(path, "/v1/webhooks/"):
+		return http.StatusNoContent
+	}
+	return http.StatusOK
 }

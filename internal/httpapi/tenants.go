@@ -43,6 +43,24 @@ type TenantView struct {
 	Provisioning       *ProvisioningView `json:"provisioning"`
 	PersonalDataErased bool              `json:"personal_data_erased"`
 	AllowedActions     []string          `json:"allowed_actions"`
+	Integrity          IntegrityView     `json:"integrity"`
+}
+
+// IntegrityView says whether the tenant's hash chain is intact. A broken
+// one shows the tenant as it stood at its last valid event, and names the
+// message that broke it.
+type IntegrityView struct {
+	// Status is "ok" or "broken".
+	Status    string `json:"status"`
+	StreamSeq uint64 `json:"stream_seq,omitempty"`
+	Violation string `json:"violation,omitempty"`
+}
+
+func viewIntegrity(broken *domain.IntegrityError) IntegrityView {
+	if broken == nil {
+		return IntegrityView{Status: "ok"}
+	}
+	return IntegrityView{Status: "broken", StreamSeq: broken.Seq, Violation: broken.Violation}
 }
 
 // SuspensionView says why a tenant is suspended.
@@ -101,14 +119,15 @@ func nonNilMap[V any](m map[string]V) map[string]V {
 	return m
 }
 
-// ViewTenant renders a tenant.
-func ViewTenant(t domain.Tenant) TenantView {
+// ViewTenant renders a tenant; broken says where its chain breaks (nil
+// when intact).
+func ViewTenant(t domain.Tenant, broken *domain.IntegrityError) TenantView {
 	v := TenantView{
 		ID: t.ID, Slug: t.Slug, DisplayName: t.DisplayName, State: string(t.State), Version: t.Version,
 		Plan: t.Plan, Regions: t.Regions, Isolation: string(t.Isolation),
 		Contacts: t.Contacts, ExternalIDs: nonNilMap(t.ExternalIDs), Labels: nonNilMap(t.Labels),
 		CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, ArchivedAt: optTime(t.ArchivedAt), DeletedAt: optTime(t.DeletedAt),
-		PersonalDataErased: t.PIIErased, AllowedActions: domain.Actions(t.State),
+		PersonalDataErased: t.PIIErased, AllowedActions: domain.Actions(t.State), Integrity: viewIntegrity(broken),
 	}
 	if v.Contacts == nil {
 		v.Contacts = []events.Contact{}
@@ -148,11 +167,11 @@ func ViewTenant(t domain.Tenant) TenantView {
 
 // writeTenant writes a command's or a read's tenant with its ETag and
 // consistency token.
-func writeTenant(c echo.Context, status int, t domain.Tenant, seq uint64) error {
+func (s *Server) writeTenant(c echo.Context, status int, t domain.Tenant, seq uint64) error {
 	h := c.Response().Header()
 	h.Set("ETag", etag(t.Version))
 	h.Set(SequenceHeader, strconv.FormatUint(seq, 10))
-	return writeJSON(c, status, ViewTenant(t))
+	return writeJSON(c, status, ViewTenant(t, s.deps.Tenants.Integrity(t.ID)))
 }
 
 func (s *Server) meta(c echo.Context) (command.Meta, error) {
@@ -190,6 +209,7 @@ func (s *Server) createTenant(c echo.Context) error {
 		return err
 	}
 	cmd := domain.CreateTenant{
+		ID:   idempotentID(c),
 		Slug: req.Slug, DisplayName: req.DisplayName, Plan: req.Plan, Isolation: req.Isolation,
 		Contacts: req.Contacts, ExternalIDs: req.ExternalIDs, Labels: req.Labels, CustomerRef: req.CustomerRef,
 	}
@@ -202,7 +222,7 @@ func (s *Server) createTenant(c echo.Context) error {
 	}
 	withTenant(c, res.State.ID)
 	c.Response().Header().Set(echo.HeaderLocation, "/v1/tenants/"+res.State.ID)
-	return writeTenant(c, http.StatusCreated, res.State, res.Seq)
+	return s.writeTenant(c, http.StatusCreated, res.State, res.Seq)
 }
 
 // readableTenant loads a tenant the caller may read; others' tenants look
@@ -221,7 +241,7 @@ func (s *Server) getTenant(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return writeTenant(c, http.StatusOK, t, seq)
+	return s.writeTenant(c, http.StatusOK, t, seq)
 }
 
 // readOnlyMembers cannot be patched.
@@ -316,7 +336,7 @@ func (s *Server) run(c echo.Context, cmd domain.TenantCommand, status int) error
 	if err != nil {
 		return err
 	}
-	return writeTenant(c, status, res.State, res.Seq)
+	return s.writeTenant(c, status, res.State, res.Seq)
 }
 
 func (s *Server) deleteTenant(c echo.Context) error {

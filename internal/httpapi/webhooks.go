@@ -96,7 +96,7 @@ func (s *Server) createWebhook(c echo.Context) error {
 		return invalid("tenant_id", "must be a tenant id (a UUID)")
 	}
 	meta := actorMeta(c)
-	res, secret, err := svc.Create(c.Request().Context(), domain.CreateWebhook{URL: req.URL, EventTypes: req.EventTypes, TenantID: req.TenantID,
+	res, secret, err := svc.Create(c.Request().Context(), domain.CreateWebhook{ID: idempotentID(c), URL: req.URL, EventTypes: req.EventTypes, TenantID: req.TenantID,
 		Description: req.Description, Enabled: req.Enabled}, meta)
 	if err != nil {
 		return err
@@ -259,10 +259,11 @@ func (s *Server) webhookAttempts(c echo.Context) error {
 	if f.Limit, err = pageSize(c); err != nil {
 		return err
 	}
-	if raw := c.QueryParam("event_seq"); raw != "" {
-		if f.EventSeq, err = strconv.ParseUint(raw, 10, 64); err != nil || f.EventSeq == 0 {
-			return invalid("event_seq", "must be a stream sequence (a positive whole number)")
-		}
+	if f.EventSeq, err = seqQuery(c, "event_seq", "must be a stream sequence (a positive whole number)"); err != nil {
+		return err
+	}
+	if f.EventSeq == 0 && c.QueryParam("event_seq") != "" {
+		return invalid("event_seq", "must be a stream sequence (a positive whole number)")
 	}
 	if tok := c.QueryParam("page_token"); tok != "" {
 		seq, err := parseSeqToken(tok)
@@ -323,13 +324,7 @@ func (s *Server) deadLetters(c echo.Context) error {
 	return writeJSON(c, http.StatusOK, out)
 }
 
-func deadLetterSeq(c echo.Context) (uint64, error) {
-	seq, err := strconv.ParseUint(c.Param("seq"), 10, 64)
-	if err != nil || seq == 0 {
-		return 0, fmt.Errorf("no dead letter %q (ids are positive whole numbers): %w", c.Param("seq"), domain.ErrNotFound)
-	}
-	return seq, nil
-}
+func deadLetterSeq(c echo.Context) (uint64, error) { return seqParam(c, "seq", "dead letter") }
 
 func (s *Server) deadLetter(c echo.Context) error {
 	svc := s.deps.Webhooks

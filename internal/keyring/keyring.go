@@ -116,6 +116,18 @@ func (k *Keyring) Seal(tenantID string, plaintext []byte) (string, error) {
 
 // Open implements events.PIICipher.
 func (k *Keyring) Open(tenantID string, sealed string) ([]byte, error) {
+	return k.open(tenantID, sealed, false)
+}
+
+// OpenCurrent opens like Open, but checks the store for the tenant's key
+// rather than trusting this instance's cache: a key destroyed through
+// another instance is reported erased. One read more; for rare reads of
+// data that must not outlive the tenant (idempotent replays).
+func (k *Keyring) OpenCurrent(tenantID string, sealed string) ([]byte, error) {
+	return k.open(tenantID, sealed, true)
+}
+
+func (k *Keyring) open(tenantID, sealed string, current bool) ([]byte, error) {
 	rest, ok := strings.CutPrefix(sealed, sealedPrefix)
 	if !ok {
 		return nil, fmt.Errorf("keyring: unknown sealed format")
@@ -123,6 +135,9 @@ func (k *Keyring) Open(tenantID string, sealed string) ([]byte, error) {
 	ct, err := base64.RawURLEncoding.DecodeString(rest)
 	if err != nil {
 		return nil, fmt.Errorf("keyring: sealed data is not base64url: %w", err)
+	}
+	if current {
+		k.cache.Remove(tenantID)
 	}
 	a, err := k.key(context.Background(), tenantID, false)
 	if err != nil {

@@ -46,6 +46,14 @@ var (
 	passBuckets = []float64{.1, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900}
 )
 
+// The API's identity provider (internal/auth).
+var (
+	// IssuerFailures counts failed fetches of the OIDC issuer's discovery
+	// document or signing keys, by fetch (discovery, keys). Once the keys
+	// were fetched, the API keeps serving with them through an outage.
+	IssuerFailures = counterVec("oidc_issuer_failures_total", "Failed fetches of the OIDC issuer's discovery document or signing keys, by fetch (discovery, keys); with keys fetched once, the API keeps serving with them.", "fetch")
+)
+
 // The write path (internal/command, internal/eventstore).
 var (
 	// Commands counts executed commands by command type (the Go type name,
@@ -83,6 +91,18 @@ var (
 
 	// HTTPDuration is the time to answer an API request.
 	HTTPDuration = histogramVec("http_request_duration_seconds", "Time to answer an API request, by route template and method.", requestBuckets, "route", "method")
+)
+
+// The log's integrity (internal/integrity).
+var (
+	// IntegrityViolations counts messages the readers found failing the
+	// log's integrity checks, by violation (bad-signature, version-gap,
+	// not-an-event, ...), each time a reader meets one.
+	IntegrityViolations = counterVec("integrity_violations_total", "Messages on the log failing its integrity checks, as readers met them, by violation.", "violation")
+
+	// IntegrityRefusals counts commands refused because their aggregate's
+	// chain is broken.
+	IntegrityRefusals = counter("integrity_refusals_total", "Commands refused because their aggregate's hash chain is broken.")
 )
 
 // The read side (internal/projection).
@@ -166,16 +186,25 @@ var (
 
 func init() {
 	Registry.MustRegister(
-		collectors.NewGoCollector(),
+		// The runtime/metrics view rather than MemStats: MemStats exports
+		// go_memstats_alloc_bytes both as a gauge and (with _total) as a
+		// counter, one family name twice in OpenMetrics, which strict
+		// scrapers refuse.
+		collectors.NewGoCollector(collectors.WithGoCollectorMemStatsMetricsDisabled(),
+			collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsGC, collectors.MetricsMemory, collectors.MetricsScheduler)),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		Commands, CommandDuration, PolicyDuration, AppendConflicts, CommandRetries, PublishRetries,
 		HTTPRequests, HTTPDuration,
 		ProjectionBatchDuration, ProjectionEvents,
 		SagaSteps, SagaStepDuration, Sagas, ReconcileDuration, ReconcileTenants, ReconcileRepairs,
 		WebhookAttempts, WebhookDuration, WebhookDeadLettered,
-		ScrapeErrors,
+		ScrapeErrors, IntegrityViolations, IntegrityRefusals, IssuerFailures,
 		live,
 	)
+	// The scrape-time sources' error counters exist from start, at 0.
+	for _, kind := range []string{"jetstream_consumers", "dead_letters", "projections"} {
+		ScrapeErrors.WithLabelValues(kind)
+	}
 }
 
 // Handler serves the registry in the Prometheus text (or OpenMetrics)

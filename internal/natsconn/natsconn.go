@@ -18,11 +18,16 @@ import (
 // Options say how to reach NATS.
 type Options struct {
 	// URL is one server URL, or several comma-separated (a cluster).
-	URL     string
-	Creds   string
-	TLSCA   string
-	TLSCert string
-	TLSKey  string
+	URL   string
+	Creds string
+	// User and Password log in as a user of the server's configuration.
+	User, Password string
+	// InboxPrefix replaces _INBOX for replies (a read-only user may only
+	// listen on its own prefix).
+	InboxPrefix string
+	TLSCA       string
+	TLSCert     string
+	TLSKey      string
 }
 
 // Connect dials o.URL and returns the connection and its JetStream context.
@@ -44,6 +49,12 @@ func Connect(o Options, name string, log *slog.Logger) (*nats.Conn, jetstream.Je
 	}
 	if o.Creds != "" {
 		opts = append(opts, nats.UserCredentials(o.Creds))
+	}
+	if o.User != "" {
+		opts = append(opts, nats.UserInfo(o.User, o.Password))
+	}
+	if o.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(o.InboxPrefix))
 	}
 	if o.TLSCA != "" {
 		opts = append(opts, nats.RootCAs(o.TLSCA))

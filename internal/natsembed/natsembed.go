@@ -26,6 +26,8 @@ type Options struct {
 	ClusterName   string
 	ClusterListen string
 	Routes        []string
+	// Users, when set, requires every client to log in as one of them.
+	Users *Users
 }
 
 // Start runs a server and waits until it accepts connections.
@@ -55,6 +57,9 @@ func Start(o Options) (*server.Server, error) {
 		// Tenancy appends most commands as small atomic batches; allow as
 		// many in flight as there can be concurrent commands.
 		JetStreamLimits: server.JSLimitOpts{MaxBatchInflightPerStream: 1000, MaxBatchInflightTotal: 4000},
+	}
+	if o.Users != nil {
+		opts.Users = o.Users.serverUsers()
 	}
 	if o.ClusterName != "" {
 		ch, n, err := hostPort("cluster listen", o.ClusterListen)

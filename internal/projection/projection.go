@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/tenancyhq/tenancy/internal/integrity"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
 
@@ -47,6 +48,13 @@ type Projection interface {
 	// NewBulk returns a loader for replaying the log into an empty
 	// generation, allowed to use COPY.
 	NewBulk(gen int) Bulk
+}
+
+// Quarantiner is a projection that marks the aggregates whose chain a
+// quarantined message breaks (the tenants directory shows them as
+// integrity: broken), and clears the mark when the message is resolved.
+type Quarantiner interface {
+	Quarantine(ctx context.Context, tx pgx.Tx, gen int, v *integrity.Violation) error
 }
 
 // Bulk loads a replay into a fresh generation batch by batch, in order.

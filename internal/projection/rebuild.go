@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tenancyhq/tenancy/internal/eventstore"
+	"github.com/tenancyhq/tenancy/internal/integrity"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
 
@@ -164,7 +165,9 @@ func (r *Runner) build(ctx context.Context, gen int, switchIn func(ctx context.C
 	if err != nil {
 		return err
 	}
-	rcp, err := r.replay(ctx, conn, gen, head, skipped)
+	rd := r.d.Reader() // the rebuild follows the chains from the log's start
+	rd.FromStart()
+	rcp, err := r.replay(ctx, conn, rd, gen, head, skipped)
 	if err != nil {
 		return err
 	}
@@ -172,7 +175,7 @@ func (r *Runner) build(ctx context.Context, gen int, switchIn func(ctx context.C
 		return err
 	}
 	r.log.InfoContext(ctx, "replayed the log into the new generation", "generation", gen, "checkpoint", rcp, "took", time.Since(start).String())
-	if rcp, err = r.catchUpWithLive(ctx, conn, gen, rcp, skipped); err != nil {
+	if rcp, err = r.catchUpWithLive(ctx, conn, rd, gen, rcp, skipped); err != nil {
 		return err
 	}
 	return switchIn(ctx, gen, rcp)
@@ -196,9 +199,20 @@ func (r *Runner) createGeneration(ctx context.Context, conn *pgx.Conn, gen int) 
 
 // replay bulk-loads the log up to head into generation gen, recording the
 // rebuild checkpoint after each batch, and returns the sequence it reached.
-func (r *Runner) replay(ctx context.Context, conn *pgx.Conn, gen int, head uint64, skipped map[uint64]bool) (uint64, error) {
+func (r *Runner) replay(ctx context.Context, conn *pgx.Conn, rd *integrity.Reader, gen int, head uint64, skipped map[uint64]bool) (uint64, error) {
 	bulk := r.p.NewBulk(gen)
 	var rcp uint64
+	var violations []*integrity.Violation
+	defer func() {
+		// Marked once the bulk load has written every row; only
+		// unresolved violations are reported, so no later resolution in
+		// the replay clears them.
+		if len(violations) > 0 {
+			if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error { return r.mark(ctx, tx, gen, violations) }); err != nil {
+				r.log.ErrorContext(ctx, "marking quarantined aggregates in the new generation failed", "error", err)
+			}
+		}
+	}()
 	for from := uint64(1); from <= head; {
 		msgs, more, err := r.d.Store.Read(ctx, events.AllSubjects, from, r.d.MaxBatch)
 		if err != nil {
@@ -207,10 +221,11 @@ func (r *Runner) replay(ctx context.Context, conn *pgx.Conn, gen int, head uint6
 		if len(msgs) == 0 {
 			break
 		}
-		batch, bad, derr := r.decodeSkipping(ctx, msgs, skipped)
-		if bad != nil {
-			return rcp, &poisonError{seq: bad.Seq, err: derr}
+		batch, viol, bad, derr := r.decodeSkipping(ctx, rd, msgs, skipped)
+		if bad != nil || derr != nil {
+			return rcp, r.decodeFailure(bad, derr)
 		}
+		violations = append(violations, viol...)
 		if len(batch) > 0 {
 			if err := bulk.Load(ctx, conn, batch); err != nil {
 				return rcp, fmt.Errorf("bulk load up to seq %d: %w", batch[len(batch)-1].Seq, err)
@@ -246,7 +261,7 @@ func (r *Runner) indexGeneration(ctx context.Context, conn *pgx.Conn, gen int) e
 // catchUpWithLive applies to generation gen, from rcp on, what the live
 // generation has applied since, while it keeps going, until the gap is
 // small enough to close inside the switch. It returns the sequence reached.
-func (r *Runner) catchUpWithLive(ctx context.Context, conn *pgx.Conn, gen int, rcp uint64, skipped map[uint64]bool) (uint64, error) {
+func (r *Runner) catchUpWithLive(ctx context.Context, conn *pgx.Conn, rd *integrity.Reader, gen int, rcp uint64, skipped map[uint64]bool) (uint64, error) {
 	for {
 		var live int64
 		if err := conn.QueryRow(ctx, "SELECT checkpoint FROM projection_state WHERE name = $1", r.p.Name()).Scan(&live); err != nil {
@@ -255,7 +270,7 @@ func (r *Runner) catchUpWithLive(ctx context.Context, conn *pgx.Conn, gen int, r
 		if uint64(live) <= rcp+uint64(r.d.MaxBatch) {
 			return rcp, nil
 		}
-		next, err := r.catchUp(ctx, conn, gen, rcp, uint64(live), skipped)
+		next, err := r.catchUp(ctx, conn, rd, gen, rcp, uint64(live), skipped)
 		if err != nil {
 			return rcp, err
 		}
@@ -274,21 +289,24 @@ func (r *Runner) saveRebuildCheckpoint(ctx context.Context, conn *pgx.Conn, rcp 
 
 // catchUp applies the events after from, up to and including to, to
 // generation gen.
-func (r *Runner) catchUp(ctx context.Context, conn *pgx.Conn, gen int, from, to uint64, skipped map[uint64]bool) (uint64, error) {
+func (r *Runner) catchUp(ctx context.Context, conn *pgx.Conn, rd *integrity.Reader, gen int, from, to uint64, skipped map[uint64]bool) (uint64, error) {
 	for from < to {
 		msgs, _, err := r.d.Store.Read(ctx, events.AllSubjects, from+1, min(r.d.MaxBatch, int(to-from)))
 		if err != nil {
 			return from, err
 		}
 		var keep []Event
-		batch, bad, derr := r.decodeSkipping(ctx, msgs, skipped)
+		batch, viol, bad, derr := r.decodeSkipping(ctx, rd, msgs, skipped)
 		for _, e := range batch {
 			if e.Seq <= to {
 				keep = append(keep, e)
 			}
 		}
-		if bad != nil && bad.Seq <= to {
-			return from, &poisonError{seq: bad.Seq, err: derr}
+		if (bad != nil && bad.Seq <= to) || (bad == nil && derr != nil) {
+			return from, r.decodeFailure(bad, derr)
+		}
+		if err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error { return r.mark(ctx, tx, gen, viol) }); err != nil {
+			return from, err
 		}
 		if len(keep) == 0 {
 			if len(msgs) == 0 || msgs[len(msgs)-1].Seq >= to {
@@ -314,6 +332,8 @@ func (r *Runner) switchTo(ctx context.Context, conn *pgx.Conn, from int, cp uint
 		return err
 	}
 	var gap []Event
+	var gapViolations []*integrity.Violation
+	rd := r.d.Reader()
 	for at := rcp; at < final; {
 		msgs, _, err := r.d.Store.Read(ctx, events.AllSubjects, at+1, r.d.MaxBatch)
 		if err != nil {
@@ -322,10 +342,11 @@ func (r *Runner) switchTo(ctx context.Context, conn *pgx.Conn, from int, cp uint
 		if len(msgs) == 0 {
 			break
 		}
-		batch, bad, derr := r.decodeSkipping(ctx, msgs, skipped)
-		if bad != nil && bad.Seq <= final {
-			return &poisonError{seq: bad.Seq, err: derr}
+		batch, viol, bad, derr := r.decodeSkipping(ctx, rd, msgs, skipped)
+		if (bad != nil && bad.Seq <= final) || (bad == nil && derr != nil) {
+			return r.decodeFailure(bad, derr)
 		}
+		gapViolations = append(gapViolations, viol...)
 		for _, e := range batch {
 			if e.Seq <= final {
 				gap = append(gap, e)
@@ -334,6 +355,9 @@ func (r *Runner) switchTo(ctx context.Context, conn *pgx.Conn, from int, cp uint
 		at = msgs[len(msgs)-1].Seq
 	}
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if err := r.mark(ctx, tx, to, gapViolations); err != nil {
+			return err
+		}
 		for len(gap) > 0 {
 			n := min(len(gap), r.d.MaxBatch)
 			if err := r.p.Apply(ctx, tx, to, gap[:n]); err != nil {
@@ -404,8 +428,17 @@ func (r *Runner) skipped(ctx context.Context, conn *pgx.Conn) (map[uint64]bool, 
 	return out, nil
 }
 
+// decodeFailure is a poison error for an event whose personal data cannot
+// be opened, or the error that kept messages from being checked.
+func (r *Runner) decodeFailure(bad *eventstore.Message, err error) error {
+	if bad != nil {
+		return &poisonError{seq: bad.Seq, err: err}
+	}
+	return err
+}
+
 // decodeSkipping decodes like decode, leaving out skipped events.
-func (r *Runner) decodeSkipping(ctx context.Context, msgs []eventstore.Message, skipped map[uint64]bool) ([]Event, *eventstore.Message, error) {
+func (r *Runner) decodeSkipping(ctx context.Context, rd *integrity.Reader, msgs []eventstore.Message, skipped map[uint64]bool) ([]Event, []*integrity.Violation, *eventstore.Message, error) {
 	if len(skipped) > 0 {
 		kept := msgs[:0:0]
 		for _, m := range msgs {
@@ -415,5 +448,5 @@ func (r *Runner) decodeSkipping(ctx context.Context, msgs []eventstore.Message, 
 		}
 		msgs = kept
 	}
-	return r.decode(ctx, msgs)
+	return r.decode(ctx, rd, msgs)
 }

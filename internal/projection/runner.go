@@ -17,6 +17,7 @@ import (
 	"github.com/tenancyhq/tenancy/internal/backoff"
 	"github.com/tenancyhq/tenancy/internal/consume"
 	"github.com/tenancyhq/tenancy/internal/eventstore"
+	"github.com/tenancyhq/tenancy/internal/integrity"
 	"github.com/tenancyhq/tenancy/internal/logging"
 	"github.com/tenancyhq/tenancy/internal/metrics"
 	"github.com/tenancyhq/tenancy/internal/postgres"
@@ -45,6 +46,12 @@ type Deps struct {
 	ControlInterval time.Duration
 	// Observe, if set, is told about every applied batch.
 	Observe func(name string, events int, took time.Duration, checkpoint uint64, lastEvent time.Time)
+	// Reader returns a new integrity reader: every event the runner applies
+	// is checked through one (a session's).
+	Reader func() *integrity.Reader
+	// Quarantine records a message that fails the checks: the runner passes
+	// over it and marks its aggregate broken (see Quarantiner).
+	Quarantine func(ctx context.Context, v *integrity.Violation)
 }
 
 // Runner keeps one projection up to date.
@@ -56,6 +63,7 @@ type Runner struct {
 
 	mu      sync.Mutex
 	rebuild *rebuildJob
+	reader  *integrity.Reader
 }
 
 // NewRunner returns a runner for p.
@@ -68,6 +76,13 @@ func NewRunner(p Projection, d Deps) *Runner {
 	}
 	if d.Log == nil {
 		d.Log = logging.Discard()
+	}
+	if d.Reader == nil {
+		checker := integrity.NewLogChecker(d.Store)
+		d.Reader = func() *integrity.Reader { return integrity.NewReader(checker, d.Store, 0) }
+	}
+	if d.Quarantine == nil {
+		d.Quarantine = func(context.Context, *integrity.Violation) {}
 	}
 	return &Runner{p: p, d: d, log: d.Log.With("projection", p.Name())}
 }
@@ -147,6 +162,8 @@ func (r *Runner) session(ctx context.Context) error {
 		return err
 	}
 	ctx = logging.With(ctx, slog.String("projection", r.p.Name()))
+	// Each session follows the aggregates' chains from its checkpoint.
+	r.reader = r.d.Reader()
 	if err := r.ensureState(ctx, conn); err != nil {
 		return err
 	}
@@ -245,8 +262,13 @@ func (r *Runner) live(ctx context.Context, conn *pgx.Conn, st State) error {
 			}
 			return nil
 		},
+		Reader: r.reader,
 		Poison: func(ctx context.Context, m *consume.Message, err error) error {
-			return r.poison(ctx, conn, cp, m.Seq, err)
+			if err := r.quarantine(ctx, conn, gen, cp, m.Seq, err); err != nil {
+				return err
+			}
+			cp = m.Seq
+			return nil
 		},
 	}
 	err := consume.RunBatches(ctx, r.d.JS, src, o, func(ctx context.Context, ms []*consume.Message) error {
@@ -353,25 +375,36 @@ func (r *Runner) traceApplied(ctx context.Context, batch []Event, start, end tim
 	}
 }
 
-// decode turns messages into events, opening personal data. It stops at the
-// first message that is not a readable event and returns it as bad.
-func (r *Runner) decode(ctx context.Context, msgs []eventstore.Message) ([]Event, *eventstore.Message, error) {
+// decode checks messages through the integrity reader and turns them into
+// events, opening personal data. A message that fails the checks is left
+// out, recorded, and returned among the violations (the caller marks its
+// aggregate); decode stops at the first event whose personal data cannot be
+// opened and returns it as bad.
+func (r *Runner) decode(ctx context.Context, rd *integrity.Reader, msgs []eventstore.Message) ([]Event, []*integrity.Violation, *eventstore.Message, error) {
 	out := make([]Event, 0, len(msgs))
-	var bad *eventstore.Message
-	var berr error
+	at := make([]int, 0, len(msgs))
+	var viol []*integrity.Violation
 	for i := range msgs {
-		env, p, err := events.Decode(msgs[i].Data)
-		if err != nil {
-			bad, berr = &msgs[i], err
-			break
+		c, err := rd.Read(ctx, msgs[i])
+		var v *integrity.Violation
+		switch {
+		case errors.As(err, &v):
+			r.d.Quarantine(ctx, v)
+			viol = append(viol, v)
+			continue
+		case err != nil:
+			return out, viol, nil, err
+		case c.Ignored:
+			continue
 		}
-		out = append(out, Event{Seq: msgs[i].Seq, Subject: msgs[i].Subject, Envelope: env, Payload: p})
+		out = append(out, Event{Seq: msgs[i].Seq, Subject: msgs[i].Subject, Envelope: c.Envelope, Payload: c.Payload})
+		at = append(at, i)
 	}
 	n, err := r.open(ctx, out)
 	if err != nil {
-		return out[:n], &msgs[n], err
+		return out[:n], viol, &msgs[at[n]], err
 	}
-	return out, bad, berr
+	return out, viol, nil, nil
 }
 
 // open opens the personal data of a batch, fetching its tenants' keys at
@@ -393,6 +426,43 @@ func (r *Runner) open(ctx context.Context, batch []Event) (int, error) {
 		}
 	}
 	return len(batch), nil
+}
+
+// quarantine passes over the message at seq, which failed the integrity
+// checks: it is recorded, its aggregate is marked broken in generation gen,
+// and the checkpoint moves past it in the same transaction.
+func (r *Runner) quarantine(ctx context.Context, conn *pgx.Conn, gen int, cp, seq uint64, cause error) error {
+	v, ok := cause.(*integrity.Violation)
+	if !ok {
+		v = &integrity.Violation{Seq: seq, Reason: "not-an-event", Err: cause}
+	}
+	r.d.Quarantine(ctx, v)
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		if err := r.mark(ctx, tx, gen, []*integrity.Violation{v}); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `UPDATE projection_state SET checkpoint = $2, updated_at = now()
+			WHERE name = $1 AND checkpoint = $3 AND generation = $4`, r.p.Name(), int64(seq), int64(cp), gen)
+		if err == nil && tag.RowsAffected() != 1 {
+			err = fmt.Errorf("%w: the checkpoint moved under this runner", errRestart)
+		}
+		return err
+	})
+}
+
+// mark marks the aggregates the violations break, if the projection keeps
+// such marks.
+func (r *Runner) mark(ctx context.Context, tx pgx.Tx, gen int, viol []*integrity.Violation) error {
+	q, ok := r.p.(Quarantiner)
+	if !ok {
+		return nil
+	}
+	for _, v := range viol {
+		if err := q.Quarantine(ctx, tx, gen, v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // poison stops the projection on an event it cannot apply, records why, and

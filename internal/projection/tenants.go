@@ -24,7 +24,7 @@ type Tenants struct{}
 func (Tenants) Name() string { return "tenants" }
 
 // SchemaVersion implements Projection.
-func (Tenants) SchemaVersion() int { return 1 }
+func (Tenants) SchemaVersion() int { return 2 }
 
 // Tables implements Projection.
 func (Tenants) Tables() []string { return []string{"tenants"} }
@@ -49,7 +49,8 @@ func (Tenants) Create(ctx context.Context, tx pgx.Tx, gen int) error {
 		updated_at          timestamptz NOT NULL,
 		last_event_seq      bigint      NOT NULL,
 		last_event_at       timestamptz NOT NULL,
-		state_doc           jsonb       NOT NULL
+		state_doc           jsonb       NOT NULL,
+		integrity_broken_seq bigint
 	)`)
 	return err
 }
@@ -241,7 +242,10 @@ func (Tenants) Apply(ctx context.Context, tx pgx.Tx, gen int, batch []Event) err
 	if err != nil {
 		return err
 	}
-	return upsertRows(ctx, tx, table, rows, touched)
+	if err := upsertRows(ctx, tx, table, rows, touched); err != nil {
+		return err
+	}
+	return clearResolved(ctx, tx, table, batch)
 }
 
 // NewBulk implements Projection.

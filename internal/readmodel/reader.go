@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -101,8 +103,16 @@ func likeEscape(s string) string {
 
 // TenantPage is one page of tenants.
 type TenantPage struct {
-	Items         []domain.Tenant
+	Items         []Tenant
 	NextPageToken string
+}
+
+// Tenant is a tenant as the directory holds it.
+type Tenant struct {
+	domain.Tenant
+	// BrokenSeq is the stream sequence of a quarantined message on the
+	// tenant's subject, unresolved (0 while its chain is intact).
+	BrokenSeq uint64
 }
 
 // ListTenants returns a page of tenants in a stable order: by id (creation
@@ -114,7 +124,7 @@ func (r *Reader) ListTenants(ctx context.Context, f TenantFilter, p Page) (Tenan
 			return TenantPage{}, err
 		}
 	}
-	cols, order := "state_doc", "id"
+	cols, order := "state_doc, coalesce(integrity_broken_seq, 0)", "id"
 	if score != "" {
 		cols += ", " + score
 		order = score + " DESC, id"
@@ -188,6 +198,11 @@ func (q *query) afterTenant(token, score string) error {
 	if err := decodeCursor(token, &c); err != nil {
 		return err
 	}
+	// A token is the caller's to send back unchanged, but nothing stops it
+	// being edited: its contents are checked before they reach SQL.
+	if _, err := uuid.Parse(c.ID); err != nil || (c.Score != nil && (math.IsNaN(*c.Score) || math.IsInf(*c.Score, 0))) {
+		return ErrBadToken
+	}
 	if (c.Score != nil) != (score != "") {
 		return ErrBadToken
 	}
@@ -203,13 +218,14 @@ func (q *query) afterTenant(token, score string) error {
 
 // scanTenants reads the tenants rows holds and, withScore, the score that
 // follows each.
-func scanTenants(rows pgx.Rows, withScore bool) ([]domain.Tenant, []float32, error) {
-	var items []domain.Tenant
+func scanTenants(rows pgx.Rows, withScore bool) ([]Tenant, []float32, error) {
+	var items []Tenant
 	var scores []float32
 	for rows.Next() {
 		var doc []byte
 		var s float32
-		dest := []any{&doc}
+		var broken int64
+		dest := []any{&doc, &broken}
 		if withScore {
 			dest = append(dest, &s)
 		}
@@ -220,7 +236,7 @@ func scanTenants(rows pgx.Rows, withScore bool) ([]domain.Tenant, []float32, err
 		if err != nil {
 			return nil, nil, fmt.Errorf("tenant row: %w", err)
 		}
-		items = append(items, t)
+		items = append(items, Tenant{Tenant: t, BrokenSeq: uint64(broken)})
 		scores = append(scores, s)
 	}
 	if err := rows.Err(); err != nil {
@@ -232,30 +248,31 @@ func scanTenants(rows pgx.Rows, withScore bool) ([]domain.Tenant, []float32, err
 // ErrNotFound reports no matching row.
 var ErrNotFound = fmt.Errorf("no matching row: %w", domain.ErrNotFound)
 
-func (r *Reader) oneTenant(ctx context.Context, where string, args ...any) (domain.Tenant, error) {
+func (r *Reader) oneTenant(ctx context.Context, where string, args ...any) (Tenant, error) {
 	var doc []byte
-	err := r.pool.QueryRow(ctx, "SELECT state_doc FROM tenants WHERE "+where+" ORDER BY (state = 'deleted'), updated_at DESC LIMIT 1", args...).Scan(&doc)
+	var broken int64
+	err := r.pool.QueryRow(ctx, "SELECT state_doc, coalesce(integrity_broken_seq, 0) FROM tenants WHERE "+where+" ORDER BY (state = 'deleted'), updated_at DESC LIMIT 1", args...).Scan(&doc, &broken)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return domain.Tenant{}, ErrNotFound
+		return Tenant{}, ErrNotFound
 	}
 	if err != nil {
-		return domain.Tenant{}, postgres.ReadErr(err)
+		return Tenant{}, postgres.ReadErr(err)
 	}
 	t, err := projection.UnmarshalTenant(doc)
 	if err != nil {
-		return domain.Tenant{}, fmt.Errorf("tenant row: %w", err)
+		return Tenant{}, fmt.Errorf("tenant row: %w", err)
 	}
-	return t, nil
+	return Tenant{Tenant: t, BrokenSeq: uint64(broken)}, nil
 }
 
 // TenantBySlug returns the tenant holding slug (a live one before a deleted
 // one that once held it).
-func (r *Reader) TenantBySlug(ctx context.Context, slug string) (domain.Tenant, error) {
+func (r *Reader) TenantBySlug(ctx context.Context, slug string) (Tenant, error) {
 	return r.oneTenant(ctx, "slug = $1", slug)
 }
 
 // TenantByExternalID returns the tenant an external system knows by id.
-func (r *Reader) TenantByExternalID(ctx context.Context, system, id string) (domain.Tenant, error) {
+func (r *Reader) TenantByExternalID(ctx context.Context, system, id string) (Tenant, error) {
 	b, _ := json.Marshal(map[string]string{system: id})
 	return r.oneTenant(ctx, "external_ids @> $1::jsonb AND state <> 'deleted'", string(b))
 }
@@ -317,7 +334,7 @@ func (r *Reader) Audit(ctx context.Context, f AuditFilter, p Page) (AuditPage, e
 	}
 	if p.Token != "" {
 		var c auditCursor
-		if err := decodeCursor(p.Token, &c); err != nil || c.Seq == 0 {
+		if err := decodeCursor(p.Token, &c); err != nil || c.Seq == 0 || c.Seq > math.MaxInt64 {
 			return AuditPage{}, ErrBadToken
 		}
 		q.add("seq < " + q.arg(int64(c.Seq)))

@@ -11,6 +11,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tenancyhq/tenancy/internal/consume"
+	"github.com/tenancyhq/tenancy/internal/eventstore"
+	"github.com/tenancyhq/tenancy/internal/integrity"
 	"github.com/tenancyhq/tenancy/internal/logging"
 	"github.com/tenancyhq/tenancy/internal/metrics"
 	"github.com/tenancyhq/tenancy/internal/tracing"
@@ -48,6 +50,10 @@ type WorkerConfig struct {
 	// RetryDelay is how long a saga that failed transiently waits before its
 	// message is redelivered.
 	RetryDelay time.Duration
+	// Reader checks every event the worker reads; Poison hears of those
+	// that fail (quarantined: no saga acts on them).
+	Reader *integrity.Reader
+	Poison func(context.Context, *consume.Message, error) error
 }
 
 // Worker feeds lifecycle events from a durable consumer, shared by every
@@ -77,6 +83,10 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, runner *Runner, reco
 	if cfg.Replicas < 1 {
 		cfg.Replicas = 1
 	}
+	if cfg.Reader == nil {
+		store := eventstore.New(js, cfg.Stream)
+		cfg.Reader = integrity.NewReader(integrity.NewLogChecker(store), store, 0)
+	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket: LeaseBucket, Description: "Tenancy saga leases (one runner per tenant)",
 		History: 1, TTL: LeaseTTL, Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
@@ -101,7 +111,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		MaxAckPending:  w.cfg.Concurrency * 4,
 		MaxDeliver:     -1,
 	}}
-	err := consume.Run(ctx, w.js, src, consume.Options{Prefetch: w.cfg.Concurrency * 2, Concurrency: w.cfg.Concurrency, Log: w.log}, w.handle)
+	o := consume.Options{Prefetch: w.cfg.Concurrency * 2, Concurrency: w.cfg.Concurrency, Reader: w.cfg.Reader, Poison: w.cfg.Poison, Log: w.log}
+	err := consume.Run(ctx, w.js, src, o, w.handle)
 	if err != nil {
 		return fmt.Errorf("saga: %w", err)
 	}

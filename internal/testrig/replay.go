@@ -51,7 +51,7 @@ func freshReplay(tb testing.TB, ctx context.Context, core *boot.Core) *pgxpool.P
 	if _, err := postgres.Migrate(ctx, pool); err != nil {
 		tb.Fatal(err)
 	}
-	for _, p := range []projection.Projection{projection.Tenants{}, projection.Audit{}} {
+	for _, p := range projection.All() {
 		deps := projection.Deps{DatabaseURL: url, JS: core.JS, Store: core.Store, Opener: core.Keyring}
 		if err := projection.NewRunner(p, deps).RunUntilRebuilt(ctx, "test"); err != nil {
 			tb.Fatal(err)

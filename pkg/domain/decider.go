@@ -41,9 +41,13 @@ type Recorded struct {
 	Time        time.Time
 	Version     int64
 	Payload     events.Payload
+	// Seq is the event's stream sequence, when it is known (0 while the
+	// event is being decided).
+	Seq uint64
 }
 
-// RecordedFrom is the Recorded of a stored event of aggregate id.
-func RecordedFrom(id string, e *events.Envelope, p events.Payload) Recorded {
-	return Recorded{AggregateID: id, ID: e.ID, Time: e.Time, Version: e.AggVersion, Payload: p}
+// RecordedFrom is the Recorded of a stored event of aggregate id at stream
+// sequence seq.
+func RecordedFrom(id string, seq uint64, e *events.Envelope, p events.Payload) Recorded {
+	return Recorded{AggregateID: id, ID: e.ID, Time: e.Time, Version: e.AggVersion, Payload: p, Seq: seq}
 }

@@ -102,3 +102,22 @@ func (e *VersionMismatchError) Error() string {
 
 // Is makes errors.Is(err, ErrVersionMismatch) true.
 func (e *VersionMismatchError) Is(target error) bool { return target == ErrVersionMismatch }
+
+// ErrIntegrityBroken is the kind of a command refused because its
+// aggregate's hash chain is broken: a message on its subject failed the
+// log's integrity checks and no operator has resolved it yet.
+var ErrIntegrityBroken = errors.New("integrity broken")
+
+// IntegrityError reports an aggregate whose chain is broken at Seq.
+type IntegrityError struct {
+	Seq       uint64
+	Violation string
+}
+
+func (e *IntegrityError) Error() string {
+	return fmt.Sprintf("the aggregate's hash chain is broken at stream seq %d (%s): it takes no commands until an operator resolves that message (POST /v1/admin/quarantine/%d/resolve)",
+		e.Seq, e.Violation, e.Seq)
+}
+
+// Is makes errors.Is(err, ErrIntegrityBroken) true.
+func (e *IntegrityError) Is(target error) bool { return target == ErrIntegrityBroken }

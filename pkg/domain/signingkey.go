@@ -14,6 +14,8 @@ type SigningKey struct {
 	Version      int64
 	RegisteredAt time.Time
 	RetiredAt    time.Time
+	// RetiredSeq is the stream sequence of the retirement, when known.
+	RetiredSeq uint64
 }
 
 // SigningKeyCommand is a command the SigningKey aggregate decides.
@@ -76,7 +78,7 @@ func EvolveSigningKey(k SigningKey, r Recorded) SigningKey {
 		k.PublicKey = p.PublicKey
 		k.RegisteredAt = r.Time
 	case *events.SigningKeyRetired:
-		k.RetiredAt = r.Time
+		k.RetiredAt, k.RetiredSeq = r.Time, r.Seq
 	}
 	return k
 }

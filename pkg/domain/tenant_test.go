@@ -242,6 +242,19 @@ func TestCreate(t *testing.T) {
 		{name: "slug reserved", when: with(func(c *CreateTenant) { c.Slug = "master" }), err: ErrInvalid, msg: `"master" is reserved`},
 		{name: "no display name", when: with(func(c *CreateTenant) { c.DisplayName = "" }), err: ErrInvalid, msg: "display_name: is required"},
 		{name: "display name control chars", when: with(func(c *CreateTenant) { c.DisplayName = "A\x00B" }), err: ErrInvalid, msg: "control characters"},
+		{name: "display name with a bidi override", when: with(func(c *CreateTenant) { c.DisplayName = "Acme \u202Egnp.exe" }), err: ErrInvalid, msg: "U+202E"},
+		{name: "display name with a bidi isolate", when: with(func(c *CreateTenant) { c.DisplayName = "Acme \u2067x\u2069" }), err: ErrInvalid, msg: "U+2067"},
+		{name: "display name with a zero-width space", when: with(func(c *CreateTenant) { c.DisplayName = "Ac\u200Bme" }), err: ErrInvalid, msg: "U+200B"},
+		{name: "display name with a byte-order mark", when: with(func(c *CreateTenant) { c.DisplayName = "\uFEFFAcme" }), err: ErrInvalid, msg: "U+FEFF"},
+		// Joiners shape Indic and Persian text: कृ‍ष्ण (ZWJ), می‌خواهم (ZWNJ).
+		{name: "display name with joiners", when: with(func(c *CreateTenant) {
+			c.DisplayName = "\u0915\u0943\u200D\u0937\u094D\u0923 \u0645\u06CC\u200C\u062E\u0648\u0627\u0647\u0645"
+		}),
+			then: []events.Payload{func() *events.TenantCreated {
+				e := created()
+				e.DisplayName = "\u0915\u0943\u200D\u0937\u094D\u0923 \u0645\u06CC\u200C\u062E\u0648\u0627\u0647\u0645"
+				return e
+			}()}},
 		{name: "unknown plan", when: with(func(c *CreateTenant) { c.Plan = "gold" }), err: ErrInvalid, msg: `plan: unknown plan "gold"`},
 		{name: "plan forbids isolation", when: with(func(c *CreateTenant) { c.Isolation = "dedicated" }), err: ErrInvalid, msg: `plan "standard" does not allow dedicated isolation`},
 		{name: "unknown isolation", when: with(func(c *CreateTenant) { c.Isolation = "solo" }), err: ErrInvalid, msg: `unknown isolation mode "solo"`},

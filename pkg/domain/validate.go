@@ -67,7 +67,19 @@ func checkText(fe *fieldErrors, field, s string, required bool, max int) {
 		fe.add(field, fmt.Sprintf("must be at most %d characters", max))
 	case strings.IndexFunc(s, unicode.IsControl) >= 0:
 		fe.add(field, "must not contain control characters")
+	case strings.IndexFunc(s, invisible) >= 0:
+		r, _ := utf8.DecodeRuneInString(s[strings.IndexFunc(s, invisible):])
+		fe.add(field, fmt.Sprintf("must not contain the invisible character U+%04X: bidirectional embeddings, overrides and isolates, zero-width spaces and byte-order marks make text display as something else", r))
 	}
+}
+
+// invisible reports characters refused in display text: the bidirectional
+// embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069), which
+// reorder what follows them on screen, the zero-width space (U+200B) and
+// the byte-order mark (U+FEFF). The zero-width joiner and non-joiner
+// (U+200C, U+200D) stay allowed: Indic and Arabic scripts need them.
+func invisible(r rune) bool {
+	return (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069) || r == 0x200B || r == 0xFEFF
 }
 
 func checkEmail(fe *fieldErrors, field, s string) {

@@ -151,6 +151,10 @@ type RequestReplay struct {
 	FromTime, ToTime time.Time
 	Types            []string
 	TenantID         string
+	// Head is the log's last sequence when the request is decided: a
+	// sequence range must lie within it (never clamped: a range beyond it
+	// is a mistake the caller should see).
+	Head uint64
 }
 
 // Action implements the command interface.
@@ -297,6 +301,10 @@ func requestReplay(c RequestReplay) ([]events.Payload, error) {
 		fe.add("from_seq", "give a range by sequence or by time, not both")
 	case bySeq && (c.FromSeq == 0 || c.ToSeq < c.FromSeq):
 		fe.add("to_seq", "a sequence range needs from_seq >= 1 and to_seq >= from_seq")
+	case bySeq && c.FromSeq > c.Head:
+		fe.add("from_seq", fmt.Sprintf("must be at most the log's last sequence, %d", c.Head))
+	case bySeq && c.ToSeq > c.Head:
+		fe.add("to_seq", fmt.Sprintf("must be at most the log's last sequence, %d", c.Head))
 	case byTime && (c.FromTime.IsZero() || c.ToTime.IsZero() || !c.ToTime.After(c.FromTime)):
 		fe.add("to_time", "a time range needs from_time before to_time")
 	case !bySeq && !byTime:

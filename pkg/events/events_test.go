@@ -75,6 +75,8 @@ var samples = map[string]Payload{
 	TypeWebhookReplayRequested:    &WebhookReplayRequested{FromSeq: 100, ToSeq: 250, Types: []string{"tenancy.tenant.suspended.v1"}},
 	TypeTenantAdminPasswordIssued: &TenantAdminPasswordIssued{},
 	TypeProjectionEventSkipped:    &ProjectionEventSkipped{Projection: "tenants", Seq: 42, Reason: "written by hand in an incident", Error: "malformed event"},
+	TypeQuarantineResolved: &QuarantineResolved{Seq: 77, Subject: "tenancy.evt.0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b44.tenant.0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b44",
+		Violation: "bad-signature", Reason: "published by hand with a test key"},
 }
 
 func TestPayloadGoldenFiles(t *testing.T) {
@@ -184,6 +186,36 @@ func TestSignAndVerify(t *testing.T) {
 	}
 }
 
+// TestReadableRefusesWhatDoesNotReadBack: an event whose payload would
+// come back changed from canonical JSON (an integer beyond 2^53) or not at
+// all is refused before it is appended; an ordinary one passes.
+func TestReadableRefusesWhatDoesNotReadBack(t *testing.T) {
+	s := newSigner(t, 1)
+	sign := func(p Payload) []byte {
+		data, _ := json.Marshal(p)
+		raw, _, err := s.Sign(&Envelope{SpecVersion: "1.0", ID: "e1", Source: "/test", Type: p.EventType(), Subject: "w1", Time: t0,
+			DataContentType: "application/json", TenantID: PlatformTenantID, Actor: "test", AggVersion: 1, Data: data})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return raw
+	}
+	for name, tc := range map[string]struct {
+		p  Payload
+		ok bool
+	}{
+		"within 2^53":      {&WebhookReplayRequested{FromSeq: 1, ToSeq: 1<<53 - 1}, true},
+		"rounded silently": {&WebhookReplayRequested{FromSeq: 1, ToSeq: 1<<60 + 1}, false},
+		"beyond uint64":    {&WebhookReplayRequested{FromSeq: 1, ToSeq: 1<<64 - 1}, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if err := Readable(sign(tc.p), tc.p); (err == nil) != tc.ok {
+				t.Fatalf("Readable = %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+}
+
 // TestVerifyDetectsTampering changes stored events in every way an attacker
 // or a bug could and checks that verification names the broken event.
 func TestVerifyDetectsTampering(t *testing.T) {
@@ -224,8 +256,10 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		"changed actor": {func(ev [][]byte) [][]byte {
 			return edit(ev, 1, func(m map[string]any) { m["actor"] = "someone-else" })
 		}, 2, ErrBadSignature},
-		"removed event": {func(ev [][]byte) [][]byte { return append(ev[:1], ev[2:]...) }, 2, ErrVersionGap},
-		"reordered":     {func(ev [][]byte) [][]byte { ev[1], ev[2] = ev[2], ev[1]; return ev }, 2, ErrVersionGap},
+		"removed event":    {func(ev [][]byte) [][]byte { return append(ev[:1], ev[2:]...) }, 2, ErrVersionGap},
+		"reordered":        {func(ev [][]byte) [][]byte { ev[1], ev[2] = ev[2], ev[1]; return ev }, 2, ErrVersionGap},
+		"replayed event":   {func(ev [][]byte) [][]byte { return append(ev, ev[1]) }, 5, ErrReplayed},
+		"last event again": {func(ev [][]byte) [][]byte { return append(ev, ev[3]) }, 5, ErrDuplicateEventID},
 		"re-signed by an unknown key": {func(ev [][]byte) [][]byte {
 			return resign(other, ev, 1, func(*Envelope) {})
 		}, 2, ErrUnknownKey},

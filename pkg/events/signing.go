@@ -186,6 +186,9 @@ type PublicKey struct {
 	// RetiredAt is when the key stopped signing new events; zero while active.
 	// Retired keys still verify the events they signed.
 	RetiredAt time.Time
+	// RetiredSeq is the stream sequence of the key's retirement event (0
+	// while active): the key verifies only events stored before it.
+	RetiredSeq uint64
 }
 
 // KeySet holds the public keys events are verified with. It is safe for
@@ -251,6 +254,11 @@ var (
 	ErrVersionGap       = errors.New("aggregate version out of order")
 	ErrSubjectMismatch  = errors.New("event does not belong to its subject")
 	ErrDuplicateEventID = errors.New("event id seen twice")
+	ErrRetiredKey       = errors.New("signed by a key after its retirement")
+	// ErrReplayed is an event whose version the aggregate's chain already
+	// has: a genuine event published a second time, or one forged in its
+	// place.
+	ErrReplayed = errors.New("aggregate version already in the chain")
 )
 
 // Verify checks one stored event: well-formed, canonical, and signed by a
@@ -271,6 +279,19 @@ func (ks *KeySet) Verify(raw []byte) (*Envelope, Hash, error) {
 		return e, Hash{}, err
 	}
 	return e, HashCanonical(canon), nil
+}
+
+// VerifyAt is Verify for an event stored at stream sequence seq: a key
+// retired at or before seq signed it too late, and it is refused.
+func (ks *KeySet) VerifyAt(seq uint64, raw []byte) (*Envelope, Hash, error) {
+	e, h, err := ks.Verify(raw)
+	if err != nil {
+		return e, h, err
+	}
+	if k, _ := ks.Get(e.SigKeyID); k.RetiredSeq != 0 && seq >= k.RetiredSeq {
+		return e, Hash{}, fmt.Errorf("%w: key %s retired at seq %d", ErrRetiredKey, k.ID, k.RetiredSeq)
+	}
+	return e, h, nil
 }
 
 func (ks *KeySet) verifySignature(e *Envelope, raw []byte) error {
@@ -319,57 +340,87 @@ func (e *VerifyError) Error() string {
 
 func (e *VerifyError) Unwrap() error { return e.Err }
 
-// ChainVerifier verifies a sequence of stored events in stream order: each
-// event's signature, and per aggregate subject its version sequence and hash
-// chain. Feed it every event of the aggregates being checked, from the first.
-type ChainVerifier struct {
-	keys  *KeySet
-	heads map[string]chainHead
-	ids   map[string]uint64
-	count int
+// Head is where an aggregate's verified chain stands: the version, hash and
+// id of its last valid event (the zero Head before its first).
+type Head struct {
+	Version int64
+	Hash    Hash
+	ID      string
 }
 
-type chainHead struct {
-	version int64
-	hash    Hash
-}
-
-// NewChainVerifier returns a verifier using keys.
-func NewChainVerifier(keys *KeySet) *ChainVerifier {
-	return &ChainVerifier{keys: keys, heads: map[string]chainHead{}, ids: map[string]uint64{}}
-}
-
-// Next verifies the next stored event of subject at stream sequence seq.
-func (v *ChainVerifier) Next(seq uint64, subject string, raw []byte) error {
-	fail := func(id string, err error) error {
-		return &VerifyError{Seq: seq, Subject: subject, EventID: id, Err: err}
+// Follows checks that e, stored on subject with hash h, is the next event of
+// the aggregate whose chain stands at head: it belongs to the subject's
+// tenant and aggregate, its version is the next one, its prevhash names the
+// head's hash, and it does not repeat the head's id. It returns the new head.
+func Follows(head Head, subject string, e *Envelope, h Hash) (Head, error) {
+	tenant, _, aggID, err := ParseSubject(subject)
+	if err != nil {
+		return head, err
 	}
-	e, h, err := v.keys.Verify(raw)
+	if e.TenantID != tenant || e.Subject != aggID {
+		return head, fmt.Errorf("%w: envelope says tenant %s aggregate %s", ErrSubjectMismatch, e.TenantID, e.Subject)
+	}
+	if head.ID != "" && e.ID == head.ID {
+		return head, fmt.Errorf("%w: the aggregate's previous event has it", ErrDuplicateEventID)
+	}
+	if e.AggVersion <= head.Version {
+		return head, fmt.Errorf("%w: version %d, the chain stands at %d", ErrReplayed, e.AggVersion, head.Version)
+	}
+	if e.AggVersion != head.Version+1 {
+		return head, fmt.Errorf("%w: version %d follows %d", ErrVersionGap, e.AggVersion, head.Version)
+	}
+	if want := prevHashString(head.Hash); e.PrevHash != want {
+		return head, fmt.Errorf("%w: prevhash %q, want %q", ErrBrokenChain, e.PrevHash, want)
+	}
+	return Head{Version: e.AggVersion, Hash: h, ID: e.ID}, nil
+}
+
+// CheckNext verifies one stored event at stream sequence seq on subject
+// against the keys (signature, key retirement) and its aggregate's chain
+// head, and returns the parsed envelope and the new head. Failures are
+// *VerifyError naming the event.
+func CheckNext(keys *KeySet, head Head, seq uint64, subject string, raw []byte) (*Envelope, Head, error) {
+	e, h, err := keys.VerifyAt(seq, raw)
 	if err != nil {
 		id := ""
 		if e != nil {
 			id = e.ID
 		}
-		return fail(id, err)
+		return e, head, &VerifyError{Seq: seq, Subject: subject, EventID: id, Err: err}
 	}
-	tenant, _, aggID, err := ParseSubject(subject)
+	next, err := Follows(head, subject, e, h)
 	if err != nil {
-		return fail(e.ID, err)
+		return e, head, &VerifyError{Seq: seq, Subject: subject, EventID: e.ID, Err: err}
 	}
-	if e.TenantID != tenant || e.Subject != aggID {
-		return fail(e.ID, fmt.Errorf("%w: envelope says tenant %s aggregate %s", ErrSubjectMismatch, e.TenantID, e.Subject))
+	return e, next, nil
+}
+
+// ChainVerifier verifies a sequence of stored events in stream order: each
+// event's signature, and per aggregate subject its version sequence and hash
+// chain. Feed it every event of the aggregates being checked, from the first.
+type ChainVerifier struct {
+	keys  *KeySet
+	heads map[string]Head
+	ids   map[string]uint64
+	count int
+}
+
+// NewChainVerifier returns a verifier using keys.
+func NewChainVerifier(keys *KeySet) *ChainVerifier {
+	return &ChainVerifier{keys: keys, heads: map[string]Head{}, ids: map[string]uint64{}}
+}
+
+// Next verifies the next stored event of subject at stream sequence seq. An
+// event id seen anywhere before is refused too.
+func (v *ChainVerifier) Next(seq uint64, subject string, raw []byte) error {
+	e, head, err := CheckNext(v.keys, v.heads[subject], seq, subject, raw)
+	if err != nil {
+		return err
 	}
 	if prev, dup := v.ids[e.ID]; dup {
-		return fail(e.ID, fmt.Errorf("%w (first at seq %d)", ErrDuplicateEventID, prev))
+		return &VerifyError{Seq: seq, Subject: subject, EventID: e.ID, Err: fmt.Errorf("%w (first at seq %d)", ErrDuplicateEventID, prev)}
 	}
-	head := v.heads[subject]
-	if e.AggVersion != head.version+1 {
-		return fail(e.ID, fmt.Errorf("%w: version %d follows %d", ErrVersionGap, e.AggVersion, head.version))
-	}
-	if want := prevHashString(head.hash); e.PrevHash != want {
-		return fail(e.ID, fmt.Errorf("%w: prevhash %q, want %q", ErrBrokenChain, e.PrevHash, want))
-	}
-	v.heads[subject] = chainHead{version: e.AggVersion, hash: h}
+	v.heads[subject] = head
 	v.ids[e.ID] = seq
 	v.count++
 	return nil
@@ -390,4 +441,36 @@ func prevHashString(h Hash) string {
 		return ""
 	}
 	return h.String()
+}
+
+// Readable reports whether raw, as a writer is about to append it, is what
+// every reader can read back: a well-formed envelope in canonical form (so
+// that its hash and signature are what readers recompute) whose payload
+// decodes to want, unchanged. Canonical JSON writes numbers as IEEE doubles,
+// so an integer beyond 2^53 would come back as another number (or none):
+// such an event is refused here rather than appended.
+func Readable(raw []byte, want Payload) error {
+	e, err := Parse(raw)
+	if err != nil {
+		return err
+	}
+	got, err := DecodePayload(e.Type, e.Data)
+	if err != nil {
+		return err
+	}
+	canon, err := Canonical(raw)
+	if err != nil {
+		return err
+	}
+	if string(canon) != string(raw) {
+		return ErrNotCanonical
+	}
+	if want != nil {
+		a, _ := json.Marshal(want)
+		b, _ := json.Marshal(got)
+		if string(a) != string(b) {
+			return fmt.Errorf("%w: the payload reads back as %s, not %s (numbers beyond 2^53 do not survive canonical JSON)", ErrMalformed, b, a)
+		}
+	}
+	return nil
 }

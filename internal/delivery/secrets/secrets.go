@@ -90,6 +90,20 @@ func (s *Store) Put(ctx context.Context, webhookID string, version int, secret s
 	return nil
 }
 
+// Secret returns a secret version as shown to its subscriber (whsec_...).
+func (s *Store) Secret(ctx context.Context, webhookID string, version int) (string, error) {
+	name := secretKey(webhookID, version)
+	e, err := s.kv.Get(ctx, name)
+	if err != nil {
+		return "", fmt.Errorf("webhook %s secret version %d: %w", webhookID, version, err)
+	}
+	plain, err := s.wrap.UnwrapSecret(name, e.Value())
+	if err != nil {
+		return "", err
+	}
+	return string(plain), nil
+}
+
 // Key returns the HMAC key of a secret version.
 func (s *Store) Key(ctx context.Context, webhookID string, version int) ([]byte, error) {
 	name := secretKey(webhookID, version)

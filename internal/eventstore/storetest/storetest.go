@@ -171,6 +171,13 @@ func getAndLast(t *testing.T, ctx context.Context, l eventstore.Log) {
 	if err != nil || len(last) != 2 || last["tenancy.evt.t.tenant.a"].Seq != a2 || last["tenancy.evt.t.tenant.b"].Seq != b {
 		t.Fatalf("LastFor: %+v %v (a %d, a2 %d)", last, err, a, a2)
 	}
+	other := mustAppend(t, ctx, l, msg("tenancy.evt.u.tenant.c", "c1"))
+	if lm, head, err := l.LastMatching(ctx, "tenancy.evt.t.tenant.*"); err != nil || lm != a2 || head < other {
+		t.Fatalf("LastMatching(t's tenants) = %d head %d %v, want %d and a head at least %d", lm, head, err, a2, other)
+	}
+	if lm, head, err := l.LastMatching(ctx, "tenancy.evt.none.>"); err != nil || lm != 0 || head < other {
+		t.Fatalf("LastMatching(nothing) = %d head %d %v, want 0 and a head at least %d", lm, head, err, other)
+	}
 }
 
 func claims(t *testing.T, ctx context.Context, l eventstore.Log) {

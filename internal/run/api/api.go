@@ -61,15 +61,20 @@ func (a *API) Run(ctx context.Context) error {
 // New builds the HTTP API on core.
 func New(ctx context.Context, core *boot.Core, o Options) (*API, error) {
 	idem, err := boot.Await(ctx, core.Log, "idempotency keys", func(ctx context.Context) (*idempotency.Store, error) {
-		return idempotency.Open(ctx, core.JS, core.Opts.Replicas, core.Opts.Clock)
+		return idempotency.Open(ctx, core.JS, core.Opts.Replicas, core.Opts.Clock, core.Keyring, app.NewID)
 	})
 	if err != nil {
 		return nil, err
 	}
 	deps := httpapi.Deps{
-		Tenants: core.Tenants, SigningKeys: core.SigningKeys, Auth: o.Auth, Idempotency: idem,
+		Tenants: core.Tenants, SigningKeys: core.SigningKeys, Integrity: core.Integrity, Auth: o.Auth, Idempotency: idem,
 		Logger: core.Log, NewID: app.NewID, Mounts: o.Mounts, BodyLimit: o.BodyLimit,
 		Checks: append([]health.Check{{Name: "nats", Check: core.CheckNATS}}, o.Checks...),
+	}
+	if o.Auth != nil {
+		// Not ready until the issuer's keys were fetched once; ready from
+		// then on, through issuer outages (the keys are kept).
+		deps.Checks = append(deps.Checks, health.Check{Name: "issuer", Check: o.Auth.Ready})
 	}
 	a := &API{}
 	var reader *attempts.Reader
@@ -114,7 +119,7 @@ func Main(ctx context.Context, getenv config.Getenv, stderr io.Writer) error {
 		return err
 	}
 	defer svc.Close()
-	authn, err := auth.New(auth.Config{IssuerURL: cfg.OIDCIssuer, DiscoveryURL: cfg.OIDCDiscovery, Audience: cfg.OIDCAudience})
+	authn, err := auth.New(auth.Config{IssuerURL: cfg.OIDCIssuer, DiscoveryURL: cfg.OIDCDiscovery, Audience: cfg.OIDCAudience, Log: svc.Log})
 	if err != nil {
 		return err
 	}

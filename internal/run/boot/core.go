@@ -20,7 +20,9 @@ import (
 	"github.com/tenancyhq/tenancy/internal/catalog"
 	"github.com/tenancyhq/tenancy/internal/command"
 	"github.com/tenancyhq/tenancy/internal/config"
+	"github.com/tenancyhq/tenancy/internal/consume"
 	"github.com/tenancyhq/tenancy/internal/eventstore"
+	"github.com/tenancyhq/tenancy/internal/integrity"
 	"github.com/tenancyhq/tenancy/internal/keyfile"
 	"github.com/tenancyhq/tenancy/internal/keyring"
 	"github.com/tenancyhq/tenancy/internal/natsconn"
@@ -52,8 +54,13 @@ type Core struct {
 	Catalog     *domain.Catalog
 	Tenants     *app.Tenants
 	SigningKeys *app.SigningKeys
-	Log         *slog.Logger
-	Opts        CoreOptions
+	// Checker checks every event the process reads; Quarantine records the
+	// messages that fail.
+	Checker    *integrity.Checker
+	Quarantine *integrity.Quarantine
+	Integrity  *app.Integrity
+	Log        *slog.Logger
+	Opts       CoreOptions
 }
 
 // OpenCore ensures the stream and buckets exist, publishes the signing key
@@ -73,18 +80,59 @@ func OpenCore(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, o Core
 	if err != nil {
 		return nil, err
 	}
-	c := &Core{NC: nc, JS: js, Store: eventstore.New(js, o.Stream), Signer: signer, Keyring: ring, Catalog: o.Catalog, Log: o.Log, Opts: o}
+	quarantine, err := integrity.OpenQuarantine(ctx, js, o.Replicas, o.Log, o.Clock)
+	if err != nil {
+		return nil, err
+	}
+	store := eventstore.New(js, o.Stream)
+	checker := integrity.NewLogChecker(store)
+	c := &Core{NC: nc, JS: js, Store: store, Signer: signer, Keyring: ring, Catalog: o.Catalog, Checker: checker, Quarantine: quarantine, Log: o.Log, Opts: o}
 	c.SigningKeys = app.NewSigningKeys(c.CommandDeps())
 	if err := c.SigningKeys.Register(ctx, signer); err != nil {
 		return nil, fmt.Errorf("publish signing key: %w", err)
 	}
+	c.Integrity = app.NewIntegrity(c.CommandDeps(), quarantine)
 	c.Tenants = app.NewTenants(app.TenantsOptions{Deps: c.CommandDeps(), Catalog: o.Catalog, Keys: ring, Accounts: o.Accounts, Log: o.Log})
 	return c, nil
 }
 
 // CommandDeps returns what a command handler needs.
 func (c *Core) CommandDeps() command.Deps {
-	return command.Deps{Store: c.Store, Signer: c.Signer, Cipher: c.Keyring, Clock: c.Opts.Clock, NewID: app.NewID}
+	return command.Deps{Store: c.Store, Signer: c.Signer, Cipher: c.Keyring, Clock: c.Opts.Clock, NewID: app.NewID,
+		Checker: c.Checker, Quarantine: c.quarantine("command"), Log: c.Log}
+}
+
+// Reader returns a new integrity reader for one consumer of the log: each
+// consumer follows the aggregates' chains from its own place in the log.
+func (c *Core) Reader() *integrity.Reader { return integrity.NewReader(c.Checker, c.Store, 0) }
+
+// Quarantined returns the poison handler of a consumer named reader: the
+// message is quarantined (recorded, counted, logged at ERROR) and the
+// consumer goes on without it. A record that cannot be written ends the
+// consumer's session instead, so the message is read again rather than
+// passed over unrecorded.
+func (c *Core) Quarantined(reader string) func(context.Context, *consume.Message, error) error {
+	return func(ctx context.Context, m *consume.Message, err error) error {
+		v, ok := err.(*integrity.Violation)
+		if !ok {
+			v = &integrity.Violation{Seq: m.Seq, Subject: m.Subject, Reason: "not-an-event", Err: err}
+		}
+		if v.Seq == 0 {
+			v.Seq = m.Seq
+		}
+		return c.Quarantine.Record(ctx, v, reader)
+	}
+}
+
+// quarantine returns the command side's hook recording violations found by
+// reader; the command is refused either way, so a failure to record is
+// only logged.
+func (c *Core) quarantine(reader string) func(context.Context, *integrity.Violation) {
+	return func(ctx context.Context, v *integrity.Violation) {
+		if err := c.Quarantine.Record(ctx, v, reader); err != nil {
+			c.Log.ErrorContext(ctx, "cannot record a quarantined message", "seq", v.Seq, "error", err)
+		}
+	}
 }
 
 // CheckNATS is a readiness check: connected and the stream answers.
@@ -119,7 +167,7 @@ func Connect(ctx context.Context, cfg config.Service, name string, accounts app.
 		return nil, fmt.Errorf("TENANCY_CATALOG: %w", err)
 	}
 	n := cfg.NATS
-	nc, js, err := natsconn.Connect(natsconn.Options{URL: n.URL, Creds: n.Creds, TLSCA: n.TLSCA, TLSCert: n.TLSCert, TLSKey: n.TLSKey}, name, log)
+	nc, js, err := natsconn.Connect(natsconn.Options{URL: n.URL, Creds: n.Creds, User: n.User, Password: n.Password, InboxPrefix: n.InboxPrefix, TLSCA: n.TLSCA, TLSCert: n.TLSCert, TLSKey: n.TLSKey}, name, log)
 	if err != nil {
 		return nil, err
 	}

@@ -76,7 +76,7 @@ func OpenLog(ctx context.Context, get config.Getenv, dataDir string) (*Log, erro
 		return &Log{Store: eventstore.New(js, stream), JS: js, NC: nc, Where: where, close: closer}, nil
 	}
 	if url := get("NATS_URL"); url != "" {
-		r := natsconn.Options{URL: url, Creds: get("NATS_CREDS"), TLSCA: get("NATS_TLS_CA"), TLSCert: get("NATS_TLS_CERT"), TLSKey: get("NATS_TLS_KEY")}
+		r := natsconn.Options{URL: url, Creds: get("NATS_CREDS"), User: get("NATS_USER"), Password: get("NATS_PASSWORD"), InboxPrefix: get("NATS_INBOX_PREFIX"), TLSCA: get("NATS_TLS_CA"), TLSCert: get("NATS_TLS_CERT"), TLSKey: get("NATS_TLS_KEY")}
 		nc, _, err := natsconn.Connect(r, "tenancy-cli", logging.Discard())
 		if err != nil {
 			return nil, err
@@ -84,14 +84,19 @@ func OpenLog(ctx context.Context, get config.Getenv, dataDir string) (*Log, erro
 		return open(nc, "NATS at "+url, nc.Close)
 	}
 	release, err := LockDataDir(dataDir)
+	usersFile := filepath.Join(dataDir, NATSUsersFile)
 	if errors.Is(err, ErrDataDirBusy) {
-		// A `tenancy dev` is running: use its server.
+		// A `tenancy dev` is running: use its server, as its service user.
+		users, uerr := natsembed.LoadUsers(usersFile)
+		if uerr != nil {
+			return nil, fmt.Errorf("%w, but %w; set NATS_URL", err, uerr)
+		}
 		b, rerr := os.ReadFile(filepath.Join(dataDir, NATSURLFile))
 		if rerr != nil {
 			return nil, fmt.Errorf("%w, but it published no NATS address (%v); set NATS_URL", err, rerr)
 		}
 		url := strings.TrimSpace(string(b))
-		nc, cerr := nats.Connect(url, nats.Name("tenancy-cli"), nats.Timeout(5*time.Second))
+		nc, cerr := nats.Connect(url, nats.Name("tenancy-cli"), nats.Timeout(5*time.Second), nats.UserInfo(natsembed.ServiceUser, users.Service))
 		if cerr != nil {
 			return nil, fmt.Errorf("the running tenancy dev's NATS at %s: %w", url, cerr)
 		}
@@ -105,12 +110,19 @@ func OpenLog(ctx context.Context, get config.Getenv, dataDir string) (*Log, erro
 		release()
 		return nil, fmt.Errorf("no event log in %s (run `tenancy dev` first, or set NATS_URL): %w", dataDir, serr)
 	}
-	ns, err := natsembed.Start(natsembed.Options{StoreDir: storeDir, Listen: "127.0.0.1:0", Name: "tenancy-dev"})
+	// The directory is ours (locked): a store from before the users file
+	// gets one.
+	users, err := natsembed.LoadOrCreateUsers(usersFile)
 	if err != nil {
 		release()
 		return nil, err
 	}
-	nc, err := nats.Connect(ns.ClientURL(), nats.InProcessServer(ns))
+	ns, err := natsembed.Start(natsembed.Options{StoreDir: storeDir, Listen: "127.0.0.1:0", Name: "tenancy-dev", Users: users})
+	if err != nil {
+		release()
+		return nil, err
+	}
+	nc, err := nats.Connect(ns.ClientURL(), nats.InProcessServer(ns), nats.UserInfo(natsembed.ServiceUser, users.Service))
 	if err != nil {
 		ns.Shutdown()
 		release()

@@ -25,6 +25,7 @@ import (
 	"github.com/tenancyhq/tenancy/internal/auth"
 	"github.com/tenancyhq/tenancy/internal/catalog"
 	"github.com/tenancyhq/tenancy/internal/config"
+	"github.com/tenancyhq/tenancy/internal/eventstore"
 	"github.com/tenancyhq/tenancy/internal/keyfile"
 	"github.com/tenancyhq/tenancy/internal/natsembed"
 	"github.com/tenancyhq/tenancy/internal/run/api"
@@ -42,6 +43,9 @@ const (
 	IssuerKeyFile  = "keys/dev-issuer.key"
 	IssuerFile     = "dev-issuer.json"
 	NATSURLFile    = "nats.url"
+	// NATSUsersFile holds the passwords of the embedded server's users
+	// (natsembed.Users): the services' and a read-only one.
+	NATSUsersFile  = "keys/nats-users.json"
 	AdminTokenFile = "admin.token"
 )
 
@@ -83,8 +87,10 @@ func LoadIssuer(dataDir, defaultAddr string) (*auth.DevIssuer, error) {
 
 // Status is what Run reports once everything is up.
 type Status struct {
-	HTTPAddr   net.Addr
-	NATSURL    string
+	HTTPAddr net.Addr
+	NATSURL  string
+	// NATSUsers is the file with the NATS users' passwords.
+	NATSUsers  string
 	TokenFile  string
 	DataDir    string
 	IssuerURL  string
@@ -129,7 +135,11 @@ func Run(ctx context.Context, cfg config.Dev, log *slog.Logger, ready func(Statu
 	if err != nil {
 		return err
 	}
-	ns, err := natsembed.Start(natsembed.Options{StoreDir: filepath.Join(dataDir, NATSDir), Listen: cfg.NATSAddr, Name: "tenancy-dev"})
+	users, err := natsembed.LoadOrCreateUsers(filepath.Join(dataDir, NATSUsersFile))
+	if err != nil {
+		return err
+	}
+	ns, err := natsembed.Start(natsembed.Options{StoreDir: filepath.Join(dataDir, NATSDir), Listen: cfg.NATSAddr, Name: "tenancy-dev", Users: users})
 	if err != nil {
 		return fmt.Errorf("embedded NATS on %s: %w (is another `tenancy dev` running? set TENANCY_DEV_NATS_ADDR to use another port)", cfg.NATSAddr, err)
 	}
@@ -138,7 +148,8 @@ func Run(ctx context.Context, cfg config.Dev, log *slog.Logger, ready func(Statu
 		ns.WaitForShutdown()
 		_ = os.Remove(filepath.Join(dataDir, NATSURLFile))
 	}()
-	nc, err := nats.Connect(ns.ClientURL(), nats.InProcessServer(ns), nats.Name("tenancy-dev"), nats.MaxReconnects(-1))
+	nc, err := nats.Connect(ns.ClientURL(), nats.InProcessServer(ns), nats.Name("tenancy-dev"), nats.MaxReconnects(-1),
+		nats.UserInfo(natsembed.ServiceUser, users.Service))
 	if err != nil {
 		return fmt.Errorf("connect to embedded NATS: %w", err)
 	}
@@ -163,6 +174,11 @@ func (s *system) run(ctx context.Context, nc *nats.Conn, ready func(Status)) err
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return err
+	}
+	// A store that lost records (a file removed from the data directory) is
+	// not served: readers would fold histories with holes in them.
+	if err := eventstore.CheckComplete(ctx, js, "TENANCY"); err != nil {
+		return fmt.Errorf("refusing to start on %s: %w", s.dataDir, err)
 	}
 	cat, err := catalog.Load(s.cfg.Catalog)
 	if err != nil {
@@ -235,7 +251,7 @@ func (s *system) api(ctx context.Context, core *boot.Core, rs *boot.ReadSide, ad
 	if err := os.WriteFile(filepath.Join(s.dataDir, IssuerFile), info, 0o600); err != nil {
 		return nil, Status{}, err
 	}
-	authn, err := auth.New(auth.Config{IssuerURL: issuerURL, Audience: s.cfg.OIDCAudience})
+	authn, err := auth.New(auth.Config{IssuerURL: issuerURL, Audience: s.cfg.OIDCAudience, Log: s.log})
 	if err != nil {
 		return nil, Status{}, err
 	}
@@ -252,5 +268,5 @@ func (s *system) api(ctx context.Context, core *boot.Core, rs *boot.ReadSide, ad
 	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
 		return nil, Status{}, err
 	}
-	return a, Status{HTTPAddr: addr, NATSURL: s.natsURL, TokenFile: tokenFile, DataDir: s.dataDir, IssuerURL: issuerURL, AdminToken: token}, nil
+	return a, Status{HTTPAddr: addr, NATSURL: s.natsURL, NATSUsers: filepath.Join(s.dataDir, NATSUsersFile), TokenFile: tokenFile, DataDir: s.dataDir, IssuerURL: issuerURL, AdminToken: token}, nil
 }

@@ -104,7 +104,7 @@ func New(ctx context.Context, core *boot.Core, o Options) (*Provisioner, error) 
 	w, err := boot.Await(ctx, core.Log, "saga leases", func(ctx context.Context) (*saga.Worker, error) {
 		return saga.NewWorker(ctx, core.JS, runner, rec, saga.WorkerConfig{
 			Stream: core.Opts.Stream, Concurrency: o.Concurrency, Instance: host + "/" + app.NewID(),
-			Replicas: core.Opts.Replicas, RetryDelay: o.RetryDelay,
+			Replicas: core.Opts.Replicas, RetryDelay: o.RetryDelay, Reader: core.Reader(), Poison: core.Quarantined("provisioner"),
 		}, core.Log)
 	})
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tenancyhq/tenancy/internal/app"
 	"github.com/tenancyhq/tenancy/internal/config"
+	"github.com/tenancyhq/tenancy/internal/consume"
 	"github.com/tenancyhq/tenancy/internal/delivery"
 	"github.com/tenancyhq/tenancy/internal/delivery/attempts"
 	"github.com/tenancyhq/tenancy/internal/health"
@@ -46,7 +47,10 @@ func New(ctx context.Context, core *boot.Core, cfg config.Webhooks, rs *boot.Rea
 		JS: core.JS, Store: core.Store, Secrets: hooks.Secrets, Queues: hooks.Queues, Sender: delivery.NewSender(hooks.Policy, cfg.Timeout),
 		Disable: hooks.App.Disable, Attempts: log, State: state, Schedule: cfg.Schedule, MaxBody: cfg.MaxBody,
 		DisableAfter: cfg.DisableAfter, EventURL: app.EventURL, AckWait: cfg.Timeout + 5*time.Second,
-		Clock: core.Opts.Clock, Log: core.Log,
+		Clock: core.Opts.Clock, Log: core.Log, Reader: core.Reader,
+		Poison: func(ctx context.Context, reader string, m *consume.Message, err error) error {
+			return core.Quarantined(reader)(ctx, m, err)
+		},
 	})
 	return &Webhooker{Webhooks: hooks.App, worker: w, attempts: log}, nil
 }

@@ -1,0 +1,171 @@
+package integrity
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+
+	"github.com/tenancyhq/tenancy/internal/eventstore"
+	"github.com/tenancyhq/tenancy/pkg/events"
+)
+
+// DefaultHeads bounds how many aggregates' chain heads a Reader keeps.
+const DefaultHeads = 200_000
+
+// Reader checks the messages a consumer reads in stream order, keeping each
+// aggregate's chain head between them. A consumer that did not read an
+// aggregate's earlier events (it joined the log in the middle, it shares a
+// work queue with other instances) verifies the chain from the aggregate's
+// first event in the log before judging the message; and a message that
+// would be an aggregate's first event, on an aggregate the reader has not
+// seen, is only taken as one once the log confirms nothing came before it
+// (a genuine first event published again must not start the aggregate
+// over), unless the reader has read its subjects from the log's start.
+type Reader struct {
+	checker *Checker
+	log     eventstore.Log
+	heads   *lru.Cache[string, head]
+
+	mu sync.Mutex
+	// fromStart: every message of the reader's subjects since the log's
+	// first has passed through it, so an aggregate it has no head for has
+	// no earlier event, unless its head was evicted (evicted, bounded).
+	fromStart bool
+	evicted   map[string]struct{}
+}
+
+// maxEvicted bounds the evicted heads a from-start reader remembers; past
+// it, the reader asks the log like any other.
+const maxEvicted = 1_000_000
+
+// head is an aggregate's chain head and the sequence it stands at.
+type head struct {
+	events.Head
+	seq uint64
+}
+
+// NewReader returns a reader checking with checker, reading aggregates'
+// earlier events from log, keeping at most size heads (DefaultHeads when
+// size is 0).
+func NewReader(checker *Checker, log eventstore.Log, size int) *Reader {
+	if size <= 0 {
+		size = DefaultHeads
+	}
+	r := &Reader{checker: checker, log: log}
+	r.heads, _ = lru.NewWithEvict[string, head](size, r.onEvict)
+	return r
+}
+
+// FromStart declares that the reader will read every message of its
+// subjects from the log's first on (a rebuild): aggregates it has not seen
+// then need no question to the log.
+func (r *Reader) FromStart() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.fromStart, r.evicted = true, map[string]struct{}{}
+}
+
+func (r *Reader) onEvict(subject string, _ head) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.fromStart {
+		return
+	}
+	r.evicted[subject] = struct{}{}
+	if len(r.evicted) > maxEvicted {
+		r.fromStart, r.evicted = false, nil
+	}
+}
+
+// knowsFirst reports whether the reader can tell, without the log, that an
+// aggregate it has no head for has no earlier event.
+func (r *Reader) knowsFirst(subject string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.fromStart {
+		return false
+	}
+	_, ev := r.evicted[subject]
+	return !ev
+}
+
+// Checker returns the reader's checker.
+func (r *Reader) Checker() *Checker { return r.checker }
+
+// Read checks m, the next message the consumer read, and returns its
+// decoded event. A failure of the checks is a *Violation (the message is
+// not part of its aggregate; the head stays where it was); another error is
+// the log or the keys being unreachable.
+func (r *Reader) Read(ctx context.Context, m eventstore.Message) (Checked, error) {
+	if _, _, _, err := events.ParseSubject(m.Subject); err != nil {
+		// Not an event subject (a claim): nothing to check it against.
+		return Checked{}, violation(m.Seq, m.Subject, err)
+	}
+	h, cached := r.heads.Get(m.Subject)
+	if h.seq >= m.Seq {
+		h, cached = head{}, false // read again (a redelivery, a restarted consumer)
+	}
+	c, err := r.checker.Check(ctx, h.Head, m)
+	if err == nil && !c.Ignored && !cached && !r.knowsFirst(m.Subject) {
+		// It passed as its aggregate's first event: make sure it is.
+		first, _, ferr := r.log.Read(ctx, m.Subject, 1, 1)
+		if ferr != nil {
+			return Checked{}, fmt.Errorf("reading %s's first event: %w", m.Subject, ferr)
+		}
+		if len(first) > 0 && first[0].Seq < m.Seq {
+			err = events.ErrReplayed // not the first: judge it in its place
+		}
+	}
+	if outOfPlace(err) {
+		// The aggregate's events in between were not read here (a consumer
+		// that joined late, a work queue shared with other instances): the
+		// log has them; verify the chain up to this message, then check it
+		// again.
+		if h, err = r.headBefore(ctx, m); err != nil {
+			return Checked{}, err
+		}
+		c, err = r.checker.Check(ctx, h.Head, m)
+	}
+	if err != nil || c.Ignored {
+		return c, err
+	}
+	r.heads.Add(m.Subject, head{Head: c.Head, seq: m.Seq})
+	return c, nil
+}
+
+// outOfPlace reports a violation that may only mean the chain's earlier
+// events are unknown.
+func outOfPlace(err error) bool {
+	return errors.Is(err, events.ErrVersionGap) || errors.Is(err, events.ErrReplayed) || errors.Is(err, events.ErrBrokenChain) || errors.Is(err, events.ErrDuplicateEventID)
+}
+
+// headBefore returns the chain head of m's aggregate before m, from its
+// earlier events.
+func (r *Reader) headBefore(ctx context.Context, m eventstore.Message) (head, error) {
+	msgs, err := r.log.ReadAll(ctx, m.Subject, 1)
+	if err != nil {
+		return head{}, fmt.Errorf("reading %s's earlier events: %w", m.Subject, err)
+	}
+	var h head
+	for _, prev := range msgs {
+		if prev.Seq >= m.Seq {
+			break
+		}
+		c, err := r.checker.Check(ctx, h.Head, prev)
+		var v *Violation
+		switch {
+		case errors.As(err, &v):
+			// Found (and quarantined) by whoever read it first: it is not
+			// part of the chain.
+			continue
+		case err != nil:
+			return head{}, err
+		case !c.Ignored:
+			h = head{Head: c.Head, seq: prev.Seq}
+		}
+	}
+	return h, nil
+}
