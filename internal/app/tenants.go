@@ -151,6 +151,9 @@ func (s *Tenants) Events(ctx context.Context, id string, from uint64, limit int)
 		next = msgs[len(msgs)-1].Seq + 1
 	}
 	reader := integrity.NewReader(s.checker, s.store, 1024)
+	if err := reader.Preverify(ctx, msgs); err != nil {
+		return nil, 0, err
+	}
 	out := make([]json.RawMessage, 0, len(msgs))
 	for _, m := range msgs {
 		c, err := reader.Read(ctx, m)

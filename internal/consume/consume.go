@@ -349,6 +349,13 @@ func feedErr(err error) error {
 // message, which goes to the poison handler.
 func deliver(ctx context.Context, o Options, batch []jetstream.Msg, ordered bool, last *uint64, handle func(context.Context, []*Message) error) error {
 	ms := make([]*Message, 0, len(batch))
+	if !o.Raw && len(batch) > 1 {
+		// Verify the batch's signatures in parallel; Read then only follows
+		// the chains, in order.
+		if err := o.Reader.Preverify(ctx, storeMessages(batch)); err != nil {
+			return err
+		}
+	}
 	flush := func() error {
 		if len(ms) == 0 {
 			return nil
@@ -388,6 +395,18 @@ func deliver(ctx context.Context, o Options, batch []jetstream.Msg, ordered bool
 	return flush()
 }
 
+// storeMessages returns the batch as the log's messages (those whose
+// metadata cannot be read are left out: newMessage refuses them).
+func storeMessages(batch []jetstream.Msg) []eventstore.Message {
+	out := make([]eventstore.Message, 0, len(batch))
+	for _, jm := range batch {
+		if md, err := jm.Metadata(); err == nil {
+			out = append(out, eventstore.Message{Seq: md.Sequence.Stream, Subject: jm.Subject(), Data: jm.Data(), Time: md.Timestamp, Header: jm.Headers()})
+		}
+	}
+	return out
+}
+
 // newMessage reads a message through the one envelope reader. ignored is
 // set for a message operators resolved; an *integrity.Violation is poison.
 func newMessage(ctx context.Context, o Options, jm jetstream.Msg, ordered bool) (*Message, bool, error) {
@@ -403,7 +422,7 @@ func newMessage(ctx context.Context, o Options, jm jetstream.Msg, ordered bool) 
 	if o.Raw {
 		return m, false, nil
 	}
-	c, err := o.Reader.Read(ctx, eventstore.Message{Seq: m.Seq, Subject: m.Subject, Data: m.Data, Time: m.Time})
+	c, err := o.Reader.Read(ctx, eventstore.Message{Seq: m.Seq, Subject: m.Subject, Data: m.Data, Time: m.Time, Header: jm.Headers()})
 	if err != nil || c.Ignored {
 		return m, c.Ignored, err
 	}

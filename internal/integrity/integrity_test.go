@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/tenancyhq/tenancy/internal/command"
 	"github.com/tenancyhq/tenancy/internal/eventstore"
 	"github.com/tenancyhq/tenancy/internal/integrity"
@@ -211,5 +213,18 @@ func TestQuarantineRecordsOnce(t *testing.T) {
 	}
 	if _, _, err := r.Core.Integrity.Resolve(ctx, 4, "x", command.Meta{Actor: "op"}); !errors.Is(err, domain.ErrNotFound) {
 		t.Fatalf("resolving a sequence never quarantined: %v", err)
+	}
+}
+
+// TestReplayCannotClaimToBeFirst: a reader takes a first event as first
+// without asking the log when it was stored with an expected last subject
+// sequence of 0; a genuine first event published again with that header
+// is refused by the server, so the proof cannot be forged.
+func TestReplayCannotClaimToBeFirst(t *testing.T) {
+	r := testrig.New(t, testrig.Options{})
+	id := tenant(t, r, "proof")
+	first := subjectEvents(t, r, id)[0]
+	if _, err := r.NATS.JS.Publish(r.Ctx, forge.TenantSubject(id), first.Data, jetstream.WithExpectLastSequencePerSubject(0)); err == nil {
+		t.Fatal("the server stored a replay claiming its subject was empty")
 	}
 }

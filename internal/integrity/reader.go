@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tenancyhq/tenancy/internal/eventstore"
 	"github.com/tenancyhq/tenancy/pkg/events"
@@ -30,6 +31,9 @@ type Reader struct {
 	heads   *lru.Cache[string, head]
 
 	mu sync.Mutex
+	// pre holds batch verifications (Preverify) by stream sequence until
+	// Read takes them.
+	pre map[uint64]verified
 	// fromStart: every message of the reader's subjects since the log's
 	// first has passed through it, so an aggregate it has no head for has
 	// no earlier event, unless its head was evicted (evicted, bounded).
@@ -80,6 +84,58 @@ func (r *Reader) onEvict(subject string, _ head) {
 	}
 }
 
+// Preverify verifies a batch of messages the reader is about to Read, in
+// parallel: signatures and payloads do not depend on the chain, so only
+// following the chains is left for Read, in order. An error is the log or
+// the keys being unreachable.
+func (r *Reader) Preverify(ctx context.Context, msgs []eventstore.Message) error {
+	if len(msgs) < 2 {
+		return nil
+	}
+	vs, err := r.checker.verifyAll(ctx, msgs)
+	if err != nil {
+		return err
+	}
+	pre := make(map[uint64]verified, len(msgs))
+	for i, m := range msgs {
+		pre[m.Seq] = vs[i]
+	}
+	// A batch replaces the last one: what it left unread (a batch cut
+	// short) is verified again if it comes back.
+	r.mu.Lock()
+	r.pre = pre
+	r.mu.Unlock()
+	return nil
+}
+
+// verification returns m's verification, from Preverify or made now.
+func (r *Reader) verification(ctx context.Context, m eventstore.Message) (verified, error) {
+	r.mu.Lock()
+	v, ok := r.pre[m.Seq]
+	if ok {
+		delete(r.pre, m.Seq)
+	}
+	r.mu.Unlock()
+	if ok {
+		return v, nil
+	}
+	ks, err := r.checker.keys.at(ctx, m.Seq)
+	if err != nil {
+		return verified{}, err
+	}
+	return verify(ks, m), nil
+}
+
+// provenFirst reports whether the log itself guarantees that m was the
+// first message on its subject: it was stored with an expected last
+// subject sequence of 0, which the server enforces at append (Tenancy
+// appends every aggregate's first event so). A genuine first event
+// published again without that header gets no such proof; with it, the
+// server would have refused it.
+func provenFirst(m eventstore.Message) bool {
+	return m.Header.Get(jetstream.ExpectedLastSubjSeqHeader) == "0"
+}
+
 // knowsFirst reports whether the reader can tell, without the log, that an
 // aggregate it has no head for has no earlier event.
 func (r *Reader) knowsFirst(subject string) bool {
@@ -108,8 +164,12 @@ func (r *Reader) Read(ctx context.Context, m eventstore.Message) (Checked, error
 	if h.seq >= m.Seq {
 		h, cached = head{}, false // read again (a redelivery, a restarted consumer)
 	}
-	c, err := r.checker.Check(ctx, h.Head, m)
-	if err == nil && !c.Ignored && !cached && !r.knowsFirst(m.Subject) {
+	v, err := r.verification(ctx, m)
+	if err != nil {
+		return Checked{}, err
+	}
+	c, err := r.checker.follow(ctx, h.Head, m, v)
+	if err == nil && !c.Ignored && !cached && !provenFirst(m) && !r.knowsFirst(m.Subject) {
 		// It passed as its aggregate's first event: make sure it is.
 		first, _, ferr := r.log.Read(ctx, m.Subject, 1, 1)
 		if ferr != nil {
@@ -127,7 +187,7 @@ func (r *Reader) Read(ctx context.Context, m eventstore.Message) (Checked, error
 		if h, err = r.headBefore(ctx, m); err != nil {
 			return Checked{}, err
 		}
-		c, err = r.checker.Check(ctx, h.Head, m)
+		c, err = r.checker.follow(ctx, h.Head, m, v)
 	}
 	if err != nil || c.Ignored {
 		return c, err

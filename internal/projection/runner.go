@@ -384,6 +384,9 @@ func (r *Runner) decode(ctx context.Context, rd *integrity.Reader, msgs []events
 	out := make([]Event, 0, len(msgs))
 	at := make([]int, 0, len(msgs))
 	var viol []*integrity.Violation
+	if err := rd.Preverify(ctx, msgs); err != nil {
+		return out, nil, nil, err
+	}
 	for i := range msgs {
 		c, err := rd.Read(ctx, msgs[i])
 		var v *integrity.Violation
