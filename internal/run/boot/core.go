@@ -8,6 +8,7 @@ package boot
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -181,13 +182,20 @@ func Connect(ctx context.Context, cfg config.Service, name string, accounts app.
 	return core, nil
 }
 
+// startingUp reports whether err is what a JetStream cluster answers while
+// it starts: besides the transient NATS errors, a direct get that nobody
+// serves yet (a 503 from a stream whose replicas have not all caught up).
+func startingUp(err error) bool {
+	return natsconn.Transient(err) || errors.Is(err, eventstore.ErrUnavailable)
+}
+
 // Await runs open until it succeeds, fails for another reason than JetStream
 // starting up, or ctx ends. Services start alongside the cluster (compose, a
 // Kubernetes rollout): while JetStream elects its leaders, or when
 // concurrent creations of the same stream leave a request unanswered,
 // waiting beats exiting.
 func Await[T any](ctx context.Context, log *slog.Logger, what string, open func(context.Context) (T, error)) (T, error) {
-	return backoff.Retry(ctx, backoff.Reconnect, natsconn.Transient, func(attempt int, err error) {
+	return backoff.Retry(ctx, backoff.Reconnect, startingUp, func(attempt int, err error) {
 		log.Warn("JetStream is not ready yet; retrying", "setting_up", what, "attempt", attempt, "error", err)
 	}, open)
 }
