@@ -137,7 +137,7 @@ func TestKillMidBatchThenCompareWithReplay(t *testing.T) {
 	built := func() map[string]uint64 {
 		t.Helper()
 		for deadline := time.Now().Add(60 * time.Second); ; {
-			if cps := f.checkpoints(t, conn); len(cps) == 2 {
+			if cps := f.checkpoints(t, conn); len(cps) == len(projection.All()) {
 				return cps
 			}
 			if time.Now().After(deadline) {
@@ -202,7 +202,7 @@ func TestKillMidBatchThenCompareWithReplay(t *testing.T) {
 		}
 		var rebuilding int
 		_ = conn.QueryRow(ctx, "SELECT count(*) FROM projection_state WHERE rebuilding_generation IS NOT NULL OR rebuild_requested_at IS NOT NULL").Scan(&rebuilding)
-		if len(cps) == 2 && first == nil && rebuilding == 0 {
+		if len(cps) == len(projection.All()) && first == nil && rebuilding == 0 {
 			break
 		}
 		if time.Now().After(deadline) {

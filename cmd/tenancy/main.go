@@ -61,7 +61,8 @@ const usage = `tenancy — Tenancy's operator CLI and development system
 Usage:
   tenancy dev                         run the whole system in one process
   tenancy token --role R [--tenant ID] [--subject S] [--ttl D]
-                                      mint a dev token and print it
+                                      mint a dev token and print it (R: platform-admin,
+                                      tenant-admin, tenant-viewer, billing)
   tenancy verify [--tenant ID] [--keys JWKS_FILE] [--checkpoint FILE]
                                       check every signature, hash chain and claim, and
                                       that no record is missing
@@ -74,6 +75,9 @@ Usage:
   tenancy webhooks COMMAND [--api URL] [--token T]
                                       webhook subscriptions, attempts, dead letters and replays
                                       through the API ('tenancy webhooks help' lists the commands)
+  tenancy customers list|get|create|verify [--api URL] [--token T]
+                                      customers and their KYC/KYB through the API
+                                      ('tenancy customers help')
   tenancy probe URL                   exit 0 if URL answers 2xx (container health checks)
   tenancy help                        this text
 
@@ -105,6 +109,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runReconcile(ctx, rest, getenv, stdout, stderr)
 	case "webhooks":
 		return runWebhooks(ctx, rest, getenv, stdout, stderr)
+	case "customers":
+		return runCustomers(ctx, rest, getenv, stdout, stderr)
 	case "probe":
 		return runProbe(ctx, rest, stdout)
 	case "help", "-h", "--help":
@@ -158,15 +164,16 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
   API:          http://%s
   NATS:         %s  (users tenancy and reader; passwords in %s)
   Admin token:  %s  (platform-admin; export TOKEN=$(cat %s))
+  Root tenant:  %s (administrator %s), shared tenant %s, both owned by the root customer
   Data:         %s
 Stop with Ctrl-C.
-`, s.HTTPAddr, s.NATSURL, s.NATSUsers, s.TokenFile, s.TokenFile, s.DataDir)
+`, s.HTTPAddr, s.NATSURL, s.NATSUsers, s.TokenFile, s.TokenFile, s.RootTenant, s.RootAdminEmail, s.SharedTenant, s.DataDir)
 	})
 }
 
 func runToken(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlags("token", stderr)
-	role := fs.String("role", "", "role to grant: "+strings.Join([]string{auth.RolePlatformAdmin, auth.RoleTenantAdmin, auth.RoleTenantViewer}, ", "))
+	role := fs.String("role", "", "role to grant: "+strings.Join([]string{auth.RolePlatformAdmin, auth.RoleTenantAdmin, auth.RoleTenantViewer, auth.RoleBilling}, ", "))
 	tenant := fs.String("tenant", "", "tenant id the token is scoped to (tenant roles)")
 	subject := fs.String("subject", "", "token subject (default dev-<role>)")
 	ttl := fs.Duration("ttl", time.Hour, "lifetime")
@@ -174,13 +181,13 @@ func runToken(args []string, getenv func(string) string, stdout, stderr io.Write
 		return err
 	}
 	switch *role {
-	case auth.RolePlatformAdmin:
+	case auth.RolePlatformAdmin, auth.RoleBilling:
 	case auth.RoleTenantAdmin, auth.RoleTenantViewer:
 		if *tenant == "" {
 			return usageError{"--role " + *role + " needs --tenant ID"}
 		}
 	default:
-		return usageError{fmt.Sprintf("--role must be one of %s, %s, %s", auth.RolePlatformAdmin, auth.RoleTenantAdmin, auth.RoleTenantViewer)}
+		return usageError{fmt.Sprintf("--role must be one of %s, %s, %s, %s", auth.RolePlatformAdmin, auth.RoleTenantAdmin, auth.RoleTenantViewer, auth.RoleBilling)}
 	}
 	if *subject == "" {
 		*subject = "dev-" + *role

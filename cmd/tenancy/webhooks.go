@@ -80,21 +80,28 @@ var webhookHandlers = map[string]webhookCommand{
 }
 
 func runWebhooks(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return runAPICommands(ctx, "webhooks", webhooksUsage, webhookCommands, webhookHandlers, args, getenv, stdout, stderr)
+}
+
+// runAPICommands runs one subcommand of a command group that calls the API
+// ('tenancy webhooks', 'tenancy customers'): it parses the command line
+// into a request before connecting, then sends it.
+func runAPICommands(ctx context.Context, group, usage, list string, handlers map[string]webhookCommand, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, webhooksUsage)
-		return usageError{"missing webhooks command; one of: " + webhookCommands}
+		fmt.Fprint(stderr, usage)
+		return usageError{"missing " + group + " command; one of: " + list}
 	}
 	sub, rest := args[0], args[1:]
 	if sub == "help" || sub == "-h" || sub == "--help" {
-		fmt.Fprint(stdout, webhooksUsage)
+		fmt.Fprint(stdout, usage)
 		return nil
 	}
-	command, ok := webhookHandlers[sub]
+	command, ok := handlers[sub]
 	if !ok {
-		fmt.Fprint(stderr, webhooksUsage)
-		return usageError{fmt.Sprintf("unknown webhooks command %q; one of: %s", sub, webhookCommands)}
+		fmt.Fprint(stderr, usage)
+		return usageError{fmt.Sprintf("unknown %s command %q; one of: %s", group, sub, list)}
 	}
-	fs := newFlags("webhooks "+sub, stderr)
+	fs := newFlags(group+" "+sub, stderr)
 	var conn apiConn
 	conn.register(fs)
 	req, err := command(fs, rest)

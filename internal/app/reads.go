@@ -51,6 +51,43 @@ func (r *Reads) Tenants(ctx context.Context, f readmodel.TenantFilter, p readmod
 	return r.reader.ListTenants(ctx, f, p)
 }
 
+// Customers lists customers.
+func (r *Reads) Customers(ctx context.Context, f readmodel.CustomerFilter, p readmodel.Page) (readmodel.CustomerPage, error) {
+	return r.reader.ListCustomers(ctx, f, p)
+}
+
+// Directory returns what customers need of the read model, read only once
+// it has caught up with the log: a tenant attached a moment ago must count
+// when its customer's deletion is decided, and a customer created a moment
+// ago must be found.
+func (r *Reads) Directory() CustomerDirectory { return settledDirectory{r} }
+
+type settledDirectory struct{ r *Reads }
+
+// settle waits until projection has applied everything in the log now.
+func (d settledDirectory) settle(ctx context.Context, projection string) error {
+	head, err := d.r.store.LastSeq(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = d.r.Wait(ctx, projection, head)
+	return err
+}
+
+func (d settledDirectory) OpenTenantsOfCustomer(ctx context.Context, customerID string) ([]string, error) {
+	if err := d.settle(ctx, "tenants"); err != nil {
+		return nil, err
+	}
+	return d.r.reader.OpenTenantsOfCustomer(ctx, customerID)
+}
+
+func (d settledDirectory) CustomerByFiscalIndex(ctx context.Context, kind, index string) (domain.Customer, error) {
+	if err := d.settle(ctx, "customers"); err != nil {
+		return domain.Customer{}, err
+	}
+	return d.r.reader.CustomerByFiscalIndex(ctx, kind, index)
+}
+
 // TenantBySlug returns the tenant holding slug.
 func (r *Reads) TenantBySlug(ctx context.Context, slug string) (readmodel.Tenant, error) {
 	return r.reader.TenantBySlug(ctx, slug)

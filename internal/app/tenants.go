@@ -40,6 +40,13 @@ type Tenants struct {
 	catalog  *domain.Catalog
 	log      *slog.Logger
 	checker  *integrity.Checker
+	customer CustomerFacter
+}
+
+// CustomerFacter tells tenant commands about the customer a tenant names
+// (Customers does).
+type CustomerFacter interface {
+	Facts(ctx context.Context, id string) (*domain.CustomerFacts, error)
 }
 
 // TenantsOptions configure Tenants.
@@ -50,7 +57,10 @@ type TenantsOptions struct {
 	Keys KeyDestroyer
 	// Accounts, when set, lets operators issue administrator passwords.
 	Accounts AdminAccounts
-	Log      *slog.Logger
+	// Customers, when set, checks the customers tenants name (without it,
+	// every customer_id is unknown).
+	Customers CustomerFacter
+	Log       *slog.Logger
 }
 
 // NewTenants returns the tenant use cases.
@@ -60,7 +70,8 @@ func NewTenants(o TenantsOptions) *Tenants {
 	if checker == nil {
 		checker = integrity.NewLogChecker(o.Deps.Store)
 	}
-	return &Tenants{handler: h, store: o.Deps.Store, keys: o.Keys, accounts: o.Accounts, newID: o.Deps.NewID, catalog: o.Catalog, log: o.Log, checker: checker}
+	return &Tenants{handler: h, store: o.Deps.Store, keys: o.Keys, accounts: o.Accounts, newID: o.Deps.NewID, catalog: o.Catalog, log: o.Log, checker: checker,
+		customer: o.Customers}
 }
 
 // Catalog returns the policy catalog commands are decided against.
@@ -75,6 +86,13 @@ func (s *Tenants) Create(ctx context.Context, c domain.CreateTenant, meta comman
 	if !given {
 		c.ID = s.newID()
 	}
+	if c.CustomerID != "" {
+		facts, err := s.facts(ctx, c.CustomerID)
+		if err != nil {
+			return TenantResult{}, err
+		}
+		c.Customer = facts
+	}
 	res, err := s.handler.Execute(ctx, c.ID, c.ID, c, meta)
 	var ce *domain.ConflictError
 	if given && errors.As(err, &ce) && ce.Field == "id" {
@@ -85,6 +103,47 @@ func (s *Tenants) Create(ctx context.Context, c domain.CreateTenant, meta comman
 		}
 	}
 	return res, err
+}
+
+// facts returns what is known of customer id; an id that is not a UUID
+// names no customer.
+func (s *Tenants) facts(ctx context.Context, id string) (*domain.CustomerFacts, error) {
+	if s.customer == nil || !ValidID(id) {
+		return &domain.CustomerFacts{ID: id}, nil
+	}
+	return s.customer.Facts(ctx, id)
+}
+
+// withCustomer adds to cmd what it needs to know of a customer: the one
+// an update names, or, for activation, the tenant's own and the shared
+// realm its tenants may join.
+func (s *Tenants) withCustomer(ctx context.Context, id string, cmd domain.TenantCommand) (domain.TenantCommand, error) {
+	switch c := cmd.(type) {
+	case domain.UpdateTenant:
+		if c.CustomerID != nil && *c.CustomerID != "" {
+			facts, err := s.facts(ctx, *c.CustomerID)
+			if err != nil {
+				return nil, err
+			}
+			c.Customer = facts
+		}
+		return c, nil
+	case domain.RequestActivation:
+		t, _, err := s.handler.Load(ctx, id, id)
+		if err != nil || t.CustomerID == "" {
+			return c, err
+		}
+		if c.Customer, err = s.facts(ctx, t.CustomerID); err != nil {
+			return nil, err
+		}
+		if c.Customer.RealmMode == domain.RealmShared {
+			if shared, _, err := s.handler.Load(ctx, domain.SharedTenantID, domain.SharedTenantID); err == nil && shared.Exists() {
+				c.SharedRealm = shared.Slug
+			}
+		}
+		return c, nil
+	}
+	return cmd, nil
 }
 
 func tenantNotFound(id string) error {
@@ -115,6 +174,10 @@ func (s *Tenants) Integrity(id string) *domain.IntegrityError { return s.handler
 func (s *Tenants) Do(ctx context.Context, id string, cmd domain.TenantCommand, meta command.Meta) (TenantResult, error) {
 	if !ValidID(id) {
 		return TenantResult{}, tenantNotFound(id)
+	}
+	cmd, err := s.withCustomer(ctx, id, cmd)
+	if err != nil {
+		return TenantResult{}, err
 	}
 	res, err := s.handler.Execute(ctx, id, id, cmd, meta)
 	if err != nil {
@@ -216,7 +279,11 @@ func (s *Tenants) IssueAdminPassword(ctx context.Context, id string, meta comman
 		return "", "", fmt.Errorf("%w: the tenant has no administrator (it was never activated, or its personal data is erased)", domain.ErrPrecondition)
 	}
 	password = newPassword(20)
-	account, found, err := s.accounts.SetTemporaryPassword(ctx, t.Slug, strings.ToLower(t.Activation.Admin.Email), password)
+	realm := t.Slug
+	if t.Realm != nil && t.Realm.Mode == domain.RealmShared {
+		realm = t.Realm.Realm // an organization's administrator lives in the shared realm
+	}
+	account, found, err := s.accounts.SetTemporaryPassword(ctx, realm, strings.ToLower(t.Activation.Admin.Email), password)
 	switch {
 	case err != nil:
 		return "", "", identityProviderError(err)

@@ -33,6 +33,10 @@ const (
 	// RoleTenantViewer reads the one tenant named by the token's tenant_id
 	// claim.
 	RoleTenantViewer = "tenant-viewer"
+	// RoleBilling is the billing system's service account: it reads
+	// customers and tenants, suspends for payment and lifts the payment
+	// holds it placed, and nothing else.
+	RoleBilling = "billing"
 )
 
 // Principal is an authenticated caller.
@@ -60,6 +64,20 @@ func (p Principal) CanRead(tenantID string) bool {
 	}
 	return p.TenantID != "" && p.TenantID == tenantID && (p.HasRole(RoleTenantAdmin) || p.HasRole(RoleTenantViewer))
 }
+
+// ReadsDirectory reports whether p may read every tenant's and customer's
+// record (not their events or audit trail): platform administrators and
+// billing.
+func (p Principal) ReadsDirectory() bool { return p.IsPlatformAdmin() || p.HasRole(RoleBilling) }
+
+// CanReadTenant reports whether p may read tenant tenantID's record.
+func (p Principal) CanReadTenant(tenantID string) bool {
+	return p.HasRole(RoleBilling) || p.CanRead(tenantID)
+}
+
+// IsBillingOnly reports whether p acts as billing and not as a platform
+// administrator: its lifecycle actions are narrowed to payment.
+func (p Principal) IsBillingOnly() bool { return p.HasRole(RoleBilling) && !p.IsPlatformAdmin() }
 
 // Config configures OIDC verification.
 type Config struct {

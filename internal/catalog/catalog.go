@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -32,7 +33,14 @@ type file struct {
 		MaxRegions int              `yaml:"max_regions"`
 		Features   []string         `yaml:"features"`
 		Quotas     map[string]int64 `yaml:"quotas"`
+		// The plan's customer policy, checked at activation.
+		RequireCustomer         bool `yaml:"require_customer"`
+		RequireVerifiedCustomer bool `yaml:"require_verified_customer"`
+		AcceptPartial           bool `yaml:"accept_partial_verification"`
 	} `yaml:"plans"`
+	Compliance struct {
+		RekycGrace string `yaml:"rekyc_grace"`
+	} `yaml:"compliance"`
 }
 
 // Parse reads a catalog from YAML. Unknown keys are errors, so a typo in an
@@ -54,9 +62,21 @@ func Parse(data []byte) (*domain.Catalog, error) {
 		for j, m := range p.Isolation {
 			iso[j] = domain.IsolationMode(m)
 		}
-		plans[i] = domain.Plan{Code: p.Code, Name: p.Name, Features: p.Features, Quotas: p.Quotas, Isolation: iso, MaxRegions: p.MaxRegions}
+		plans[i] = domain.Plan{Code: p.Code, Name: p.Name, Features: p.Features, Quotas: p.Quotas, Isolation: iso, MaxRegions: p.MaxRegions,
+			Customer: domain.CustomerPolicy{Required: p.RequireCustomer || p.RequireVerifiedCustomer, Verified: p.RequireVerifiedCustomer, AcceptPartial: p.AcceptPartial}}
 	}
-	return domain.NewCatalog(regions, plans)
+	c, err := domain.NewCatalog(regions, plans)
+	if err != nil {
+		return nil, err
+	}
+	if g := f.Compliance.RekycGrace; g != "" {
+		d, err := time.ParseDuration(g)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("catalog: compliance.rekyc_grace %q is not a positive duration like 720h", g)
+		}
+		c.SetRekycGrace(d)
+	}
+	return c, nil
 }
 
 // Load reads the catalog at path, or the embedded default when path is empty.

@@ -420,7 +420,7 @@ func (h *Handler[S, C]) sign(tenantID, subject string, snap snapshot[S], payload
 	out := make([]eventstore.Outgoing, 0, len(payloads))
 	prev := snap.hash
 	for i, p := range payloads {
-		if err := events.SealPII(p, tenantID, h.deps.Cipher); err != nil {
+		if err := events.SealPII(p, events.PIIScopeOf(tenantID, h.agg.Kind(), envs[i].Subject), h.deps.Cipher); err != nil {
 			return nil, prev, err
 		}
 		data, err := json.Marshal(p)
@@ -541,7 +541,7 @@ func (h *Handler[S, C]) fold(ctx context.Context, tenantID, id string, snap snap
 		if c.Ignored {
 			continue
 		}
-		if err := events.OpenPII(c.Payload, tenantID, h.deps.Cipher); err != nil {
+		if err := events.OpenPII(c.Payload, events.PIIScope(c.Envelope), h.deps.Cipher); err != nil {
 			return snap, fmt.Errorf("event at seq %d on %s: %w", m.Seq, m.Subject, err)
 		}
 		snap.state = h.agg.Evolve(snap.state, domain.RecordedFrom(id, m.Seq, c.Envelope, c.Payload))

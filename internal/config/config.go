@@ -46,6 +46,9 @@ var Vars = []Var{
 	{"OIDC_DISCOVERY_URL", "(the issuer URL)", "where to fetch the issuer's discovery document when the issuer is reachable under another name (e.g. http://keycloak:8080/realms/tenancy-ops in compose)", "api"},
 	{"OIDC_AUDIENCE", "tenancy", "audience the API requires in tokens", "api"},
 	{"TENANCY_CATALOG", "(embedded default)", "YAML file with the region inventory and plan catalog", "api, provisioner, tenancy"},
+	{"TENANCY_ROOT_TENANT", "root", "slug of the platform's root tenant, made at start-up (bootstrap) with the root customer; reserved to bootstrap", "api, tenancy"},
+	{"TENANCY_SHARED_TENANT", "shared", "slug of the shared tenant, whose realm the tenants of customers with realm_mode shared join", "api, tenancy"},
+	{"TENANCY_ROOT_ADMIN_EMAIL", "admin@tenancy.invalid (dev: generated, printed at start)", "the root tenant's default administrator", "api, tenancy"},
 	{"TENANCY_BODY_LIMIT", "1048576", "maximum request body in bytes", "api"},
 	{"TENANCY_READ_WAIT", "2s", "how long a read with min_seq waits for the read model before answering 503", "api, tenancy"},
 	{"KEYCLOAK_URL", "(none: identity steps are skipped)", "Keycloak base URL the provisioner creates tenant realms in", "provisioner, api, tenancy"},
@@ -57,8 +60,8 @@ var Vars = []Var{
 	{"BILLING_TOKEN", "", "bearer token for the billing system", "provisioner, tenancy"},
 	{"TENANCY_RECONCILE_INTERVAL", "5m", "how often the provisioner compares Keycloak and billing with the log and repairs drift (0 disables)", "provisioner, tenancy"},
 	{"LOG_LEVEL", "info", "debug, info, warn or error", "all"},
-	{"TENANCY_API_URL", "http://$TENANCY_HTTP_ADDR", "`tenancy webhooks`: the API it calls", "tenancy"},
-	{"TENANCY_TOKEN", "(the data dir's admin.token)", "`tenancy webhooks`: the platform-admin bearer token it sends", "tenancy"},
+	{"TENANCY_API_URL", "http://$TENANCY_HTTP_ADDR", "`tenancy webhooks` and `tenancy customers`: the API they call", "tenancy"},
+	{"TENANCY_TOKEN", "(the data dir's admin.token)", "`tenancy webhooks` and `tenancy customers`: the platform-admin bearer token they send", "tenancy"},
 	{"WEBHOOK_ALLOW_CIDRS", "(none; dev: 127.0.0.0/8, ::1)", "addresses webhooks may reach although they are internal (loopback, private, link-local, ...): CIDRs or IPs, comma-separated; when set it replaces dev's loopback allowance", "api, webhooker, tenancy"},
 	{"WEBHOOK_ALLOW_HTTP", "false (dev: true)", "accept http:// webhook URLs (otherwise https is required)", "api, webhooker, tenancy"},
 	{"WEBHOOK_TIMEOUT", "15s", "time limit of one delivery attempt (connect, send, response headers and body)", "webhooker, tenancy"},
@@ -87,6 +90,8 @@ var defaults = map[string]string{
 	"DATABASE_URL":               DefaultDatabaseURL,
 	"OIDC_AUDIENCE":              "tenancy",
 	"TENANCY_BODY_LIMIT":         "1048576",
+	"TENANCY_ROOT_TENANT":        "root",
+	"TENANCY_SHARED_TENANT":      "shared",
 	"TENANCY_READ_WAIT":          "2s",
 	"KEYCLOAK_REALM":             "master",
 	"TENANCY_RECONCILE_INTERVAL": "5m",
@@ -352,9 +357,32 @@ func (w Webhooks) validate(p *problems) {
 	}
 }
 
+// Bootstrap names the platform's own tenants, made at start-up.
+type Bootstrap struct {
+	RootSlug   string
+	SharedSlug string
+	// AdminEmail is the root tenant's default administrator ("" in dev:
+	// generated).
+	AdminEmail string
+}
+
+func (r *reader) bootstrap() Bootstrap {
+	return Bootstrap{RootSlug: r.str("TENANCY_ROOT_TENANT"), SharedSlug: r.str("TENANCY_SHARED_TENANT"), AdminEmail: r.str("TENANCY_ROOT_ADMIN_EMAIL")}
+}
+
+func (b Bootstrap) validate(p *problems) {
+	if b.RootSlug == b.SharedSlug {
+		p.add("TENANCY_ROOT_TENANT and TENANCY_SHARED_TENANT must differ")
+	}
+	if b.AdminEmail != "" && !strings.Contains(b.AdminEmail, "@") {
+		p.add("TENANCY_ROOT_ADMIN_EMAIL must be an email address")
+	}
+}
+
 // API configures cmd/api.
 type API struct {
 	Service
+	Bootstrap Bootstrap
 	// Integrations: the API issues administrator passwords through Keycloak.
 	Integrations  Integrations
 	Webhooks      Webhooks
@@ -369,7 +397,7 @@ type API struct {
 func LoadAPI(get Getenv) (API, error) {
 	return load(get, func(r *reader) API {
 		return API{
-			Service: r.service("api"), Integrations: r.integrations(), Webhooks: r.webhooks(false),
+			Service: r.service("api"), Bootstrap: r.bootstrap(), Integrations: r.integrations(), Webhooks: r.webhooks(false),
 			OIDCIssuer: r.str("OIDC_ISSUER_URL"), OIDCDiscovery: r.str("OIDC_DISCOVERY_URL"), OIDCAudience: r.str("OIDC_AUDIENCE"),
 			BodyLimit: int64(r.int("TENANCY_BODY_LIMIT")), ReadWait: r.duration("TENANCY_READ_WAIT"),
 		}
@@ -388,6 +416,7 @@ func (c API) Validate() error {
 	}
 	c.Integrations.validate(&p)
 	c.Webhooks.validate(&p)
+	c.Bootstrap.validate(&p)
 	return p.err()
 }
 
@@ -438,6 +467,7 @@ func (c Webhooker) Validate() error { return validateParts(c.Service, c.Webhooks
 
 // Dev configures `tenancy dev`, which embeds NATS and generates its keys.
 type Dev struct {
+	Bootstrap    Bootstrap
 	Integrations Integrations
 	Webhooks     Webhooks
 	DataDir      string
@@ -459,7 +489,7 @@ func LoadDev(get Getenv) (Dev, error) {
 			addr = httpAddrs["dev"]
 		}
 		return Dev{
-			Integrations: r.integrations(), Webhooks: r.webhooks(true),
+			Bootstrap: r.bootstrap(), Integrations: r.integrations(), Webhooks: r.webhooks(true),
 			DataDir: r.str("TENANCY_DATA_DIR"), HTTPAddr: addr, NATSAddr: r.str("TENANCY_DEV_NATS_ADDR"), DatabaseURL: r.str("DATABASE_URL"),
 			Catalog: r.str("TENANCY_CATALOG"), OIDCAudience: r.str("OIDC_AUDIENCE"), LogLevel: r.str("LOG_LEVEL"),
 			ReadWait: r.duration("TENANCY_READ_WAIT"), Replicas: 1,
@@ -468,7 +498,7 @@ func LoadDev(get Getenv) (Dev, error) {
 }
 
 // Validate reports every problem with c.
-func (c Dev) Validate() error { return validateParts(c.Integrations, c.Webhooks) }
+func (c Dev) Validate() error { return validateParts(c.Bootstrap, c.Integrations, c.Webhooks) }
 
 // load reads a configuration with build and reports every problem with
 // it: values that do not parse and whatever its Validate finds.

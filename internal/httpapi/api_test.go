@@ -30,9 +30,15 @@ func tenantBody(slug string) map[string]any {
 
 func (h *harness) create(t testing.TB, body any) map[string]any {
 	t.Helper()
-	r := h.do(t, req{method: "POST", path: "/v1/tenants", token: h.admin, body: body})
+	return h.created(t, "/v1/tenants", body)
+}
+
+// created POSTs body to path as the admin and returns the 201's resource.
+func (h *harness) created(t testing.TB, path string, body any) map[string]any {
+	t.Helper()
+	r := h.do(t, req{method: "POST", path: path, token: h.admin, body: body})
 	if r.Status != http.StatusCreated {
-		t.Fatalf("create: %d %s", r.Status, r.Body)
+		t.Fatalf("POST %s: %d %s", path, r.Status, r.Body)
 	}
 	return r.json(t)
 }

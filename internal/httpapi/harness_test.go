@@ -20,6 +20,7 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 
+	"github.com/tenancyhq/tenancy/internal/app"
 	"github.com/tenancyhq/tenancy/internal/auth"
 	"github.com/tenancyhq/tenancy/internal/backoff"
 	"github.com/tenancyhq/tenancy/internal/httpapi"
@@ -88,6 +89,13 @@ type options struct {
 	readWait    time.Duration
 	// logs, when set, receives every service's JSON log lines.
 	logs io.Writer
+	// customerPolicy keeps the default catalog's customer policy (the
+	// standard plan activates only tenants of a verified customer);
+	// bootstrap makes the root customer and the platform tenants.
+	customerPolicy, bootstrap bool
+	// compliance runs the provisioner's compliance reactor and timers,
+	// with this re-KYC grace period.
+	compliance time.Duration
 }
 
 func newHarness(t testing.TB, o options) *harness {
@@ -95,7 +103,7 @@ func newHarness(t testing.TB, o options) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	_, issuerKey, _ := ed25519.GenerateKey(rand.Reader)
-	ro := testrig.Options{Database: true}
+	ro := testrig.Options{Database: true, CustomerPolicy: o.customerPolicy, RekycGrace: o.compliance}
 	if o.logs != nil {
 		ro.Log = logging.New(o.logs, "test", logging.ParseLevel("debug"))
 	}
@@ -110,8 +118,12 @@ func newHarness(t testing.TB, o options) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := api.New(ctx, core, api.Options{Auth: authn, BodyLimit: 64 << 10, Mounts: map[string]http.Handler{auth.DevIssuerPath: issuer.Handler()},
-		ReadSide: rs, ReadWait: o.readWait})
+	ao := api.Options{Auth: authn, BodyLimit: 64 << 10, Mounts: map[string]http.Handler{auth.DevIssuerPath: issuer.Handler()},
+		ReadSide: rs, ReadWait: o.readWait}
+	if o.bootstrap {
+		ao.Bootstrap = &app.BootstrapOptions{AdminEmail: "root-admin@platform.test"}
+	}
+	a, err := api.New(ctx, core, ao)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +141,11 @@ func newHarness(t testing.TB, o options) *harness {
 	h := &harness{srv: srv, core: core, api: a, rs: rs, issuer: issuer, nats: n}
 	h.admin = h.token(t, auth.TokenRequest{Subject: "admin-1", Roles: []string{auth.RolePlatformAdmin}})
 	if o.provisioner {
-		w, err := provisioner.New(ctx, core, provisioner.Options{Integrations: o.integrations, Backoff: saga.Backoff{Attempts: 3, Pause: backoff.Policy{Base: time.Millisecond, Max: 10 * time.Millisecond}}, RetryDelay: 100 * time.Millisecond})
+		po := provisioner.Options{Integrations: o.integrations, Backoff: saga.Backoff{Attempts: 3, Pause: backoff.Policy{Base: time.Millisecond, Max: 10 * time.Millisecond}}, RetryDelay: 100 * time.Millisecond}
+		if o.compliance > 0 {
+			po.ReadSide = rs
+		}
+		w, err := provisioner.New(ctx, core, po)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/tenancyhq/tenancy/internal/command"
 	"github.com/tenancyhq/tenancy/internal/config"
 	"github.com/tenancyhq/tenancy/internal/logging"
+	"github.com/tenancyhq/tenancy/internal/projection"
 	"github.com/tenancyhq/tenancy/internal/run/webhooker"
 	"github.com/tenancyhq/tenancy/internal/testenv"
 	"github.com/tenancyhq/tenancy/internal/tracing"
@@ -155,7 +156,7 @@ func TestTraceFollowsAWrite(t *testing.T) {
 		if err := h.rs.Pool.QueryRow(ctx, "SELECT count(*) FROM projection_state WHERE generation > 0").Scan(&live); err != nil {
 			t.Fatal(err)
 		}
-		if live == 2 {
+		if live == len(projection.All()) {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -60,7 +60,7 @@ func (s *Server) consistent(c echo.Context, reads *app.Reads, projectionName str
 	return err
 }
 
-var listParams = []string{"state", "plan", "region", "isolation", "label", "external_id", "q", "page_size", "page_token", "min_seq"}
+var listParams = []string{"state", "plan", "region", "isolation", "label", "external_id", "customer_id", "q", "page_size", "page_token", "min_seq"}
 
 // TenantList is a page of tenants.
 type TenantList struct {
@@ -84,52 +84,72 @@ func (s *Server) listTenants(c echo.Context) error {
 	if err := checkParams(c, listParams...); err != nil {
 		return err
 	}
-	reads, err := s.reads()
-	if err != nil {
-		return err
-	}
 	qp := c.QueryParams()
 	f := readmodel.TenantFilter{States: qp["state"], Plans: qp["plan"], Regions: qp["region"], Isolations: qp["isolation"], Query: strings.TrimSpace(c.QueryParam("q"))}
+	var err error
+	if f.CustomerID, err = customerIDParam(c); err != nil {
+		return err
+	}
+	return s.listTenantsWhere(c, f)
+}
+
+// tenantPage answers a tenant listing filtered by f, which it checks,
+// narrowed to what the caller may read.
+func (s *Server) tenantPage(c echo.Context, f readmodel.TenantFilter) (TenantList, error) {
+	reads, err := s.reads()
+	if err != nil {
+		return TenantList{}, err
+	}
+	qp := c.QueryParams()
 	for _, st := range f.States {
 		if _, err := domain.ParseState(st); err != nil {
-			return invalid("state", err.Error(), stateStrings()...)
+			return TenantList{}, invalid("state", err.Error(), stateStrings()...)
 		}
 	}
 	for _, iso := range f.Isolations {
 		if _, err := domain.ParseIsolationMode(iso); err != nil {
-			return invalid("isolation", err.Error(), "shared", "dedicated", "hybrid")
+			return TenantList{}, invalid("isolation", err.Error(), "shared", "dedicated", "hybrid")
 		}
 	}
 	if len(f.Query) > 200 {
-		return invalid("q", "must be at most 200 characters")
+		return TenantList{}, invalid("q", "must be at most 200 characters")
 	}
 	if f.Labels, err = pairs(qp["label"], "label", "key:value"); err != nil {
-		return err
+		return TenantList{}, err
 	}
 	if f.ExternalIDs, err = pairs(qp["external_id"], "external_id", "system:id"); err != nil {
-		return err
+		return TenantList{}, err
 	}
 	p := principal(c)
-	if !p.IsPlatformAdmin() {
+	if !p.ReadsDirectory() {
 		if !p.CanRead(p.TenantID) {
-			return fmt.Errorf("%w: listing tenants needs the %s role, or a tenant role for your own tenant", domain.ErrForbidden, auth.RolePlatformAdmin)
+			return TenantList{}, fmt.Errorf("%w: listing tenants needs the %s role, or a tenant role for your own tenant", domain.ErrForbidden, auth.RolePlatformAdmin)
 		}
 		f.OnlyID = p.TenantID
 	}
 	size, err := pageSize(c)
 	if err != nil {
-		return err
+		return TenantList{}, err
 	}
 	if err := s.consistent(c, reads, "tenants"); err != nil {
-		return err
+		return TenantList{}, err
 	}
 	page, err := reads.Tenants(c.Request().Context(), f, readmodel.Page{Size: size, Token: c.QueryParam("page_token")})
 	if err != nil {
-		return err
+		return TenantList{}, err
 	}
 	out := TenantList{Items: make([]TenantView, 0, len(page.Items)), NextPageToken: page.NextPageToken}
 	for _, t := range page.Items {
 		out.Items = append(out.Items, ViewTenant(t.Tenant, brokenAt(t.BrokenSeq)))
+	}
+	return out, nil
+}
+
+// listTenantsWhere answers a tenant listing filtered by f.
+func (s *Server) listTenantsWhere(c echo.Context, f readmodel.TenantFilter) error {
+	out, err := s.tenantPage(c, f)
+	if err != nil {
+		return err
 	}
 	return writeJSON(c, http.StatusOK, out)
 }
@@ -156,7 +176,7 @@ func (s *Server) readTenantFrom(c echo.Context, what string, lookup func(ctx con
 		return err
 	}
 	t, err := lookup(c.Request().Context(), reads)
-	if errors.Is(err, domain.ErrNotFound) || (err == nil && !principal(c).CanRead(t.ID)) {
+	if errors.Is(err, domain.ErrNotFound) || (err == nil && !principal(c).CanReadTenant(t.ID)) {
 		return fmt.Errorf("no tenant with %s: %w", what, domain.ErrNotFound)
 	}
 	if err != nil {

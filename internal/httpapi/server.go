@@ -34,7 +34,9 @@ import (
 // Deps are the server's collaborators: the use cases it calls, and what
 // HTTP itself needs.
 type Deps struct {
-	Tenants     *app.Tenants
+	Tenants *app.Tenants
+	// Customers manages customers; nil disables the customer routes (503).
+	Customers   *app.Customers
 	SigningKeys *app.SigningKeys
 	// Webhooks manages subscriptions and dead letters; nil disables the
 	// webhook routes (503).
@@ -98,7 +100,7 @@ func New(d Deps) *Server {
 	// group's middleware would also answer unknown routes and methods, as
 	// 401s or 404s instead of 404s and 405s.
 	v1 := e.Group("/v1")
-	authn, admin, hooks := s.authenticate, s.platformAdmin, s.webhooksConfigured
+	authn, admin, adminOrBilling := s.authenticate, s.platformAdmin, s.adminOrBilling
 	v1.GET("/event-keys", s.eventKeys, authn)
 	v1.GET("/catalog", s.catalog, authn)
 	v1.POST("/tenants", s.createTenant, authn, admin, s.idempotent)
@@ -116,25 +118,19 @@ func New(d Deps) *Server {
 	v1.PATCH("/tenants/:id", s.patchTenant, authn, admin)
 	v1.DELETE("/tenants/:id", s.deleteTenant, authn, admin)
 	v1.GET("/tenants/:id/events", s.tenantEvents, authn)
-	for _, action := range []string{"activate", "suspend", "resume", "archive", "restore", "cancel-activation"} {
+	for _, action := range []string{"activate", "archive", "restore", "cancel-activation"} {
 		v1.POST("/tenants/:id/"+action, s.lifecycle(action), authn, admin, s.idempotent)
 	}
+	// Billing suspends for payment and lifts its own payment holds.
+	for _, action := range []string{"suspend", "resume"} {
+		v1.POST("/tenants/:id/"+action, s.lifecycle(action), authn, adminOrBilling, s.idempotent)
+	}
+
 	v1.POST("/tenants/:id/provisioning/retry", s.retryProvisioning, authn, admin, s.idempotent)
 	v1.POST("/tenants/:id/admin-password", s.adminPassword, authn, admin, s.idempotent)
 
-	v1.POST("/webhooks", s.createWebhook, authn, admin, hooks, s.idempotent)
-	v1.GET("/webhooks", s.listWebhooks, authn, admin, hooks)
-	v1.GET("/webhooks/:id", s.getWebhook, authn, admin, hooks)
-	v1.PATCH("/webhooks/:id", s.patchWebhook, authn, admin, hooks)
-	v1.DELETE("/webhooks/:id", s.deleteWebhook, authn, admin, hooks)
-	v1.POST("/webhooks/:id/rotate-secret", s.rotateWebhookSecret, authn, admin, hooks, s.idempotent)
-	v1.GET("/webhooks/:id/attempts", s.webhookAttempts, authn, admin, hooks)
-	v1.POST("/webhooks/:id/replay", s.replayWebhook, authn, admin, hooks, s.idempotent)
-	v1.POST("/webhooks/:id/dead-letters/requeue", s.requeueAll, authn, admin, hooks, s.idempotent)
-	v1.GET("/dead-letters", s.deadLetters, authn, admin, hooks)
-	v1.GET("/dead-letters/:seq", s.deadLetter, authn, admin, hooks)
-	v1.POST("/dead-letters/:seq/requeue", s.requeueDeadLetter, authn, admin, hooks, s.idempotent)
-	v1.POST("/dead-letters/:seq/discard", s.discardDeadLetter, authn, admin, hooks, s.idempotent)
+	s.customerRoutes(v1)
+	s.webhookRoutes(v1)
 	// Every route's series exists from start, at 0 (with the status a
 	// success answers).
 	for _, r := range e.Routes() {
@@ -317,6 +313,50 @@ func (s *Server) platformAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if !principal(c).IsPlatformAdmin() {
 			return fmt.Errorf("%w: this operation needs the %s role", domain.ErrForbidden, auth.RolePlatformAdmin)
+		}
+		return next(c)
+	}
+}
+
+// webhookRoutes registers the webhook and dead-letter routes (platform
+// administrators only).
+func (s *Server) webhookRoutes(v1 *echo.Group) {
+	authn, admin, hooks := s.authenticate, s.platformAdmin, s.webhooksConfigured
+	v1.POST("/webhooks", s.createWebhook, authn, admin, hooks, s.idempotent)
+	v1.GET("/webhooks", s.listWebhooks, authn, admin, hooks)
+	v1.GET("/webhooks/:id", s.getWebhook, authn, admin, hooks)
+	v1.PATCH("/webhooks/:id", s.patchWebhook, authn, admin, hooks)
+	v1.DELETE("/webhooks/:id", s.deleteWebhook, authn, admin, hooks)
+	v1.POST("/webhooks/:id/rotate-secret", s.rotateWebhookSecret, authn, admin, hooks, s.idempotent)
+	v1.GET("/webhooks/:id/attempts", s.webhookAttempts, authn, admin, hooks)
+	v1.POST("/webhooks/:id/replay", s.replayWebhook, authn, admin, hooks, s.idempotent)
+	v1.POST("/webhooks/:id/dead-letters/requeue", s.requeueAll, authn, admin, hooks, s.idempotent)
+	v1.GET("/dead-letters", s.deadLetters, authn, admin, hooks)
+	v1.GET("/dead-letters/:seq", s.deadLetter, authn, admin, hooks)
+	v1.POST("/dead-letters/:seq/requeue", s.requeueDeadLetter, authn, admin, hooks, s.idempotent)
+	v1.POST("/dead-letters/:seq/discard", s.discardDeadLetter, authn, admin, hooks, s.idempotent)
+}
+
+// customerRoutes registers the customer routes: platform administrators
+// manage customers, billing reads them.
+func (s *Server) customerRoutes(v1 *echo.Group) {
+	authn, admin, adminOrBilling, customers := s.authenticate, s.platformAdmin, s.adminOrBilling, s.customersConfigured
+	v1.POST("/customers", s.createCustomer, authn, admin, customers, s.idempotent)
+	v1.GET("/customers", s.listCustomers, authn, adminOrBilling, customers)
+	v1.POST("/customers/lookup", s.lookupCustomer, authn, adminOrBilling, customers)
+	v1.GET("/customers/:id", s.getCustomer, authn, adminOrBilling, customers)
+	v1.PATCH("/customers/:id", s.patchCustomer, authn, admin, customers)
+	v1.DELETE("/customers/:id", s.deleteCustomer, authn, admin, customers)
+	v1.POST("/customers/:id/verification", s.verifyCustomer, authn, admin, customers, s.idempotent)
+	v1.GET("/customers/:id/tenants", s.customerTenants, authn, adminOrBilling, customers)
+}
+
+// adminOrBilling admits platform administrators and billing (whose
+// handlers narrow what it may do).
+func (s *Server) adminOrBilling(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if p := principal(c); !p.IsPlatformAdmin() && !p.HasRole(auth.RoleBilling) {
+			return fmt.Errorf("%w: this operation needs the %s or %s role", domain.ErrForbidden, auth.RolePlatformAdmin, auth.RoleBilling)
 		}
 		return next(c)
 	}

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/tenancyhq/tenancy/internal/auth"
 	"github.com/tenancyhq/tenancy/internal/command"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
@@ -34,11 +36,15 @@ type TenantView struct {
 	ExternalIDs        map[string]string `json:"external_ids"`
 	Labels             map[string]string `json:"labels"`
 	CustomerRef        *string           `json:"customer_ref"`
+	Customer           *TenantCustomer   `json:"customer"`
+	PlatformRole       string            `json:"platform_role,omitempty"`
+	Realm              *RealmView        `json:"realm,omitempty"`
 	CreatedAt          time.Time         `json:"created_at"`
 	UpdatedAt          time.Time         `json:"updated_at"`
 	ArchivedAt         *time.Time        `json:"archived_at,omitempty"`
 	DeletedAt          *time.Time        `json:"deleted_at,omitempty"`
 	Suspension         *SuspensionView   `json:"suspension"`
+	Holds              []HoldView        `json:"holds"`
 	Activation         *ActivationView   `json:"activation"`
 	Provisioning       *ProvisioningView `json:"provisioning"`
 	PersonalDataErased bool              `json:"personal_data_erased"`
@@ -61,6 +67,32 @@ func viewIntegrity(broken *domain.IntegrityError) IntegrityView {
 		return IntegrityView{Status: "ok"}
 	}
 	return IntegrityView{Status: "broken", StreamSeq: broken.Seq, Violation: broken.Violation}
+}
+
+// TenantCustomer is the customer that owns a tenant, as the tenant view
+// shows it (null: none yet). A single tenant's view adds the customer's
+// name and verification; lists carry the id only.
+type TenantCustomer struct {
+	ID           string `json:"id"`
+	DisplayName  string `json:"display_name,omitempty"`
+	Kind         string `json:"kind,omitempty"`
+	Verification string `json:"verification_status,omitempty"`
+}
+
+// HoldView is one reason a suspended tenant stays suspended.
+type HoldView struct {
+	Reason string    `json:"reason"`
+	Note   string    `json:"note,omitempty"`
+	Since  time.Time `json:"since"`
+	By     string    `json:"placed_by,omitempty"`
+}
+
+// RealmView is where a tenant's identity lives when it is not a realm of
+// its own: an organization in the shared tenant's realm.
+type RealmView struct {
+	Mode         string `json:"mode"`
+	Realm        string `json:"realm"`
+	Organization string `json:"organization,omitempty"`
 }
 
 // SuspensionView says why a tenant is suspended.
@@ -145,6 +177,17 @@ func ViewTenant(t domain.Tenant, broken *domain.IntegrityError) TenantView {
 	if s := t.Suspension; s != nil && (t.State == domain.StateSuspended || t.State == domain.StateArchived) {
 		v.Suspension = &SuspensionView{Reason: string(s.Reason), Note: s.Note, Since: s.Since}
 	}
+	v.Holds = []HoldView{}
+	for _, h := range t.Holds {
+		v.Holds = append(v.Holds, HoldView{Reason: string(h.Reason), Note: h.Note, Since: h.Since, By: h.By})
+	}
+	if t.CustomerID != "" {
+		v.Customer = &TenantCustomer{ID: t.CustomerID}
+	}
+	v.PlatformRole = t.Root
+	if r := t.Realm; r != nil {
+		v.Realm = &RealmView{Mode: r.Mode, Realm: r.Realm, Organization: r.Organization}
+	}
 	if a := t.Activation; a != nil {
 		v.Activation = &ActivationView{
 			Placement: a.Placement, Features: a.Features, Quotas: nonNilMap(a.Quotas), Policy: a.Policy,
@@ -171,7 +214,15 @@ func (s *Server) writeTenant(c echo.Context, status int, t domain.Tenant, seq ui
 	h := c.Response().Header()
 	h.Set("ETag", etag(t.Version))
 	h.Set(SequenceHeader, strconv.FormatUint(seq, 10))
-	return writeJSON(c, status, ViewTenant(t, s.deps.Tenants.Integrity(t.ID)))
+	v := ViewTenant(t, s.deps.Tenants.Integrity(t.ID))
+	if v.Customer != nil && s.deps.Customers != nil {
+		// The customer's name and status help whoever reads the tenant; a
+		// customer that cannot be read now still leaves its id.
+		if cu, _, err := s.deps.Customers.Get(c.Request().Context(), t.CustomerID); err == nil {
+			v.Customer.DisplayName, v.Customer.Kind, v.Customer.Verification = cu.DisplayName, cu.Kind, cu.Verification.Status
+		}
+	}
+	return writeJSON(c, status, v)
 }
 
 func (s *Server) meta(c echo.Context) (command.Meta, error) {
@@ -201,6 +252,7 @@ type CreateTenantRequest struct {
 	ExternalIDs map[string]string `json:"external_ids"`
 	Labels      map[string]string `json:"labels"`
 	CustomerRef string            `json:"customer_ref"`
+	CustomerID  string            `json:"customer_id"`
 }
 
 func (s *Server) createTenant(c echo.Context) error {
@@ -211,7 +263,7 @@ func (s *Server) createTenant(c echo.Context) error {
 	cmd := domain.CreateTenant{
 		ID:   idempotentID(c),
 		Slug: req.Slug, DisplayName: req.DisplayName, Plan: req.Plan, Isolation: req.Isolation,
-		Contacts: req.Contacts, ExternalIDs: req.ExternalIDs, Labels: req.Labels, CustomerRef: req.CustomerRef,
+		Contacts: req.Contacts, ExternalIDs: req.ExternalIDs, Labels: req.Labels, CustomerRef: req.CustomerRef, CustomerID: req.CustomerID,
 	}
 	if req.Regions != nil {
 		cmd.Regions = *req.Regions
@@ -230,7 +282,7 @@ func (s *Server) createTenant(c echo.Context) error {
 func (s *Server) readableTenant(c echo.Context) (domain.Tenant, uint64, error) {
 	id := c.Param("id")
 	p := principal(c)
-	if !p.CanRead(id) {
+	if !p.CanReadTenant(id) {
 		return domain.Tenant{}, 0, fmt.Errorf("no tenant with id %q: %w", id, domain.ErrNotFound)
 	}
 	return s.deps.Tenants.Get(c.Request().Context(), id)
@@ -252,7 +304,9 @@ var readOnlyMembers = map[string]string{
 	"archived_at": "is maintained by the server", "deleted_at": "is maintained by the server",
 	"suspension": "changes only through suspend and resume", "activation": "changes only through activate",
 	"provisioning": "is maintained by the provisioner", "personal_data_erased": "is maintained by the server",
-	"allowed_actions": "is derived from the state",
+	"allowed_actions": "is derived from the state", "holds": "change only through suspend and resume",
+	"customer": "set customer_id to attach the tenant to a customer", "platform_role": "is set by bootstrap",
+	"realm": "is decided at activation from the customer's realm_mode", "integrity": "is derived from the log",
 }
 
 // parsePatch turns a JSON merge patch document into an update command.
@@ -272,6 +326,8 @@ func parsePatch(body []byte) (domain.UpdateTenant, error) {
 			cmd.Isolation = p.str(key, raw, false)
 		case "customer_ref":
 			cmd.CustomerRef = p.str(key, raw, true)
+		case "customer_id":
+			cmd.CustomerID = p.str(key, raw, true)
 		case "labels":
 			cmd.Labels = p.mapPatch(key, raw)
 		case "external_ids":
@@ -328,15 +384,22 @@ func (s *Server) patchTenant(c echo.Context) error {
 }
 
 func (s *Server) run(c echo.Context, cmd domain.TenantCommand, status int) error {
+	return execute(s, c, s.deps.Tenants.Do, cmd, s.writeTenant, status)
+}
+
+// execute runs cmd on the aggregate the path's id names, honouring the
+// request's If-Match, and writes the state it led to with write.
+func execute[S domain.Aggregate, C any](s *Server, c echo.Context, do func(context.Context, string, C, command.Meta) (command.Result[S], error),
+	cmd C, write func(echo.Context, int, S, uint64) error, status int) error {
 	meta, err := s.meta(c)
 	if err != nil {
 		return err
 	}
-	res, err := s.deps.Tenants.Do(c.Request().Context(), c.Param("id"), cmd, meta)
+	res, err := do(c.Request().Context(), c.Param("id"), cmd, meta)
 	if err != nil {
 		return err
 	}
-	return s.writeTenant(c, status, res.State, res.Seq)
+	return write(c, status, res.State, res.Seq)
 }
 
 func (s *Server) deleteTenant(c echo.Context) error {
@@ -352,6 +415,12 @@ type ActivateRequest struct {
 type SuspendRequest struct {
 	Reason string `json:"reason"`
 	Note   string `json:"note"`
+}
+
+// ResumeRequest is the optional body of POST .../resume: which hold to
+// lift (optional while there is only one).
+type ResumeRequest struct {
+	Reason string `json:"reason"`
 }
 
 // CancelActivationRequest is the optional body of POST .../cancel-activation.
@@ -394,22 +463,49 @@ func (s *Server) lifecycle(action string) echo.HandlerFunc {
 				return err
 			}
 			cmd = domain.CancelActivation(req)
+		case "resume":
+			var req ResumeRequest
+			if err := optional(&req); err != nil {
+				return err
+			}
+			cmd = domain.Resume{Reason: req.Reason}
 		default:
 			var req struct{}
 			if err := optional(&req); err != nil {
 				return err
 			}
 			switch action {
-			case "resume":
-				cmd = domain.Resume{}
 			case "archive":
 				cmd = domain.Archive{}
 			case "restore":
 				cmd = domain.Restore{}
 			}
 		}
+		if cmd, err = narrowForBilling(principal(c), cmd); err != nil {
+			return err
+		}
 		return s.run(c, cmd, http.StatusOK)
 	}
+}
+
+// narrowForBilling holds billing to its part of the lifecycle: suspending
+// for payment, and lifting the payment holds it placed itself.
+func narrowForBilling(p auth.Principal, cmd domain.TenantCommand) (domain.TenantCommand, error) {
+	if !p.IsBillingOnly() {
+		return cmd, nil
+	}
+	payment := string(domain.SuspendPayment)
+	switch c := cmd.(type) {
+	case domain.Suspend:
+		if c.Reason == payment {
+			return c, nil
+		}
+	case domain.Resume:
+		if c.Reason == "" || c.Reason == payment {
+			return domain.Resume{Reason: payment, PlacedBy: p.Subject}, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: the %s role may only suspend with reason %q and resume the payment holds it placed", domain.ErrForbidden, auth.RoleBilling, payment)
 }
 
 func reasons() []string {
@@ -427,6 +523,9 @@ type EventPage struct {
 }
 
 func (s *Server) tenantEvents(c echo.Context) error {
+	if !principal(c).CanRead(c.Param("id")) {
+		return fmt.Errorf("no tenant with id %q: %w", c.Param("id"), domain.ErrNotFound)
+	}
 	if _, _, err := s.readableTenant(c); err != nil {
 		return err
 	}

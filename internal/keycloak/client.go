@@ -1,6 +1,6 @@
 // Package keycloak is a client of Keycloak's Admin REST API, covering what
-// the provisioner needs: realms, a client with protocol mappers, realm roles
-// and users. It authenticates with a service account's client credentials,
+// the provisioner needs: realms, a client with protocol mappers, realm roles,
+// users, and the organizations that place tenants in a shared realm. It authenticates with a service account's client credentials,
 // caching the short-lived access token and renewing it before it expires.
 package keycloak
 
@@ -318,6 +318,9 @@ type Realm struct {
 	AccessTokenLifespan   int               `json:"accessTokenLifespan,omitempty"`
 	Attributes            map[string]string `json:"attributes,omitempty"`
 	SMTPServer            map[string]string `json:"smtpServer,omitempty"`
+	// OrganizationsEnabled is off in a new realm; every organization call
+	// answers 404 until it is on.
+	OrganizationsEnabled *bool `json:"organizationsEnabled,omitempty"`
 }
 
 // Bool returns a pointer to v.
@@ -454,6 +457,17 @@ func (c *Client) CreateUser(ctx context.Context, realm string, u User) (string, 
 	return c.create(ctx, realmPath(realm, "users"), u)
 }
 
+// GetUser returns a user by id; a missing one is an error wrapping
+// ErrNotFound.
+func (c *Client) GetUser(ctx context.Context, realm, id string) (User, error) {
+	return get[User](ctx, c, realmPath(realm, "users", id))
+}
+
+// DeleteUser deletes a user; a missing one is an error wrapping ErrNotFound.
+func (c *Client) DeleteUser(ctx context.Context, realm, id string) error {
+	return c.send(ctx, http.MethodDelete, realmPath(realm, "users", id), nil)
+}
+
 // UpdateUser replaces a user with u (send the whole representation).
 func (c *Client) UpdateUser(ctx context.Context, realm string, u User) error {
 	return c.send(ctx, http.MethodPut, realmPath(realm, "users", u.ID), u)
@@ -487,4 +501,80 @@ func (c *Client) SetTemporaryPassword(ctx context.Context, realm, username, pass
 // ExecuteActionsEmail emails the user a link to perform actions.
 func (c *Client) ExecuteActionsEmail(ctx context.Context, realm, userID string, actions []string) error {
 	return c.send(ctx, http.MethodPut, realmPath(realm, "users", userID, "execute-actions-email"), actions)
+}
+
+// Organization is an OrganizationRepresentation: a group of a realm's users
+// with its own name, alias and attributes. A PUT replaces an organization
+// whole (an absent "enabled" means true, absent text fields are cleared),
+// except that absent attributes and domains are left as they are; so
+// updates send a complete Organization read back from Keycloak.
+type Organization struct {
+	ID   string `json:"id,omitempty"`
+	Name string `json:"name"`
+	// Alias is unique in the realm and cannot change; Keycloak makes it
+	// the name when it is empty.
+	Alias       string               `json:"alias,omitempty"`
+	Enabled     bool                 `json:"enabled"`
+	Description string               `json:"description,omitempty"`
+	RedirectURL string               `json:"redirectUrl,omitempty"`
+	Attributes  map[string][]string  `json:"attributes,omitempty"`
+	Domains     []OrganizationDomain `json:"domains,omitempty"`
+}
+
+// OrganizationDomain is an email domain of an organization.
+type OrganizationDomain struct {
+	Name     string `json:"name"`
+	Verified bool   `json:"verified"`
+}
+
+// searchTerm is one key:value pair of the q parameter of organization
+// searches, both quoted (with \" inside) as Keycloak's parser allows, so
+// that a space or colon cannot split them.
+func searchTerm(key, value string) string {
+	quote := func(s string) string { return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"` }
+	return quote(key) + ":" + quote(value)
+}
+
+// FindOrganization returns the realm's organization with this alias, and
+// whether it exists. Keycloak's search parameter matches names and domains
+// only; the q parameter's "alias" key is the one exact lookup by alias.
+// The full representation is asked for: the brief one has no attributes.
+func (c *Client) FindOrganization(ctx context.Context, realm, alias string) (Organization, bool, error) {
+	q := url.Values{"q": {searchTerm("alias", alias)}, "briefRepresentation": {"false"}, "max": {"2"}}
+	return findOne(ctx, c, realmPath(realm, "organizations")+"?"+q.Encode(),
+		func(o Organization) bool { return o.Alias == alias })
+}
+
+// GetOrganization returns an organization by id; a missing one is an
+// error wrapping ErrNotFound, as is any organization call in a realm
+// without organizations enabled.
+func (c *Client) GetOrganization(ctx context.Context, realm, id string) (Organization, error) {
+	return get[Organization](ctx, c, realmPath(realm, "organizations", id))
+}
+
+// CreateOrganization creates an organization and returns its id; one with
+// the same name or alias is an error wrapping ErrConflict.
+func (c *Client) CreateOrganization(ctx context.Context, realm string, o Organization) (string, error) {
+	return c.create(ctx, realmPath(realm, "organizations"), o)
+}
+
+// UpdateOrganization replaces the organization o.ID with o (send the whole
+// representation, read back from Keycloak).
+func (c *Client) UpdateOrganization(ctx context.Context, realm string, o Organization) error {
+	return c.send(ctx, http.MethodPut, realmPath(realm, "organizations", o.ID), o)
+}
+
+// DeleteOrganization deletes an organization, ending its memberships (its
+// members stay users of the realm); a missing one is an error wrapping
+// ErrNotFound.
+func (c *Client) DeleteOrganization(ctx context.Context, realm, id string) error {
+	return c.send(ctx, http.MethodDelete, realmPath(realm, "organizations", id), nil)
+}
+
+// AddOrganizationMember makes a user of the realm a member of the
+// organization. A user who already is one is an error wrapping
+// ErrConflict; an unknown user is a 400.
+func (c *Client) AddOrganizationMember(ctx context.Context, realm, orgID, userID string) error {
+	// The body is the user id as a JSON string.
+	return c.send(ctx, http.MethodPost, realmPath(realm, "organizations", orgID, "members"), userID)
 }

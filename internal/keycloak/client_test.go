@@ -3,6 +3,7 @@ package keycloak_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -203,6 +204,93 @@ func TestErrorsDoNotRepeatTheUsername(t *testing.T) {
 		}
 		if strings.Contains(err.Error(), "ada.admin") || !strings.Contains(err.Error(), "/users") {
 			t.Fatalf("fault %+v: error %q", f, err)
+		}
+	}
+}
+
+func TestOrganizations(t *testing.T) {
+	kf, c, _ := setup(t)
+	ctx := context.Background()
+	if err := c.CreateRealm(ctx, keycloak.Realm{Realm: "shared", Enabled: keycloak.Bool(true)}); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err := c.FindOrganization(ctx, "shared", "acme")
+	if !errors.Is(err, keycloak.ErrNotFound) || !strings.Contains(err.Error(), "Organizations not enabled") {
+		t.Fatalf("organizations before they are enabled: %v", err)
+	}
+	if err := c.UpdateRealm(ctx, "shared", keycloak.Realm{OrganizationsEnabled: keycloak.Bool(true)}); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := c.GetRealm(ctx, "shared"); !r.IsEnabled() || r.OrganizationsEnabled == nil || !*r.OrganizationsEnabled {
+		t.Fatalf("realm after enabling organizations: %+v", r)
+	}
+	if _, ok, err := c.FindOrganization(ctx, "shared", "acme"); ok || err != nil {
+		t.Fatalf("found an organization that does not exist: %v %v", ok, err)
+	}
+	want := keycloak.Organization{Name: "acme", Alias: "acme", Enabled: true, Description: "Acme Corp", Attributes: map[string][]string{"tenancy.tenant_id": {"t-1"}}}
+	id, err := c.CreateOrganization(ctx, "shared", want)
+	if err != nil || id == "" {
+		t.Fatalf("create: %q %v", id, err)
+	}
+	// Another whose name is the first one's alias: only the alias counts.
+	if _, err := c.CreateOrganization(ctx, "shared", keycloak.Organization{Name: "acme-2", Alias: "acme-two", Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, dup := range []keycloak.Organization{{Name: "acme", Alias: "other"}, {Name: "other", Alias: "acme"}} {
+		if _, err := c.CreateOrganization(ctx, "shared", dup); !errors.Is(err, keycloak.ErrConflict) {
+			t.Fatalf("duplicate %+v: %v", dup, err)
+		}
+	}
+	got, ok, err := c.FindOrganization(ctx, "shared", "acme")
+	want.ID = id
+	if err != nil || !ok || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("find:\n got %+v %v %v\nwant %+v", got, ok, err, want)
+	}
+
+	// Updates send the whole organization back: PUT replaces it.
+	got.Enabled = false
+	if err := c.UpdateOrganization(ctx, "shared", got); err != nil {
+		t.Fatal(err)
+	}
+	after, err := c.GetOrganization(ctx, "shared", id)
+	if err != nil || after.Enabled || after.Description != "Acme Corp" || after.Attributes["tenancy.tenant_id"][0] != "t-1" {
+		t.Fatalf("after disabling: %+v %v", after, err)
+	}
+
+	uid, err := c.CreateUser(ctx, "shared", keycloak.User{Username: "ann@acme.test", Enabled: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddOrganizationMember(ctx, "shared", id, uid); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddOrganizationMember(ctx, "shared", id, uid); !errors.Is(err, keycloak.ErrConflict) {
+		t.Fatalf("adding a member twice: %v", err)
+	}
+	var ke *keycloak.Error
+	if err := c.AddOrganizationMember(ctx, "shared", id, "nobody"); !errors.As(err, &ke) || ke.Status != 400 || ke.Temporary() {
+		t.Fatalf("adding an unknown user: %v", err)
+	}
+	if got := kf.OrganizationMembers("shared", "acme"); len(got) != 1 || got[0] != "ann@acme.test" {
+		t.Fatalf("members: %v", got)
+	}
+	if u, err := c.GetUser(ctx, "shared", uid); err != nil || u.Username != "ann@acme.test" {
+		t.Fatalf("get user: %+v %v", u, err)
+	}
+
+	for _, step := range []struct {
+		name string
+		do   func() error
+		want error
+	}{
+		{"delete the organization", func() error { return c.DeleteOrganization(ctx, "shared", id) }, nil},
+		{"delete it again", func() error { return c.DeleteOrganization(ctx, "shared", id) }, keycloak.ErrNotFound},
+		{"read it", func() error { _, err := c.GetOrganization(ctx, "shared", id); return err }, keycloak.ErrNotFound},
+		{"delete the user", func() error { return c.DeleteUser(ctx, "shared", uid) }, nil},
+		{"delete the user again", func() error { return c.DeleteUser(ctx, "shared", uid) }, keycloak.ErrNotFound},
+	} {
+		if err := step.do(); !errors.Is(err, step.want) {
+			t.Fatalf("%s: %v, want %v", step.name, err, step.want)
 		}
 	}
 }

@@ -8,7 +8,10 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -43,6 +46,9 @@ type Keyring struct {
 	js     jetstream.JetStream
 	master cipher.AEAD
 	cache  *lru.Cache[string, cipher.AEAD]
+	// index keys the blind indexes: derived from the master key, so that
+	// an index value means nothing without it, and never the same as it.
+	index []byte
 }
 
 // MasterKeySize is the size of the master key in bytes (AES-256).
@@ -74,7 +80,23 @@ func Open(ctx context.Context, js jetstream.JetStream, masterKey []byte, replica
 		return nil, fmt.Errorf("keyring: stream %s: %w", Stream, err)
 	}
 	cache, _ := lru.New[string, cipher.AEAD](10000)
-	return &Keyring{stream: st, reader: eventstore.New(js, Stream), js: js, master: master, cache: cache}, nil
+	index, err := hkdf.Key(sha256.New, masterKey, nil, "tenancy blind index v1", 32)
+	if err != nil {
+		return nil, fmt.Errorf("keyring: %w", err)
+	}
+	return &Keyring{stream: st, reader: eventstore.New(js, Stream), js: js, master: master, cache: cache, index: index}, nil
+}
+
+// BlindIndex returns the keyed HMAC of a normalised value of the named
+// kind (a PAN, a username): equal values give equal indexes, so lookups
+// and uniqueness work, and the value itself is never stored. The kind is
+// mixed in so that equal strings of different kinds do not match.
+func (k *Keyring) BlindIndex(kind, value string) string {
+	m := hmac.New(sha256.New, k.index)
+	m.Write([]byte(kind))
+	m.Write([]byte{0})
+	m.Write([]byte(value))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
 func newAEAD(key []byte) (cipher.AEAD, error) {

@@ -169,7 +169,7 @@ func TestProjectionsFollowTheLog(t *testing.T) {
 	if actor != "tester" || summary == "" {
 		t.Fatalf("audit row: %q %q", actor, summary)
 	}
-	testrig.CheckReplay(t, testenv.Context(t, 2*time.Minute), e.core, e.pool, "live")
+	testrig.CheckReplay(t, testenv.Context(t, 2*time.Minute), e.core, e.pool, "live", "tenants", "audit_log")
 }
 
 func TestStandbyTakesOver(t *testing.T) {
@@ -219,7 +219,7 @@ func TestRecoversFromLostConnections(t *testing.T) {
 	}
 	e.waitCaughtUp(t, "tenants")
 	e.waitCaughtUp(t, "audit_log")
-	testrig.CheckReplay(t, testenv.Context(t, 2*time.Minute), e.core, e.pool, "after outages")
+	testrig.CheckReplay(t, testenv.Context(t, 2*time.Minute), e.core, e.pool, "after outages", "tenants", "audit_log")
 }
 
 // TestPoisonEventStopsAndCanBeSkipped appends an event the projection cannot

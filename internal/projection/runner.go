@@ -418,13 +418,13 @@ func (r *Runner) open(ctx context.Context, batch []Event) (int, error) {
 	}
 	ids := make([]string, 0, len(batch))
 	for _, e := range batch {
-		ids = append(ids, e.Envelope.TenantID)
+		ids = append(ids, events.PIIScope(e.Envelope))
 	}
 	if err := r.d.Opener.Prefetch(ctx, ids); err != nil {
 		r.log.WarnContext(ctx, "prefetching tenant keys failed; reading them one by one", "error", err)
 	}
 	for i, e := range batch {
-		if err := events.OpenPII(e.Payload, e.Envelope.TenantID, r.d.Opener); err != nil {
+		if err := events.OpenPII(e.Payload, events.PIIScope(e.Envelope), r.d.Opener); err != nil {
 			return i, err
 		}
 	}

@@ -36,6 +36,29 @@ type TenantDoc struct {
 	Activation   *ActivationDoc  `json:"Activation"`
 	Provisioning ProvisioningDoc `json:"Provisioning"`
 	PIIErased    bool            `json:"PIIErased"`
+
+	// Holds, CustomerID, Root and Realm came with customers (schema
+	// version 3). Holds is null, never [], when there are none, so that a
+	// tenant folded in memory and one read back store the same document.
+	Holds      []HoldDoc `json:"Holds"`
+	CustomerID string    `json:"CustomerID"`
+	Root       string    `json:"Root"`
+	Realm      *RealmDoc `json:"Realm"`
+}
+
+// HoldDoc is a stored domain.Hold.
+type HoldDoc struct {
+	Reason string    `json:"Reason"`
+	Note   string    `json:"Note"`
+	Since  time.Time `json:"Since"`
+	By     string    `json:"By"`
+}
+
+// RealmDoc is a stored domain.RealmPlacement.
+type RealmDoc struct {
+	Mode         string `json:"Mode"`
+	Realm        string `json:"Realm"`
+	Organization string `json:"Organization"`
 }
 
 // SuspensionDoc is a stored domain.Suspension.
@@ -87,10 +110,16 @@ func DocOf(t domain.Tenant) TenantDoc {
 		ID: t.ID, Slug: t.Slug, DisplayName: t.DisplayName, Plan: t.Plan, Regions: t.Regions, Isolation: string(t.Isolation),
 		Contacts: t.Contacts, ExternalIDs: t.ExternalIDs, Labels: t.Labels, CustomerRef: t.CustomerRef,
 		State: string(t.State), Version: t.Version, CreatedAt: t.CreatedAt, UpdatedAt: t.UpdatedAt, ArchivedAt: t.ArchivedAt, DeletedAt: t.DeletedAt,
-		PIIErased: t.PIIErased,
+		PIIErased: t.PIIErased, CustomerID: t.CustomerID, Root: t.Root,
 	}
 	if s := t.Suspension; s != nil {
 		d.Suspension = &SuspensionDoc{Reason: string(s.Reason), Note: s.Note, Since: s.Since}
+	}
+	for _, h := range t.Holds {
+		d.Holds = append(d.Holds, HoldDoc{Reason: string(h.Reason), Note: h.Note, Since: h.Since, By: h.By})
+	}
+	if r := t.Realm; r != nil {
+		d.Realm = &RealmDoc{Mode: r.Mode, Realm: r.Realm, Organization: r.Organization}
 	}
 	if a := t.Activation; a != nil {
 		d.Activation = &ActivationDoc{Placement: a.Placement, Features: a.Features, Quotas: a.Quotas, Policy: a.Policy, Admin: a.Admin,
@@ -111,10 +140,16 @@ func (d TenantDoc) Tenant() domain.Tenant {
 		ID: d.ID, Slug: d.Slug, DisplayName: d.DisplayName, Plan: d.Plan, Regions: d.Regions, Isolation: domain.IsolationMode(d.Isolation),
 		Contacts: d.Contacts, ExternalIDs: d.ExternalIDs, Labels: d.Labels, CustomerRef: d.CustomerRef,
 		State: domain.State(d.State), Version: d.Version, CreatedAt: d.CreatedAt, UpdatedAt: d.UpdatedAt, ArchivedAt: d.ArchivedAt, DeletedAt: d.DeletedAt,
-		PIIErased: d.PIIErased,
+		PIIErased: d.PIIErased, CustomerID: d.CustomerID, Root: d.Root,
 	}
 	if s := d.Suspension; s != nil {
 		t.Suspension = &domain.Suspension{Reason: domain.SuspensionReason(s.Reason), Note: s.Note, Since: s.Since}
+	}
+	for _, h := range d.Holds {
+		t.Holds = append(t.Holds, domain.Hold{Reason: domain.SuspensionReason(h.Reason), Note: h.Note, Since: h.Since, By: h.By})
+	}
+	if r := d.Realm; r != nil {
+		t.Realm = &domain.RealmPlacement{Mode: r.Mode, Realm: r.Realm, Organization: r.Organization}
 	}
 	if a := d.Activation; a != nil {
 		t.Activation = &domain.Activation{Placement: a.Placement, Features: a.Features, Quotas: a.Quotas, Policy: a.Policy, Admin: a.Admin,

@@ -24,7 +24,9 @@ type Tenants struct{}
 func (Tenants) Name() string { return "tenants" }
 
 // SchemaVersion implements Projection.
-func (Tenants) SchemaVersion() int { return 2 }
+// Version 3 added the customer_id column and the customer members of the
+// stored document (holds, customer, platform role, realm placement).
+func (Tenants) SchemaVersion() int { return 3 }
 
 // Tables implements Projection.
 func (Tenants) Tables() []string { return []string{"tenants"} }
@@ -44,6 +46,7 @@ func (Tenants) Create(ctx context.Context, tx pgx.Tx, gen int) error {
 		labels              jsonb       NOT NULL,
 		external_ids        jsonb       NOT NULL,
 		customer_ref        text,
+		customer_id         uuid,
 		provisioning_status text,
 		created_at          timestamptz NOT NULL,
 		updated_at          timestamptz NOT NULL,
@@ -63,6 +66,7 @@ func (Tenants) Indexes(ctx context.Context, tx pgx.Tx, gen int) error {
 		{"state", "(state, id)"},
 		{"plan", "(plan, id)"},
 		{"isolation", "(isolation, id)"},
+		{"customer", "(customer_id, id)"},
 		{"regions", "USING gin (regions)"},
 		{"labels", "USING gin (labels jsonb_path_ops)"},
 		{"extids", "USING gin (external_ids jsonb_path_ops)"},
@@ -108,7 +112,7 @@ func foldTenants(ctx context.Context, batch []Event, rows map[string]*tenantRow,
 		if r.lastSeq >= e.Seq {
 			continue // already folded: a replay overlapping what is stored
 		}
-		r.state = domain.EvolveTenant(r.state, domain.Recorded{AggregateID: id, ID: e.Envelope.ID, Time: e.Envelope.Time, Version: e.Envelope.AggVersion, Payload: e.Payload})
+		r.state = domain.EvolveTenant(r.state, domain.RecordedFrom(id, e.Seq, e.Envelope, e.Payload))
 		r.lastSeq, r.lastAt = e.Seq, e.Envelope.Time
 		if !changed[id] {
 			changed[id] = true
@@ -144,32 +148,47 @@ func loadMissing(ctx context.Context, evs []Event, rows map[string]*tenantRow, l
 	return nil
 }
 
-func loadTenantRows(q interface {
+// querier runs a query: a connection, a pool or a transaction.
+type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-}, table string) func(ctx context.Context, ids []string) (map[string]*tenantRow, error) {
-	return func(ctx context.Context, ids []string) (map[string]*tenantRow, error) {
-		rows, err := q.Query(ctx, "SELECT id::text, state_doc, last_event_seq, last_event_at FROM "+Ident(table)+" WHERE id = ANY($1::uuid[])", ids)
+}
+
+// loadRows reads the stored rows of ids (those that exist) from a read
+// model's table, each made by row from its state_doc and the sequence and
+// time of its last event.
+func loadRows[R any](ctx context.Context, q querier, table string, ids []string, row func(id string, doc []byte, seq uint64, at time.Time) (R, error)) (map[string]R, error) {
+	rows, err := q.Query(ctx, "SELECT id::text, state_doc, last_event_seq, last_event_at FROM "+Ident(table)+" WHERE id = ANY($1::uuid[])", ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]R{}
+	for rows.Next() {
+		var id string
+		var doc []byte
+		var seq int64
+		var at time.Time
+		if err := rows.Scan(&id, &doc, &seq, &at); err != nil {
+			return nil, err
+		}
+		r, err := row(id, doc, uint64(seq), at)
 		if err != nil {
 			return nil, err
 		}
-		defer rows.Close()
-		out := map[string]*tenantRow{}
-		for rows.Next() {
-			var id string
-			var doc []byte
-			var seq int64
-			r := &tenantRow{}
-			if err := rows.Scan(&id, &doc, &seq, &r.lastAt); err != nil {
-				return nil, err
-			}
-			var err error
-			if r.state, err = UnmarshalTenant(doc); err != nil {
+		out[id] = r
+	}
+	return out, rows.Err()
+}
+
+func loadTenantRows(q querier, table string) func(ctx context.Context, ids []string) (map[string]*tenantRow, error) {
+	return func(ctx context.Context, ids []string) (map[string]*tenantRow, error) {
+		return loadRows(ctx, q, table, ids, func(id string, doc []byte, seq uint64, at time.Time) (*tenantRow, error) {
+			t, err := UnmarshalTenant(doc)
+			if err != nil {
 				return nil, fmt.Errorf("tenant %s: unreadable state_doc: %w", id, err)
 			}
-			r.lastSeq = uint64(seq)
-			out[id] = r
-		}
-		return out, rows.Err()
+			return &tenantRow{state: t, lastSeq: seq, lastAt: at}, nil
+		})
 	}
 }
 
@@ -186,19 +205,22 @@ func (r *tenantRow) values() ([]any, error) {
 	if regions == nil {
 		regions = []string{}
 	}
-	var ref, prov any
+	var ref, customer, prov any
 	if t.CustomerRef != "" {
 		ref = t.CustomerRef
+	}
+	if t.CustomerID != "" {
+		customer = t.CustomerID
 	}
 	if t.Provisioning.Status != "" {
 		prov = string(t.Provisioning.Status)
 	}
 	return []any{t.ID, t.Slug, t.DisplayName, string(t.State), t.Version, t.Plan, regions, t.Regions.Preferred, string(t.Isolation),
-		labels, extIDs, ref, prov, t.CreatedAt, t.UpdatedAt, int64(r.lastSeq), r.lastAt, doc}, nil
+		labels, extIDs, ref, customer, prov, t.CreatedAt, t.UpdatedAt, int64(r.lastSeq), r.lastAt, doc}, nil
 }
 
 var tenantColumns = []string{"id", "slug", "display_name", "state", "version", "plan", "regions", "preferred_region", "isolation",
-	"labels", "external_ids", "customer_ref", "provisioning_status", "created_at", "updated_at", "last_event_seq", "last_event_at", "state_doc"}
+	"labels", "external_ids", "customer_ref", "customer_id", "provisioning_status", "created_at", "updated_at", "last_event_seq", "last_event_at", "state_doc"}
 
 func nonNil(m map[string]string) map[string]string {
 	if m == nil {
@@ -208,12 +230,12 @@ func nonNil(m map[string]string) map[string]string {
 }
 
 const upsertTenant = ` (id, slug, display_name, state, version, plan, regions, preferred_region, isolation, labels, external_ids,
-	customer_ref, provisioning_status, created_at, updated_at, last_event_seq, last_event_at, state_doc)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+	customer_ref, customer_id, provisioning_status, created_at, updated_at, last_event_seq, last_event_at, state_doc)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
 	ON CONFLICT (id) DO UPDATE SET slug = EXCLUDED.slug, display_name = EXCLUDED.display_name, state = EXCLUDED.state,
 	version = EXCLUDED.version, plan = EXCLUDED.plan, regions = EXCLUDED.regions, preferred_region = EXCLUDED.preferred_region,
 	isolation = EXCLUDED.isolation, labels = EXCLUDED.labels, external_ids = EXCLUDED.external_ids, customer_ref = EXCLUDED.customer_ref,
-	provisioning_status = EXCLUDED.provisioning_status, created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
+	customer_id = EXCLUDED.customer_id, provisioning_status = EXCLUDED.provisioning_status, created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
 	last_event_seq = EXCLUDED.last_event_seq, last_event_at = EXCLUDED.last_event_at, state_doc = EXCLUDED.state_doc`
 
 func upsertRows(ctx context.Context, tx interface {

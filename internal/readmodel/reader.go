@@ -44,6 +44,8 @@ type TenantFilter struct {
 	Query       string
 	// OnlyID restricts the result to one tenant (tenant-scoped callers).
 	OnlyID string
+	// CustomerID restricts the result to the tenants that customer owns.
+	CustomerID string
 }
 
 // Pair is a key and its value.
@@ -59,7 +61,9 @@ type Page struct {
 var ErrBadToken error = &domain.ValidationError{Fields: []domain.FieldError{{Field: "page_token",
 	Message: "is not a token this API issued; pass next_page_token from the previous page"}}}
 
-type tenantCursor struct {
+// cursor is where a page of a listing ordered by id, or by a similarity
+// score then id, ended (tenants and customers share it).
+type cursor struct {
 	ID    string   `json:"i"`
 	Score *float64 `json:"s,omitempty"`
 }
@@ -118,43 +122,52 @@ type Tenant struct {
 // ListTenants returns a page of tenants in a stable order: by id (creation
 // order) or, with a query, by similarity then id.
 func (r *Reader) ListTenants(ctx context.Context, f TenantFilter, p Page) (TenantPage, error) {
-	q, score := tenantQuery(f)
+	q, score, err := tenantQuery(f)
+	if err != nil {
+		return TenantPage{}, err
+	}
+	items, next, err := listPage(ctx, r, "tenants", "state_doc, coalesce(integrity_broken_seq, 0)", q, score, p, scanTenants,
+		func(t Tenant) string { return t.ID })
+	return TenantPage{Items: items, NextPageToken: next}, err
+}
+
+// listPage runs a listing of table: the rows q selects after p's token, in
+// the order score gives (by id when ""), p.Size of them, each read by scan
+// from cols (and the score). It returns them and the next page's token.
+func listPage[T any](ctx context.Context, r *Reader, table, cols string, q *query, score string, p Page,
+	scan func(pgx.Rows, bool) ([]T, []float32, error), id func(T) string) ([]T, string, error) {
 	if p.Token != "" {
-		if err := q.afterTenant(p.Token, score); err != nil {
-			return TenantPage{}, err
+		if err := q.after(p.Token, score); err != nil {
+			return nil, "", err
 		}
 	}
-	cols, order := "state_doc, coalesce(integrity_broken_seq, 0)", "id"
+	order := "id"
 	if score != "" {
 		cols += ", " + score
 		order = score + " DESC, id"
 	}
-	sql := "SELECT " + cols + " FROM tenants" + q.clause() + " ORDER BY " + order + " LIMIT " + strconv.Itoa(p.Size+1)
+	sql := "SELECT " + cols + " FROM " + table + q.clause() + " ORDER BY " + order + " LIMIT " + strconv.Itoa(p.Size+1)
 	rows, err := r.pool.Query(ctx, sql, q.args...)
 	if err != nil {
-		return TenantPage{}, postgres.ReadErr(err)
+		return nil, "", postgres.ReadErr(err)
 	}
 	defer rows.Close()
-	items, scores, err := scanTenants(rows, score != "")
-	if err != nil {
-		return TenantPage{}, err
+	items, scores, err := scan(rows, score != "")
+	if err != nil || len(items) <= p.Size {
+		return items, "", err
 	}
-	out := TenantPage{Items: items}
-	if len(out.Items) > p.Size {
-		out.Items = out.Items[:p.Size]
-		c := tenantCursor{ID: out.Items[p.Size-1].ID}
-		if score != "" {
-			v := float64(scores[p.Size-1])
-			c.Score = &v
-		}
-		out.NextPageToken = encodeCursor(c)
+	items = items[:p.Size]
+	c := cursor{ID: id(items[p.Size-1])}
+	if score != "" {
+		v := float64(scores[p.Size-1])
+		c.Score = &v
 	}
-	return out, nil
+	return items, encodeCursor(c), nil
 }
 
 // tenantQuery returns the conditions f sets and, when f has a query, the
 // similarity score expression its results are ranked by ("" otherwise).
-func tenantQuery(f TenantFilter) (q *query, score string) {
+func tenantQuery(f TenantFilter) (q *query, score string, err error) {
 	q = &query{}
 	if len(f.States) > 0 {
 		q.add("state = ANY(" + q.arg(f.States) + ")")
@@ -181,20 +194,27 @@ func tenantQuery(f TenantFilter) (q *query, score string) {
 	if f.OnlyID != "" {
 		q.add("id = " + q.arg(f.OnlyID) + "::uuid")
 	}
+	if f.CustomerID != "" {
+		id, err := customerUUID(f.CustomerID)
+		if err != nil {
+			return nil, "", err
+		}
+		q.add("customer_id = " + q.arg(id) + "::uuid")
+	}
 	if f.Query != "" {
 		qa := q.arg(f.Query)
 		like := q.arg("%" + likeEscape(f.Query) + "%")
 		q.add("(display_name ILIKE " + like + " OR slug ILIKE " + like + " OR display_name % " + qa + " OR slug % " + qa + ")")
 		score = "GREATEST(similarity(display_name, " + qa + "), similarity(slug, " + qa + "))"
 	}
-	return q, score
+	return q, score, nil
 }
 
-// afterTenant restricts q to the tenants after the cursor in token, in the
-// order score (or, when "", the id) gives. A token from a listing with a
-// query is refused without one, and the other way round.
-func (q *query) afterTenant(token, score string) error {
-	var c tenantCursor
+// after restricts q to the rows after the cursor in token, in the order
+// score (or, when "", the id) gives. A token from a listing with a query is
+// refused without one, and the other way round.
+func (q *query) after(token, score string) error {
+	var c cursor
 	if err := decodeCursor(token, &c); err != nil {
 		return err
 	}

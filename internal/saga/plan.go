@@ -38,6 +38,17 @@ const (
 	StepCompensateRealm = "realm_remove"
 )
 
+// Step names of a tenant placed in the shared realm, which has an
+// organization there instead of a realm, client and roles of its own.
+const (
+	StepOrganization  = "organization"
+	StepOrgAdmin      = "org_admin"
+	StepOrgDisable    = "organization_disable"
+	StepOrgEnable     = "organization_enable"
+	StepOrgDelete     = "organization_delete"
+	StepCompensateOrg = "organization_remove"
+)
+
 // Names of what the provisioner creates in each tenant realm.
 const (
 	// AppClientID is the controller client whose tokens carry the tenant's
@@ -85,28 +96,67 @@ func skip(name, why string) Step {
 }
 
 // NewPlan returns the steps of each saga for the configured integrations.
+// Identity steps come in two kinds, each applying to the tenants of one
+// placement (see Step.Applies): realm steps for a tenant in a realm of its
+// own, organization steps for one in the shared realm.
 func NewPlan(in Integrations) Plan {
 	return func(saga string) []Step {
 		switch saga {
 		case domain.SagaActivate:
-			return []Step{in.policy(), in.identity(StepRealm, in.ensureRealm), in.identity(StepClient, in.ensureClient),
-				in.identity(StepRoles, in.ensureRoles), in.identity(StepAdmin, in.ensureAdmin), in.identity(StepBreakGlass, in.ensureBreakGlass),
+			return []Step{in.policy(), own(in.identity(StepRealm, in.ensureRealm)), own(in.identity(StepClient, in.ensureClient)),
+				own(in.identity(StepRoles, in.ensureRoles)), own(in.identity(StepAdmin, in.ensureAdmin)), own(in.identity(StepBreakGlass, in.ensureBreakGlass)),
+				org(in.identity(StepOrganization, in.ensureOrganization)), org(in.identity(StepOrgAdmin, in.ensureOrgAdmin)),
 				in.money(StepBillingAccount, in.ensureAccount)}
 		case domain.SagaSuspend:
-			return []Step{in.identity(StepRealmDisable, in.realmEnabled(false)), in.money(StepBillingPause, in.accountStatus("paused"))}
+			return []Step{own(in.identity(StepRealmDisable, in.realmEnabled(false))), org(in.identity(StepOrgDisable, in.orgEnabled(false))),
+				in.money(StepBillingPause, in.accountStatus("paused"))}
 		case domain.SagaResume:
-			return []Step{in.identity(StepRealmEnable, in.realmEnabled(true)), in.money(StepBillingResume, in.accountStatus("active"))}
+			return []Step{own(in.identity(StepRealmEnable, in.realmEnabled(true))), org(in.identity(StepOrgEnable, in.orgEnabled(true))),
+				in.money(StepBillingResume, in.accountStatus("active"))}
 		case domain.SagaArchive:
-			return []Step{in.identity(StepRealmDisable, in.realmEnabled(false)), in.money(StepBillingClose, in.accountStatus("closed"))}
+			return []Step{own(in.identity(StepRealmDisable, in.realmEnabled(false))), org(in.identity(StepOrgDisable, in.orgEnabled(false))),
+				in.money(StepBillingClose, in.accountStatus("closed"))}
 		case domain.SagaRestore:
 			return []Step{in.money(StepBillingPause, in.accountStatus("paused"))}
 		case domain.SagaCancel:
-			return []Step{in.identity(StepCompensateRealm, in.removeRealm), in.money(StepBillingRemove, in.removeAccount)}
+			return []Step{own(in.identity(StepCompensateRealm, in.removeRealm)), org(in.identity(StepCompensateOrg, in.removeOrganization)),
+				in.money(StepBillingRemove, in.removeAccount)}
 		case domain.SagaDelete:
-			return []Step{in.identity(StepRealmDelete, in.removeRealm), in.money(StepBillingClose, in.accountStatus("closed")), in.erase()}
+			return []Step{own(in.identity(StepRealmDelete, in.removeRealm)), org(in.identity(StepOrgDelete, in.removeOrganization)),
+				in.money(StepBillingClose, in.accountStatus("closed")), in.erase()}
 		}
 		return nil
 	}
+}
+
+// inSharedRealm reports whether the tenant's identity lives as an
+// organization in the shared tenant's realm; a tenant with no placement
+// recorded (all of them before customers existed) has a realm of its own.
+func inSharedRealm(t domain.Tenant) bool {
+	return t.Realm != nil && t.Realm.Mode == domain.RealmShared
+}
+
+// own makes s a step for tenants in a realm of their own only.
+func own(s Step) Step { return placed(false, s) }
+
+// org makes s a step for tenants in the shared realm only.
+func org(s Step) Step { return placed(true, s) }
+
+// placed makes s apply only to tenants in the shared realm (shared) or
+// only to the others. The runner does not run it for the others; a caller
+// that runs steps directly gets a skip, so that a realm step can never
+// make a realm named after a tenant that has none.
+func placed(shared bool, s Step) Step {
+	applies := func(t domain.Tenant) bool { return inSharedRealm(t) == shared }
+	run := s.Run
+	s.Applies = applies
+	s.Run = func(ctx context.Context, t domain.Tenant) (Outcome, error) {
+		if !applies(t) {
+			return Outcome{Skipped: true, Detail: "not for this tenant's realm placement"}, nil
+		}
+		return run(ctx, t)
+	}
+	return s
 }
 
 // identity is a step against Keycloak, skipped when it is not configured.
@@ -376,59 +426,91 @@ func (in Integrations) ensureRoles(ctx context.Context, t domain.Tenant) (Outcom
 	return Outcome{Detail: "created roles " + strings.Join(created, ", ")}, nil
 }
 
-// ensureUser finds or creates a user and maps the admin role to it. It
-// reports whether it created the user.
-func (in Integrations) ensureUser(ctx context.Context, t domain.Tenant, u keycloak.User) (keycloak.User, bool, error) {
+// findOrCreateUser finds the user of realm with u's username or creates
+// it from u, and reports whether it created it.
+func (in Integrations) findOrCreateUser(ctx context.Context, realm string, u keycloak.User) (keycloak.User, bool, error) {
 	kc := in.Keycloak
-	existing, ok, err := kc.FindUser(ctx, t.Slug, u.Username)
-	if err != nil {
+	existing, ok, err := kc.FindUser(ctx, realm, u.Username)
+	if err != nil || ok {
 		return existing, false, err
 	}
-	created := false
-	if !ok {
-		_, err := kc.CreateUser(ctx, t.Slug, u)
-		if err != nil && !errors.Is(err, keycloak.ErrConflict) {
-			return existing, false, err
-		}
-		created = err == nil
-		if existing, ok, err = kc.FindUser(ctx, t.Slug, u.Username); err != nil {
-			return existing, false, err
-		}
-		if !ok {
-			return existing, false, errors.New("the administrator was created but cannot be found by username yet")
-		}
+	_, err = kc.CreateUser(ctx, realm, u)
+	if err != nil && !errors.Is(err, keycloak.ErrConflict) {
+		return existing, false, err
 	}
-	admin, err := kc.GetRole(ctx, t.Slug, "admin")
+	created := err == nil
+	if existing, ok, err = kc.FindUser(ctx, realm, u.Username); err != nil {
+		return existing, false, err
+	}
+	if !ok {
+		return existing, false, errors.New("the administrator was created but cannot be found by username yet")
+	}
+	return existing, created, nil
+}
+
+// ensureUser finds or creates a user of the tenant's realm and maps the
+// admin role to it. It reports whether it created the user.
+func (in Integrations) ensureUser(ctx context.Context, t domain.Tenant, u keycloak.User) (keycloak.User, bool, error) {
+	existing, created, err := in.findOrCreateUser(ctx, t.Slug, u)
 	if err != nil {
 		return existing, created, err
 	}
-	return existing, created, kc.AddRealmRoles(ctx, t.Slug, existing.ID, []keycloak.Role{admin})
+	admin, err := in.Keycloak.GetRole(ctx, t.Slug, "admin")
+	if err != nil {
+		return existing, created, err
+	}
+	return existing, created, in.Keycloak.AddRealmRoles(ctx, t.Slug, existing.ID, []keycloak.Role{admin})
+}
+
+// adminActions are what a new administrator must do before first use.
+var adminActions = []string{"VERIFY_EMAIL", "UPDATE_PASSWORD"}
+
+// adminUser is the tenant's first administrator, named at activation, as
+// a new user (its username the email address, lowercased).
+func adminUser(t domain.Tenant) keycloak.User {
+	a := t.Activation.Admin
+	first, last, _ := strings.Cut(a.Name, " ")
+	return keycloak.User{
+		Username: strings.ToLower(a.Email), Email: a.Email, FirstName: first, LastName: last, Enabled: true,
+		RequiredActions: adminActions, Attributes: map[string][]string{AttrTenantID: {t.ID}},
+	}
+}
+
+// noAdmin is the outcome of an administrator step with no administrator
+// to make.
+func noAdmin(t domain.Tenant) (Outcome, bool) {
+	if t.Activation == nil || t.Activation.Admin == nil {
+		return Outcome{Skipped: true, Detail: "no administrator recorded (erased or never named)"}, true
+	}
+	return Outcome{}, false
+}
+
+// welcome tells a new administrator of realm what to do first, by email
+// when the realm can send one, and says what it did.
+func (in Integrations) welcome(ctx context.Context, realm string, t domain.Tenant, u keycloak.User, created bool) (string, error) {
+	if !created {
+		return "administrator already present", nil
+	}
+	if in.RealmSMTP["host"] == "" {
+		return "created the administrator; no SMTP configured for the realm: issue a temporary password with POST /v1/tenants/" + t.ID + "/admin-password", nil
+	}
+	if err := in.Keycloak.ExecuteActionsEmail(ctx, realm, u.ID, adminActions); err != nil {
+		return "", err
+	}
+	return "created the administrator and emailed them to verify their address and set a password", nil
 }
 
 func (in Integrations) ensureAdmin(ctx context.Context, t domain.Tenant) (Outcome, error) {
-	if t.Activation == nil || t.Activation.Admin == nil {
-		return Outcome{Skipped: true, Detail: "no administrator recorded (erased or never named)"}, nil
+	if out, none := noAdmin(t); none {
+		return out, nil
 	}
-	a := t.Activation.Admin
-	first, last, _ := strings.Cut(a.Name, " ")
-	u, created, err := in.ensureUser(ctx, t, keycloak.User{
-		Username: strings.ToLower(a.Email), Email: a.Email, FirstName: first, LastName: last, Enabled: true,
-		RequiredActions: []string{"VERIFY_EMAIL", "UPDATE_PASSWORD"}, Attributes: map[string][]string{AttrTenantID: {t.ID}},
-	})
+	u, created, err := in.ensureUser(ctx, t, adminUser(t))
 	if err != nil {
 		return Outcome{}, err
 	}
-	detail := "administrator already present"
-	if created {
-		detail = "created the administrator"
-		if in.RealmSMTP["host"] != "" {
-			if err := in.Keycloak.ExecuteActionsEmail(ctx, t.Slug, u.ID, []string{"VERIFY_EMAIL", "UPDATE_PASSWORD"}); err != nil {
-				return Outcome{}, err
-			}
-			detail += " and emailed them to verify their address and set a password"
-		} else {
-			detail += "; no SMTP configured for the realm: issue a temporary password with POST /v1/tenants/" + t.ID + "/admin-password"
-		}
+	detail, err := in.welcome(ctx, t.Slug, t, u, created)
+	if err != nil {
+		return Outcome{}, err
 	}
 	return Outcome{Detail: detail, ExternalIDs: map[string]string{"keycloak_admin_user": u.ID}}, nil
 }

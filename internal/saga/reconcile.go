@@ -69,7 +69,11 @@ func (r *Reconciler) Tenant(ctx context.Context, id string) (repaired []events.T
 	}
 	var repairs []events.TenantDriftRepaired
 	if r.In.Keycloak != nil {
-		found, err := r.realm(ctx, t)
+		identity := r.realm
+		if inSharedRealm(t) {
+			identity = r.organization
+		}
+		found, err := identity(ctx, t)
 		repairs = append(repairs, found...)
 		if err != nil {
 			return r.record(ctx, t, repairs, err)
@@ -156,6 +160,48 @@ func (r *Reconciler) realm(ctx context.Context, t domain.Tenant) ([]events.Tenan
 	if len(changed) > 0 {
 		out = append(out, events.TenantDriftRepaired{System: "keycloak", Resource: "client " + AppClientID + " token claims", Found: "out of date",
 			Expected: "plan " + t.Plan, Action: "updated mappers " + strings.Join(changed, ", ")})
+	}
+	return out, nil
+}
+
+// organization is realm's counterpart for a tenant in the shared realm:
+// its organization must exist (if it ever did) and be enabled while the
+// tenant is active, and the realm must have organizations enabled. The
+// shared realm itself is the shared tenant's, reconciled as that tenant.
+func (r *Reconciler) organization(ctx context.Context, t domain.Tenant) ([]events.TenantDriftRepaired, error) {
+	realm := t.Realm.Realm
+	found, enabledOrgs, err := r.In.sharedRealm(ctx, t)
+	if err != nil || !found {
+		return nil, err
+	}
+	var out []events.TenantDriftRepaired
+	if enabledOrgs {
+		out = append(out, events.TenantDriftRepaired{System: "keycloak", Resource: "realm " + realm + " organizations", Found: "disabled",
+			Expected: "enabled (the realm holds tenants as organizations)", Action: "enabled organizations in the realm"})
+	}
+	o, ok, err := r.In.tenantOrg(ctx, t)
+	if err != nil {
+		return out, err
+	}
+	resource := "organization " + t.Realm.Organization + " in realm " + realm
+	if !ok {
+		if _, provisioned := t.Provisioning.ExternalIDs["keycloak_organization"]; !provisioned {
+			return out, nil // identity was never provisioned for this tenant
+		}
+		if o, _, err = r.In.createOrg(ctx, t); err != nil {
+			return out, err
+		}
+		out = append(out, events.TenantDriftRepaired{System: "keycloak", Resource: resource, Found: "missing", Expected: "present",
+			Action: "recreated the organization (its members are not added again)"})
+	}
+	if want := t.State == domain.StateActive; o.Enabled != want {
+		found := o.Enabled
+		o.Enabled = want
+		if err := r.In.Keycloak.UpdateOrganization(ctx, realm, o); err != nil {
+			return out, err
+		}
+		out = append(out, events.TenantDriftRepaired{System: "keycloak", Resource: resource, Found: onOff(found),
+			Expected: onOff(want) + " (tenant " + string(t.State) + ")", Action: onOff(want) + " the organization"})
 	}
 	return out, nil
 }

@@ -42,6 +42,11 @@ type Outcome struct {
 type Step struct {
 	Name string
 	Run  func(ctx context.Context, t domain.Tenant) (Outcome, error)
+	// Applies, if set, says whether the step is for this tenant at all. A
+	// step that is not is neither run nor recorded, so a tenant's history
+	// lists only what was done for it (a tenant in the shared realm has no
+	// realm steps, one in its own realm no organization steps).
+	Applies func(t domain.Tenant) bool
 }
 
 // PermanentError is a failure retrying cannot fix; Reason says what to fix.
@@ -128,6 +133,9 @@ func (r *Runner) Run(ctx context.Context, tenantID string, causation string) (er
 	run := &sagaRun{tenantID: tenantID, saga: p.Saga, sagaID: p.SagaID,
 		meta: command.Meta{Actor: Actor, CorrelationID: p.SagaID, CausationID: causation}}
 	for _, step := range r.Plan(p.Saga) {
+		if step.Applies != nil && !step.Applies(t) {
+			continue
+		}
 		if st, ok := t.Provisioning.Step(step.Name); ok && (st.Outcome == events.StepCompleted || st.Outcome == events.StepSkipped) {
 			continue
 		}

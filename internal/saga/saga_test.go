@@ -72,10 +72,17 @@ func meta() command.Meta { return command.Meta{Actor: "op"} }
 
 func (e *env) create(t *testing.T, slug string) string {
 	t.Helper()
+	return e.createFor(t, slug, "", "Tech@"+slug+".test")
+}
+
+// createFor creates a draft tenant of customer (none if "") whose
+// technical contact, its first administrator, has this email address.
+func (e *env) createFor(t *testing.T, slug, customer, email string) string {
+	t.Helper()
 	res, err := e.core.Tenants.Create(context.Background(), domain.CreateTenant{
-		Slug: slug, DisplayName: "Tenant " + slug, Plan: "standard", Isolation: "shared",
+		Slug: slug, DisplayName: "Tenant " + slug, Plan: "standard", Isolation: "shared", CustomerID: customer,
 		Regions:  domain.Regions{Allowed: []string{"eu-west-1"}, Preferred: "eu-west-1"},
-		Contacts: []events.Contact{{Role: "technical", Name: "Tech Person", Email: "Tech@" + slug + ".test"}},
+		Contacts: []events.Contact{{Role: "technical", Name: "Tech Person", Email: email}},
 	}, meta())
 	if err != nil {
 		t.Fatal(err)

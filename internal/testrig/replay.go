@@ -16,7 +16,7 @@ import (
 
 // readTables are the projected tables and the columns that order their
 // rows.
-var readTables = []struct{ name, key string }{{"tenants", "id"}, {"audit_log", "seq"}}
+var readTables = []struct{ name, key string }{{"tenants", "id"}, {"customers", "id"}, {"audit_log", "seq"}}
 
 // CheckReplay fails the test unless the projected tables read through got
 // hold the same rows as a replay of core's log from scratch into a new

@@ -33,6 +33,13 @@ type Options struct {
 	Accounts app.AdminAccounts
 	// Timeout bounds the rig's context (default 5 minutes).
 	Timeout time.Duration
+	// CustomerPolicy keeps the catalog's customer policy. Without it, the
+	// rig's plans ask nothing of a tenant's customer, so that tests of
+	// other behaviour activate tenants without making customers first.
+	CustomerPolicy bool
+	// RekycGrace, when set, replaces the catalog's re-KYC grace period
+	// (tests cannot wait 30 days for a timer).
+	RekycGrace time.Duration
 }
 
 // Rig is a running core.
@@ -90,6 +97,12 @@ func OpenCoreWith(tb testing.TB, ctx context.Context, n *testenv.NATS, signKey e
 	cat, err := catalog.Load("")
 	if err != nil {
 		tb.Fatal(err)
+	}
+	if !o.CustomerPolicy {
+		cat = cat.WithoutCustomerPolicy()
+	}
+	if o.RekycGrace > 0 {
+		cat.SetRekycGrace(o.RekycGrace)
 	}
 	log := o.Log
 	switch {

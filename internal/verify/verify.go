@@ -102,6 +102,16 @@ type walk struct {
 }
 
 func (w *walk) run(ctx context.Context, filter string, whole bool) error {
+	// The stream's end is taken first and the walk stops there: a live log
+	// grows while it is verified, and what is appended meanwhile is the
+	// next run's.
+	var head uint64
+	if whole {
+		var err error
+		if head, err = w.store.LastSeq(ctx); err != nil {
+			return err
+		}
+	}
 	from := uint64(1)
 	for {
 		msgs, more, err := w.store.Read(ctx, filter, from, 1000)
@@ -109,6 +119,10 @@ func (w *walk) run(ctx context.Context, filter string, whole bool) error {
 			return fmt.Errorf("reading the log at seq %d: %w", from, err)
 		}
 		for _, m := range msgs {
+			if whole && m.Seq > head {
+				more = false
+				break
+			}
 			if whole && m.Seq != w.rep.LastSeq+1 {
 				return fmt.Errorf("%w: stream sequences %d to %d are gone (the stream denies deletes: the store lost them)", ErrGap, w.rep.LastSeq+1, m.Seq-1)
 			}
@@ -124,10 +138,6 @@ func (w *walk) run(ctx context.Context, filter string, whole bool) error {
 	}
 	if !whole {
 		return nil
-	}
-	head, err := w.store.LastSeq(ctx)
-	if err != nil {
-		return err
 	}
 	if head != w.rep.LastSeq {
 		return fmt.Errorf("%w: the stream ends at %d but its records end at %d", ErrGap, head, w.rep.LastSeq)

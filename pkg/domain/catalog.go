@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
@@ -61,13 +62,58 @@ type Plan struct {
 	Isolation []IsolationMode
 	// MaxRegions bounds len(regions.allowed); 0 means no bound.
 	MaxRegions int
+	// Customer is what the plan asks of a tenant's customer before
+	// activation.
+	Customer CustomerPolicy
 }
+
+// CustomerPolicy is a plan's demand on the customer owning a tenant.
+type CustomerPolicy struct {
+	// Required: a tenant is activated only with a customer.
+	Required bool
+	// Verified: only with a customer whose KYC/KYB is completed (or
+	// partial, with AcceptPartial).
+	Verified      bool
+	AcceptPartial bool
+}
+
+// DefaultRekycGrace is how long a customer due for re-KYC keeps its tenants
+// active when the catalog does not say.
+const DefaultRekycGrace = 30 * 24 * time.Hour
 
 // Catalog is the policy tenants are decided against: the topology inventory
 // and the plan catalog.
 type Catalog struct {
 	regions map[string]Region
 	plans   map[string]Plan
+	// rekycGrace is how long a customer due for re-KYC keeps its tenants
+	// active.
+	rekycGrace time.Duration
+}
+
+// RekycGrace is how long a customer due for re-KYC keeps its tenants
+// active.
+func (c *Catalog) RekycGrace() time.Duration {
+	if c.rekycGrace <= 0 {
+		return DefaultRekycGrace
+	}
+	return c.rekycGrace
+}
+
+// SetRekycGrace sets the re-KYC grace period (the catalog's compliance
+// settings).
+func (c *Catalog) SetRekycGrace(d time.Duration) { c.rekycGrace = d }
+
+// WithoutCustomerPolicy returns a copy of c whose plans ask nothing of a
+// tenant's customer: for the tests and benchmarks of behaviour that is not
+// the customer policy (which its own tests check with the real catalog).
+func (c *Catalog) WithoutCustomerPolicy() *Catalog {
+	out := &Catalog{regions: c.regions, plans: map[string]Plan{}, rekycGrace: c.rekycGrace}
+	for code, p := range c.plans {
+		p.Customer = CustomerPolicy{}
+		out.plans[code] = p
+	}
+	return out
 }
 
 // NewCatalog validates and indexes regions and plans.

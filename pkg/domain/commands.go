@@ -10,5 +10,6 @@ func Commands() []any {
 		RecordStep{}, FailSaga{}, RetrySaga{}, CompleteSaga{}, RecordRepair{}, RecordAdminPassword{},
 		CreateWebhook{}, UpdateWebhook{}, RotateSecret{}, DisableWebhook{}, DeleteWebhook{}, RequeueDeadLetters{}, DiscardDeadLetter{}, RequestReplay{},
 		RegisterKey{}, RetireKey{}, SkipEvent{}, ResolveQuarantine{},
+		CreateCustomer{}, UpdateCustomer{}, RecordVerification{}, ExpireRekycGrace{}, DeleteCustomer{},
 	}
 }

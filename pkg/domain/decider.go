@@ -44,10 +44,12 @@ type Recorded struct {
 	// Seq is the event's stream sequence, when it is known (0 while the
 	// event is being decided).
 	Seq uint64
+	// Actor is who caused the event.
+	Actor string
 }
 
 // RecordedFrom is the Recorded of a stored event of aggregate id at stream
 // sequence seq.
 func RecordedFrom(id string, seq uint64, e *events.Envelope, p events.Payload) Recorded {
-	return Recorded{AggregateID: id, ID: e.ID, Time: e.Time, Version: e.AggVersion, Payload: p, Seq: seq}
+	return Recorded{AggregateID: id, ID: e.ID, Time: e.Time, Version: e.AggVersion, Payload: p, Seq: seq, Actor: e.Actor}
 }

@@ -103,6 +103,17 @@ func (e *VersionMismatchError) Error() string {
 // Is makes errors.Is(err, ErrVersionMismatch) true.
 func (e *VersionMismatchError) Is(target error) bool { return target == ErrVersionMismatch }
 
+// Customer policy refusals: a plan demands a customer (verified) before a
+// tenant is activated. Both are preconditions, told apart so that a client
+// knows what to do next.
+var (
+	ErrCustomerRequired    = fmt.Errorf("customer required: %w", ErrPrecondition)
+	ErrCustomerNotVerified = fmt.Errorf("customer not verified: %w", ErrPrecondition)
+	// ErrPlatformTenant refuses to suspend, archive or delete one of the
+	// platform's own tenants (root, shared).
+	ErrPlatformTenant = fmt.Errorf("platform tenant: %w", ErrPrecondition)
+)
+
 // ErrIntegrityBroken is the kind of a command refused because its
 // aggregate's hash chain is broken: a message on its subject failed the
 // log's integrity checks and no operator has resolved it yet.

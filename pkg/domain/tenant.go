@@ -100,6 +100,38 @@ type Suspension struct {
 	Since  time.Time
 }
 
+// Hold is one reason a suspended tenant stays suspended: it is active again
+// only when every hold is lifted, each by its own command, so that (say) a
+// customer verified again never lifts a payment suspension.
+type Hold struct {
+	Reason SuspensionReason
+	Note   string
+	Since  time.Time
+	// By is the actor who placed it (billing may lift only its own).
+	By string
+}
+
+// RealmPlacement is where a tenant's identity lives: its own realm, or an
+// organization in the shared tenant's realm.
+type RealmPlacement struct {
+	Mode         string
+	Realm        string
+	Organization string
+}
+
+// Platform tenant roles, made by bootstrap.
+const (
+	RoleRootTenant   = "root"
+	RoleSharedTenant = "shared"
+)
+
+// The platform's own tenants' ids, fixed so that every API instance's
+// bootstrap makes the same ones.
+const (
+	RootTenantID   = "01900000-0000-7000-8000-000000000002"
+	SharedTenantID = "01900000-0000-7000-8000-000000000003"
+)
+
 // Activation is what was decided when activation was requested.
 type Activation struct {
 	Placement   events.Placement
@@ -191,7 +223,14 @@ type Tenant struct {
 	ArchivedAt time.Time
 	DeletedAt  time.Time
 
-	Suspension   *Suspension
+	// Suspension is the first of the holds while suspended (or archived).
+	Suspension *Suspension
+	Holds      []Hold
+	// CustomerID is the customer that owns the tenant ("" for none).
+	CustomerID string
+	// Root is the tenant's platform role ("root", "shared") or "".
+	Root         string
+	Realm        *RealmPlacement
 	Activation   *Activation
 	Provisioning Provisioning
 	// PIIErased is true once the tenant's personal data key is destroyed.
@@ -319,10 +358,37 @@ func evolveProfile(t *Tenant, r Recorded) bool {
 		applyUpdate(t, p)
 	case *events.TenantPlanChanged:
 		t.Plan = p.To
+	case *events.TenantCustomerAssigned:
+		t.CustomerID = p.CustomerID
+	case *events.TenantMarkedRoot:
+		t.Root = p.Role
+	case *events.TenantRealmPlaced:
+		t.Realm = &RealmPlacement{Mode: p.Mode, Realm: p.Realm, Organization: p.Organization}
 	default:
 		return false
 	}
 	return true
+}
+
+// HasHold reports whether reason holds the tenant suspended.
+func (t *Tenant) HasHold(reason SuspensionReason) (Hold, bool) {
+	for _, h := range t.Holds {
+		if h.Reason == reason {
+			return h, true
+		}
+	}
+	return Hold{}, false
+}
+
+// setHolds sets the holds and the suspension they show.
+func (t *Tenant) setHolds(holds []Hold) {
+	t.Holds = holds
+	if len(holds) == 0 {
+		t.Suspension = nil
+		return
+	}
+	h := holds[0]
+	t.Suspension = &Suspension{Reason: h.Reason, Note: h.Note, Since: h.Since}
 }
 
 // applyUpdate applies the members a TenantUpdated changed.
@@ -380,11 +446,17 @@ func evolveLifecycle(t *Tenant, r Recorded) bool {
 		t.Provisioning.UpdatedAt = r.Time
 	case *events.TenantSuspended:
 		t.State = StateSuspended
-		t.Suspension = &Suspension{Reason: SuspensionReason(p.Reason), Note: p.Note, Since: r.Time}
+		t.setHolds([]Hold{{Reason: SuspensionReason(p.Reason), Note: p.Note, Since: r.Time, By: r.Actor}})
 		t.Provisioning.startSaga(SagaSuspend, r)
+	case *events.TenantHoldAdded:
+		t.setHolds(append(slices.Clone(t.Holds), Hold{Reason: SuspensionReason(p.Reason), Note: p.Note, Since: r.Time, By: r.Actor}))
+	case *events.TenantHoldLifted:
+		t.setHolds(slices.DeleteFunc(slices.Clone(t.Holds), func(h Hold) bool { return h.Reason == SuspensionReason(p.Reason) }))
 	case *events.TenantResumed:
+		// Every hold goes: this lifts the last one, or (in logs from before
+		// holds, an upcast) the one suspension there was.
 		t.State = StateActive
-		t.Suspension = nil
+		t.setHolds(nil)
 		t.Provisioning.startSaga(SagaResume, r)
 	case *events.TenantArchived:
 		t.State = StateArchived
@@ -393,7 +465,7 @@ func evolveLifecycle(t *Tenant, r Recorded) bool {
 	case *events.TenantRestored:
 		t.State = StateSuspended
 		t.ArchivedAt = time.Time{}
-		t.Suspension = &Suspension{Reason: SuspendOperator, Note: "restored from archive", Since: r.Time}
+		t.setHolds([]Hold{{Reason: SuspendOperator, Note: "restored from archive", Since: r.Time, By: r.Actor}})
 		t.Provisioning.startSaga(SagaRestore, r)
 	case *events.TenantDeleted:
 		evolveDeleted(t, r)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
@@ -26,6 +27,25 @@ type CreateTenant struct {
 	ExternalIDs map[string]string
 	Labels      map[string]string
 	CustomerRef string
+	// CustomerID names the owning customer ("" for none yet); Customer
+	// is what the application found under it.
+	CustomerID string
+	Customer   *CustomerFacts
+	// Platform makes one of the platform's own tenants (RoleRootTenant,
+	// RoleSharedTenant): only bootstrap sets it, and only it may use the
+	// reserved slugs.
+	Platform string
+}
+
+// CustomerFacts is what a tenant command needs to know of a customer: the
+// application reads the customer and passes them in, so the decision stays
+// pure.
+type CustomerFacts struct {
+	ID string
+	// Exists is false for an unknown or deleted customer.
+	Exists       bool
+	Verification string
+	RealmMode    string
 }
 
 // UpdateTenant changes metadata with JSON merge patch (RFC 7396) semantics,
@@ -43,6 +63,10 @@ type UpdateTenant struct {
 	Labels      *MapPatch
 	// CustomerRef set to "" removes the reference.
 	CustomerRef *string
+	// CustomerID set to "" detaches the tenant from its customer;
+	// Customer holds the facts of the customer it names.
+	CustomerID *string
+	Customer   *CustomerFacts
 }
 
 // RegionsPatch changes the residency member by member.
@@ -92,6 +116,11 @@ func (p *MapPatch) Apply(m map[string]string) map[string]string {
 // checks pass. Admin defaults to the technical contact.
 type RequestActivation struct {
 	Admin *events.Admin
+	// Customer holds the facts of the tenant's customer (nil: none);
+	// SharedRealm is the shared tenant's realm, where a shared customer's
+	// tenants are placed.
+	Customer    *CustomerFacts
+	SharedRealm string
 }
 
 // CancelActivation returns a provisioning tenant to draft.
@@ -99,14 +128,21 @@ type CancelActivation struct {
 	Reason string
 }
 
-// Suspend restricts access to an active tenant.
+// Suspend places a hold on a tenant: an active one is suspended, a
+// suspended one gains another reason to stay so.
 type Suspend struct {
 	Reason string
 	Note   string
 }
 
-// Resume reactivates a suspended tenant.
-type Resume struct{}
+// Resume lifts the hold for Reason; the tenant is active again once no
+// hold remains. An empty Reason lifts the only hold there is.
+type Resume struct {
+	Reason string
+	// PlacedBy, when set, lifts the hold only if that actor placed it:
+	// billing resumes only the payment holds it placed itself.
+	PlacedBy string
+}
 
 // Archive retires a suspended tenant.
 type Archive struct{}
@@ -226,8 +262,11 @@ func (d TenantDecider) Decide(t Tenant, cmd TenantCommand) ([]events.Payload, er
 	case Suspend:
 		return suspend(t, c)
 	case Resume:
-		return transition(t, c.Action(), StateSuspended, StateActive, &events.TenantResumed{})
+		return resume(t, c)
 	case Archive:
+		if err := notPlatform(t, c.Action()); err != nil {
+			return nil, err
+		}
 		return transition(t, c.Action(), StateSuspended, StateArchived, &events.TenantArchived{})
 	case Restore:
 		return transition(t, c.Action(), StateArchived, StateSuspended, &events.TenantRestored{})
@@ -266,24 +305,95 @@ func cancelActivation(t Tenant, c CancelActivation) ([]events.Payload, error) {
 	return nil, refuse(&t, c.Action())
 }
 
-// suspend restricts an active tenant; a suspended one needs nothing.
+// notPlatform refuses action on the platform's own tenants.
+func notPlatform(t Tenant, action string) error {
+	if t.Root == "" {
+		return nil
+	}
+	return fmt.Errorf("%w: cannot %s the platform's %s tenant %q: the platform itself runs in it", ErrPlatformTenant, action, t.Root, t.Slug)
+}
+
+// suspend places a hold: an active tenant is suspended, a suspended one
+// keeps the new reason too, and a reason already held needs nothing.
 func suspend(t Tenant, c Suspend) ([]events.Payload, error) {
+	if err := notPlatform(t, c.Action()); err != nil {
+		return nil, err
+	}
 	var fe fieldErrors
 	reason, err := ParseSuspensionReason(c.Reason)
 	if err != nil {
 		fe.add("reason", err.Error(), suspensionReasonStrings()...)
 	}
 	checkText(&fe, "note", c.Note, false, MaxNote)
-	switch t.State {
-	case StateSuspended:
-		return nil, nil
-	case StateActive:
-		if err := fe.err(); err != nil {
-			return nil, err
-		}
+	if t.State != StateActive && t.State != StateSuspended {
+		return nil, refuse(&t, c.Action())
+	}
+	if err := fe.err(); err != nil {
+		return nil, err
+	}
+	if t.State == StateActive {
 		return []events.Payload{&events.TenantSuspended{Reason: string(reason), Note: c.Note}}, nil
 	}
-	return nil, refuse(&t, c.Action())
+	if _, held := t.HasHold(reason); held {
+		return nil, nil
+	}
+	return []events.Payload{&events.TenantHoldAdded{Reason: string(reason), Note: c.Note}}, nil
+}
+
+// resume lifts one hold, and resumes the tenant when it was the last. An
+// active tenant, or a reason not held, needs nothing: the hold is already
+// gone.
+func resume(t Tenant, c Resume) ([]events.Payload, error) {
+	switch t.State {
+	case StateActive:
+		return nil, nil
+	case StateSuspended:
+	default:
+		return nil, refuse(&t, c.Action())
+	}
+	reason := SuspensionReason(c.Reason)
+	if c.Reason == "" {
+		if len(t.Holds) > 1 {
+			return nil, &ValidationError{Fields: []FieldError{{Field: "reason",
+				Message: fmt.Sprintf("the tenant is held for %s; say which hold to lift (each is lifted on its own)", holdList(t.Holds)),
+				Allowed: holdReasons(t.Holds)}}}
+		}
+		if len(t.Holds) == 1 {
+			reason = t.Holds[0].Reason
+		}
+	} else if _, err := ParseSuspensionReason(c.Reason); err != nil {
+		return nil, &ValidationError{Fields: []FieldError{{Field: "reason", Message: err.Error(), Allowed: suspensionReasonStrings()}}}
+	}
+	if len(t.Holds) == 0 {
+		return []events.Payload{&events.TenantResumed{}}, nil
+	}
+	hold, held := t.HasHold(reason)
+	if !held {
+		return nil, nil
+	}
+	if c.PlacedBy != "" && hold.By != c.PlacedBy {
+		return nil, fmt.Errorf("%w: the %s hold was placed by %s; you may lift only holds you placed", ErrForbidden, reason, hold.By)
+	}
+	if len(t.Holds) == 1 {
+		return []events.Payload{&events.TenantResumed{Reason: string(reason)}}, nil
+	}
+	return []events.Payload{&events.TenantHoldLifted{Reason: string(reason)}}, nil
+}
+
+func holdReasons(holds []Hold) []string {
+	out := make([]string, len(holds))
+	for i, h := range holds {
+		out[i] = string(h.Reason)
+	}
+	return out
+}
+
+func holdList(holds []Hold) string {
+	rs := holdReasons(holds)
+	if len(rs) < 2 {
+		return strings.Join(rs, "")
+	}
+	return strings.Join(rs[:len(rs)-1], ", ") + " and " + rs[len(rs)-1]
 }
 
 // deleteTenant removes a draft or archived tenant once the command repeats
@@ -291,6 +401,9 @@ func suspend(t Tenant, c Suspend) ([]events.Payload, error) {
 func deleteTenant(t Tenant, c Delete) ([]events.Payload, error) {
 	if t.State == StateDeleted {
 		return nil, nil
+	}
+	if err := notPlatform(t, c.Action()); err != nil {
+		return nil, err
 	}
 	if t.State != StateDraft && t.State != StateArchived {
 		return nil, refuse(&t, c.Action())
@@ -432,7 +545,12 @@ func (d TenantDecider) create(t Tenant, c CreateTenant) ([]events.Payload, error
 	if c.ID == "" {
 		fe.add("id", "is required")
 	}
-	checkSlug(&fe, "slug", c.Slug)
+	if c.Platform != "" {
+		checkSlugShape(&fe, "slug", c.Slug)
+	} else {
+		checkSlug(&fe, "slug", c.Slug)
+	}
+	checkCustomer(&fe, c.CustomerID, c.Customer)
 	checkText(&fe, "display_name", c.DisplayName, true, MaxDisplayName)
 	checkContacts(&fe, c.Contacts)
 	checkExternalIDs(&fe, c.ExternalIDs)
@@ -452,7 +570,7 @@ func (d TenantDecider) create(t Tenant, c CreateTenant) ([]events.Payload, error
 	if err := fe.err(); err != nil {
 		return nil, err
 	}
-	return []events.Payload{&events.TenantCreated{
+	out := []events.Payload{&events.TenantCreated{
 		Slug:        c.Slug,
 		DisplayName: c.DisplayName,
 		Plan:        c.Plan,
@@ -462,7 +580,24 @@ func (d TenantDecider) create(t Tenant, c CreateTenant) ([]events.Payload, error
 		ExternalIDs: nonEmpty(c.ExternalIDs),
 		Labels:      nonEmpty(c.Labels),
 		CustomerRef: c.CustomerRef,
-	}}, nil
+	}}
+	if c.CustomerID != "" {
+		out = append(out, &events.TenantCustomerAssigned{CustomerID: c.CustomerID})
+	}
+	if c.Platform != "" {
+		out = append(out, &events.TenantMarkedRoot{Role: c.Platform})
+	}
+	return out, nil
+}
+
+// checkCustomer checks that a customer id names a customer that exists.
+func checkCustomer(fe *fieldErrors, id string, facts *CustomerFacts) {
+	if id == "" {
+		return
+	}
+	if facts == nil || facts.ID != id || !facts.Exists {
+		fe.add("customer_id", fmt.Sprintf("no customer %q exists; create it first (POST /v1/customers) or leave customer_id out", id))
+	}
 }
 
 func nonEmpty(m map[string]string) map[string]string {
@@ -490,6 +625,14 @@ func (d TenantDecider) update(t Tenant, c UpdateTenant) ([]events.Payload, error
 		return nil, err
 	}
 	updateMetadata(t, c, u, &fe)
+	var assign *events.TenantCustomerAssigned
+	if c.CustomerID != nil && *c.CustomerID != t.CustomerID {
+		checkCustomer(&fe, *c.CustomerID, c.Customer)
+		if t.State != StateDraft && *c.CustomerID == "" {
+			fe.add("customer_id", fmt.Sprintf("a tenant that is %s keeps a customer; attach it to another customer instead of detaching it", t.State))
+		}
+		assign = &events.TenantCustomerAssigned{CustomerID: *c.CustomerID}
+	}
 	if err := fe.err(); err != nil {
 		return nil, err
 	}
@@ -499,6 +642,9 @@ func (d TenantDecider) update(t Tenant, c UpdateTenant) ([]events.Payload, error
 	}
 	if planChange != nil {
 		out = append(out, planChange)
+	}
+	if assign != nil {
+		out = append(out, assign)
 	}
 	return out, nil
 }
@@ -626,12 +772,64 @@ func (d TenantDecider) activate(t Tenant, c RequestActivation) ([]events.Payload
 		return nil, err
 	}
 	plan, _ := d.Catalog.Plan(t.Plan)
-	return []events.Payload{&events.TenantActivationRequested{
+	if err := customerPolicy(t, plan, c.Customer); err != nil {
+		return nil, err
+	}
+	// A tenant in a realm of its own (the default) needs no placement
+	// event: its realm is named by its slug, as before customers existed.
+	var out []events.Payload
+	switch {
+	case c.Customer != nil && c.Customer.RealmMode == RealmShared && t.Root == "":
+		if c.SharedRealm == "" {
+			return nil, fmt.Errorf("%w: customer %s places its tenants in the shared realm, and the shared tenant has no realm yet; start the API once so that bootstrap makes it", ErrPrecondition, t.CustomerID)
+		}
+		out = append(out, &events.TenantRealmPlaced{Mode: RealmShared, Realm: c.SharedRealm, Organization: t.Slug})
+	case t.Realm != nil && t.Realm.Mode == RealmShared:
+		// Placed in the shared realm by an activation since cancelled,
+		// and its customer now wants realms of their own.
+		out = append(out, &events.TenantRealmPlaced{Mode: RealmOwn, Realm: t.Slug})
+	}
+	return append(out, &events.TenantActivationRequested{
 		Placement: events.Placement{Region: t.Regions.Preferred, Isolation: string(t.Isolation)},
 		Plan:      plan.Code,
 		Features:  slices.Clone(plan.Features),
 		Quotas:    maps.Clone(plan.Quotas),
 		Policy:    checks,
 		Admin:     admin,
-	}}, nil
+	}), nil
+}
+
+// customerPolicy checks the plan's demand on the tenant's customer.
+func customerPolicy(t Tenant, plan Plan, facts *CustomerFacts) error {
+	p := plan.Customer
+	if !p.Required && !p.Verified {
+		return nil
+	}
+	if facts != nil && t.CustomerID != "" && facts.ID != t.CustomerID {
+		return fmt.Errorf("%w: the tenant's customer changed to %s while activation was being decided; retry", ErrPrecondition, t.CustomerID)
+	}
+	if t.CustomerID == "" || facts == nil || !facts.Exists {
+		return fmt.Errorf("%w: plan %q activates only tenants owned by a customer; attach one with PATCH {\"customer_id\": ...} and retry", ErrCustomerRequired, plan.Code)
+	}
+	if !p.Verified {
+		return nil
+	}
+	switch facts.Verification {
+	case VerificationCompleted:
+		return nil
+	case VerificationPartial:
+		if p.AcceptPartial {
+			return nil
+		}
+	}
+	want := "completed"
+	if p.AcceptPartial {
+		want = "completed or partial"
+	}
+	status := facts.Verification
+	if status == "" {
+		status = VerificationPending
+	}
+	return fmt.Errorf("%w: plan %q activates only tenants of a verified customer: customer %s's verification is %s, it must be %s (POST /v1/customers/%s/verification)",
+		ErrCustomerNotVerified, plan.Code, t.CustomerID, status, want, t.CustomerID)
 }

@@ -157,7 +157,7 @@ func TestLifecycleMatrix(t *testing.T) {
 			StateSuspended: {noop: true},
 		}},
 		{Resume{}, map[State]outcome{
-			StateSuspended: {then: []events.Payload{&events.TenantResumed{}}},
+			StateSuspended: {then: []events.Payload{&events.TenantResumed{Reason: "payment"}}},
 			StateActive:    {noop: true},
 		}},
 		{Archive{}, map[State]outcome{

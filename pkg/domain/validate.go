@@ -25,7 +25,7 @@ var (
 
 // ReservedSlugs cannot name a tenant: each tenant's slug names its identity
 // realm and subdomain, and these collide with Keycloak's or the platform's.
-var ReservedSlugs = []string{"admin", "api", "auth", "cloud", "console", "default", "keycloak", "master", "platform", "root", "system", "tenancy", "www"}
+var ReservedSlugs = []string{"admin", "api", "auth", "cloud", "console", "default", "keycloak", "master", "platform", "root", "shared", "system", "tenancy", "www"}
 
 // Limits on tenant records.
 const (
@@ -45,14 +45,23 @@ func ValidateSlug(slug string) error {
 }
 
 func checkSlug(fe *fieldErrors, field, slug string) {
+	if checkSlugShape(fe, field, slug) && slices.Contains(ReservedSlugs, slug) {
+		fe.add(field, fmt.Sprintf("%q is reserved; choose another slug", slug))
+	}
+}
+
+// checkSlugShape checks a slug's pattern, reporting whether it passed;
+// the platform's own tenants may take the reserved slugs.
+func checkSlugShape(fe *fieldErrors, field, slug string) bool {
 	switch {
 	case slug == "":
 		fe.add(field, "is required")
 	case !slugRE.MatchString(slug):
 		fe.add(field, "must be 3-63 characters of lowercase letters, digits and hyphens, starting with a letter and not ending with a hyphen (pattern ^[a-z][a-z0-9-]{1,61}[a-z0-9]$)")
-	case slices.Contains(ReservedSlugs, slug):
-		fe.add(field, fmt.Sprintf("%q is reserved; choose another slug", slug))
+	default:
+		return true
 	}
+	return false
 }
 
 func checkText(fe *fieldErrors, field, s string, required bool, max int) {

@@ -77,6 +77,20 @@ var samples = map[string]Payload{
 	TypeProjectionEventSkipped:    &ProjectionEventSkipped{Projection: "tenants", Seq: 42, Reason: "written by hand in an incident", Error: "malformed event"},
 	TypeQuarantineResolved: &QuarantineResolved{Seq: 77, Subject: "tenancy.evt.0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b44.tenant.0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b44",
 		Violation: "bad-signature", Reason: "published by hand with a test key"},
+	TypeCustomerCreated: &CustomerCreated{Kind: "business", LegalName: "Acme Private Limited", DisplayName: "Acme", Email: "accounts@acme.example",
+		Phone: "+912212345678", RealmMode: "own", ExternalIDs: map[string]string{"billing": "cus_9"}, Labels: map[string]string{"segment": "smb"},
+		FiscalIndex: FiscalIndex{PAN: "b1.3f2a", GSTIN: "b1.9c1d"}, PII: "v1.k1.c2VhbGVk"},
+	TypeCustomerUpdated: &CustomerUpdated{Changed: []string{"display_name", "fiscal_ids", "labels", "realm_mode"}, DisplayName: ptr("Acme India"),
+		RealmMode: ptr("shared"), Labels: map[string]string{"segment": "mid"}, FiscalIndex: &FiscalIndex{PAN: "b1.3f2a", TAN: "b1.77aa"}, PII: "v1.k1.c2VhbGVk"},
+	TypeCustomerVerificationRecorded: &CustomerVerificationRecorded{Type: "kyb", Status: "due_for_rekyc",
+		Evidence: []Evidence{{Kind: "certificate_of_incorporation", Reference: "dms://kyb/acme/coi-2026"}}, Note: "annual review", GraceUntil: "2026-12-31T00:00:00Z"},
+	TypeCustomerRekycGraceExpired: &CustomerRekycGraceExpired{GraceUntil: "2026-12-31T00:00:00Z"},
+	TypeCustomerDeleted:           &CustomerDeleted{},
+	TypeTenantCustomerAssigned:    &TenantCustomerAssigned{CustomerID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b45"},
+	TypeTenantHoldAdded:           &TenantHoldAdded{Reason: "compliance", Note: "re-KYC grace ended"},
+	TypeTenantHoldLifted:          &TenantHoldLifted{Reason: "payment"},
+	TypeTenantRealmPlaced:         &TenantRealmPlaced{Mode: "shared", Realm: "shared", Organization: "acme"},
+	TypeTenantMarkedRoot:          &TenantMarkedRoot{Role: "root"},
 }
 
 func TestPayloadGoldenFiles(t *testing.T) {

@@ -334,14 +334,23 @@ func (p *TenantSuspended) Summary() string {
 	return "suspended (" + p.Reason + "): " + p.Note
 }
 
-// TenantResumed records that a suspended tenant is active again.
-type TenantResumed struct{}
+// TenantResumed records that a suspended tenant is active again: its last
+// hold, Reason, is lifted (empty in events written before holds existed,
+// when a tenant had one suspension only).
+type TenantResumed struct {
+	Reason string `json:"reason,omitempty"`
+}
 
 // EventType implements Payload.
 func (*TenantResumed) EventType() string { return TypeTenantResumed }
 
 // Summary implements Summarizer.
-func (*TenantResumed) Summary() string { return "resumed" }
+func (p *TenantResumed) Summary() string {
+	if p.Reason == "" {
+		return "resumed"
+	}
+	return "resumed (" + p.Reason + " hold lifted)"
+}
 
 // TenantArchived records that a suspended tenant is retired.
 type TenantArchived struct{}

@@ -76,9 +76,14 @@ var (
 	errRoleNotFound   = oauthError(http.StatusNotFound, "Could not find role", "")
 	errUserNotFound   = oauthError(http.StatusNotFound, "User not found", "")
 	errMapperNotFound = oauthError(http.StatusNotFound, "Model not found", "")
-	errUnauthorized   = oauthError(http.StatusUnauthorized, "HTTP 401 Unauthorized", "")
-	errCannotParse    = oauthError(http.StatusBadRequest, "invalid_request", "Cannot parse the JSON")
-	errNoRoute        = errorMessage(http.StatusNotFound, "Unable to find matching target resource method")
+	errOrgsDisabled   = errorMessage(http.StatusNotFound, "Organizations not enabled for this realm.")
+	errOrgNotFound    = errorMessage(http.StatusNotFound, "Organization not found.")
+	// errNotMember is JAX-RS's NotFoundException with no message, which is
+	// what the member resource throws.
+	errNotMember    = oauthError(http.StatusNotFound, "HTTP 404 Not Found", "")
+	errUnauthorized = oauthError(http.StatusUnauthorized, "HTTP 401 Unauthorized", "")
+	errCannotParse  = oauthError(http.StatusBadRequest, "invalid_request", "Cannot parse the JSON")
+	errNoRoute      = errorMessage(http.StatusNotFound, "Unable to find matching target resource method")
 )
 
 // request is what a handler needs, read before the lock is taken.
@@ -239,6 +244,8 @@ func (s *Server) route(q *request) response {
 		return s.routeRoles(q, rs, rest[1:])
 	case "users":
 		return s.routeUsers(q, rs, rest[1:])
+	case "organizations":
+		return s.routeOrgs(q, rs, rest[1:])
 	}
 	return errNoRoute
 }

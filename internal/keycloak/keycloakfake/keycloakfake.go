@@ -16,7 +16,18 @@
 //   - role-mapping writes look roles up by name and refuse them unless the
 //     id matches too, so a client must send both;
 //   - usernames and emails are stored lowercased, and a user PUT cannot change
-//     the username (editUsernameAllowed is off by default).
+//     the username (editUsernameAllowed is off by default);
+//   - a realm starts with organizations disabled, and until
+//     organizationsEnabled is set every organization endpoint answers 404
+//     "Organizations not enabled for this realm.";
+//   - an organization's name and alias are each unique (two different 409s),
+//     its alias defaults to its name and cannot change, its PUT replaces it
+//     (an absent "enabled" means true) but for absent attributes and
+//     domains, and listings leave attributes out unless
+//     briefRepresentation=false;
+//   - an organization member is added by POSTing the user id as a JSON
+//     string (201 with a Location), and deleting the user or the
+//     organization ends the membership.
 //
 // One deliberate departure: a user PUT replaces the whole user (absent fields
 // become zero values), where Keycloak 26 merges most of them. A client that
@@ -79,7 +90,14 @@ type realmState struct {
 	clients       map[string]*Client
 	roles         map[string]*Role
 	users         map[string]*userState
+	orgs          map[string]*orgState
 	logoutAlls    int
+}
+
+type orgState struct {
+	rep Organization
+	// members holds the ids of the users who are members.
+	members map[string]bool
 }
 
 type userState struct {
@@ -229,8 +247,8 @@ func (s *Server) LogoutAlls(realm string) int {
 }
 
 // Creates returns how many creates of kind ("realm", "client", "mapper",
-// "role", "user") produced a 201, including ones whose response a fault then
-// lost. Mappers embedded in a client create are part of that client's
+// "role", "user", "organization", "member" for an organization membership)
+// produced a 201, including ones whose response a fault then lost. Mappers embedded in a client create are part of that client's
 // create and are not counted as "mapper".
 func (s *Server) Creates(kind string) int {
 	s.mu.Lock()
@@ -253,6 +271,46 @@ func (s *Server) SetRealmEnabled(name string, enabled bool) {
 	if rs, ok := s.realms[name]; ok {
 		rs.rep.Enabled = enabled
 	}
+}
+
+// Organizations returns copies of the realm's organizations, with their
+// attributes, sorted by alias.
+func (s *Server) Organizations(realm string) []Organization {
+	return inspectRealm(s, realm, func(rs *realmState) []Organization {
+		out := make([]Organization, 0, len(rs.orgs))
+		for _, o := range sortedOrgs(rs, func(o Organization) string { return o.Alias }) {
+			out = append(out, o.rep.clone())
+		}
+		return out
+	})
+}
+
+// OrganizationMembers returns the usernames of the members of the realm's
+// organization with this alias, sorted.
+func (s *Server) OrganizationMembers(realm, alias string) []string {
+	return inspectRealm(s, realm, func(rs *realmState) []string {
+		o := orgBy(rs, func(o Organization) bool { return o.Alias == alias })
+		if o == nil {
+			return nil
+		}
+		names := []string{}
+		for _, u := range orgMembers(rs, o) {
+			names = append(names, u.rep.Username)
+		}
+		return names
+	})
+}
+
+// SetOrganizationEnabled changes an organization behind the API's back, for
+// tests of drift detection. It does nothing if there is no such
+// organization.
+func (s *Server) SetOrganizationEnabled(realm, alias string, enabled bool) {
+	inspectRealm(s, realm, func(rs *realmState) bool {
+		if o := orgBy(rs, func(o Organization) bool { return o.Alias == alias }); o != nil {
+			o.rep.Enabled = enabled
+		}
+		return true
+	})
 }
 
 // inspectRealm runs f on the named realm with the lock held; a missing
@@ -289,6 +347,7 @@ func (s *Server) newRealm(rep Realm) *realmState {
 		clients: make(map[string]*Client),
 		roles:   make(map[string]*Role),
 		users:   make(map[string]*userState),
+		orgs:    make(map[string]*orgState),
 	}
 	s.realms[rep.Realm] = rs
 	rs.defaultRoleID = s.addRole(rs, defaultRolesName(rep.Realm), "${role_default-roles}", true).ID

@@ -67,6 +67,9 @@ func (s *Server) routeUsers(q *request, rs *realmState, rest []string) response 
 			func() response { return s.updateUser(q, rs, u) },
 			func() response {
 				delete(rs.users, u.rep.ID)
+				for _, o := range rs.orgs {
+					delete(o.members, u.rep.ID)
+				}
 				return noContent()
 			})
 	case len(rest) == 3 && rest[1] == "role-mappings" && rest[2] == "realm":

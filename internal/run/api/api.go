@@ -37,6 +37,9 @@ type Options struct {
 	ReadWait time.Duration
 	// Webhooks configure subscriptions (URL policy).
 	Webhooks config.Webhooks
+	// Bootstrap, when set, makes the platform's own customer and tenants
+	// before the API serves.
+	Bootstrap *app.BootstrapOptions
 }
 
 // API is the HTTP API and what runs behind it.
@@ -66,8 +69,15 @@ func New(ctx context.Context, core *boot.Core, o Options) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.Bootstrap != nil {
+		if _, err := boot.Await(ctx, core.Log, "bootstrap", func(ctx context.Context) (struct{}, error) {
+			return struct{}{}, app.Bootstrap(ctx, core.Customers, core.Tenants, *o.Bootstrap)
+		}); err != nil {
+			return nil, err
+		}
+	}
 	deps := httpapi.Deps{
-		Tenants: core.Tenants, SigningKeys: core.SigningKeys, Integrity: core.Integrity, Auth: o.Auth, Idempotency: idem,
+		Tenants: core.Tenants, Customers: core.Customers, SigningKeys: core.SigningKeys, Integrity: core.Integrity, Auth: o.Auth, Idempotency: idem,
 		Logger: core.Log, NewID: app.NewID, Mounts: o.Mounts, BodyLimit: o.BodyLimit,
 		Checks: append([]health.Check{{Name: "nats", Check: core.CheckNATS}}, o.Checks...),
 	}
@@ -81,7 +91,9 @@ func New(ctx context.Context, core *boot.Core, o Options) (*API, error) {
 	if rs := o.ReadSide; rs != nil {
 		deps.Checks = append(deps.Checks, health.Check{Name: "postgres", Check: rs.Check})
 		a.waiter = readmodel.NewWaiter(rs.URL, rs.Pool, core.Log)
-		deps.Reads = app.NewReads(readmodel.NewReader(rs.Pool), a.waiter, core.Store, o.ReadWait)
+		reads := readmodel.NewReader(rs.Pool)
+		deps.Reads = app.NewReads(reads, a.waiter, core.Store, o.ReadWait)
+		deps.Customers = core.Customers.WithDirectory(deps.Reads.Directory())
 		deps.Projections = boot.Projections(core, rs)
 		reader = &attempts.Reader{Pool: rs.Pool}
 	}
@@ -128,7 +140,13 @@ func Main(ctx context.Context, getenv config.Getenv, stderr io.Writer) error {
 		return err
 	}
 	defer rs.Close()
-	a, err := New(ctx, svc.Core, Options{Auth: authn, BodyLimit: cfg.BodyLimit, ReadSide: rs, ReadWait: cfg.ReadWait, Webhooks: cfg.Webhooks})
+	b := cfg.Bootstrap
+	if b.AdminEmail == "" {
+		b.AdminEmail = "admin@tenancy.invalid"
+		svc.Log.Warn("TENANCY_ROOT_ADMIN_EMAIL is not set; the root tenant's administrator is admin@tenancy.invalid until you set it")
+	}
+	a, err := New(ctx, svc.Core, Options{Auth: authn, BodyLimit: cfg.BodyLimit, ReadSide: rs, ReadWait: cfg.ReadWait, Webhooks: cfg.Webhooks,
+		Bootstrap: &app.BootstrapOptions{RootSlug: b.RootSlug, SharedSlug: b.SharedSlug, AdminEmail: b.AdminEmail}})
 	if err != nil {
 		return err
 	}

@@ -54,6 +54,7 @@ type Core struct {
 	Keyring     *keyring.Keyring
 	Catalog     *domain.Catalog
 	Tenants     *app.Tenants
+	Customers   *app.Customers
 	SigningKeys *app.SigningKeys
 	// Checker checks every event the process reads; Quarantine records the
 	// messages that fail.
@@ -93,7 +94,8 @@ func OpenCore(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, o Core
 		return nil, fmt.Errorf("publish signing key: %w", err)
 	}
 	c.Integrity = app.NewIntegrity(c.CommandDeps(), quarantine)
-	c.Tenants = app.NewTenants(app.TenantsOptions{Deps: c.CommandDeps(), Catalog: o.Catalog, Keys: ring, Accounts: o.Accounts, Log: o.Log})
+	c.Customers = app.NewCustomers(app.CustomersOptions{Deps: c.CommandDeps(), Catalog: o.Catalog, Index: ring, Keys: ring, Log: o.Log})
+	c.Tenants = app.NewTenants(app.TenantsOptions{Deps: c.CommandDeps(), Catalog: o.Catalog, Keys: ring, Accounts: o.Accounts, Customers: c.Customers, Log: o.Log})
 	return c, nil
 }
 

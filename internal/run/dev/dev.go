@@ -16,12 +16,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/tenancyhq/tenancy/internal/app"
 	"github.com/tenancyhq/tenancy/internal/auth"
 	"github.com/tenancyhq/tenancy/internal/catalog"
 	"github.com/tenancyhq/tenancy/internal/config"
@@ -95,6 +97,9 @@ type Status struct {
 	DataDir    string
 	IssuerURL  string
 	AdminToken string
+	// RootTenant and SharedTenant are the platform tenants' slugs;
+	// RootAdminEmail the root tenant's administrator.
+	RootTenant, SharedTenant, RootAdminEmail string
 }
 
 // keys are the data directory's generated keys.
@@ -255,8 +260,12 @@ func (s *system) api(ctx context.Context, core *boot.Core, rs *boot.ReadSide, ad
 	if err != nil {
 		return nil, Status{}, err
 	}
+	bo, err := s.bootstrap()
+	if err != nil {
+		return nil, Status{}, err
+	}
 	a, err := api.New(ctx, core, api.Options{Auth: authn, Mounts: map[string]http.Handler{auth.DevIssuerPath: issuer.Handler()},
-		ReadSide: rs, ReadWait: s.cfg.ReadWait, Webhooks: s.cfg.Webhooks})
+		ReadSide: rs, ReadWait: s.cfg.ReadWait, Webhooks: s.cfg.Webhooks, Bootstrap: &bo})
 	if err != nil {
 		return nil, Status{}, err
 	}
@@ -268,5 +277,27 @@ func (s *system) api(ctx context.Context, core *boot.Core, rs *boot.ReadSide, ad
 	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
 		return nil, Status{}, err
 	}
-	return a, Status{HTTPAddr: addr, NATSURL: s.natsURL, NATSUsers: filepath.Join(s.dataDir, NATSUsersFile), TokenFile: tokenFile, DataDir: s.dataDir, IssuerURL: issuerURL, AdminToken: token}, nil
+	return a, Status{HTTPAddr: addr, NATSURL: s.natsURL, NATSUsers: filepath.Join(s.dataDir, NATSUsersFile), TokenFile: tokenFile, DataDir: s.dataDir, IssuerURL: issuerURL, AdminToken: token,
+		RootTenant: bo.RootSlug, SharedTenant: bo.SharedSlug, RootAdminEmail: bo.AdminEmail}, nil
+}
+
+// RootAdminFile keeps the root tenant's generated administrator address,
+// so that every start names the same one.
+const RootAdminFile = "root-admin-email"
+
+// bootstrap returns what bootstrap makes: the configured names, with the
+// root administrator's address generated once into the data directory
+// when none is configured.
+func (s *system) bootstrap() (app.BootstrapOptions, error) {
+	b := app.BootstrapOptions{RootSlug: s.cfg.Bootstrap.RootSlug, SharedSlug: s.cfg.Bootstrap.SharedSlug, AdminEmail: s.cfg.Bootstrap.AdminEmail}
+	if b.AdminEmail != "" {
+		return b, nil
+	}
+	path := filepath.Join(s.dataDir, RootAdminFile)
+	if raw, err := os.ReadFile(path); err == nil && strings.Contains(string(raw), "@") {
+		b.AdminEmail = strings.TrimSpace(string(raw))
+		return b, nil
+	}
+	b.AdminEmail = "admin-" + app.NewID()[24:] + "@tenancy.test"
+	return b, os.WriteFile(path, []byte(b.AdminEmail+"\n"), 0o600)
 }

@@ -17,12 +17,14 @@ import (
 	"github.com/tenancyhq/tenancy/internal/app"
 	"github.com/tenancyhq/tenancy/internal/backoff"
 	"github.com/tenancyhq/tenancy/internal/billing"
+	"github.com/tenancyhq/tenancy/internal/compliance"
 	"github.com/tenancyhq/tenancy/internal/config"
 	"github.com/tenancyhq/tenancy/internal/health"
 	"github.com/tenancyhq/tenancy/internal/keycloak"
 	"github.com/tenancyhq/tenancy/internal/readmodel"
 	"github.com/tenancyhq/tenancy/internal/run/boot"
 	"github.com/tenancyhq/tenancy/internal/saga"
+	"github.com/tenancyhq/tenancy/internal/timer"
 )
 
 // Integrations builds the clients of the configured external systems.
@@ -62,19 +64,53 @@ type Options struct {
 	RetryDelay        time.Duration
 }
 
-// Provisioner is the saga worker and the reconciler.
+// Provisioner is the saga worker, the reconciler and, with a read side,
+// the compliance reactor and the timers it sets.
 type Provisioner struct {
 	Worker     *saga.Worker
 	Reconciler *saga.Reconciler
+	Compliance *compliance.Reactor
+	timers     *timer.Timers
+	waiter     *readmodel.Waiter
 	interval   time.Duration
 }
 
-// Run runs both until ctx ends.
+// TimerConsumer is the durable consumer every provisioner shares to handle
+// timer firings.
+const TimerConsumer = "provisioner-timers"
+
+// Run runs them all until ctx ends.
 func (p *Provisioner) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return p.Reconciler.Run(gctx, p.interval) })
 	g.Go(func() error { return p.Worker.Run(gctx) })
+	if p.Compliance != nil {
+		g.Go(func() error { return p.waiter.Run(gctx) })
+		g.Go(func() error { return p.Compliance.Run(gctx) })
+		g.Go(func() error {
+			return p.timers.Run(gctx, TimerConsumer, p.Compliance.Log, compliance.Timers(p.Compliance))
+		})
+	}
 	return g.Wait()
+}
+
+// newCompliance returns the compliance reactor and its timers on core, or
+// nil without a read side (it finds a customer's tenants there).
+func newCompliance(ctx context.Context, core *boot.Core, rs *boot.ReadSide) (*compliance.Reactor, *timer.Timers, *readmodel.Waiter, error) {
+	if rs == nil {
+		return nil, nil, nil, nil
+	}
+	timers, err := boot.Await(ctx, core.Log, "timers", func(ctx context.Context) (*timer.Timers, error) {
+		return timer.Open(ctx, core.JS, core.Opts.Replicas)
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	waiter := readmodel.NewWaiter(rs.URL, rs.Pool, core.Log)
+	reads := app.NewReads(readmodel.NewReader(rs.Pool), waiter, core.Store, 10*time.Second)
+	r := &compliance.Reactor{JS: core.JS, Stream: core.Opts.Stream, Customers: core.Customers, Tenants: core.Tenants, Directory: reads.Directory(),
+		Timers: timers, Reader: core.Reader(), Poison: core.Quarantined("compliance"), Log: core.Log}
+	return r, timers, waiter, nil
 }
 
 // NewReconciler returns a reconciler on core; rs, when set, lists the
@@ -110,7 +146,11 @@ func New(ctx context.Context, core *boot.Core, o Options) (*Provisioner, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &Provisioner{Worker: w, Reconciler: rec, interval: o.ReconcileInterval}, nil
+	comp, timers, waiter, err := newCompliance(ctx, core, o.ReadSide)
+	if err != nil {
+		return nil, err
+	}
+	return &Provisioner{Worker: w, Reconciler: rec, Compliance: comp, timers: timers, waiter: waiter, interval: o.ReconcileInterval}, nil
 }
 
 // Main runs the provisioner as the environment configures it until ctx

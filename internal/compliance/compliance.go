@@ -1,0 +1,164 @@
+// Package compliance keeps a customer's tenants in step with its KYC/KYB
+// status. A customer due for re-KYC keeps its tenants for a grace period (a
+// durable timer); when the period ends without a completed verification,
+// the firing is recorded on the customer (rekyc_grace_expired) and each of
+// its tenants gets a compliance hold. A completed verification lifts that
+// hold again, and only that one: a payment hold stays.
+//
+// Every step is an event, and every handler is idempotent: the customer
+// events are consumed at least once, and a repeat finds the timer already
+// set, the grace already expired, the hold already there or gone.
+package compliance
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tenancyhq/tenancy/internal/app"
+	"github.com/tenancyhq/tenancy/internal/backoff"
+	"github.com/tenancyhq/tenancy/internal/command"
+	"github.com/tenancyhq/tenancy/internal/consume"
+	"github.com/tenancyhq/tenancy/internal/integrity"
+	"github.com/tenancyhq/tenancy/internal/timer"
+	"github.com/tenancyhq/tenancy/pkg/domain"
+	"github.com/tenancyhq/tenancy/pkg/events"
+)
+
+// Actor is who the compliance steps are recorded as.
+const Actor = "system:compliance"
+
+// TimerPrefix starts the keys of re-KYC grace timers ("rekyc.<customer>").
+const TimerPrefix = "rekyc."
+
+// Consumer is the durable consumer of customer events.
+const Consumer = "compliance"
+
+// TenantLister finds a customer's tenants that are not deleted.
+type TenantLister interface {
+	OpenTenantsOfCustomer(ctx context.Context, customerID string) ([]string, error)
+}
+
+// Reactor turns customer verification events into timers and holds.
+type Reactor struct {
+	JS        jetstream.JetStream
+	Stream    string
+	Customers *app.Customers
+	Tenants   *app.Tenants
+	// Directory lists a customer's tenants once the read model has caught
+	// up with the log.
+	Directory TenantLister
+	Timers    *timer.Timers
+	Reader    *integrity.Reader
+	Poison    func(context.Context, *consume.Message, error) error
+	Log       *slog.Logger
+}
+
+// graceTimer is a re-KYC timer's payload.
+type graceTimer struct {
+	CustomerID string    `json:"customer_id"`
+	GraceUntil time.Time `json:"grace_until"`
+}
+
+// Run consumes customer events until ctx ends.
+func (r *Reactor) Run(ctx context.Context) error {
+	src := consume.Source{Stream: r.Stream, Durable: &jetstream.ConsumerConfig{
+		Durable: Consumer, FilterSubject: events.Subject(events.PlatformTenantID, events.AggregateCustomer, "*"),
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute, MaxDeliver: -1, DeliverPolicy: jetstream.DeliverAllPolicy,
+	}}
+	return consume.Run(ctx, r.JS, src, consume.Options{Reader: r.Reader, Poison: r.Poison, Log: r.Log}, func(ctx context.Context, m *consume.Message) {
+		if err := r.handle(ctx, m); err != nil {
+			r.Log.WarnContext(ctx, "compliance step failed; retrying", "seq", m.Seq, "subject", m.Subject, "error", err)
+			m.Retry(backoff.Reconnect.Delay(m.Delivered))
+			return
+		}
+		m.Ack()
+	})
+}
+
+// Fire handles a firing of a re-KYC timer: it records that the grace
+// period ended (the customer ignores it if verified again since).
+func (r *Reactor) Fire(ctx context.Context, f timer.Fired) error {
+	var g graceTimer
+	if err := json.Unmarshal(f.Payload, &g); err != nil || g.CustomerID == "" {
+		r.Log.ErrorContext(ctx, "dropping an unreadable re-KYC timer", "key", f.Key, "error", err)
+		return nil
+	}
+	_, err := r.Customers.ExpireRekycGrace(ctx, g.CustomerID, g.GraceUntil, r.meta(""))
+	if errors.Is(err, domain.ErrNotFound) {
+		return nil // deleted since
+	}
+	return err
+}
+
+func (r *Reactor) meta(causation string) command.Meta {
+	return command.Meta{Actor: Actor, CorrelationID: app.NewID(), CausationID: causation}
+}
+
+func (r *Reactor) handle(ctx context.Context, m *consume.Message) error {
+	if m.Envelope == nil {
+		return nil
+	}
+	id := m.Envelope.Subject
+	switch p := m.Payload.(type) {
+	case *events.CustomerVerificationRecorded:
+		if p.Status == domain.VerificationDueForRekyc {
+			until, err := time.Parse(time.RFC3339, p.GraceUntil)
+			if err != nil {
+				return fmt.Errorf("customer %s: grace_until %q: %w", id, p.GraceUntil, err)
+			}
+			payload, _ := json.Marshal(graceTimer{CustomerID: id, GraceUntil: until})
+			return r.Timers.Schedule(ctx, TimerPrefix+id, until, payload)
+		}
+		if err := r.Timers.Cancel(ctx, TimerPrefix+id); err != nil {
+			return err
+		}
+		if p.Status == domain.VerificationCompleted {
+			return r.eachTenant(ctx, id, m.Envelope.ID, domain.Resume{Reason: string(domain.SuspendCompliance)})
+		}
+	case *events.CustomerRekycGraceExpired:
+		return r.eachTenant(ctx, id, m.Envelope.ID, domain.Suspend{Reason: string(domain.SuspendCompliance),
+			Note: "the customer's re-KYC was due and its grace period ended at " + p.GraceUntil})
+	case *events.CustomerDeleted:
+		return r.Timers.Cancel(ctx, TimerPrefix+id)
+	}
+	return nil
+}
+
+// eachTenant runs cmd on each of the customer's tenants that can take it:
+// a tenant in a state where it does not apply (a draft cannot be
+// suspended) is passed over.
+func (r *Reactor) eachTenant(ctx context.Context, customerID, causation string, cmd domain.TenantCommand) error {
+	ids, err := r.Directory.OpenTenantsOfCustomer(ctx, customerID)
+	if err != nil {
+		return err
+	}
+	for _, tid := range ids {
+		_, err := r.Tenants.Do(ctx, tid, cmd, r.meta(causation))
+		var te *domain.TransitionError
+		switch {
+		case err == nil, errors.As(err, &te), errors.Is(err, domain.ErrNotFound), errors.Is(err, domain.ErrPlatformTenant):
+		default:
+			return fmt.Errorf("tenant %s: %s: %w", tid, cmd.Action(), err)
+		}
+	}
+	return nil
+}
+
+// Timers dispatches the firings of every timer to the handler its key
+// names: one consumer serves them all (the timer stream is a work queue).
+func Timers(r *Reactor) func(ctx context.Context, f timer.Fired) error {
+	return func(ctx context.Context, f timer.Fired) error {
+		if strings.HasPrefix(f.Key, TimerPrefix) {
+			return r.Fire(ctx, f)
+		}
+		r.Log.WarnContext(ctx, "dropping a firing no handler knows", "key", f.Key)
+		return nil
+	}
+}
