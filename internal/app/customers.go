@@ -140,7 +140,8 @@ func (s *Customers) Facts(ctx context.Context, id string) (*domain.CustomerFacts
 	case err != nil:
 		return nil, err
 	}
-	return &domain.CustomerFacts{ID: id, Exists: c.Exists(), Verification: c.Verification.Status, RealmMode: c.RealmMode}, nil
+	return &domain.CustomerFacts{ID: id, Exists: c.Exists(), Verification: c.Verification.Status, RealmMode: c.RealmMode,
+		GraceExpired: c.Verification.Status == domain.VerificationDueForRekyc && c.Verification.GraceExpired}, nil
 }
 
 // Do runs a command on an existing customer, filling in what the decision

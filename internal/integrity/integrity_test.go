@@ -228,3 +228,66 @@ func TestReplayCannotClaimToBeFirst(t *testing.T) {
 		t.Fatal("the server stored a replay claiming its subject was empty")
 	}
 }
+
+// staleLog answers reads as a replica that is behind would: the first
+// stale reads leave out every message from hideFrom on.
+type staleLog struct {
+	eventstore.Log
+	hideFrom uint64
+	stale    int
+	reads    int
+}
+
+func (s *staleLog) ReadAll(ctx context.Context, filter string, from uint64) ([]eventstore.Message, error) {
+	msgs, err := s.Log.ReadAll(ctx, filter, from)
+	s.reads++
+	if err != nil || s.reads > s.stale {
+		return msgs, err
+	}
+	var out []eventstore.Message
+	for _, m := range msgs {
+		if m.Seq < s.hideFrom {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+// TestReaderWaitsForALaggingReplica: a reader that missed an aggregate's
+// event (another instance handled it) asks the log for the chain; a
+// replica that is behind answers without that event, and must not make
+// the next, genuine event a violation. A replica that stays behind is the
+// log being unavailable, not a violation either.
+func TestReaderWaitsForALaggingReplica(t *testing.T) {
+	r := testrig.New(t, testrig.Options{})
+	id := tenant(t, r, "lagging")
+	name := "Acme Three"
+	if _, err := r.Core.Tenants.Do(r.Ctx, id, domain.UpdateTenant{DisplayName: &name}, command.Meta{Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	msgs := subjectEvents(t, r, id) // versions 1, 2, 3
+	for _, c := range []struct {
+		name  string
+		stale int
+		want  func(error) bool
+	}{
+		{"catches up", 2, func(err error) bool { return err == nil }},
+		{"stays behind", 100, func(err error) bool {
+			var v *integrity.Violation
+			return errors.Is(err, eventstore.ErrUnavailable) && !errors.As(err, &v)
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			log := &staleLog{Log: r.Core.Store, hideFrom: msgs[1].Seq, stale: c.stale}
+			rd := integrity.NewReader(integrity.NewLogChecker(r.Core.Store), log, 0)
+			if _, err := rd.Read(r.Ctx, msgs[0]); err != nil {
+				t.Fatal(err)
+			}
+			// Version 2 went to another instance; version 3 comes here.
+			_, err := rd.Read(r.Ctx, msgs[2])
+			if !c.want(err) {
+				t.Fatalf("reading version 3 after a stale answer: %v", err)
+			}
+		})
+	}
+}

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tenancyhq/tenancy/internal/backoff"
 	"github.com/tenancyhq/tenancy/internal/eventstore"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
@@ -196,6 +198,35 @@ func (r *Reader) Read(ctx context.Context, m eventstore.Message) (Checked, error
 	return c, nil
 }
 
+// readThrough reads the events of m's subject up to and including m. The
+// log's reads are served by any replica, and one that is behind would show
+// a chain with its last events missing, which would make m look out of
+// place: an answer is only taken from a replica that already has m itself
+// (a subject's messages are stored in order, so it then has every one
+// before m). A replica still behind after a few tries is the log being
+// unavailable: the consumer reads m again later.
+func (r *Reader) readThrough(ctx context.Context, m eventstore.Message) ([]eventstore.Message, error) {
+	for attempt := 1; ; attempt++ {
+		msgs, err := r.log.ReadAll(ctx, m.Subject, 1)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s's earlier events: %w", m.Subject, err)
+		}
+		if slices.ContainsFunc(msgs, func(x eventstore.Message) bool { return x.Seq == m.Seq }) {
+			return msgs, nil
+		}
+		if attempt == readThroughAttempts {
+			return nil, fmt.Errorf("%w: the replica that answered has not reached seq %d of %s yet", eventstore.ErrUnavailable, m.Seq, m.Subject)
+		}
+		if err := backoff.Reconnect.Wait(ctx, attempt); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// readThroughAttempts bounds readThrough's tries (about 4 s with
+// backoff.Reconnect).
+const readThroughAttempts = 5
+
 // outOfPlace reports a violation that may only mean the chain's earlier
 // events are unknown.
 func outOfPlace(err error) bool {
@@ -205,9 +236,9 @@ func outOfPlace(err error) bool {
 // headBefore returns the chain head of m's aggregate before m, from its
 // earlier events.
 func (r *Reader) headBefore(ctx context.Context, m eventstore.Message) (head, error) {
-	msgs, err := r.log.ReadAll(ctx, m.Subject, 1)
+	msgs, err := r.readThrough(ctx, m)
 	if err != nil {
-		return head{}, fmt.Errorf("reading %s's earlier events: %w", m.Subject, err)
+		return head{}, err
 	}
 	var h head
 	for _, prev := range msgs {

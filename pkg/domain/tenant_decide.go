@@ -46,6 +46,10 @@ type CustomerFacts struct {
 	Exists       bool
 	Verification string
 	RealmMode    string
+	// GraceExpired: the customer's re-KYC grace period ended without a
+	// new verification; none of its tenants is activated until it is
+	// verified again, whatever the plan.
+	GraceExpired bool
 }
 
 // UpdateTenant changes metadata with JSON merge patch (RFC 7396) semantics,
@@ -802,6 +806,10 @@ func (d TenantDecider) activate(t Tenant, c RequestActivation) ([]events.Payload
 // customerPolicy checks the plan's demand on the tenant's customer.
 func customerPolicy(t Tenant, plan Plan, facts *CustomerFacts) error {
 	p := plan.Customer
+	if facts != nil && facts.Exists && facts.GraceExpired && t.CustomerID == facts.ID {
+		return fmt.Errorf("%w: customer %s's re-KYC grace period has ended, and its tenants are suspended for compliance; record a completed verification (POST /v1/customers/%s/verification) and retry",
+			ErrCustomerNotVerified, t.CustomerID, t.CustomerID)
+	}
 	if !p.Required && !p.Verified {
 		return nil
 	}

@@ -110,6 +110,8 @@ func TestCustomerPolicy(t *testing.T) {
 		{name: "due for re-KYC is not enough", given: withCustomer(draft), when: RequestActivation{Customer: customerFacts("due_for_rekyc", "own")}, err: ErrCustomerNotVerified},
 		{name: "a deleted customer counts as none", given: withCustomer(draft), when: RequestActivation{Customer: &CustomerFacts{ID: "c1"}}, err: ErrCustomerRequired},
 		{name: "partial is enough where the plan accepts it", given: withCustomer(enterprise), when: RequestActivation{Customer: customerFacts("partial", "own")}},
+		{name: "a customer whose re-KYC grace ended, whatever the plan", given: withCustomer(enterprise),
+			when: RequestActivation{Customer: &CustomerFacts{ID: "c1", Exists: true, Verification: "due_for_rekyc", GraceExpired: true}}, err: ErrCustomerNotVerified, msg: "grace period has ended"},
 		{name: "shared realm without a shared tenant", given: withCustomer(draft), when: RequestActivation{Customer: customerFacts("completed", "shared")}, err: ErrPrecondition, msg: "shared tenant has no realm yet"},
 	}
 	for _, tc := range cases {
