@@ -1,7 +1,9 @@
 // Package keycloak is a client of Keycloak's Admin REST API, covering what
 // the provisioner needs: realms, a client with protocol mappers, realm roles,
-// users, and the organizations that place tenants in a shared realm. It authenticates with a service account's client credentials,
-// caching the short-lived access token and renewing it before it expires.
+// users and the user profile that declares their attributes, and the
+// organizations that place tenants in a shared realm. It authenticates with
+// a service account's client credentials, caching the short-lived access
+// token and renewing it before it expires.
 package keycloak
 
 import (
@@ -471,6 +473,130 @@ func (c *Client) DeleteUser(ctx context.Context, realm, id string) error {
 // UpdateUser replaces a user with u (send the whole representation).
 func (c *Client) UpdateUser(ctx context.Context, realm string, u User) error {
 	return c.send(ctx, http.MethodPut, realmPath(realm, "users", u.ID), u)
+}
+
+// UserProfile is a realm's user profile configuration (UPConfig): the user
+// attributes the realm declares, the groups they are shown in, and what
+// becomes of the attributes it does not declare. Since Keycloak 24 an
+// undeclared ("unmanaged") attribute is dropped from every user create and
+// update, with a 2xx answer, unless UnmanagedAttributePolicy lets it through;
+// so an attribute a client stores on users must be declared here first.
+//
+// A PUT replaces the whole configuration, so changes start from one read
+// back with GetUserProfile. The types carry every field of Keycloak 26.6's
+// UPConfig for that reason: a field left out here would be erased from the
+// realm by the next update.
+type UserProfile struct {
+	// Attributes is required by Keycloak: a PUT without it is a 400.
+	Attributes               []ProfileAttribute       `json:"attributes"`
+	Groups                   []ProfileGroup           `json:"groups"`
+	UnmanagedAttributePolicy UnmanagedAttributePolicy `json:"unmanagedAttributePolicy,omitempty"`
+}
+
+// Attribute returns the declaration of the attribute name, and whether
+// there is one.
+func (p UserProfile) Attribute(name string) (ProfileAttribute, bool) {
+	for _, a := range p.Attributes {
+		if a.Name == name {
+			return a, true
+		}
+	}
+	return ProfileAttribute{}, false
+}
+
+// UnmanagedAttributePolicy says who may see and write the user attributes a
+// profile does not declare. Its zero value, the field left out, is
+// Keycloak's default: nobody, and writes of them are dropped silently. It is
+// a plain string rather than a parsed enum so that a value a later Keycloak
+// adds survives a read-modify-write of the profile.
+type UnmanagedAttributePolicy string
+
+// The policies Keycloak 26.6 knows.
+const (
+	// UnmanagedEnabled lets users and administrators see and write them.
+	UnmanagedEnabled UnmanagedAttributePolicy = "ENABLED"
+	// UnmanagedAdminView lets administrators see them; nobody writes them,
+	// the Admin API included.
+	UnmanagedAdminView UnmanagedAttributePolicy = "ADMIN_VIEW"
+	// UnmanagedAdminEdit lets administrators, and so the Admin API, see and
+	// write them; users do neither.
+	UnmanagedAdminEdit UnmanagedAttributePolicy = "ADMIN_EDIT"
+)
+
+// The two roles a profile's permissions and requirements can name: the
+// Admin API and admin console act as ProfileAdmin, a user on their own
+// account (account console, login flows) as ProfileUser.
+const (
+	ProfileAdmin = "admin"
+	ProfileUser  = "user"
+)
+
+// ProfileAttribute is a UPAttribute, one declared user attribute.
+type ProfileAttribute struct {
+	Name        string `json:"name"`
+	DisplayName string `json:"displayName,omitempty"`
+	// Validations maps a validator id to its configuration ({} for none).
+	Validations map[string]map[string]any `json:"validations,omitempty"`
+	Annotations map[string]any            `json:"annotations,omitempty"`
+	// Required, when set with no roles and no scopes, means always.
+	Required *AttributeRequired `json:"required,omitempty"`
+	// Permissions left out let nobody see or write the attribute (but for
+	// username and email).
+	Permissions *AttributePermissions `json:"permissions,omitempty"`
+	Selector    *AttributeSelector    `json:"selector,omitempty"`
+	Group       string                `json:"group,omitempty"`
+	// Multivalued off means one value at most: more is a 400 on write.
+	Multivalued  bool   `json:"multivalued,omitempty"`
+	DefaultValue string `json:"defaultValue,omitempty"`
+}
+
+// AttributePermissions names who may see (View) and write (Edit) an
+// attribute: ProfileAdmin, ProfileUser or both. Whoever may write it may
+// also see it.
+type AttributePermissions struct {
+	View []string `json:"view,omitempty"`
+	Edit []string `json:"edit,omitempty"`
+}
+
+// AttributeRequired says for whom, or for which requested scopes, an
+// attribute is required.
+type AttributeRequired struct {
+	Roles  []string `json:"roles,omitempty"`
+	Scopes []string `json:"scopes,omitempty"`
+}
+
+// AttributeSelector limits an attribute to the flows requesting one of
+// Scopes.
+type AttributeSelector struct {
+	Scopes []string `json:"scopes,omitempty"`
+}
+
+// ProfileGroup is a UPGroup, a heading attributes are shown under.
+type ProfileGroup struct {
+	Name               string         `json:"name"`
+	DisplayHeader      string         `json:"displayHeader,omitempty"`
+	DisplayDescription string         `json:"displayDescription,omitempty"`
+	Annotations        map[string]any `json:"annotations,omitempty"`
+}
+
+// GetUserProfile returns the realm's user profile configuration; a realm
+// never configured answers Keycloak's default one.
+func (c *Client) GetUserProfile(ctx context.Context, realm string) (UserProfile, error) {
+	return get[UserProfile](ctx, c, realmPath(realm, "users", "profile"))
+}
+
+// UpdateUserProfile replaces the realm's user profile configuration with p
+// (start from one read with GetUserProfile) and returns the configuration
+// Keycloak then holds. An invalid one is a 400 naming what is wrong.
+func (c *Client) UpdateUserProfile(ctx context.Context, realm string, p UserProfile) (UserProfile, error) {
+	if p.Groups == nil {
+		// Keycloak's profile code walks the groups list without checking
+		// for null: send an empty one, never null.
+		p.Groups = []ProfileGroup{}
+	}
+	var out UserProfile
+	_, err := c.call(ctx, http.MethodPut, realmPath(realm, "users", "profile"), p, &out)
+	return out, err
 }
 
 // AddRealmRoles maps realm roles to a user.

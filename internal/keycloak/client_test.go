@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/tenancyhq/tenancy/internal/keycloak"
 	"github.com/tenancyhq/tenancy/internal/keycloak/keycloakfake"
 )
@@ -292,5 +294,70 @@ func TestOrganizations(t *testing.T) {
 		if err := step.do(); !errors.Is(err, step.want) {
 			t.Fatalf("%s: %v, want %v", step.name, err, step.want)
 		}
+	}
+}
+
+// TestUserProfile: the profile read back carries every field, so an update
+// built from it loses nothing; attributes it declares for administrators
+// are kept on users, others are dropped.
+func TestUserProfile(t *testing.T) {
+	kf, c, _ := setup(t)
+	ctx := context.Background()
+	if err := c.CreateRealm(ctx, keycloak.Realm{Realm: "r1", Enabled: keycloak.Bool(true)}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.GetUserProfile(ctx, "r1")
+	if err != nil || len(p.Attributes) != 4 || p.UnmanagedAttributePolicy != "" || len(p.Groups) != 1 {
+		t.Fatalf("default profile: %+v %v", p, err)
+	}
+	if u, ok := p.Attribute("username"); !ok || u.Validations["username-prohibited-characters"] == nil || u.Permissions == nil {
+		t.Fatalf("username as read: %+v %v", u, ok)
+	}
+	if _, ok := p.Attribute("tenancy.tenant_id"); ok {
+		t.Fatal("found a declaration that is not there")
+	}
+	p.UnmanagedAttributePolicy = keycloak.UnmanagedAdminView
+	p.Attributes = append(p.Attributes, keycloak.ProfileAttribute{
+		Name: "tenancy.tenant_id", DisplayName: "Tenant", Multivalued: true, Group: "user-metadata", DefaultValue: "-",
+		Validations: map[string]map[string]any{"length": {"max": float64(36)}}, Annotations: map[string]any{"inputType": "text"},
+		Required:    &keycloak.AttributeRequired{Roles: []string{keycloak.ProfileAdmin}},
+		Permissions: &keycloak.AttributePermissions{View: []string{keycloak.ProfileAdmin}, Edit: []string{keycloak.ProfileAdmin}},
+		Selector:    &keycloak.AttributeSelector{Scopes: []string{"openid"}},
+	})
+	got, err := c.UpdateUserProfile(ctx, "r1", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(p, got); diff != "" {
+		t.Fatalf("profile answered by the update (-sent +got):\n%s", diff)
+	}
+	if again, _ := c.GetUserProfile(ctx, "r1"); !cmp.Equal(p, again) {
+		t.Fatalf("profile read after the update (-sent +got):\n%s", cmp.Diff(p, again))
+	}
+
+	uid, err := c.CreateUser(ctx, "r1", keycloak.User{Username: "ann", Enabled: true,
+		Attributes: map[string][]string{"tenancy.tenant_id": {"t-1", "t-2"}, "undeclared": {"x"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, err := c.GetUser(ctx, "r1", uid); err != nil || !cmp.Equal(u.Attributes, map[string][]string{"tenancy.tenant_id": {"t-1", "t-2"}}) {
+		t.Fatalf("user attributes: %v %v", u.Attributes, err)
+	}
+
+	// Groups left nil go as an empty list; attributes left nil are refused.
+	_, err = c.UpdateUserProfile(ctx, "r1", keycloak.UserProfile{Attributes: p.Attributes})
+	if err != nil {
+		t.Fatalf("a profile without groups: %v", err)
+	}
+	_, err = c.UpdateUserProfile(ctx, "r1", keycloak.UserProfile{})
+	var ke *keycloak.Error
+	if !errors.As(err, &ke) || ke.Status != 400 || ke.Temporary() || !strings.Contains(ke.Message, "without 'attributes'") {
+		t.Fatalf("a profile without attributes: %v", err)
+	}
+	if _, err := c.GetUserProfile(ctx, "nope"); !errors.Is(err, keycloak.ErrNotFound) {
+		t.Fatalf("the profile of a missing realm: %v", err)
+	}
+	if stored, _ := kf.UserProfile("r1"); len(stored.Attributes) != 5 || stored.UnmanagedAttributePolicy != "" {
+		t.Fatalf("stored profile: %+v", stored)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/tenancyhq/tenancy/internal/keycloak"
 	"github.com/tenancyhq/tenancy/pkg/domain"
@@ -108,17 +109,26 @@ func (in Integrations) ensureOrganization(ctx context.Context, t domain.Tenant) 
 	if !found {
 		return Outcome{}, errNoSharedRealm(t)
 	}
+	realm := t.Realm.Realm
+	// The shared tenant's activation declared them, unless its realm
+	// predates the declarations.
+	declared, err := in.declareAttributes(ctx, realm)
+	if err != nil {
+		return Outcome{}, err
+	}
 	o, created, err := in.createOrg(ctx, t)
 	if err != nil {
 		return Outcome{}, err
 	}
-	realm := t.Realm.Realm
 	detail := "organization already present"
 	if created {
 		detail = fmt.Sprintf("created organization %s in realm %s", o.Alias, realm)
 	}
 	if enabledOrgs {
 		detail += "; enabled organizations in realm " + realm
+	}
+	if len(declared) > 0 {
+		detail += "; declared " + strings.Join(declared, ", ") + " in the user profile of realm " + realm
 	}
 	if !o.Enabled {
 		o.Enabled = true
@@ -153,12 +163,10 @@ func (in Integrations) ensureOrgAdmin(ctx context.Context, t domain.Tenant) (Out
 	if err != nil {
 		return Outcome{}, err
 	}
-	if ids := u.Attributes[AttrTenantID]; !slices.Contains(ids, t.ID) {
-		// Another tenant's administrator too: mark it as this one's.
-		u.Attributes = withAttr(u.Attributes, AttrTenantID, append(slices.Clone(ids), t.ID))
-		if err := kc.UpdateUser(ctx, realm, u); err != nil {
-			return Outcome{}, err
-		}
+	// Mark it as this tenant's; one that administers other tenants too
+	// keeps their ids.
+	if _, err := in.markUser(ctx, realm, u, adminUser(t).Attributes); err != nil {
+		return Outcome{}, err
 	}
 	if err := kc.AddOrganizationMember(ctx, realm, o.ID, u.ID); err != nil && !errors.Is(err, keycloak.ErrConflict) {
 		return Outcome{}, err

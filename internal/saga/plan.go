@@ -58,7 +58,133 @@ const (
 	BreakGlassUsername = "break-glass"
 	// AttrTenantID marks a realm (and its users) as this tenant's.
 	AttrTenantID = "tenancy.tenant_id"
+	// AttrBreakGlass marks the break-glass administrator.
+	AttrBreakGlass = "tenancy.break_glass"
 )
+
+// userAttributes are the declarations, for a realm's user profile, of
+// every user attribute Tenancy writes. Keycloak 24 and later drop an
+// attribute the profile does not declare from user writes, answering 2xx,
+// so each must be declared before a user can carry it. Administrators (the
+// provisioner, through the Admin API) see and write them; users do
+// neither, since they say whose a user is and must not be forged from the
+// account console. tenancy.tenant_id is multivalued because an
+// administrator in the shared realm lists every tenant it administers.
+func userAttributes() []keycloak.ProfileAttribute {
+	adminOnly := func() *keycloak.AttributePermissions {
+		return &keycloak.AttributePermissions{View: []string{keycloak.ProfileAdmin}, Edit: []string{keycloak.ProfileAdmin}}
+	}
+	return []keycloak.ProfileAttribute{
+		{Name: AttrTenantID, DisplayName: "Tenancy tenant", Multivalued: true, Permissions: adminOnly()},
+		{Name: AttrBreakGlass, DisplayName: "Tenancy break-glass administrator", Permissions: adminOnly()},
+	}
+}
+
+// declaredAsWanted reports whether have, a declaration in a realm's user
+// profile, gives administrators what want does and users nothing; what
+// else it says (display name, validations, group, ...) is the realm's own.
+func declaredAsWanted(have, want keycloak.ProfileAttribute) bool {
+	p := have.Permissions
+	return p != nil && slices.Contains(p.Edit, keycloak.ProfileAdmin) &&
+		!slices.Contains(p.Edit, keycloak.ProfileUser) && !slices.Contains(p.View, keycloak.ProfileUser) &&
+		(have.Multivalued || !want.Multivalued)
+}
+
+// declareAttributes makes the realm's user profile declare every attribute
+// of userAttributes as wanted, leaving the rest of the profile as it is,
+// and returns the names it declared or corrected. Keycloak has no
+// conditional update of the profile: a change made by someone else between
+// the read and the write is lost, which is why it writes only when
+// something is missing.
+func (in Integrations) declareAttributes(ctx context.Context, realm string) ([]string, error) {
+	p, err := in.Keycloak.GetUserProfile(ctx, realm)
+	if err != nil {
+		return nil, err
+	}
+	var changed []string
+	for _, want := range userAttributes() {
+		i := slices.IndexFunc(p.Attributes, func(a keycloak.ProfileAttribute) bool { return a.Name == want.Name })
+		switch {
+		case i < 0:
+			p.Attributes = append(p.Attributes, want)
+		case !declaredAsWanted(p.Attributes[i], want):
+			p.Attributes[i].Permissions = want.Permissions
+			p.Attributes[i].Multivalued = p.Attributes[i].Multivalued || want.Multivalued
+		default:
+			continue
+		}
+		changed = append(changed, want.Name)
+	}
+	if len(changed) == 0 {
+		return nil, nil
+	}
+	_, err = in.Keycloak.UpdateUserProfile(ctx, realm, p)
+	return changed, err
+}
+
+// unmarked returns the names of the attributes of want of which u lacks a
+// value, sorted.
+func unmarked(u keycloak.User, want map[string][]string) []string {
+	var out []string
+	for name, values := range want {
+		for _, v := range values {
+			if !slices.Contains(u.Attributes[name], v) {
+				out = append(out, name)
+				break
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// markUser makes sure u, as read from realm, carries every value of want
+// (keeping its other values), and returns the names of the attributes it
+// had to set. It declares them in the realm's user profile first, and
+// reads u again then, since values stored while undeclared show again once
+// declared. It reads the user back after the write: Keycloak drops what
+// its profile does not let administrators write without saying so, and a
+// mark still missing is a failure, not a success.
+func (in Integrations) markUser(ctx context.Context, realm string, u keycloak.User, want map[string][]string) ([]string, error) {
+	missing := unmarked(u, want)
+	if len(missing) == 0 {
+		return nil, nil
+	}
+	kc := in.Keycloak
+	declared, err := in.declareAttributes(ctx, realm)
+	if err != nil {
+		return nil, err
+	}
+	if len(declared) > 0 {
+		if u, err = kc.GetUser(ctx, realm, u.ID); err != nil {
+			return nil, err
+		}
+		if len(unmarked(u, want)) == 0 {
+			return missing, nil
+		}
+	}
+	for name, values := range want {
+		have := u.Attributes[name]
+		add := slices.DeleteFunc(slices.Clone(values), func(v string) bool { return slices.Contains(have, v) })
+		if len(add) > 0 {
+			u.Attributes = withAttr(u.Attributes, name, append(slices.Clone(have), add...))
+		}
+	}
+	if err := kc.UpdateUser(ctx, realm, u); err != nil {
+		return nil, err
+	}
+	back, err := kc.GetUser(ctx, realm, u.ID)
+	if err != nil {
+		return nil, err
+	}
+	if still := unmarked(back, want); len(still) > 0 {
+		// The user id, not the username: reasons are recorded, and the
+		// username is an email address.
+		return nil, Permanent("Keycloak realm %q did not keep the attributes %s on user %s although they were written; its user profile must let administrators edit them (the provisioner declares them with view and edit for admin): fix the declarations, then retry",
+			realm, strings.Join(still, ", "), u.ID)
+	}
+	return missing, nil
+}
 
 // RealmRoles are created in every tenant realm.
 var RealmRoles = []keycloak.Role{
@@ -291,6 +417,10 @@ func (in Integrations) ownRealm(ctx context.Context, t domain.Tenant, create boo
 	return r, created, nil
 }
 
+// ensureRealm makes the tenant's realm, enabled, with a user profile that
+// declares the attributes the later steps write on its users. Declaring
+// them belongs to this step rather than one of its own: a realm that cannot
+// keep them is not ready, and the recorded step lists stay as they were.
 func (in Integrations) ensureRealm(ctx context.Context, t domain.Tenant) (Outcome, error) {
 	r, created, err := in.ownRealm(ctx, t, true)
 	if err != nil {
@@ -305,6 +435,13 @@ func (in Integrations) ensureRealm(ctx context.Context, t domain.Tenant) (Outcom
 			return Outcome{}, err
 		}
 		detail += "; enabled it"
+	}
+	declared, err := in.declareAttributes(ctx, t.Slug)
+	if err != nil {
+		return Outcome{}, err
+	}
+	if len(declared) > 0 {
+		detail += "; declared " + strings.Join(declared, ", ") + " in its user profile"
 	}
 	return Outcome{Detail: detail, ExternalIDs: map[string]string{"keycloak_realm": t.Slug}}, nil
 }
@@ -448,11 +585,15 @@ func (in Integrations) findOrCreateUser(ctx context.Context, realm string, u key
 	return existing, created, nil
 }
 
-// ensureUser finds or creates a user of the tenant's realm and maps the
-// admin role to it. It reports whether it created the user.
+// ensureUser finds or creates a user of the tenant's realm, makes sure it
+// carries u's attributes, and maps the admin role to it. It reports
+// whether it created the user.
 func (in Integrations) ensureUser(ctx context.Context, t domain.Tenant, u keycloak.User) (keycloak.User, bool, error) {
 	existing, created, err := in.findOrCreateUser(ctx, t.Slug, u)
 	if err != nil {
+		return existing, created, err
+	}
+	if _, err := in.markUser(ctx, t.Slug, existing, u.Attributes); err != nil {
 		return existing, created, err
 	}
 	admin, err := in.Keycloak.GetRole(ctx, t.Slug, "admin")
@@ -515,11 +656,17 @@ func (in Integrations) ensureAdmin(ctx context.Context, t domain.Tenant) (Outcom
 	return Outcome{Detail: detail, ExternalIDs: map[string]string{"keycloak_admin_user": u.ID}}, nil
 }
 
+// breakGlassMarks are the attributes of the tenant's break-glass
+// administrator.
+func breakGlassMarks(t domain.Tenant) map[string][]string {
+	return map[string][]string{AttrTenantID: {t.ID}, AttrBreakGlass: {"true"}}
+}
+
 func (in Integrations) ensureBreakGlass(ctx context.Context, t domain.Tenant) (Outcome, error) {
 	u, created, err := in.ensureUser(ctx, t, keycloak.User{
 		Username: BreakGlassUsername, FirstName: "Break", LastName: "Glass", Enabled: true,
 		RequiredActions: []string{"UPDATE_PASSWORD"},
-		Attributes:      map[string][]string{AttrTenantID: {t.ID}, "tenancy.break_glass": {"true"}},
+		Attributes:      breakGlassMarks(t),
 	})
 	if err != nil {
 		return Outcome{}, err

@@ -28,7 +28,8 @@ const ReconcileActor = "system:reconciler"
 // Reconciler compares what the log says active and suspended tenants should
 // have in Keycloak and billing with what those systems have, and repairs
 // the differences, recording each repair as an event. It is how drift (a
-// realm re-enabled by hand) is undone, and how plan changes reach the
+// realm re-enabled by hand, a user profile that no longer declares the
+// attributes Tenancy writes) is undone, and how plan changes reach the
 // realm's token claims and the billing account.
 type Reconciler struct {
 	Tenants *app.Tenants
@@ -143,6 +144,11 @@ func (r *Reconciler) realm(ctx context.Context, t domain.Tenant) ([]events.Tenan
 		out = append(out, events.TenantDriftRepaired{System: "keycloak", Resource: "realm " + t.Slug, Found: onOff(realm.IsEnabled()),
 			Expected: onOff(want) + " (tenant " + string(t.State) + ")", Action: action})
 	}
+	found, err := r.attributes(ctx, t, t.Slug)
+	out = append(out, found...)
+	if err != nil {
+		return out, err
+	}
 	cl, ok, err := kc.FindClient(ctx, t.Slug, AppClientID)
 	if err != nil {
 		return out, err
@@ -166,8 +172,10 @@ func (r *Reconciler) realm(ctx context.Context, t domain.Tenant) ([]events.Tenan
 
 // organization is realm's counterpart for a tenant in the shared realm:
 // its organization must exist (if it ever did) and be enabled while the
-// tenant is active, and the realm must have organizations enabled. The
-// shared realm itself is the shared tenant's, reconciled as that tenant.
+// tenant is active, the realm must have organizations enabled and declare
+// Tenancy's user attributes, and the tenant's administrator must carry its
+// mark. The shared realm itself is the shared tenant's, reconciled as that
+// tenant.
 func (r *Reconciler) organization(ctx context.Context, t domain.Tenant) ([]events.TenantDriftRepaired, error) {
 	realm := t.Realm.Realm
 	found, enabledOrgs, err := r.In.sharedRealm(ctx, t)
@@ -202,6 +210,67 @@ func (r *Reconciler) organization(ctx context.Context, t domain.Tenant) ([]event
 		}
 		out = append(out, events.TenantDriftRepaired{System: "keycloak", Resource: resource, Found: onOff(found),
 			Expected: onOff(want) + " (tenant " + string(t.State) + ")", Action: onOff(want) + " the organization"})
+	}
+	marked, err := r.attributes(ctx, t, realm)
+	return append(out, marked...), err
+}
+
+// marked is one of the tenant's users that Tenancy marks with attributes.
+type marked struct {
+	// who names the user in repair records, with its id: never by its
+	// username, which is an email address.
+	who      string
+	username string
+	want     map[string][]string
+}
+
+// markedUsers lists the tenant's users that carry Tenancy's attributes:
+// its administrator, while one is recorded, and in a realm of its own the
+// break-glass administrator.
+func markedUsers(t domain.Tenant) []marked {
+	var out []marked
+	if _, none := noAdmin(t); !none {
+		a := adminUser(t)
+		out = append(out, marked{who: "administrator", username: a.Username, want: a.Attributes})
+	}
+	if !inSharedRealm(t) {
+		out = append(out, marked{who: "break-glass administrator", username: BreakGlassUsername, want: breakGlassMarks(t)})
+	}
+	return out
+}
+
+// attributes repairs what keeps the tenant's users marked in realm: the
+// declarations of Tenancy's attributes in the realm's user profile (without
+// which Keycloak drops them from every write), and the marks on the users
+// themselves, lost by tenants provisioned before the declarations existed.
+// A user who is no longer there is left alone.
+func (r *Reconciler) attributes(ctx context.Context, t domain.Tenant, realm string) ([]events.TenantDriftRepaired, error) {
+	var out []events.TenantDriftRepaired
+	declared, err := r.In.declareAttributes(ctx, realm)
+	if err != nil {
+		return nil, err
+	}
+	if len(declared) > 0 {
+		out = append(out, events.TenantDriftRepaired{System: "keycloak", Resource: "realm " + realm + " user profile",
+			Found: "no administrator-only declaration of " + strings.Join(declared, ", "), Expected: "declared, seen and edited by administrators only",
+			Action: "declared " + strings.Join(declared, ", ")})
+	}
+	for _, m := range markedUsers(t) {
+		u, found, err := r.In.Keycloak.FindUser(ctx, realm, m.username)
+		if err != nil {
+			return out, err
+		}
+		if !found {
+			continue
+		}
+		set, err := r.In.markUser(ctx, realm, u, m.want)
+		if err != nil {
+			return out, err
+		}
+		if len(set) > 0 {
+			out = append(out, events.TenantDriftRepaired{System: "keycloak", Resource: m.who + " " + u.ID + " in realm " + realm,
+				Found: "without " + strings.Join(set, ", "), Expected: "marked as the tenant's", Action: "set " + strings.Join(set, ", ")})
+		}
 	}
 	return out, nil
 }

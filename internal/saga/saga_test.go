@@ -198,6 +198,7 @@ func (e *env) checkProvisioned(t *testing.T, st domain.Tenant) {
 			t.Fatalf("unexpected user %s", u.Username)
 		}
 	}
+	e.checkMarks(t, st)
 	acct, ok := e.bill.Account(st.ID)
 	if !ok || acct.Plan != st.Plan || acct.Status != "active" {
 		t.Fatalf("billing account: %+v %v", acct, ok)

@@ -27,7 +27,11 @@
 //     briefRepresentation=false;
 //   - an organization member is added by POSTing the user id as a JSON
 //     string (201 with a Location), and deleting the user or the
-//     organization ends the membership.
+//     organization ends the membership;
+//   - every realm has Keycloak's default user profile (username, email,
+//     firstName, lastName; no unmanaged attribute policy), and user writes
+//     silently drop the attributes it neither declares writable by "admin"
+//     nor lets through by its unmanagedAttributePolicy (see profile.go).
 //
 // One deliberate departure: a user PUT replaces the whole user (absent fields
 // become zero values), where Keycloak 26 merges most of them. A client that
@@ -91,7 +95,9 @@ type realmState struct {
 	roles         map[string]*Role
 	users         map[string]*userState
 	orgs          map[string]*orgState
-	logoutAlls    int
+	// profile decides which user attributes are kept and shown.
+	profile    UserProfile
+	logoutAlls int
 }
 
 type orgState struct {
@@ -181,7 +187,8 @@ func (s *Server) Clients(realm string) []Client { return inspectRealm(s, realm, 
 // ones Keycloak creates with every realm.
 func (s *Server) Roles(realm string) []Role { return inspectRealm(s, realm, sortedRoles) }
 
-// Users returns copies of the realm's users sorted by username.
+// Users returns copies of the realm's users sorted by username, with every
+// attribute stored, those the user profile hides from the Admin API too.
 func (s *Server) Users(realm string) []User {
 	return inspectRealm(s, realm, func(rs *realmState) []User {
 		users := sortedUsers(rs)
@@ -261,6 +268,27 @@ func (s *Server) TokensIssued() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.tokensIssued
+}
+
+// UserProfile returns a copy of the realm's user profile configuration.
+func (s *Server) UserProfile(realm string) (UserProfile, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rs, ok := s.realms[realm]
+	if !ok {
+		return UserProfile{}, false
+	}
+	return rs.profile.clone(), true
+}
+
+// SetUserProfile replaces the realm's user profile behind the API's back,
+// without validating it, for tests of drift. It does nothing if the realm
+// does not exist.
+func (s *Server) SetUserProfile(realm string, p UserProfile) {
+	inspectRealm(s, realm, func(rs *realmState) bool {
+		rs.profile = p.clone()
+		return true
+	})
 }
 
 // SetRealmEnabled changes a realm behind the API's back, for tests of drift
@@ -348,6 +376,7 @@ func (s *Server) newRealm(rep Realm) *realmState {
 		roles:   make(map[string]*Role),
 		users:   make(map[string]*userState),
 		orgs:    make(map[string]*orgState),
+		profile: defaultProfile.clone(),
 	}
 	s.realms[rep.Realm] = rs
 	rs.defaultRoleID = s.addRole(rs, defaultRolesName(rep.Realm), "${role_default-roles}", true).ID

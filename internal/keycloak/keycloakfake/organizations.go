@@ -220,7 +220,7 @@ func (s *Server) routeMembers(q *request, rs *realmState, o *orgState, rest []st
 		}
 		switch q.method {
 		case http.MethodGet:
-			return jsonOK(member{User: u.rep.clone(), MembershipType: "UNMANAGED"})
+			return jsonOK(member{User: rs.shown(u), MembershipType: "UNMANAGED"})
 		case http.MethodDelete:
 			delete(o.members, rest[0])
 			return noContent()
@@ -262,7 +262,7 @@ func listMembers(q *request, rs *realmState, o *orgState) response {
 			hit = hit || exact && f == search || !exact && strings.Contains(f, search)
 		}
 		if hit {
-			out = append(out, member{User: u.rep.clone(), MembershipType: "UNMANAGED"})
+			out = append(out, member{User: rs.shown(u), MembershipType: "UNMANAGED"})
 		}
 	}
 	return jsonOK(page(out, q.query, 10))

@@ -156,6 +156,78 @@ type OrganizationDomain struct {
 	Verified bool   `json:"verified"`
 }
 
+// UserProfile is Keycloak's UPConfig, a realm's user profile configuration.
+// Every realm starts with Keycloak's default one (defaultProfileJSON).
+type UserProfile struct {
+	// Attributes are the declared user attributes; a PUT without the list
+	// is a 400.
+	Attributes []ProfileAttribute `json:"attributes"`
+	// Groups are headings attributes are shown under.
+	Groups []ProfileGroup `json:"groups"`
+	// UnmanagedAttributePolicy is empty (Keycloak's default: undeclared
+	// attributes are dropped on write and hidden on read), or one of the
+	// policy constants.
+	UnmanagedAttributePolicy string `json:"unmanagedAttributePolicy,omitempty"`
+}
+
+// The unmanaged attribute policies of Keycloak 26.6.
+const (
+	PolicyEnabled   = "ENABLED"
+	PolicyAdminView = "ADMIN_VIEW"
+	PolicyAdminEdit = "ADMIN_EDIT"
+)
+
+// ProfileAttribute is Keycloak's UPAttribute, one declared attribute.
+type ProfileAttribute struct {
+	// Name is unique in the profile, of letters, digits, '.', '_' and '-'.
+	Name string `json:"name"`
+	// DisplayName is shown in forms, often a ${message-key}.
+	DisplayName string `json:"displayName,omitempty"`
+	// Validations maps a validator id to its configuration; the fake keeps
+	// them but does not run them.
+	Validations map[string]map[string]any `json:"validations,omitempty"`
+	// Annotations are free-form hints for the consoles.
+	Annotations map[string]any `json:"annotations,omitempty"`
+	// Required says for whom the attribute is required; kept, not enforced.
+	Required *AttributeRequired `json:"required,omitempty"`
+	// Permissions absent let nobody see or write the attribute.
+	Permissions *AttributePermissions `json:"permissions,omitempty"`
+	// Selector limits the attribute to flows with some scopes; kept only.
+	Selector *AttributeSelector `json:"selector,omitempty"`
+	// Group names one of the profile's groups.
+	Group string `json:"group,omitempty"`
+	// Multivalued off limits the attribute to one non-blank value.
+	Multivalued bool `json:"multivalued"`
+	// DefaultValue is kept, not applied.
+	DefaultValue string `json:"defaultValue,omitempty"`
+}
+
+// AttributePermissions lists the roles ("admin", "user") that may see and
+// write an attribute; the Admin API acts as "admin".
+type AttributePermissions struct {
+	View []string `json:"view"`
+	Edit []string `json:"edit"`
+}
+
+// AttributeRequired is Keycloak's UPAttributeRequired.
+type AttributeRequired struct {
+	Roles  []string `json:"roles,omitempty"`
+	Scopes []string `json:"scopes,omitempty"`
+}
+
+// AttributeSelector is Keycloak's UPAttributeSelector.
+type AttributeSelector struct {
+	Scopes []string `json:"scopes,omitempty"`
+}
+
+// ProfileGroup is Keycloak's UPGroup.
+type ProfileGroup struct {
+	Name               string         `json:"name"`
+	DisplayHeader      string         `json:"displayHeader,omitempty"`
+	DisplayDescription string         `json:"displayDescription,omitempty"`
+	Annotations        map[string]any `json:"annotations,omitempty"`
+}
+
 // Deep copies keep the inspection API from handing out aliases of state that
 // handlers mutate under the lock.
 

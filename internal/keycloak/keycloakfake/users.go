@@ -43,6 +43,9 @@ func (s *Server) routeUsers(q *request, rs *realmState, rest []string) response 
 	if len(rest) == 0 {
 		return collection(q, rs, listUsers, s.createUser)
 	}
+	if rest[0] == "profile" {
+		return s.routeProfile(q, rs, rest[1:])
+	}
 	if len(rest) == 1 && rest[0] == "count" {
 		if q.method != http.MethodGet {
 			return methodNotAllowed(http.MethodGet)
@@ -63,7 +66,7 @@ func (s *Server) routeUsers(q *request, rs *realmState, rest []string) response 
 	switch {
 	case len(rest) == 1:
 		return item(q,
-			func() response { return jsonOK(u.rep.clone()) },
+			func() response { return jsonOK(rs.shown(u)) },
 			func() response { return s.updateUser(q, rs, u) },
 			func() response {
 				delete(rs.users, u.rep.ID)
@@ -101,7 +104,7 @@ func listUsers(q *request, rs *realmState) response {
 	out := []User{}
 	for _, u := range sortedUsers(rs) {
 		if match(u.rep) {
-			out = append(out, u.rep.clone())
+			out = append(out, rs.shown(u))
 		}
 	}
 	return jsonOK(page(out, q.query, 100))
@@ -227,12 +230,16 @@ func (s *Server) createUser(q *request, rs *realmState) response {
 	if bad != nil {
 		return *bad
 	}
+	attrs, bad := rs.profile.admitAttributes(b.Attributes, nil, false)
+	if bad != nil {
+		return *bad
+	}
 	created := s.opts.Now().UnixMilli()
 	if b.CreatedTimestamp != nil {
 		created = *b.CreatedTimestamp
 	}
 	u := &userState{
-		rep:     userFromBody(b, newUUID(), username, email, created),
+		rep:     userFromBody(b, newUUID(), username, email, created, attrs),
 		roleIDs: map[string]bool{},
 	}
 	if _, ok := roleByID(rs, rs.defaultRoleID); ok {
@@ -244,7 +251,8 @@ func (s *Server) createUser(q *request, rs *realmState) response {
 	return response{status: http.StatusCreated, location: q.base + "/admin/realms/" + url.PathEscape(rs.rep.Realm) + "/users/" + u.rep.ID}
 }
 
-// updateUser replaces every field except id, createdTimestamp and username.
+// updateUser replaces every field except id, createdTimestamp, username and
+// the attributes the user profile does not let the Admin API write.
 // The username cannot change because editUsernameAllowed is off by default,
 // but a username held by another user is still a 409, as in Keycloak, whose
 // uniqueness check runs before the change is discarded.
@@ -266,12 +274,18 @@ func (s *Server) updateUser(q *request, rs *realmState, u *userState) response {
 	if bad != nil {
 		return *bad
 	}
-	u.rep = userFromBody(b, u.rep.ID, u.rep.Username, email, u.rep.CreatedTimestamp)
+	attrs, bad := rs.profile.admitAttributes(b.Attributes, u.rep.Attributes, true)
+	if bad != nil {
+		return *bad
+	}
+	u.rep = userFromBody(b, u.rep.ID, u.rep.Username, email, u.rep.CreatedTimestamp, attrs)
 	u.applyPassword(pw)
 	return noContent()
 }
 
-func userFromBody(b userBody, id, username, email string, created int64) User {
+// userFromBody builds the stored user; attrs are the attributes the user
+// profile admitted.
+func userFromBody(b userBody, id, username, email string, created int64, attrs map[string][]string) User {
 	u := User{
 		ID:               id,
 		Username:         username,
@@ -281,15 +295,13 @@ func userFromBody(b userBody, id, username, email string, created int64) User {
 		Enabled:          b.Enabled,
 		EmailVerified:    b.EmailVerified,
 		RequiredActions:  []string{},
+		Attributes:       attrs,
 		CreatedTimestamp: created,
 	}
 	for _, a := range b.RequiredActions {
 		if knownRequiredActions[a] && !slices.Contains(u.RequiredActions, a) {
 			u.RequiredActions = append(u.RequiredActions, a)
 		}
-	}
-	if len(b.Attributes) > 0 {
-		u.Attributes = User{Attributes: b.Attributes}.clone().Attributes
 	}
 	return u
 }
