@@ -36,6 +36,8 @@ type proc struct {
 	api    string
 	stderr *bytes.Buffer
 	done   chan error
+	// root is what the start-up banner says of the platform's tenants.
+	root string
 }
 
 // databases gives each data directory its own throwaway database.
@@ -65,18 +67,26 @@ func startDev(t *testing.T, dir string) *proc {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	apiCh := make(chan string, 1)
+	apiCh, rootCh := make(chan string, 1), make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			if rest, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), "API:"); ok {
+			line := strings.TrimSpace(sc.Text())
+			if rest, ok := strings.CutPrefix(line, "API:"); ok {
 				apiCh <- strings.TrimSpace(rest)
+			}
+			if rest, ok := strings.CutPrefix(line, "Root tenant:"); ok {
+				rootCh <- strings.TrimSpace(rest)
 			}
 		}
 	}()
 	go func() { p.done <- cmd.Wait() }()
 	select {
 	case p.api = <-apiCh:
+		select {
+		case p.root = <-rootCh:
+		case <-time.After(5 * time.Second):
+		}
 	case err := <-p.done:
 		t.Fatalf("tenancy dev exited: %v\n%s", err, p.stderr)
 	case <-time.After(60 * time.Second):
