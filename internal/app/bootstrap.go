@@ -66,6 +66,13 @@ func EnsureRootCustomer(ctx context.Context, customers *Customers, meta command.
 	if err != nil && !(errors.As(err, &ce) && ce.Field == "id") {
 		return fmt.Errorf("bootstrap: root customer: %w", err)
 	}
+	root, _, err := customers.Get(ctx, domain.RootCustomerID)
+	if err != nil {
+		return fmt.Errorf("bootstrap: root customer: %w", err)
+	}
+	if root.Verification.Status == domain.VerificationCompleted {
+		return nil // verified, by bootstrap or since by an operator: left as it is
+	}
 	if _, err := customers.Do(ctx, domain.RootCustomerID, domain.RecordVerification{
 		Status: domain.VerificationCompleted, Note: "the platform operator's own customer, verified at bootstrap",
 	}, meta); err != nil {

@@ -71,6 +71,9 @@ func (r *Reactor) Run(ctx context.Context) error {
 	src := consume.Source{Stream: r.Stream, Durable: &jetstream.ConsumerConfig{
 		Durable: Consumer, FilterSubject: events.Subject(events.PlatformTenantID, events.AggregateCustomer, "*"),
 		AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute, MaxDeliver: -1, DeliverPolicy: jetstream.DeliverAllPolicy,
+		// In order, one at a time: a completed verification retried after a
+		// later due_for_rekyc would otherwise cancel the new grace timer.
+		MaxAckPending: 1,
 	}}
 	return consume.Run(ctx, r.JS, src, consume.Options{Reader: r.Reader, Poison: r.Poison, Log: r.Log}, func(ctx context.Context, m *consume.Message) {
 		if err := r.handle(ctx, m); err != nil {
@@ -120,7 +123,9 @@ func (r *Reactor) handle(ctx context.Context, m *consume.Message) error {
 			return err
 		}
 		if p.Status == domain.VerificationCompleted {
-			return r.eachTenant(ctx, id, m.Envelope.ID, domain.Resume{Reason: string(domain.SuspendCompliance)})
+			// Only the holds this reactor placed: an operator's own
+			// compliance suspension is not the KYC status's to lift.
+			return r.eachTenant(ctx, id, m.Envelope.ID, domain.Resume{Reason: string(domain.SuspendCompliance), PlacedBy: Actor})
 		}
 	case *events.CustomerRekycGraceExpired:
 		return r.eachTenant(ctx, id, m.Envelope.ID, domain.Suspend{Reason: string(domain.SuspendCompliance),

@@ -84,6 +84,9 @@ func (s *Server) customersConfigured(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 func (s *Server) writeCustomer(c echo.Context, status int, cu domain.Customer, seq uint64) error {
+	// A stored (idempotent) response holds the customer's personal data:
+	// sealed under the customer's key, it is erased with it.
+	c.Set(sealScopeKey, events.CustomerPIIScope(cu.ID))
 	h := c.Response().Header()
 	h.Set("ETag", etag(cu.Version))
 	h.Set(SequenceHeader, strconv.FormatUint(seq, 10))
@@ -257,6 +260,9 @@ type LookupRequest struct {
 }
 
 func (s *Server) lookupCustomer(c echo.Context) error {
+	if err := checkParams(c); err != nil {
+		return err
+	}
 	req, err := bindJSON[LookupRequest](s, c)
 	if err != nil {
 		return err

@@ -230,7 +230,10 @@ func TestHoldsAndBilling(t *testing.T) {
 	})
 
 	// A payment hold placed by someone else is not billing's to lift.
-	call(h.admin, "suspend", `{"reason":"payment"}`)
+	evSeq := call(h.admin, "suspend", `{"reason":"payment"}`).Header.Get("Tenancy-Sequence")
+	if r := h.do(t, req{method: "GET", path: "/v1/tenants/" + tid + "/events/" + evSeq, token: h.admin}); r.Status != http.StatusOK {
+		t.Fatalf("the admin reading the tenant's event %s: %d %s", evSeq, r.Status, r.Body)
+	}
 	if r := call(billing, "resume", `{"reason":"payment"}`); r.Status != http.StatusForbidden || !bytes.Contains(r.Body, []byte("placed by admin-1")) {
 		t.Fatalf("billing lifting an operator's payment hold: %d %s", r.Status, r.Body)
 	}
@@ -251,6 +254,7 @@ func TestHoldsAndBilling(t *testing.T) {
 		{"POST", "/v1/webhooks", `{"url":"https://example.com/hook","event_types":["*"]}`, http.StatusForbidden},
 		{"GET", "/v1/audit", nil, http.StatusForbidden},
 		{"GET", "/v1/tenants/" + tid + "/events", nil, http.StatusNotFound},
+		{"GET", "/v1/tenants/" + tid + "/events/" + evSeq, nil, http.StatusNotFound},
 		{"GET", "/v1/admin/quarantine", nil, http.StatusForbidden},
 	} {
 		r := h.do(t, req{method: c.method, path: c.path, token: billing, body: c.body, contentType: ct(c.method)})
@@ -343,14 +347,27 @@ func TestCustomerErasure(t *testing.T) {
 	body := businessCustomer(t, "Gone")
 	body["kind"] = "individual"
 	body["fiscal_ids"] = map[string]any{"pan": "ABCPD1234E"}
-	id := h.createCustomer(t, body)["id"].(string)
+	r := h.do(t, req{method: "POST", path: "/v1/customers", token: h.admin, body: body, header: map[string]string{"Idempotency-Key": "erase-me-1"}})
+	if r.Status != http.StatusCreated {
+		t.Fatalf("create: %d %s", r.Status, r.Body)
+	}
+	id := r.json(t)["id"].(string)
 	sealed := sealedPII(t, h, id)
 	if _, err := h.core.Keyring.Open("customer-"+id, sealed); err != nil {
 		t.Fatalf("the customer's sealed personal data does not open before erasure: %v", err)
 	}
-	r := h.do(t, req{method: "DELETE", path: fmt.Sprintf("/v1/customers/%s?confirm=%s", id, id), token: h.admin})
+	r = h.do(t, req{method: "DELETE", path: fmt.Sprintf("/v1/customers/%s?confirm=%s", id, id), token: h.admin})
 	if r.Status != http.StatusOK || r.json(t)["personal_data_erased"] != true {
 		t.Fatalf("delete: %d %s", r.Status, r.Body)
+	}
+	// A repeat succeeds (and destroys the key again, had it failed).
+	if r := h.do(t, req{method: "DELETE", path: fmt.Sprintf("/v1/customers/%s?confirm=%s", id, id), token: h.admin}); r.Status != http.StatusOK {
+		t.Fatalf("delete again: %d %s", r.Status, r.Body)
+	}
+	// The stored response of its create held the personal data: erased too.
+	r = h.do(t, req{method: "POST", path: "/v1/customers", token: h.admin, body: body, header: map[string]string{"Idempotency-Key": "erase-me-1"}})
+	if r.Status != http.StatusGone || bytes.Contains(r.Body, []byte("ABCPD1234E")) {
+		t.Fatalf("replaying the create after erasure: %d %s", r.Status, r.Body)
 	}
 	if r := h.do(t, req{method: "GET", path: "/v1/customers/" + id, token: h.admin}); r.Status != http.StatusNotFound {
 		t.Fatalf("a deleted customer: %d %s", r.Status, r.Body)

@@ -121,14 +121,23 @@ func (s *Server) idempotent(next echo.HandlerFunc) echo.HandlerFunc {
 				rec.Header[k] = v
 			}
 		}
-		// About a tenant: sealed under its key, erased with it.
+		// About a tenant or a customer: sealed under its personal-data key,
+		// erased with it.
 		rec.TenantID, _ = c.Get(tenantKey).(string)
+		if scope, ok := c.Get(sealScopeKey).(string); ok {
+			rec.TenantID = scope
+		}
 		if err := s.deps.Idempotency.Complete(sctx, storeKey, rec); err != nil {
 			s.log.ErrorContext(ctx, "storing idempotent response failed; a retry with this key will run again", "error", err)
 		}
 		return nil
 	}
 }
+
+// sealScopeKey holds, in the request's context, the personal-data key
+// scope a stored response is sealed under when it is not its tenant's (a
+// customer's own).
+const sealScopeKey = "seal-scope"
 
 // idempotentIDKey holds, in the request's context, the id a request sent
 // with an Idempotency-Key gives what it creates.

@@ -301,7 +301,7 @@ func writeEvent(c echo.Context, raw []byte) error {
 }
 
 func (s *Server) tenantEvent(c echo.Context) error {
-	if _, _, err := s.readableTenant(c); err != nil {
+	if err := s.eventsReadable(c); err != nil {
 		return err
 	}
 	seq, err := seqParam(c, "seq", "event at")

@@ -522,11 +522,19 @@ type EventPage struct {
 	NextPageToken string            `json:"next_page_token"`
 }
 
-func (s *Server) tenantEvents(c echo.Context) error {
+// eventsReadable checks that the caller may read the signed events of the
+// tenant the path names: its own tenant's roles and platform
+// administrators may; billing, which reads tenants' records, may not.
+func (s *Server) eventsReadable(c echo.Context) error {
 	if !principal(c).CanRead(c.Param("id")) {
 		return fmt.Errorf("no tenant with id %q: %w", c.Param("id"), domain.ErrNotFound)
 	}
-	if _, _, err := s.readableTenant(c); err != nil {
+	_, _, err := s.readableTenant(c)
+	return err
+}
+
+func (s *Server) tenantEvents(c echo.Context) error {
+	if err := s.eventsReadable(c); err != nil {
 		return err
 	}
 	size, err := pageSize(c)

@@ -189,7 +189,7 @@ func (s *Store) open(key string, rec Record) (Record, error) {
 	if rec.TenantID != "" {
 		rec.Body, err = s.seal.OpenCurrent(rec.TenantID, rec.Sealed)
 		if errors.Is(err, events.ErrErased) {
-			return Record{}, fmt.Errorf("%w (tenant %s was deleted)", ErrErased, rec.TenantID)
+			return Record{}, fmt.Errorf("%w (the personal data of %s was erased)", ErrErased, rec.TenantID)
 		}
 	} else {
 		var raw []byte

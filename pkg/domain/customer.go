@@ -208,6 +208,11 @@ func (CustomerDecider) Kind() string { return events.AggregateCustomer }
 
 // Decide implements Decider.
 func (CustomerDecider) Decide(c Customer, cmd CustomerCommand) ([]events.Payload, error) {
+	if _, isDelete := cmd.(DeleteCustomer); isDelete && c.Deleted {
+		// Already deleted: a repeat, so that erasing its key can be
+		// retried (the application destroys it on every delete).
+		return nil, nil
+	}
 	if _, isCreate := cmd.(CreateCustomer); !isCreate && !c.Exists() {
 		return nil, fmt.Errorf("customer %w", ErrNotFound)
 	}
@@ -247,13 +252,14 @@ func createCustomer(c Customer, x CreateCustomer) ([]events.Payload, error) {
 	p := customerProfile{Kind: x.Kind, LegalName: x.LegalName, DisplayName: x.DisplayName, Email: x.Email, Phone: x.Phone,
 		Address: x.Address, FiscalIDs: normaliseFiscal(x.FiscalIDs), Contacts: x.Contacts}
 	p.check(&fe)
+	p.FiscalIndex = indexOf(p.FiscalIDs, x.Index)
 	checkExternalIDs(&fe, x.ExternalIDs)
 	checkLabels(&fe, x.Labels)
 	if err := fe.err(); err != nil {
 		return nil, err
 	}
 	ev := &events.CustomerCreated{Kind: x.Kind, RealmMode: mode, ExternalIDs: nonEmpty(x.ExternalIDs), Labels: nonEmpty(x.Labels),
-		FiscalIndex: indexOf(p.FiscalIDs, x.Index), Root: x.Root, Personal: p.personal()}
+		Root: x.Root, Personal: p.personal()}
 	if x.Kind == CustomerBusiness {
 		ev.LegalName, ev.DisplayName, ev.Email, ev.Phone = p.LegalName, p.DisplayName, p.Email, p.Phone
 	}
@@ -266,6 +272,7 @@ type customerProfile struct {
 	LegalName, DisplayName, Email, Phone string
 	Address                              *events.Address
 	FiscalIDs                            events.FiscalIDs
+	FiscalIndex                          events.FiscalIndex
 	Contacts                             []events.Contact
 }
 
@@ -296,13 +303,17 @@ func (p customerProfile) check(fe *fieldErrors) {
 	}
 	if f := p.FiscalIDs; f.GSTIN != "" {
 		checkGSTIN(fe, "fiscal_ids.gstin", f.GSTIN, f.PAN)
+		if f.PAN == "" && len(f.GSTIN) == 15 && matches(f.GSTIN[2:12], "AAAAA9999A") {
+			// The PAN it embeds must fit the kind, given or not.
+			checkPAN(fe, "fiscal_ids.gstin", f.GSTIN[2:12], p.Kind)
+		}
 	}
 	checkContacts(fe, p.Contacts)
 }
 
 // personal returns the profile's personal data.
 func (p customerProfile) personal() *events.CustomerPII {
-	pii := &events.CustomerPII{Address: p.Address, FiscalIDs: p.FiscalIDs, Contacts: slices.Clone(p.Contacts)}
+	pii := &events.CustomerPII{Address: p.Address, FiscalIDs: p.FiscalIDs, FiscalIndex: p.FiscalIndex, Contacts: slices.Clone(p.Contacts)}
 	if p.Kind == CustomerIndividual {
 		pii.LegalName, pii.DisplayName, pii.Email, pii.Phone = p.LegalName, p.DisplayName, p.Email, p.Phone
 	}
@@ -336,7 +347,7 @@ func indexOf(f events.FiscalIDs, index FiscalIndexer) events.FiscalIndex {
 
 func (c Customer) profile() customerProfile {
 	return customerProfile{Kind: c.Kind, LegalName: c.LegalName, DisplayName: c.DisplayName, Email: c.Email, Phone: c.Phone,
-		Address: c.Address, FiscalIDs: c.FiscalIDs, Contacts: c.Contacts}
+		Address: c.Address, FiscalIDs: c.FiscalIDs, FiscalIndex: c.FiscalIndex, Contacts: c.Contacts}
 }
 
 func updateCustomer(c Customer, x UpdateCustomer) ([]events.Payload, error) {
@@ -434,8 +445,7 @@ func applyFiscalPatch(p *customerProfile, x UpdateCustomer, u *events.CustomerUp
 		return false
 	}
 	p.FiscalIDs = next
-	idx := indexOf(next, x.Index)
-	u.FiscalIndex = &idx
+	p.FiscalIndex = indexOf(next, x.Index)
 	u.Changed = append(u.Changed, "fiscal_ids")
 	return true
 }
@@ -510,15 +520,18 @@ func (CustomerDecider) Evolve(c Customer, r Recorded) Customer {
 	case *events.CustomerCreated:
 		c.ID, c.Kind, c.RealmMode, c.Root, c.CreatedAt = r.AggregateID, p.Kind, p.RealmMode, p.Root, r.Time
 		c.LegalName, c.DisplayName, c.Email, c.Phone = p.LegalName, p.DisplayName, p.Email, p.Phone
-		c.ExternalIDs, c.Labels, c.FiscalIndex = maps.Clone(p.ExternalIDs), maps.Clone(p.Labels), p.FiscalIndex
+		c.ExternalIDs, c.Labels = maps.Clone(p.ExternalIDs), maps.Clone(p.Labels)
 		c.Verification = Verification{Type: VerificationType(p.Kind), Status: VerificationPending}
 		c.applyPersonal(p.Personal, p.PIIErased)
 	case *events.CustomerUpdated:
 		c.applyUpdate(p)
 	case *events.CustomerVerificationRecorded:
 		grace, _ := time.Parse(time.RFC3339, p.GraceUntil)
+		// An ended grace period stays ended until the customer is verified
+		// again: another status in between must not undo the block.
+		expired := c.Verification.GraceExpired && p.Status != VerificationCompleted
 		c.Verification = Verification{Type: p.Type, Status: p.Status, Evidence: slices.Clone(p.Evidence), Note: p.Note,
-			UpdatedAt: r.Time, UpdatedBy: r.Actor, GraceUntil: grace}
+			UpdatedAt: r.Time, UpdatedBy: r.Actor, GraceUntil: grace, GraceExpired: expired}
 	case *events.CustomerRekycGraceExpired:
 		c.Verification.GraceExpired = true
 	case *events.CustomerDeleted:
@@ -540,7 +553,7 @@ func (c *Customer) applyPersonal(p *events.CustomerPII, erased bool) {
 	if p == nil {
 		return
 	}
-	c.Address, c.FiscalIDs, c.Contacts = p.Address, p.FiscalIDs, slices.Clone(p.Contacts)
+	c.Address, c.FiscalIDs, c.FiscalIndex, c.Contacts = p.Address, p.FiscalIDs, p.FiscalIndex, slices.Clone(p.Contacts)
 	if c.Kind == CustomerIndividual {
 		c.LegalName, c.DisplayName, c.Email, c.Phone = p.LegalName, p.DisplayName, p.Email, p.Phone
 	}
@@ -562,9 +575,6 @@ func (c *Customer) applyUpdate(p *events.CustomerUpdated) {
 	}
 	if p.ChangedField("labels") {
 		c.Labels = maps.Clone(p.Labels)
-	}
-	if p.FiscalIndex != nil {
-		c.FiscalIndex = *p.FiscalIndex
 	}
 	c.applyPersonal(p.Personal, p.PIIErased)
 }

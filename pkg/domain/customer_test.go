@@ -23,9 +23,9 @@ func acmeBusiness() CreateCustomer {
 
 func acmeCreated() *events.CustomerCreated {
 	return &events.CustomerCreated{Kind: CustomerBusiness, LegalName: "Acme Private Limited", DisplayName: "Acme", Email: "accounts@acme.example",
-		RealmMode: RealmOwn, FiscalIndex: events.FiscalIndex{PAN: "idx:pan:AAPFU0939F", GSTIN: "idx:gstin:27AAPFU0939F1ZV"},
+		RealmMode: RealmOwn,
 		Personal: &events.CustomerPII{Address: &events.Address{Line1: "1 MG Road", City: "Mumbai", State: "MH", PostalCode: "400001", Country: "IN"},
-			FiscalIDs: events.FiscalIDs{PAN: "AAPFU0939F", GSTIN: "27AAPFU0939F1ZV"}}}
+			FiscalIDs: events.FiscalIDs{PAN: "AAPFU0939F", GSTIN: "27AAPFU0939F1ZV"}, FiscalIndex: events.FiscalIndex{PAN: "idx:pan:AAPFU0939F", GSTIN: "idx:gstin:27AAPFU0939F1ZV"}}}
 }
 
 func foldCustomer(given []events.Payload) Customer {
@@ -55,9 +55,9 @@ func TestDecideCustomer(t *testing.T) {
 	}{
 		{name: "create a business", when: acmeBusiness(), then: []events.Payload{acmeCreated()}},
 		{name: "create an individual: names and email are sealed", when: individual, then: []events.Payload{&events.CustomerCreated{
-			Kind: CustomerIndividual, RealmMode: RealmOwn, FiscalIndex: events.FiscalIndex{PAN: "idx:pan:ABCPE1234F"},
+			Kind: CustomerIndividual, RealmMode: RealmOwn,
 			Personal: &events.CustomerPII{LegalName: "Asha Rao", DisplayName: "Asha", Email: "asha@example.in", Address: individual.Address,
-				FiscalIDs: events.FiscalIDs{PAN: "ABCPE1234F"}}}}},
+				FiscalIDs: events.FiscalIDs{PAN: "ABCPE1234F"}, FiscalIndex: events.FiscalIndex{PAN: "idx:pan:ABCPE1234F"}}}}},
 		{name: "create twice", given: live, when: acmeBusiness(), err: ErrConflict},
 		{name: "an individual with a company PAN", when: func() CreateCustomer { c := individual; c.FiscalIDs.PAN = "AAACB1234C"; return c }(),
 			err: ErrInvalid, msg: "fiscal_ids.pan"},
@@ -72,8 +72,8 @@ func TestDecideCustomer(t *testing.T) {
 		{name: "the same values change nothing", given: live, when: UpdateCustomer{DisplayName: ptr("Acme"), RealmMode: ptr(RealmOwn)}},
 		{name: "add a TAN: the personal data and its index are recorded", given: live, when: UpdateCustomer{FiscalIDs: &FiscalIDsPatch{TAN: ptr("MUMA12345B")}, Index: index},
 			then: []events.Payload{&events.CustomerUpdated{Changed: []string{"fiscal_ids"},
-				FiscalIndex: &events.FiscalIndex{PAN: "idx:pan:AAPFU0939F", TAN: "idx:tan:MUMA12345B", GSTIN: "idx:gstin:27AAPFU0939F1ZV"},
-				Personal:    &events.CustomerPII{Address: acmeCreated().Personal.Address, FiscalIDs: events.FiscalIDs{PAN: "AAPFU0939F", TAN: "MUMA12345B", GSTIN: "27AAPFU0939F1ZV"}}}}},
+				Personal: &events.CustomerPII{Address: acmeCreated().Personal.Address, FiscalIDs: events.FiscalIDs{PAN: "AAPFU0939F", TAN: "MUMA12345B", GSTIN: "27AAPFU0939F1ZV"},
+					FiscalIndex: events.FiscalIndex{PAN: "idx:pan:AAPFU0939F", TAN: "idx:tan:MUMA12345B", GSTIN: "idx:gstin:27AAPFU0939F1ZV"}}}}},
 		{name: "a bad TAN", given: live, when: UpdateCustomer{FiscalIDs: &FiscalIDsPatch{TAN: ptr("MUM1")}, Index: index}, err: ErrInvalid, msg: "fiscal_ids.tan"},
 		{name: "verify", given: live, when: RecordVerification{Status: VerificationCompleted, Evidence: []events.Evidence{{Kind: "gst_certificate", Reference: "dms://1"}}},
 			then: []events.Payload{&events.CustomerVerificationRecorded{Type: "kyb", Status: VerificationCompleted, Evidence: []events.Evidence{{Kind: "gst_certificate", Reference: "dms://1"}}}}},
@@ -93,7 +93,11 @@ func TestDecideCustomer(t *testing.T) {
 		{name: "delete needs the id repeated", given: live, when: DeleteCustomer{Confirm: "acme"}, err: ErrInvalid, msg: "confirm=c1"},
 		{name: "delete with open tenants", given: live, when: DeleteCustomer{Confirm: "c1", OpenTenants: 2}, err: ErrPrecondition, msg: "2 tenant"},
 		{name: "delete", given: live, when: DeleteCustomer{Confirm: "c1"}, then: []events.Payload{&events.CustomerDeleted{}}},
-		{name: "delete twice", given: deleted, when: DeleteCustomer{Confirm: "c1"}, err: ErrNotFound},
+		{name: "delete twice is a repeat (so that erasure can be retried)", given: deleted, when: DeleteCustomer{Confirm: "c1"}},
+		{name: "a deleted customer takes no other command", given: deleted, when: RecordVerification{Status: VerificationCompleted}, err: ErrNotFound},
+		{name: "a GSTIN alone must embed a PAN that fits the kind", given: nil,
+			when: CreateCustomer{ID: "c1", Kind: CustomerIndividual, LegalName: "A", DisplayName: "A", FiscalIDs: events.FiscalIDs{GSTIN: "27AAPFU0939F1ZV"}},
+			err: ErrInvalid, msg: "an individual's PAN has P"},
 		{name: "the root customer stays", given: []events.Payload{&events.CustomerCreated{Kind: CustomerBusiness, RealmMode: RealmOwn, Root: true}},
 			when: DeleteCustomer{Confirm: "c1"}, err: ErrPrecondition, msg: "root customer"},
 	}
@@ -114,5 +118,22 @@ func TestCustomerEvolve(t *testing.T) {
 	}
 	if c.Verification.UpdatedBy != "admin-1" || c.Verification.GraceUntil.IsZero() {
 		t.Fatalf("verification %+v", c.Verification)
+	}
+}
+
+// TestGraceStaysEnded: once a re-KYC grace period ended, the customer stays
+// blocked through any other status until it is verified again.
+func TestGraceStaysEnded(t *testing.T) {
+	expired := []events.Payload{acmeCreated(), &events.CustomerVerificationRecorded{Type: "kyb", Status: VerificationDueForRekyc, GraceUntil: "2026-12-01T10:00:00Z"},
+		&events.CustomerRekycGraceExpired{GraceUntil: "2026-12-01T10:00:00Z"}}
+	for _, status := range []string{VerificationPending, VerificationPartial, VerificationDueForRekyc} {
+		c := foldCustomer(append(append([]events.Payload{}, expired...), &events.CustomerVerificationRecorded{Type: "kyb", Status: status, Note: "again"}))
+		if !c.Verification.GraceExpired {
+			t.Errorf("%s after the grace ended cleared it", status)
+		}
+	}
+	c := foldCustomer(append(append([]events.Payload{}, expired...), &events.CustomerVerificationRecorded{Type: "kyb", Status: VerificationCompleted}))
+	if c.Verification.GraceExpired {
+		t.Error("completed did not clear the ended grace")
 	}
 }

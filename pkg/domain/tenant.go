@@ -465,7 +465,12 @@ func evolveLifecycle(t *Tenant, r Recorded) bool {
 	case *events.TenantRestored:
 		t.State = StateSuspended
 		t.ArchivedAt = time.Time{}
-		t.setHolds([]Hold{{Reason: SuspendOperator, Note: "restored from archive", Since: r.Time, By: r.Actor}})
+		// The holds it was archived with stand (a payment or compliance
+		// hold survives the archive); with none, an operator hold keeps
+		// it suspended until someone resumes it.
+		if len(t.Holds) == 0 {
+			t.setHolds([]Hold{{Reason: SuspendOperator, Note: "restored from archive", Since: r.Time, By: r.Actor}})
+		}
 		t.Provisioning.startSaga(SagaRestore, r)
 	case *events.TenantDeleted:
 		evolveDeleted(t, r)

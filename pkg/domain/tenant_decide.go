@@ -295,6 +295,9 @@ func (d TenantDecider) Decide(t Tenant, cmd TenantCommand) ([]events.Payload, er
 // cancelActivation returns a provisioning tenant to draft; a draft tenant
 // has nothing left to cancel.
 func cancelActivation(t Tenant, c CancelActivation) ([]events.Payload, error) {
+	if err := notPlatform(t, c.Action()); err != nil {
+		return nil, err
+	}
 	switch t.State {
 	case StateDraft:
 		return nil, nil
@@ -631,7 +634,14 @@ func (d TenantDecider) update(t Tenant, c UpdateTenant) ([]events.Payload, error
 	updateMetadata(t, c, u, &fe)
 	var assign *events.TenantCustomerAssigned
 	if c.CustomerID != nil && *c.CustomerID != t.CustomerID {
+		if err := notPlatform(t, "change the customer of"); err != nil {
+			return nil, err
+		}
 		checkCustomer(&fe, *c.CustomerID, c.Customer)
+		if f := c.Customer; f != nil && f.Exists && f.GraceExpired && t.State != StateDraft {
+			return nil, fmt.Errorf("%w: customer %s's re-KYC grace period has ended; a %s tenant can move to it once it is verified again (POST /v1/customers/%s/verification)",
+				ErrCustomerNotVerified, f.ID, t.State, f.ID)
+		}
 		if t.State != StateDraft && *c.CustomerID == "" {
 			fe.add("customer_id", fmt.Sprintf("a tenant that is %s keeps a customer; attach it to another customer instead of detaching it", t.State))
 		}

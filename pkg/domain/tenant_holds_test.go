@@ -190,3 +190,17 @@ func TestPlacementFollowsTheCustomer(t *testing.T) {
 		t.Fatalf("placement %#v, want its own realm", got[0])
 	}
 }
+
+// TestRestoreKeepsHolds: archiving and restoring a tenant does not lift the
+// holds it was suspended for; one with none gets an operator hold.
+func TestRestoreKeepsHolds(t *testing.T) {
+	held := append(suspendedFor("payment", "compliance"), &events.TenantArchived{}, &events.TenantRestored{})
+	if tn := fold(held); tn.State != StateSuspended || len(tn.Holds) != 2 {
+		t.Fatalf("restored with holds %+v, want payment and compliance", tn.Holds)
+	}
+	runTenantCases(t, []tenantCase{{name: "one resume does not lift both after a restore", given: held, when: Resume{}, err: ErrInvalid, msg: "payment and compliance"}})
+	old := append(append([]events.Payload{}, inState[StateArchived]...), &events.TenantRestored{})
+	if tn := fold(old); len(tn.Holds) != 1 || tn.Holds[0].Reason != SuspendPayment {
+		t.Fatalf("restored from an old log: holds %+v, want the payment suspension it had", tn.Holds)
+	}
+}

@@ -73,7 +73,11 @@ type CustomerPII struct {
 	Phone       string    `json:"phone,omitempty"`
 	Address     *Address  `json:"address,omitempty"`
 	FiscalIDs   FiscalIDs `json:"fiscal_ids"`
-	Contacts    []Contact `json:"contacts,omitempty"`
+	// FiscalIndex is sealed with the ids: in the clear, in a log that
+	// keeps everything, it would confirm a guessed id of an erased
+	// customer to whoever holds the index key.
+	FiscalIndex FiscalIndex `json:"fiscal_index"`
+	Contacts    []Contact   `json:"contacts,omitempty"`
 }
 
 // CustomerCreated records a new customer.
@@ -88,7 +92,6 @@ type CustomerCreated struct {
 	RealmMode   string            `json:"realm_mode"`
 	ExternalIDs map[string]string `json:"external_ids,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
-	FiscalIndex FiscalIndex       `json:"fiscal_index"`
 	// Root marks the platform's own customer, made by bootstrap.
 	Root bool `json:"root,omitempty"`
 	// PII is the sealed CustomerPII.
@@ -136,7 +139,6 @@ type CustomerUpdated struct {
 	RealmMode   *string           `json:"realm_mode,omitempty"`
 	ExternalIDs map[string]string `json:"external_ids,omitempty"`
 	Labels      map[string]string `json:"labels,omitempty"`
-	FiscalIndex *FiscalIndex      `json:"fiscal_index,omitempty"`
 	PII         string            `json:"pii,omitempty"`
 
 	Personal  *CustomerPII `json:"-"`
