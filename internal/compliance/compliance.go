@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tenancyhq/tenancy/internal/app"
 	"github.com/tenancyhq/tenancy/internal/backoff"
@@ -45,6 +46,10 @@ type TenantLister interface {
 	OpenTenantsOfCustomer(ctx context.Context, customerID string) ([]string, error)
 }
 
+// DefaultSweepEvery is how often the sweep looks for tenants of customers
+// past their re-KYC grace that are not held.
+const DefaultSweepEvery = 5 * time.Minute
+
 // Reactor turns customer verification events into timers and holds.
 type Reactor struct {
 	JS        jetstream.JetStream
@@ -55,9 +60,15 @@ type Reactor struct {
 	// up with the log.
 	Directory TenantLister
 	Timers    *timer.Timers
-	Reader    *integrity.Reader
-	Poison    func(context.Context, *consume.Message, error) error
-	Log       *slog.Logger
+	// PastGrace lists the customers whose re-KYC grace ended; with it, a
+	// sweep every SweepEvery (DefaultSweepEvery) places the compliance hold
+	// on their tenants that escaped it (provisioning or archived when the
+	// grace ended, restored or activated since).
+	PastGrace  func(ctx context.Context) ([]string, error)
+	SweepEvery time.Duration
+	Reader     *integrity.Reader
+	Poison     func(context.Context, *consume.Message, error) error
+	Log        *slog.Logger
 }
 
 // graceTimer is a re-KYC timer's payload.
@@ -66,8 +77,60 @@ type graceTimer struct {
 	GraceUntil time.Time `json:"grace_until"`
 }
 
-// Run consumes customer events until ctx ends.
+// Run consumes customer events, and sweeps, until ctx ends.
 func (r *Reactor) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return r.consume(gctx) })
+	if r.PastGrace != nil {
+		g.Go(func() error { return r.sweeps(gctx) })
+	}
+	return g.Wait()
+}
+
+// sweeps runs Sweep every SweepEvery until ctx ends; a failed sweep is
+// logged and the next one tries again.
+func (r *Reactor) sweeps(ctx context.Context) error {
+	every := r.SweepEvery
+	if every <= 0 {
+		every = DefaultSweepEvery
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := r.Sweep(ctx); err != nil && ctx.Err() == nil {
+				r.Log.WarnContext(ctx, "compliance sweep failed; the next one retries", "error", err)
+			}
+		}
+	}
+}
+
+// Sweep places the compliance hold on every tenant of a customer past its
+// re-KYC grace that can take it; those that have it already are left as
+// they are (Suspend of a held reason appends nothing).
+func (r *Reactor) Sweep(ctx context.Context) error {
+	ids, err := r.PastGrace(ctx)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if err := r.eachTenant(ctx, id, "", graceHold()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// graceHold is the command that holds a tenant for its customer's overdue
+// re-KYC.
+func graceHold() domain.Suspend {
+	return domain.Suspend{Reason: string(domain.SuspendCompliance), Note: "the customer's re-KYC was due and its grace period ended"}
+}
+
+func (r *Reactor) consume(ctx context.Context) error {
 	src := consume.Source{Stream: r.Stream, Durable: &jetstream.ConsumerConfig{
 		Durable: Consumer, FilterSubject: events.Subject(events.PlatformTenantID, events.AggregateCustomer, "*"),
 		AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute, MaxDeliver: -1, DeliverPolicy: jetstream.DeliverAllPolicy,
@@ -128,8 +191,9 @@ func (r *Reactor) handle(ctx context.Context, m *consume.Message) error {
 			return r.eachTenant(ctx, id, m.Envelope.ID, domain.Resume{Reason: string(domain.SuspendCompliance), PlacedBy: Actor})
 		}
 	case *events.CustomerRekycGraceExpired:
-		return r.eachTenant(ctx, id, m.Envelope.ID, domain.Suspend{Reason: string(domain.SuspendCompliance),
-			Note: "the customer's re-KYC was due and its grace period ended at " + p.GraceUntil})
+		hold := graceHold()
+		hold.Note += " at " + p.GraceUntil
+		return r.eachTenant(ctx, id, m.Envelope.ID, hold)
 	case *events.CustomerDeleted:
 		return r.Timers.Cancel(ctx, TimerPrefix+id)
 	}

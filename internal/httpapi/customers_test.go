@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tenancyhq/tenancy/internal/auth"
+	"github.com/tenancyhq/tenancy/internal/testenv"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
@@ -492,4 +493,49 @@ func (h *harness) customerEvents(t testing.TB, id string) []byte {
 		out = append(out, m.Data...)
 	}
 	return out
+}
+
+// TestRekycSweep: a tenant that was archived when its customer's re-KYC
+// grace ended (so it could not be held then) gets its compliance hold once
+// it is restored: an operator's resume does not make it active.
+func TestRekycSweep(t *testing.T) {
+	h := newHarness(t, options{projections: true, provisioner: true, customerPolicy: true, compliance: time.Second})
+	id := h.createCustomer(t, businessCustomer(t, "Sweep"))["id"].(string)
+	h.verifyCustomer(t, id, "completed")
+	tb := tenantBody("swept")
+	tb["customer_id"] = id
+	tid := h.create(t, tb)["id"].(string)
+	act := func(action, body string) {
+		t.Helper()
+		var b any
+		if body != "" {
+			b = body
+		}
+		if r := h.do(t, req{method: "POST", path: "/v1/tenants/" + tid + "/" + action, token: h.admin, body: b}); r.Status != http.StatusOK {
+			t.Fatalf("%s: %d %s", action, r.Status, r.Body)
+		}
+	}
+	act("activate", "")
+	h.waitFor(t, tid, 10*time.Second, func(m map[string]any) bool { return m["state"] == "active" })
+	act("suspend", `{"reason":"operator"}`)
+	act("archive", "")
+	h.verifyCustomer(t, id, "due_for_rekyc")
+	if !testenv.Eventually(20*time.Second, 50*time.Millisecond, func() bool {
+		return bytes.Contains(h.customerEvents(t, id), []byte(events.TypeCustomerRekycGraceExpired))
+	}) {
+		t.Fatal("the grace period did not end")
+	}
+	act("restore", "")
+	m := h.waitFor(t, tid, 20*time.Second, func(m map[string]any) bool {
+		for _, hd := range m["holds"].([]any) {
+			if hd.(map[string]any)["reason"] == "compliance" {
+				return true
+			}
+		}
+		return false
+	})
+	act("resume", `{"reason":"operator"}`)
+	if m = h.do(t, req{method: "GET", path: "/v1/tenants/" + tid, token: h.admin}).json(t); m["state"] != "suspended" {
+		t.Fatalf("after the operator's resume the tenant is %v with holds %v; the compliance hold must keep it suspended", m["state"], m["holds"])
+	}
 }

@@ -143,7 +143,7 @@ func newHarness(t testing.TB, o options) *harness {
 	if o.provisioner {
 		po := provisioner.Options{Integrations: o.integrations, Backoff: saga.Backoff{Attempts: 3, Pause: backoff.Policy{Base: time.Millisecond, Max: 10 * time.Millisecond}}, RetryDelay: 100 * time.Millisecond}
 		if o.compliance > 0 {
-			po.ReadSide = rs
+			po.ReadSide, po.ComplianceSweep = rs, 200*time.Millisecond
 		}
 		w, err := provisioner.New(ctx, core, po)
 		if err != nil {

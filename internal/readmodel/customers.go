@@ -149,3 +149,19 @@ func customerUUID(id string) (string, error) {
 	}
 	return u.String(), nil
 }
+
+// CustomersPastGrace returns the ids of the live customers whose re-KYC
+// grace period ended without a new verification: the compliance sweep
+// holds their tenants suspended.
+func (r *Reader) CustomersPastGrace(ctx context.Context) ([]string, error) {
+	rows, err := r.pool.Query(ctx, `SELECT id::text FROM customers
+		WHERE NOT deleted AND coalesce((state_doc->'Verification'->>'GraceExpired')::boolean, false) ORDER BY id`)
+	if err != nil {
+		return nil, postgres.ReadErr(err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, postgres.ReadErr(err)
+	}
+	return ids, nil
+}

@@ -62,6 +62,9 @@ type Options struct {
 	Concurrency       int
 	Backoff           saga.Backoff
 	RetryDelay        time.Duration
+	// ComplianceSweep is how often the compliance sweep runs
+	// (compliance.DefaultSweepEvery when 0).
+	ComplianceSweep time.Duration
 }
 
 // Provisioner is the saga worker, the reconciler and, with a read side,
@@ -96,7 +99,7 @@ func (p *Provisioner) Run(ctx context.Context) error {
 
 // newCompliance returns the compliance reactor and its timers on core, or
 // nil without a read side (it finds a customer's tenants there).
-func newCompliance(ctx context.Context, core *boot.Core, rs *boot.ReadSide) (*compliance.Reactor, *timer.Timers, *readmodel.Waiter, error) {
+func newCompliance(ctx context.Context, core *boot.Core, rs *boot.ReadSide, sweepEvery time.Duration) (*compliance.Reactor, *timer.Timers, *readmodel.Waiter, error) {
 	if rs == nil {
 		return nil, nil, nil, nil
 	}
@@ -107,9 +110,10 @@ func newCompliance(ctx context.Context, core *boot.Core, rs *boot.ReadSide) (*co
 		return nil, nil, nil, err
 	}
 	waiter := readmodel.NewWaiter(rs.URL, rs.Pool, core.Log)
-	reads := app.NewReads(readmodel.NewReader(rs.Pool), waiter, core.Store, 10*time.Second)
+	reader := readmodel.NewReader(rs.Pool)
+	reads := app.NewReads(reader, waiter, core.Store, 10*time.Second)
 	r := &compliance.Reactor{JS: core.JS, Stream: core.Opts.Stream, Customers: core.Customers, Tenants: core.Tenants, Directory: reads.Directory(),
-		Timers: timers, Reader: core.Reader(), Poison: core.Quarantined("compliance"), Log: core.Log}
+		Timers: timers, PastGrace: reader.CustomersPastGrace, SweepEvery: sweepEvery, Reader: core.Reader(), Poison: core.Quarantined("compliance"), Log: core.Log}
 	return r, timers, waiter, nil
 }
 
@@ -146,7 +150,7 @@ func New(ctx context.Context, core *boot.Core, o Options) (*Provisioner, error) 
 	if err != nil {
 		return nil, err
 	}
-	comp, timers, waiter, err := newCompliance(ctx, core, o.ReadSide)
+	comp, timers, waiter, err := newCompliance(ctx, core, o.ReadSide, o.ComplianceSweep)
 	if err != nil {
 		return nil, err
 	}
