@@ -115,22 +115,28 @@ func (s *Server) idempotent(next echo.HandlerFunc) echo.HandlerFunc {
 			}
 			return nil
 		}
-		rec.Status, rec.Header, rec.Body = status, map[string]string{}, rw.buf.Bytes()
-		for _, k := range replayedHeaders {
-			if v := c.Response().Header().Get(k); v != "" {
-				rec.Header[k] = v
-			}
-		}
-		// About a tenant or a customer: sealed under its personal-data key,
-		// erased with it.
-		rec.TenantID, _ = c.Get(tenantKey).(string)
-		if scope, ok := c.Get(sealScopeKey).(string); ok {
-			rec.TenantID = scope
-		}
+		stored(c, &rec, status, rw.buf.Bytes())
 		if err := s.deps.Idempotency.Complete(sctx, storeKey, rec); err != nil {
 			s.log.ErrorContext(ctx, "storing idempotent response failed; a retry with this key will run again", "error", err)
 		}
 		return nil
+	}
+}
+
+// stored fills rec with the response to keep: its status, body and the
+// headers a replay repeats, and the key scope that seals it.
+func stored(c echo.Context, rec *idempotency.Record, status int, body []byte) {
+	rec.Status, rec.Header, rec.Body = status, map[string]string{}, body
+	for _, k := range replayedHeaders {
+		if v := c.Response().Header().Get(k); v != "" {
+			rec.Header[k] = v
+		}
+	}
+	// About a tenant or a customer: sealed under its personal-data key,
+	// erased with it.
+	rec.TenantID, _ = c.Get(tenantKey).(string)
+	if scope, ok := c.Get(sealScopeKey).(string); ok {
+		rec.TenantID = scope
 	}
 }
 

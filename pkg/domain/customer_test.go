@@ -97,7 +97,7 @@ func TestDecideCustomer(t *testing.T) {
 		{name: "a deleted customer takes no other command", given: deleted, when: RecordVerification{Status: VerificationCompleted}, err: ErrNotFound},
 		{name: "a GSTIN alone must embed a PAN that fits the kind", given: nil,
 			when: CreateCustomer{ID: "c1", Kind: CustomerIndividual, LegalName: "A", DisplayName: "A", FiscalIDs: events.FiscalIDs{GSTIN: "27AAPFU0939F1ZV"}},
-			err: ErrInvalid, msg: "an individual's PAN has P"},
+			err:  ErrInvalid, msg: "an individual's PAN has P"},
 		{name: "the root customer stays", given: []events.Payload{&events.CustomerCreated{Kind: CustomerBusiness, RealmMode: RealmOwn, Root: true}},
 			when: DeleteCustomer{Confirm: "c1"}, err: ErrPrecondition, msg: "root customer"},
 	}
