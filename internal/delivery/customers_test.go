@@ -41,9 +41,9 @@ func TestCustomerEventsAreDelivered(t *testing.T) {
 		Regions: domain.Regions{Allowed: []string{"eu-west-1"}, Preferred: "eu-west-1"}}, admin); err != nil {
 		t.Fatal(err)
 	}
-	got := rc.waitFor(t, "the customer's two events", 20*time.Second, func(ds []received) bool { return len(ds) >= 2 })
+	rc.waitFor(t, "the customer's two events", 20*time.Second, func(ds []received) bool { return len(ds) >= 2 })
 	time.Sleep(300 * time.Millisecond) // anything else would arrive now
-	got = rc.deliveries()
+	got := rc.deliveries()
 	want := []string{events.TypeCustomerCreated, events.TypeCustomerVerificationRecorded}
 	if len(got) != len(want) {
 		t.Fatalf("%d deliveries, want %v", len(got), want)

@@ -526,7 +526,7 @@ func TestRekycSweep(t *testing.T) {
 		t.Fatal("the grace period did not end")
 	}
 	act("restore", "")
-	m := h.waitFor(t, tid, 20*time.Second, func(m map[string]any) bool {
+	h.waitFor(t, tid, 20*time.Second, func(m map[string]any) bool {
 		for _, hd := range m["holds"].([]any) {
 			if hd.(map[string]any)["reason"] == "compliance" {
 				return true
@@ -535,7 +535,7 @@ func TestRekycSweep(t *testing.T) {
 		return false
 	})
 	act("resume", `{"reason":"operator"}`)
-	if m = h.do(t, req{method: "GET", path: "/v1/tenants/" + tid, token: h.admin}).json(t); m["state"] != "suspended" {
+	if m := h.do(t, req{method: "GET", path: "/v1/tenants/" + tid, token: h.admin}).json(t); m["state"] != "suspended" {
 		t.Fatalf("after the operator's resume the tenant is %v with holds %v; the compliance hold must keep it suspended", m["state"], m["holds"])
 	}
 }
