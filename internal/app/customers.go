@@ -51,10 +51,7 @@ type CustomersOptions struct {
 	Index   BlindIndexer
 	// Keys erases a deleted customer's personal data.
 	Keys KeyDestroyer
-	// Directory, when set, answers lookups and counts a customer's tenants
-	// (the API has it; without it, lookups and deletes are unavailable).
-	Directory CustomerDirectory
-	Log       *slog.Logger
+	Log  *slog.Logger
 }
 
 // NewCustomers returns the customer use cases.
@@ -65,12 +62,12 @@ func NewCustomers(o CustomersOptions) *Customers {
 	}
 	return &Customers{
 		handler: command.NewHandler[domain.Customer, domain.CustomerCommand](domain.CustomerDecider{}, o.Deps),
-		index:   o.Index, keys: o.Keys, catalog: o.Catalog, clock: clock, newID: o.Deps.NewID, log: o.Log, dir: o.Directory,
+		index:   o.Index, keys: o.Keys, catalog: o.Catalog, clock: clock, newID: o.Deps.NewID, log: o.Log,
 	}
 }
 
 // WithDirectory returns a copy of s that uses dir for lookups and tenant
-// counts.
+// counts (the API's; without one, lookups and deletes are unavailable).
 func (s *Customers) WithDirectory(dir CustomerDirectory) *Customers {
 	c := *s
 	c.dir = dir
@@ -177,10 +174,12 @@ func (s *Customers) Do(ctx context.Context, id string, cmd domain.CustomerComman
 		return res, err
 	}
 	if _, ok := cmd.(domain.DeleteCustomer); ok && res.State.Deleted && s.keys != nil {
-		// Recorded; now erase the personal data for good.
+		// The deletion is recorded (the command succeeded); now erase the
+		// personal data. Should this fail, the provisioner's compliance
+		// reactor erases it on the deletion event (it retries until it
+		// can), and a repeated DELETE erases it again.
 		if err := s.keys.Destroy(ctx, events.CustomerPIIScope(id)); err != nil {
-			s.log.ErrorContext(ctx, "erasing a customer's personal data key failed; retry the delete to erase it", "customer_id", id, "error", err)
-			return res, fmt.Errorf("%w: the customer is deleted but its personal data key could not be destroyed yet; repeat the DELETE", domain.ErrUnavailable)
+			s.log.ErrorContext(ctx, "erasing a customer's personal data key failed; the provisioner will retry", "customer_id", id, "error", err)
 		}
 	}
 	return res, nil

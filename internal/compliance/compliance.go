@@ -60,6 +60,8 @@ type Reactor struct {
 	// up with the log.
 	Directory TenantLister
 	Timers    *timer.Timers
+	// Keys erases a deleted customer's personal-data key.
+	Keys app.KeyDestroyer
 	// PastGrace lists the customers whose re-KYC grace ended; with it, a
 	// sweep every SweepEvery (DefaultSweepEvery) places the compliance hold
 	// on their tenants that escaped it (provisioning or archived when the
@@ -195,6 +197,13 @@ func (r *Reactor) handle(ctx context.Context, m *consume.Message) error {
 		hold.Note += " at " + p.GraceUntil
 		return r.eachTenant(ctx, id, m.Envelope.ID, hold)
 	case *events.CustomerDeleted:
+		// The API destroyed the key already, unless that failed: erasing
+		// again is a no-op, and this is where a failure is retried.
+		if r.Keys != nil {
+			if err := r.Keys.Destroy(ctx, events.CustomerPIIScope(id)); err != nil {
+				return fmt.Errorf("customer %s: erasing its personal data key: %w", id, err)
+			}
+		}
 		return r.Timers.Cancel(ctx, TimerPrefix+id)
 	}
 	return nil

@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tenancyhq/tenancy/internal/app"
 	"github.com/tenancyhq/tenancy/internal/auth"
+	"github.com/tenancyhq/tenancy/internal/command"
 	"github.com/tenancyhq/tenancy/internal/testenv"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
@@ -129,8 +131,12 @@ func TestCustomers(t *testing.T) {
 	if r.Status != http.StatusOK {
 		t.Fatalf("attach: %d %s", r.Status, r.Body)
 	}
-	if cu := r.json(t)["customer"].(map[string]any); cu["id"] != id || cu["verification_status"] != "pending" || cu["display_name"] != "Acme" {
-		t.Fatalf("tenant's customer block = %v", cu)
+	if cu := r.json(t)["customer"].(map[string]any); cu["id"] != id {
+		t.Fatalf("the PATCH answer's customer block = %v", cu)
+	}
+	got := h.do(t, req{method: "GET", path: "/v1/tenants/" + tid, token: h.admin}).json(t)
+	if cu := got["customer"].(map[string]any); cu["id"] != id || cu["verification_status"] != "pending" || cu["display_name"] != "Acme" {
+		t.Fatalf("the tenant's customer block = %v", cu)
 	}
 	r = h.do(t, req{method: "POST", path: "/v1/tenants/" + tid + "/activate", token: h.admin})
 	if r.Status != http.StatusConflict || problemType(t, r) != "customer-not-verified" || !bytes.Contains(r.Body, []byte("verification is pending")) {
@@ -262,6 +268,26 @@ func TestHoldsAndBilling(t *testing.T) {
 		if r.Status != c.want {
 			t.Errorf("billing %s %s: %d, want %d: %s", c.method, c.path, r.Status, c.want, r.Body)
 		}
+	}
+	// Every webhook and dead-letter route, as the router lists them.
+	n := 0
+	for _, route := range h.api.Server.Routes() {
+		method, path, _ := strings.Cut(route, " ")
+		if !strings.HasPrefix(path, "/v1/webhooks") && !strings.HasPrefix(path, "/v1/dead-letters") {
+			continue
+		}
+		path = strings.NewReplacer("{id}", tid, "{seq}", "1").Replace(path)
+		var body any
+		if method == "POST" || method == "PATCH" {
+			body = `{}`
+		}
+		if r := h.do(t, req{method: method, path: path, token: billing, body: body, contentType: ct(method)}); r.Status != http.StatusForbidden {
+			t.Errorf("billing %s %s: %d, want 403: %s", method, path, r.Status, r.Body)
+		}
+		n++
+	}
+	if n < 12 {
+		t.Fatalf("only %d webhook routes found", n)
 	}
 }
 
@@ -537,5 +563,34 @@ func TestRekycSweep(t *testing.T) {
 	act("resume", `{"reason":"operator"}`)
 	if m := h.do(t, req{method: "GET", path: "/v1/tenants/" + tid, token: h.admin}).json(t); m["state"] != "suspended" {
 		t.Fatalf("after the operator's resume the tenant is %v with holds %v; the compliance hold must keep it suspended", m["state"], m["holds"])
+	}
+}
+
+// noTenants is a directory that knows of no customer's tenants.
+type noTenants struct{}
+
+func (noTenants) OpenTenantsOfCustomer(context.Context, string) ([]string, error) { return nil, nil }
+func (noTenants) CustomerByFiscalIndex(context.Context, string, string) (domain.Customer, error) {
+	return domain.Customer{}, domain.ErrNotFound
+}
+
+// TestErasureIsRetriedByTheProvisioner: a customer deleted without its key
+// destroyed (the API's destroy failed) has the key destroyed by the
+// provisioner's compliance reactor on the deletion event.
+func TestErasureIsRetriedByTheProvisioner(t *testing.T) {
+	h := newHarness(t, options{projections: true, provisioner: true, compliance: time.Second})
+	id := h.createCustomer(t, businessCustomer(t, "Erased"))["id"].(string)
+	sealed := sealedPII(t, h, id)
+	// The same use cases without a key destroyer: the deletion is recorded,
+	// the key is not destroyed.
+	noKeys := app.NewCustomers(app.CustomersOptions{Deps: h.core.CommandDeps(), Catalog: h.core.Catalog, Index: h.core.Keyring}).WithDirectory(noTenants{})
+	if _, err := noKeys.Do(context.Background(), id, domain.DeleteCustomer{Confirm: id}, command.Meta{Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if !testenv.Eventually(20*time.Second, 50*time.Millisecond, func() bool {
+		_, err := h.core.Keyring.Open("customer-"+id, sealed)
+		return err != nil
+	}) {
+		t.Fatal("the deleted customer's personal data still opens: the provisioner did not erase it")
 	}
 }

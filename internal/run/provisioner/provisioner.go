@@ -113,7 +113,7 @@ func newCompliance(ctx context.Context, core *boot.Core, rs *boot.ReadSide, swee
 	reader := readmodel.NewReader(rs.Pool)
 	reads := app.NewReads(reader, waiter, core.Store, 10*time.Second)
 	r := &compliance.Reactor{JS: core.JS, Stream: core.Opts.Stream, Customers: core.Customers, Tenants: core.Tenants, Directory: reads.Directory(),
-		Timers: timers, PastGrace: reader.CustomersPastGrace, SweepEvery: sweepEvery, Reader: core.Reader(), Poison: core.Quarantined("compliance"), Log: core.Log}
+		Timers: timers, Keys: core.Keyring, PastGrace: reader.CustomersPastGrace, SweepEvery: sweepEvery, Reader: core.Reader(), Poison: core.Quarantined("compliance"), Log: core.Log}
 	return r, timers, waiter, nil
 }
 
