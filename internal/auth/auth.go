@@ -47,8 +47,43 @@ type Principal struct {
 	Subject string
 	Roles   []string
 	// TenantID scopes tenant roles to one tenant; empty for platform roles.
-	TenantID  string
-	ExpiresAt time.Time
+	TenantID string
+	// Username is the token's preferred_username, when it has one.
+	Username string
+	// Memberships are the caller's org-unit roles in its tenant (the
+	// memberships claim its realm's tokens carry).
+	Memberships []OUMembership
+	ExpiresAt   time.Time
+}
+
+// OUMembership is one org-unit membership as a token carries it.
+type OUMembership struct {
+	OU    string   `json:"ou"`
+	Roles []string `json:"roles"`
+}
+
+// OURoles returns the roles p holds on org unit ou (directly, not
+// through a parent).
+func (p Principal) OURoles(ou string) []string {
+	for _, m := range p.Memberships {
+		if m.OU == ou {
+			return m.Roles
+		}
+	}
+	return nil
+}
+
+// Relates reports whether p has anything to do with tenant tenantID: a
+// platform administrator, or a caller of that tenant. Everyone else is
+// told that the tenant's resources do not exist.
+func (p Principal) Relates(tenantID string) bool {
+	return p.IsPlatformAdmin() || (p.TenantID != "" && p.TenantID == tenantID)
+}
+
+// CanManage reports whether p may manage tenant tenantID's directory:
+// platform administrators, and that tenant's administrators.
+func (p Principal) CanManage(tenantID string) bool {
+	return p.IsPlatformAdmin() || (p.TenantID != "" && p.TenantID == tenantID && p.HasRole(RoleTenantAdmin))
 }
 
 // HasRole reports whether p holds role.
@@ -189,10 +224,12 @@ func (a *Authenticator) Ready(ctx context.Context) error {
 }
 
 type claims struct {
-	Subject     string   `json:"sub"`
-	AZP         string   `json:"azp"`
-	Roles       []string `json:"roles"`
-	TenantID    string   `json:"tenant_id"`
+	Subject     string         `json:"sub"`
+	AZP         string         `json:"azp"`
+	Roles       []string       `json:"roles"`
+	TenantID    string         `json:"tenant_id"`
+	Username    string         `json:"preferred_username"`
+	Memberships []OUMembership `json:"memberships"`
 	RealmAccess struct {
 		Roles []string `json:"roles"`
 	} `json:"realm_access"`
@@ -233,7 +270,11 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (Princip
 			return Principal{}, fmt.Errorf("%w: the token's tenant_id claim is not a tenant id (a UUID like 0190c4f2-7d1e-7b3a-9c2d-5e6f7a8b9c0d)", domain.ErrUnauthenticated)
 		}
 	}
-	p := Principal{Issuer: tok.Issuer, Subject: c.Subject, TenantID: strings.ToLower(c.TenantID), ExpiresAt: tok.Expiry}
+	if c.TenantID == "" && len(c.Memberships) > 0 {
+		return Principal{}, fmt.Errorf("%w: the token carries org-unit memberships but no tenant_id claim", domain.ErrUnauthenticated)
+	}
+	p := Principal{Issuer: tok.Issuer, Subject: c.Subject, TenantID: strings.ToLower(c.TenantID), Username: c.Username,
+		Memberships: c.Memberships, ExpiresAt: tok.Expiry}
 	if p.Subject == "" && c.AZP != "" {
 		p.Subject = "client:" + c.AZP
 	}

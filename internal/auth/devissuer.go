@@ -39,6 +39,10 @@ type TokenRequest struct {
 	Subject  string
 	Roles    []string
 	TenantID string
+	// Memberships are the org-unit roles a tenant user's token carries.
+	Memberships []OUMembership
+	// Username is the preferred_username claim.
+	Username string
 	TTL      time.Duration
 }
 
@@ -56,6 +60,12 @@ func (d *DevIssuer) Mint(req TokenRequest, now time.Time) (string, error) {
 	}
 	if req.TenantID != "" {
 		claims["tenant_id"] = req.TenantID
+	}
+	if len(req.Memberships) > 0 {
+		claims["memberships"] = req.Memberships
+	}
+	if req.Username != "" {
+		claims["preferred_username"] = req.Username
 	}
 	return d.sign(claims)
 }

@@ -133,6 +133,16 @@ func bodyFor(op *openapi3.Operation) any {
 		return map[string]any{"reason": "test"}
 	case "replayWebhook":
 		return map[string]any{"from_seq": 1, "to_seq": 1}
+	case "createUser":
+		return map[string]any{"username": "edge-user"}
+	case "importUsers":
+		return map[string]any{"users": []map[string]any{{"username": "edge-import"}}}
+	case "createClient":
+		return map[string]any{"client_id": "edge-client"}
+	case "createOrgUnit":
+		return map[string]any{"name": "Edge"}
+	case "setOrgUnitMember":
+		return map[string]any{"roles": []string{"default"}}
 	}
 	return map[string]any{}
 }

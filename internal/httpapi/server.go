@@ -36,7 +36,10 @@ import (
 type Deps struct {
 	Tenants *app.Tenants
 	// Customers manages customers; nil disables the customer routes (503).
-	Customers   *app.Customers
+	Customers *app.Customers
+	// Directory manages users, clients, org units and memberships inside
+	// tenants; nil disables those routes (503).
+	Directory   *app.Directory
 	SigningKeys *app.SigningKeys
 	// Webhooks manages subscriptions and dead letters; nil disables the
 	// webhook routes (503).
@@ -130,6 +133,7 @@ func New(d Deps) *Server {
 	v1.POST("/tenants/:id/admin-password", s.adminPassword, authn, admin, s.idempotent)
 
 	s.customerRoutes(v1)
+	s.directoryRoutes(v1)
 	s.webhookRoutes(v1)
 	// Every route's series exists from start, at 0 (with the status a
 	// success answers).

@@ -288,6 +288,53 @@ func (k *Keyring) Prefetch(ctx context.Context, tenantIDs []string) error {
 	return nil
 }
 
+// Prepare creates the data keys of new scopes (a batch of new users)
+// with pipelined publishes, so that sealing them afterwards finds each key
+// cached instead of making it one round trip at a time. A scope that
+// already has a key (or a tombstone) is left as it is; sealing reads it.
+func (k *Keyring) Prepare(ctx context.Context, scopes []string) error {
+	type pending struct {
+		scope string
+		dk    []byte
+		ack   jetstream.PubAckFuture
+	}
+	var sent []pending
+	for _, scope := range scopes {
+		if k.cache.Contains(scope) {
+			continue
+		}
+		dk := make([]byte, 32)
+		if _, err := rand.Read(dk); err != nil {
+			return err
+		}
+		wrapped, err := seal(k.master, dk, []byte(scope))
+		if err != nil {
+			return err
+		}
+		f, err := k.js.PublishAsync(subjectPrefix+scope, wrapped, jetstream.WithExpectLastSequencePerSubject(0))
+		if err != nil {
+			return fmt.Errorf("keyring: store key of %s: %w", scope, err)
+		}
+		sent = append(sent, pending{scope: scope, dk: dk, ack: f})
+	}
+	for _, p := range sent {
+		select {
+		case <-p.ack.Ok():
+			if _, err := k.cached(p.scope, p.dk); err != nil {
+				return err
+			}
+		case err := <-p.ack.Err():
+			if !natsconn.HasCode(err, natsconn.CodeWrongLastSequence, natsconn.CodeWrongLastSequenceConstant) {
+				return fmt.Errorf("keyring: store key of %s: %w", p.scope, err)
+			}
+			// Somebody made it first: sealing reads theirs.
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
 // secretAAD binds a wrapped secret to its name and keeps it apart from
 // wrapped tenant keys, which use the bare tenant id.
 func secretAAD(name string) []byte { return []byte("secret:" + name) }

@@ -94,10 +94,16 @@ func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
 // VersionMismatchError reports an If-Match precondition that failed.
 type VersionMismatchError struct {
 	Expected, Actual int64
+	// Kind names what is versioned ("user"); empty means the tenant.
+	Kind string
 }
 
 func (e *VersionMismatchError) Error() string {
-	return fmt.Sprintf("the tenant is at version %d, not %d; re-read it and retry", e.Actual, e.Expected)
+	kind := e.Kind
+	if kind == "" {
+		kind = "tenant"
+	}
+	return fmt.Sprintf("the %s is at version %d, not %d; re-read it and retry", kind, e.Actual, e.Expected)
 }
 
 // Is makes errors.Is(err, ErrVersionMismatch) true.

@@ -91,6 +91,22 @@ var samples = map[string]Payload{
 	TypeTenantHoldLifted:          &TenantHoldLifted{Reason: "payment"},
 	TypeTenantRealmPlaced:         &TenantRealmPlaced{Mode: "shared", Realm: "shared", Organization: "acme"},
 	TypeTenantMarkedRoot:          &TenantMarkedRoot{Role: "root"},
+	TypeUserCreated: &UserCreated{UserID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b50", UsernameIndex: "hmac-username", EmailIndex: "hmac-email", Enabled: true,
+		Roles: []string{"tenant-admin"}, Source: "tenancy", RequiredActions: []string{"UPDATE_PASSWORD", "VERIFY_EMAIL"}, PII: "v1.k1.c2VhbGVk"},
+	TypeUserUpdated: &UserUpdated{UserID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b50", Changed: []string{"email", "roles"}, EmailIndex: ptr("hmac-email-2"),
+		Roles: &[]string{"tenant-viewer"}, PII: "v1.k1.c2VhbGVk"},
+	TypeUserDisabled:        &UserDisabled{UserID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b50", Reason: "left the company"},
+	TypeUserEnabled:         &UserEnabled{UserID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b50", Reason: "rehired"},
+	TypeUserDeleted:         &UserDeleted{UserID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b50"},
+	TypeClientCreated:       &ClientCreated{ID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b51", ClientID: "billing-sync", Name: "Billing sync", Roles: []string{"tenant-viewer"}, Enabled: true, SecretVersion: 1},
+	TypeClientUpdated:       &ClientUpdated{ID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b51", Changed: []string{"enabled", "name"}, Name: ptr("Billing"), Enabled: new(false)},
+	TypeClientSecretRotated: &ClientSecretRotated{ID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b51", SecretVersion: 2},
+	TypeClientDeleted:       &ClientDeleted{ID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b51"},
+	TypeOrgUnitCreated:      &OrgUnitCreated{ID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b52", Name: "North", Description: "northern sales", ParentID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b53"},
+	TypeOrgUnitUpdated:      &OrgUnitUpdated{ID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b52", Changed: []string{"name", "parent_id"}, Name: ptr("North-East"), ParentID: ptr("")},
+	TypeOrgUnitDeleted:      &OrgUnitDeleted{ID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b52"},
+	TypeMembershipSet:       &MembershipSet{UserID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b50", OUID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b52", Roles: []string{"admin", "auditor"}},
+	TypeMembershipRemoved:   &MembershipRemoved{UserID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b50", OUID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b52"},
 }
 
 func TestPayloadGoldenFiles(t *testing.T) {
@@ -419,6 +435,38 @@ func TestPersonalDataIsOnlyStoredSealed(t *testing.T) {
 	}
 	if got := decoded.(*TenantCreated); got.Contacts != nil || !got.PIIErased {
 		t.Fatalf("after erasure: %+v", got)
+	}
+}
+
+// TestUserDataIsSealedUnderTheUsersOwnKey: erasing one user destroys that
+// user's key alone; the tenant's key and the other users' stay.
+func TestUserDataIsSealedUnderTheUsersOwnKey(t *testing.T) {
+	c := fakeCipher{erased: map[string]bool{}}
+	seal := func(id string) []byte {
+		p := &UserCreated{UserID: id, UsernameIndex: "i-" + id, Personal: &UserPII{Username: "name-" + id, Email: id + "@acme.test"}}
+		if err := SealPII(p, "t1", c); err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := json.Marshal(p)
+		if bytes.Contains(raw, []byte("name-"+id)) || bytes.Contains(raw, []byte("@acme.test")) {
+			t.Fatalf("plaintext personal data in the encoded payload: %s", raw)
+		}
+		return raw
+	}
+	a, b := seal("a"), seal("b")
+	c.erased[UserPIIScope("a")] = true
+	for _, tc := range []struct {
+		raw    []byte
+		erased bool
+	}{{a, true}, {b, false}} {
+		p, _ := DecodePayload(TypeUserCreated, tc.raw)
+		if err := OpenPII(p, "t1", c); err != nil {
+			t.Fatal(err)
+		}
+		u := p.(*UserCreated)
+		if u.PIIErased != tc.erased || (u.Personal == nil) != tc.erased {
+			t.Fatalf("user %s: erased %v, personal %+v", u.UserID, u.PIIErased, u.Personal)
+		}
 	}
 }
 

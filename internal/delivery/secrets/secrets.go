@@ -40,17 +40,27 @@ type Store struct {
 	keys map[string][]byte
 }
 
-// Open opens (creating if needed) the secrets bucket.
+// ClientBucket holds the secrets of tenants' non-browser clients, kept
+// the same way: the provisioner hands them to the identity provider.
+const ClientBucket = "TENANCY_CLIENT_SECRETS"
+
+// Open opens (creating if needed) the webhook secrets bucket.
 func Open(ctx context.Context, js jetstream.JetStream, wrap Wrapper, replicas int) (*Store, error) {
+	return OpenBucket(ctx, js, wrap, replicas, Bucket, "webhook signing secrets, encrypted under the master key")
+}
+
+// OpenBucket opens (creating if needed) a bucket of secrets encrypted under
+// the master key.
+func OpenBucket(ctx context.Context, js jetstream.JetStream, wrap Wrapper, replicas int, bucket, description string) (*Store, error) {
 	if replicas < 1 {
 		replicas = 1
 	}
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: Bucket, Description: "webhook signing secrets, encrypted under the master key",
+		Bucket: bucket, Description: description,
 		History: 1, Replicas: replicas, Storage: jetstream.FileStorage,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", Bucket, err)
+		return nil, fmt.Errorf("open %s: %w", bucket, err)
 	}
 	return &Store{kv: kv, wrap: wrap, keys: map[string][]byte{}}, nil
 }

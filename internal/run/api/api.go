@@ -77,7 +77,7 @@ func New(ctx context.Context, core *boot.Core, o Options) (*API, error) {
 		}
 	}
 	deps := httpapi.Deps{
-		Tenants: core.Tenants, Customers: core.Customers, SigningKeys: core.SigningKeys, Integrity: core.Integrity, Auth: o.Auth, Idempotency: idem,
+		Tenants: core.Tenants, Customers: core.Customers, Directory: core.Directory, SigningKeys: core.SigningKeys, Integrity: core.Integrity, Auth: o.Auth, Idempotency: idem,
 		Logger: core.Log, NewID: app.NewID, Mounts: o.Mounts, BodyLimit: o.BodyLimit,
 		Checks: append([]health.Check{{Name: "nats", Check: core.CheckNATS}}, o.Checks...),
 	}

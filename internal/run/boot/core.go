@@ -22,6 +22,7 @@ import (
 	"github.com/tenancyhq/tenancy/internal/command"
 	"github.com/tenancyhq/tenancy/internal/config"
 	"github.com/tenancyhq/tenancy/internal/consume"
+	"github.com/tenancyhq/tenancy/internal/delivery/secrets"
 	"github.com/tenancyhq/tenancy/internal/eventstore"
 	"github.com/tenancyhq/tenancy/internal/integrity"
 	"github.com/tenancyhq/tenancy/internal/keyfile"
@@ -47,14 +48,17 @@ type CoreOptions struct {
 
 // Core is the event log and what signs, seals and decides on it.
 type Core struct {
-	NC          *nats.Conn
-	JS          jetstream.JetStream
-	Store       *eventstore.Store
-	Signer      *events.Signer
-	Keyring     *keyring.Keyring
-	Catalog     *domain.Catalog
-	Tenants     *app.Tenants
-	Customers   *app.Customers
+	NC        *nats.Conn
+	JS        jetstream.JetStream
+	Store     *eventstore.Store
+	Signer    *events.Signer
+	Keyring   *keyring.Keyring
+	Catalog   *domain.Catalog
+	Tenants   *app.Tenants
+	Customers *app.Customers
+	// Directory manages what is inside each tenant: users, clients, org
+	// units and memberships.
+	Directory   *app.Directory
 	SigningKeys *app.SigningKeys
 	// Checker checks every event the process reads; Quarantine records the
 	// messages that fail.
@@ -96,6 +100,12 @@ func OpenCore(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, o Core
 	c.Integrity = app.NewIntegrity(c.CommandDeps(), quarantine)
 	c.Customers = app.NewCustomers(app.CustomersOptions{Deps: c.CommandDeps(), Catalog: o.Catalog, Index: ring, Keys: ring, Log: o.Log})
 	c.Tenants = app.NewTenants(app.TenantsOptions{Deps: c.CommandDeps(), Catalog: o.Catalog, Keys: ring, Accounts: o.Accounts, Customers: c.Customers, Log: o.Log})
+	clientSecrets, err := secrets.OpenBucket(ctx, js, ring, o.Replicas, secrets.ClientBucket, "tenants' client secrets, encrypted under the master key")
+	if err != nil {
+		return nil, err
+	}
+	c.Directory = app.NewDirectory(app.DirectoryOptions{Deps: c.CommandDeps(), Index: ring, Keys: ring, Prepare: ring, Secrets: clientSecrets,
+		Tenants: c.Tenants, Log: o.Log})
 	return c, nil
 }
 

@@ -1,0 +1,266 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/tenancyhq/tenancy/internal/command"
+	"github.com/tenancyhq/tenancy/pkg/domain"
+	"github.com/tenancyhq/tenancy/pkg/events"
+)
+
+// ClientSecrets keeps clients' secrets encrypted outside the log.
+type ClientSecrets interface {
+	Put(ctx context.Context, id string, version int, secret string) error
+	Delete(ctx context.Context, id string) error
+}
+
+// KeyPreparer makes the personal-data keys of many scopes in one go
+// (pipelined), so that a batch of new users does not wait for each user's
+// key one round trip at a time.
+type KeyPreparer interface {
+	Prepare(ctx context.Context, scopes []string) error
+}
+
+// Directory runs the operations inside a tenant: its users, non-browser
+// clients, org units and memberships, one aggregate per tenant.
+type Directory struct {
+	handler *command.Handler[domain.Directory, domain.DirectoryCommand]
+	index   BlindIndexer
+	keys    KeyDestroyer
+	prepare KeyPreparer
+	secrets ClientSecrets
+	tenants *Tenants
+	newID   func() string
+	log     *slog.Logger
+}
+
+// DirectoryOptions configure Directory.
+type DirectoryOptions struct {
+	Deps command.Deps
+	// Index makes the blind indexes usernames and emails are unique by.
+	Index BlindIndexer
+	// Keys erases a deleted user's personal data; Prepare, when set, makes
+	// a batch's new keys at once.
+	Keys    KeyDestroyer
+	Prepare KeyPreparer
+	// Secrets keeps client secrets (nil: clients cannot be created).
+	Secrets ClientSecrets
+	// Tenants says which tenants exist.
+	Tenants *Tenants
+	Log     *slog.Logger
+}
+
+// NewDirectory returns the directory use cases.
+func NewDirectory(o DirectoryOptions) *Directory {
+	return &Directory{
+		handler: command.NewHandler[domain.Directory, domain.DirectoryCommand](domain.DirectoryDecider{}, o.Deps),
+		index:   o.Index, keys: o.Keys, prepare: o.Prepare, secrets: o.Secrets, tenants: o.Tenants, newID: o.Deps.NewID, log: o.Log,
+	}
+}
+
+// DirectoryResult is the outcome of a directory command.
+type DirectoryResult = command.Result[domain.Directory]
+
+// Load returns tenant tenantID's directory as the log has it now, and the
+// stream sequence of its last event. An unknown or deleted tenant is not
+// found.
+func (s *Directory) Load(ctx context.Context, tenantID string) (domain.Directory, uint64, error) {
+	if _, _, err := s.tenants.Get(ctx, tenantID); err != nil {
+		return domain.Directory{}, 0, err
+	}
+	d, seq, err := s.handler.Load(ctx, tenantID, tenantID)
+	if err != nil {
+		return d, 0, err
+	}
+	d.TenantID = tenantID
+	return d, seq, nil
+}
+
+func (s *Directory) indexer() domain.UniqueIndexer {
+	if s.index == nil {
+		return nil
+	}
+	return s.index.BlindIndex
+}
+
+// Do decides cmd on tenant tenantID's directory, filling in the blind
+// indexer, and erases a deleted user's personal data afterwards.
+func (s *Directory) Do(ctx context.Context, tenantID string, cmd domain.DirectoryCommand, meta command.Meta) (DirectoryResult, error) {
+	if _, _, err := s.tenants.Get(ctx, tenantID); err != nil {
+		return DirectoryResult{}, err
+	}
+	switch c := cmd.(type) {
+	case domain.CreateUser:
+		c.Index = s.indexer()
+		cmd = c
+	case domain.UpdateUser:
+		c.Index = s.indexer()
+		cmd = c
+	case domain.ImportUsers:
+		for i := range c.Rows {
+			c.Rows[i].Index = s.indexer()
+		}
+		cmd = c
+	}
+	res, err := s.handler.Execute(ctx, tenantID, tenantID, cmd, meta)
+	if err != nil {
+		return res, err
+	}
+	res.State.TenantID = tenantID
+	if del, ok := cmd.(domain.DeleteUser); ok && len(res.Events) > 0 && s.keys != nil {
+		// The deletion is recorded; erase the personal data. Should this
+		// fail, a repeated DELETE answers 404 and the key stays: the log
+		// says the user is deleted, so the next erasure sweep (or an
+		// operator) can destroy it.
+		if err := s.keys.Destroy(ctx, events.UserPIIScope(del.ID)); err != nil {
+			s.log.ErrorContext(ctx, "erasing a user's personal data key failed", "tenant_id", tenantID, "user_id", del.ID, "error", err)
+		}
+	}
+	return res, nil
+}
+
+// CreateUser creates a user with a new id (or the given one: a retry of a
+// create that appended but never answered gets what it created).
+func (s *Directory) CreateUser(ctx context.Context, tenantID string, c domain.CreateUser, meta command.Meta) (domain.User, uint64, error) {
+	if c.ID == "" {
+		c.ID = s.newID()
+	}
+	c.BreakGlass = false
+	res, err := s.Do(ctx, tenantID, c, meta)
+	if err != nil {
+		return domain.User{}, 0, err
+	}
+	u, _ := res.State.User(c.ID)
+	return u, res.Seq, nil
+}
+
+// ImportResult is what became of one imported row.
+type ImportResult struct {
+	Row     int
+	Outcome string
+	UserID  string
+	Err     error
+}
+
+// Import creates users in batches of at most domain.MaxImportRows, one
+// atomic append each. A row that exists with the same values answers
+// unchanged, so a rerun after an interruption creates nothing twice.
+func (s *Directory) Import(ctx context.Context, tenantID string, rows []domain.CreateUser, meta command.Meta) ([]ImportResult, uint64, error) {
+	if len(rows) > domain.MaxImportRows {
+		return nil, 0, &domain.ValidationError{Fields: []domain.FieldError{{Field: "rows",
+			Message: fmt.Sprintf("at most %d rows per call; split the file", domain.MaxImportRows)}}}
+	}
+	scopes := make([]string, len(rows))
+	for i := range rows {
+		rows[i].ID, rows[i].BreakGlass = s.newID(), false
+		scopes[i] = events.UserPIIScope(rows[i].ID)
+	}
+	if s.prepare != nil {
+		if err := s.prepare.Prepare(ctx, scopes); err != nil {
+			return nil, 0, err
+		}
+	}
+	res, err := s.Do(ctx, tenantID, domain.ImportUsers{Rows: rows}, meta)
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]ImportResult, len(rows))
+	for i, row := range rows {
+		outcome, id, rerr := domain.ImportOutcome(res.State, row)
+		out[i] = ImportResult{Row: i, Outcome: outcome, UserID: id, Err: rerr}
+	}
+	return out, res.Seq, nil
+}
+
+// NewClientSecret returns a fresh client secret: base64url of 32 random
+// bytes.
+func NewClientSecret() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// CreateClient creates a non-browser client and returns its secret, the
+// only time it is shown (it is kept encrypted for the identity provider).
+func (s *Directory) CreateClient(ctx context.Context, tenantID string, c domain.CreateClient, meta command.Meta) (domain.Client, string, uint64, error) {
+	if s.secrets == nil {
+		return domain.Client{}, "", 0, fmt.Errorf("%w: client secrets are not configured on this instance", domain.ErrUnavailable)
+	}
+	given := c.ID != ""
+	if !given {
+		c.ID = s.newID()
+	}
+	secret, err := NewClientSecret()
+	if err != nil {
+		return domain.Client{}, "", 0, err
+	}
+	if _, _, err := s.Load(ctx, tenantID); err != nil {
+		return domain.Client{}, "", 0, err
+	}
+	// The secret is stored before the event that names it, so that no
+	// recorded client lacks its secret; a create that then fails leaves an
+	// orphan secret nobody can name, erased with the next attempt's id.
+	if err := s.secrets.Put(ctx, c.ID, 1, secret); err != nil {
+		return domain.Client{}, "", 0, err
+	}
+	res, err := s.Do(ctx, tenantID, c, meta)
+	if err != nil {
+		if !given {
+			_ = s.secrets.Delete(context.WithoutCancel(ctx), c.ID)
+		}
+		return domain.Client{}, "", 0, err
+	}
+	cl, _ := res.State.Client(c.ID)
+	return cl, secret, res.Seq, nil
+}
+
+// RotateClientSecret gives a client a new secret and returns it (shown
+// once).
+func (s *Directory) RotateClientSecret(ctx context.Context, tenantID, id string, meta command.Meta) (domain.Client, string, uint64, error) {
+	if s.secrets == nil {
+		return domain.Client{}, "", 0, fmt.Errorf("%w: client secrets are not configured on this instance", domain.ErrUnavailable)
+	}
+	d, _, err := s.Load(ctx, tenantID)
+	if err != nil {
+		return domain.Client{}, "", 0, err
+	}
+	cl, ok := d.Client(id)
+	if !ok {
+		return domain.Client{}, "", 0, fmt.Errorf("no client with id %q in this tenant: %w", id, domain.ErrNotFound)
+	}
+	secret, err := NewClientSecret()
+	if err != nil {
+		return domain.Client{}, "", 0, err
+	}
+	next := cl.SecretVersion + 1
+	if err := s.secrets.Put(ctx, id, next, secret); err != nil {
+		return domain.Client{}, "", 0, err
+	}
+	res, err := s.Do(ctx, tenantID, domain.RotateClientSecret{ID: id, Version: next}, meta)
+	if err != nil {
+		return domain.Client{}, "", 0, err
+	}
+	cl, _ = res.State.Client(id)
+	return cl, secret, res.Seq, nil
+}
+
+// DeleteClient deletes a client and its secrets.
+func (s *Directory) DeleteClient(ctx context.Context, tenantID string, c domain.DeleteClient, meta command.Meta) (DirectoryResult, error) {
+	res, err := s.Do(ctx, tenantID, c, meta)
+	if err != nil {
+		return res, err
+	}
+	if s.secrets != nil {
+		if err := s.secrets.Delete(ctx, c.ID); err != nil && !errors.Is(err, context.Canceled) {
+			s.log.ErrorContext(ctx, "erasing a deleted client's secrets failed", "tenant_id", tenantID, "client_id", c.ID, "error", err)
+		}
+	}
+	return res, nil
+}

@@ -1,0 +1,316 @@
+package httpapi_test
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/tenancyhq/tenancy/internal/auth"
+)
+
+// dir is one tenant with a directory to test against: an admin, a viewer,
+// an org unit with a child, and a client.
+type dir struct {
+	tenant, admin, viewer, ou, child, client string
+}
+
+func (h *harness) directoryOf(t testing.TB, slug string) dir {
+	t.Helper()
+	d := dir{tenant: h.create(t, tenantBody(slug))["id"].(string)}
+	base := "/v1/tenants/" + d.tenant
+	d.admin = h.created(t, base+"/users", map[string]any{"username": slug + "-admin", "email": "admin@" + slug + ".test", "roles": []string{"tenant-admin"}})["id"].(string)
+	d.viewer = h.created(t, base+"/users", map[string]any{"username": slug + "-viewer", "first_name": "Vera", "roles": []string{"tenant-viewer"}})["id"].(string)
+	d.ou = h.created(t, base+"/org-units", map[string]any{"name": "Sales"})["id"].(string)
+	d.child = h.created(t, base+"/org-units", map[string]any{"name": "North", "parent_id": d.ou})["id"].(string)
+	d.client = h.created(t, base+"/clients", map[string]any{"client_id": slug + "-bot", "roles": []string{"tenant-viewer"}})["id"].(string)
+	return d
+}
+
+func (h *harness) status(t testing.TB, method, path, token string, body any) response {
+	t.Helper()
+	r := req{method: method, path: path, token: token, body: body}
+	if method == "PATCH" {
+		r.contentType = "application/merge-patch+json"
+	}
+	return h.do(t, r)
+}
+
+func TestDirectory(t *testing.T) {
+	h := newHarness(t, options{})
+	d := h.directoryOf(t, "inside")
+	base := "/v1/tenants/" + d.tenant
+
+	// Usernames are unique case-insensitively; the problem names the field.
+	r := h.status(t, "POST", base+"/users", h.admin, map[string]any{"username": "INSIDE-ADMIN"})
+	if r.Status != http.StatusConflict || r.json(t)["field"] != "username" {
+		t.Fatalf("duplicate username: %d %s", r.Status, r.Body)
+	}
+	// The last enabled admin can be neither disabled nor demoted.
+	for _, tc := range []struct{ method, path, body string }{
+		{"POST", "/users/" + d.admin + "/disable", `{"reason":"test"}`},
+		{"PATCH", "/users/" + d.admin, `{"roles":["tenant-viewer"]}`},
+		{"DELETE", "/users/" + d.admin, ""},
+	} {
+		seq := h.lastSeq(t)
+		var body any
+		if tc.body != "" {
+			body = tc.body
+		}
+		r := h.status(t, tc.method, base+tc.path, h.admin, body)
+		if r.Status != http.StatusConflict || !strings.Contains(string(r.Body), "last enabled user with the tenant-admin role") {
+			t.Errorf("%s %s: %d %s", tc.method, tc.path, r.Status, r.Body)
+		}
+		if h.lastSeq(t) != seq {
+			t.Errorf("%s %s: a refused command appended", tc.method, tc.path)
+		}
+	}
+	// If-Match on one user: its own version, not the directory's.
+	u := h.status(t, "GET", base+"/users/"+d.viewer, h.admin, nil)
+	if u.Header.Get("ETag") != `"1"` {
+		t.Fatalf("user ETag = %q", u.Header.Get("ETag"))
+	}
+	r = h.do(t, req{method: "PATCH", path: base + "/users/" + d.viewer, token: h.admin, contentType: "application/merge-patch+json",
+		body: `{"last_name":"Rao","attributes":{"team":"blue"}}`, header: map[string]string{"If-Match": `"1"`}})
+	if r.Status != http.StatusOK || r.json(t)["last_name"] != "Rao" || r.Header.Get("ETag") != `"2"` {
+		t.Fatalf("patch: %d %s", r.Status, r.Body)
+	}
+	r = h.do(t, req{method: "PATCH", path: base + "/users/" + d.viewer, token: h.admin, contentType: "application/merge-patch+json",
+		body: `{"last_name":"Iyer"}`, header: map[string]string{"If-Match": `"1"`}})
+	if r.Status != http.StatusPreconditionFailed {
+		t.Fatalf("stale If-Match: %d %s", r.Status, r.Body)
+	}
+	// Memberships, and deleting a user takes theirs with it.
+	if r := h.status(t, "PUT", base+"/org-units/"+d.ou+"/members/"+d.viewer, h.admin, map[string]any{"roles": []string{"auditor", "admin"}}); r.Status != http.StatusOK {
+		t.Fatalf("put member: %d %s", r.Status, r.Body)
+	}
+	if m := h.status(t, "GET", base+"/users/"+d.viewer+"/memberships", h.admin, nil).json(t)["items"].([]any); len(m) != 1 {
+		t.Fatalf("memberships = %v", m)
+	}
+	list := h.status(t, "GET", base+"/users?ou="+d.ou, h.admin, nil).json(t)["items"].([]any)
+	if len(list) != 1 || list[0].(map[string]any)["id"] != d.viewer {
+		t.Fatalf("users in OU = %v", list)
+	}
+	// An OU with children cannot go; the child can, and the tree has no cycles.
+	if r := h.status(t, "DELETE", base+"/org-units/"+d.ou, h.admin, nil); r.Status != http.StatusConflict {
+		t.Fatalf("delete parent: %d %s", r.Status, r.Body)
+	}
+	if r := h.status(t, "PATCH", base+"/org-units/"+d.ou, h.admin, map[string]any{"parent_id": d.child}); r.Status != http.StatusConflict {
+		t.Fatalf("cycle: %d %s", r.Status, r.Body)
+	}
+	if r := h.status(t, "DELETE", base+"/users/"+d.viewer, h.admin, nil); r.Status != http.StatusOK {
+		t.Fatalf("delete user: %d %s", r.Status, r.Body)
+	}
+	if m := h.status(t, "GET", base+"/org-units/"+d.ou+"/members", h.admin, nil).json(t)["items"].([]any); len(m) != 0 {
+		t.Fatalf("members after the user's deletion = %v", m)
+	}
+	// A client's secret is shown at create and rotate only.
+	c := h.do(t, req{method: "POST", path: base + "/clients", token: h.admin, body: map[string]any{"client_id": "ci-runner"}})
+	if c.Status != http.StatusCreated || c.Header.Get("Cache-Control") != "no-store" || c.json(t)["secret"] == "" {
+		t.Fatalf("client create: %d %v %s", c.Status, c.Header, c.Body)
+	}
+	secret := c.json(t)["secret"].(string)
+	got := h.status(t, "GET", base+"/clients/"+c.json(t)["id"].(string), h.admin, nil)
+	if strings.Contains(string(got.Body), secret) || strings.Contains(string(got.Body), `"secret"`) {
+		t.Fatalf("GET shows the secret: %s", got.Body)
+	}
+	rot := h.status(t, "POST", base+"/clients/"+c.json(t)["id"].(string)+"/rotate-secret", h.admin, nil).json(t)
+	if rot["secret"] == secret || rot["secret_version"] != float64(2) {
+		t.Fatalf("rotate: %v", rot)
+	}
+	if strings.Contains(string(h.allEvents(t)), secret) {
+		t.Fatal("a client secret is in the log")
+	}
+	h.verifyLog(t)
+}
+
+// allEvents returns every event's raw bytes, concatenated.
+func (h *harness) allEvents(t testing.TB) []byte {
+	t.Helper()
+	var all []byte
+	for seq := uint64(1); seq <= h.lastSeq(t); seq++ {
+		m, err := h.core.Store.Get(t.Context(), seq)
+		if err == nil {
+			all = append(all, m.Data...)
+		}
+	}
+	return all
+}
+
+func TestMeAndMyTenant(t *testing.T) {
+	h := newHarness(t, options{})
+	d := h.directoryOf(t, "mine")
+	tok := h.token(t, auth.TokenRequest{Subject: "kc-user-1", Username: "mine-admin", Roles: []string{auth.RoleTenantAdmin}, TenantID: d.tenant,
+		Memberships: []auth.OUMembership{{OU: d.ou, Roles: []string{"admin"}}}})
+	me := h.status(t, "GET", "/v1/me", tok, nil).json(t)
+	if me["tenant_id"] != d.tenant || me["username"] != "mine-admin" || me["tenant"].(map[string]any)["slug"] != "mine" || len(me["memberships"].([]any)) != 1 {
+		t.Fatalf("me = %v", me)
+	}
+	users := h.status(t, "GET", "/v1/tenants/me/users", tok, nil)
+	if users.Status != http.StatusOK || len(users.json(t)["items"].([]any)) != 2 {
+		t.Fatalf("my users: %d %s", users.Status, users.Body)
+	}
+	if r := h.status(t, "GET", "/v1/tenants/me/users", h.admin, nil); r.Status != http.StatusNotFound {
+		t.Fatalf("me without a tenant claim: %d %s", r.Status, r.Body)
+	}
+}
+
+func TestUserSearchAndPages(t *testing.T) {
+	h := newHarness(t, options{})
+	d := h.directoryOf(t, "pages")
+	base := "/v1/tenants/" + d.tenant
+	for i := range 5 {
+		h.created(t, base+"/users", map[string]any{"username": fmt.Sprintf("p%d", i), "first_name": "Page", "enabled": i%2 == 0})
+	}
+	if n := len(h.status(t, "GET", base+"/users?q=vera", h.admin, nil).json(t)["items"].([]any)); n != 1 {
+		t.Fatalf("q=vera found %d", n)
+	}
+	if n := len(h.status(t, "GET", base+"/users?enabled=false", h.admin, nil).json(t)["items"].([]any)); n != 2 {
+		t.Fatalf("enabled=false found %d", n)
+	}
+	if n := len(h.status(t, "GET", base+"/users?role=tenant-admin", h.admin, nil).json(t)["items"].([]any)); n != 1 {
+		t.Fatalf("role=tenant-admin found %d", n)
+	}
+	seen := map[string]bool{}
+	path := base + "/users?page_size=3"
+	for path != "" {
+		page := h.status(t, "GET", path, h.admin, nil).json(t)
+		for _, u := range page["items"].([]any) {
+			id := u.(map[string]any)["id"].(string)
+			if seen[id] {
+				t.Fatalf("user %s on two pages", id)
+			}
+			seen[id] = true
+		}
+		path = ""
+		if tok := page["next_page_token"].(string); tok != "" {
+			path = base + "/users?page_size=3&page_token=" + tok
+		}
+	}
+	if len(seen) != 7 {
+		t.Fatalf("pages held %d users, want 7", len(seen))
+	}
+}
+
+func TestUserBatch(t *testing.T) {
+	h := newHarness(t, options{})
+	d := h.directoryOf(t, "batch")
+	path := "/v1/tenants/" + d.tenant + "/users/batch"
+	rows := []map[string]any{{"username": "b1", "email": "b1@batch.test"}, {"username": "b2"}, {"username": "bad name"}, {"username": "batch-admin", "email": "admin@batch.test", "roles": []string{"tenant-admin"}}}
+	first := h.status(t, "POST", path, h.admin, map[string]any{"users": rows}).json(t)
+	if first["created"] != float64(2) || first["failed"] != float64(1) || first["unchanged"] != float64(1) {
+		t.Fatalf("first batch: %v", first)
+	}
+	results := first["results"].([]any)
+	if p := results[2].(map[string]any)["problem"].(map[string]any); p["status"] != float64(422) {
+		t.Fatalf("bad row: %v", results[2])
+	}
+	seq := h.lastSeq(t)
+	again := h.status(t, "POST", path, h.admin, map[string]any{"users": rows}).json(t)
+	if again["created"] != float64(0) || again["unchanged"] != float64(3) || h.lastSeq(t) != seq {
+		t.Fatalf("rerun: %v (appended: %v)", again, h.lastSeq(t) != seq)
+	}
+	big := make([]map[string]any, 501)
+	for i := range big {
+		big[i] = map[string]any{"username": fmt.Sprintf("u%d", i)}
+	}
+	if r := h.status(t, "POST", path, h.admin, map[string]any{"users": big}); r.Status != http.StatusUnprocessableEntity && r.Status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("501 rows: %d %s", r.Status, r.Body)
+	}
+}
+
+// TestDirectoryRoleMatrix runs every directory route with every kind of
+// caller, against its own tenant and a foreign one: a caller of another
+// tenant always gets 404, a caller without the role 403 (or 404 when it
+// has nothing to do with the tenant), and a refused request appends
+// nothing.
+func TestDirectoryRoleMatrix(t *testing.T) {
+	h := newHarness(t, options{})
+	b := h.directoryOf(t, "matrix-b")
+	callers := func(a dir) map[string]string {
+		return map[string]string{
+			"tenant-admin":  h.token(t, tokenFor(auth.RoleTenantAdmin, a.tenant)),
+			"tenant-viewer": h.token(t, tokenFor(auth.RoleTenantViewer, a.tenant)),
+			"ou-admin": h.token(t, auth.TokenRequest{Subject: "ou-admin", TenantID: a.tenant,
+				Memberships: []auth.OUMembership{{OU: a.ou, Roles: []string{"admin"}}}}),
+			"ou-auditor": h.token(t, auth.TokenRequest{Subject: "ou-auditor", TenantID: a.tenant,
+				Memberships: []auth.OUMembership{{OU: a.ou, Roles: []string{"auditor"}}}}),
+			"no-role":       h.token(t, auth.TokenRequest{Subject: "nobody", TenantID: a.tenant}),
+			"foreign-admin": h.token(t, tokenFor(auth.RoleTenantAdmin, b.tenant)),
+			"billing":       h.token(t, auth.TokenRequest{Subject: "billing", Roles: []string{auth.RoleBilling}}),
+			// A token of tenant B naming one of A's org units gains nothing in A.
+			"foreign-ou-admin": h.token(t, auth.TokenRequest{Subject: "x", TenantID: b.tenant, Memberships: []auth.OUMembership{{OU: a.ou, Roles: []string{"admin"}}}}),
+		}
+	}
+	type route struct {
+		method, path string
+		body         any
+		// allowed lists the callers that may; everyone else is refused.
+		allowed []string
+	}
+	read := []string{"platform-admin", "tenant-admin", "tenant-viewer"}
+	manage := []string{"platform-admin", "tenant-admin"}
+	ouRead := []string{"platform-admin", "tenant-admin", "tenant-viewer", "ou-admin", "ou-auditor"}
+	ouManage := []string{"platform-admin", "tenant-admin", "ou-admin"}
+	routes := func(d dir) []route {
+		base := "/v1/tenants/" + d.tenant
+		return []route{
+			{"GET", base + "/users", nil, read},
+			{"GET", base + "/users/" + d.viewer, nil, read},
+			{"GET", base + "/users/" + d.viewer + "/memberships", nil, read},
+			{"PATCH", base + "/users/" + d.viewer, map[string]any{"first_name": "Changed"}, manage},
+			{"POST", base + "/users/" + d.viewer + "/disable", map[string]any{"reason": "matrix"}, manage},
+			{"POST", base + "/users/" + d.viewer + "/enable", map[string]any{"reason": "matrix"}, manage},
+			{"POST", base + "/users", map[string]any{"username": "matrix-new"}, manage},
+			{"POST", base + "/users/batch", map[string]any{"users": []map[string]any{{"username": "matrix-batch"}}}, manage},
+			{"GET", base + "/clients", nil, read},
+			{"GET", base + "/clients/" + d.client, nil, read},
+			{"PATCH", base + "/clients/" + d.client, map[string]any{"name": "Bot"}, manage},
+			{"POST", base + "/clients/" + d.client + "/rotate-secret", nil, manage},
+			{"POST", base + "/clients", map[string]any{"client_id": "matrix-client"}, manage},
+			{"GET", base + "/org-units", nil, read},
+			{"GET", base + "/org-units/" + d.ou, nil, ouRead},
+			{"GET", base + "/org-units/" + d.child, nil, ouRead},
+			{"GET", base + "/org-units/" + d.ou + "/members", nil, ouRead},
+			{"PUT", base + "/org-units/" + d.child + "/members/" + d.viewer, map[string]any{"roles": []string{"default"}}, ouManage},
+			{"DELETE", base + "/org-units/" + d.child + "/members/" + d.viewer, nil, ouManage},
+			{"PATCH", base + "/org-units/" + d.child, map[string]any{"description": "x"}, manage},
+			{"POST", base + "/org-units", map[string]any{"name": "Matrix"}, manage},
+			{"DELETE", base + "/clients/" + d.client, nil, manage},
+			{"DELETE", base + "/users/" + d.viewer, nil, manage},
+			{"DELETE", base + "/org-units/" + d.child, nil, manage},
+		}
+	}
+	for _, name := range []string{"no-role", "billing", "foreign-admin", "foreign-ou-admin", "ou-auditor", "tenant-viewer", "ou-admin", "tenant-admin"} {
+		// Each caller meets a fresh tenant: the allowed deletes take its
+		// viewer, child unit and client.
+		a := h.directoryOf(t, "matrix-"+strings.ReplaceAll(name, "-", ""))
+		tok := callers(a)[name]
+		for _, rt := range routes(a) {
+			allowed := false
+			for _, who := range rt.allowed {
+				allowed = allowed || who == name
+			}
+			seq := h.lastSeq(t)
+			r := h.status(t, rt.method, rt.path, tok, rt.body)
+			foreign := strings.HasPrefix(name, "foreign") || name == "billing"
+			switch {
+			case allowed && r.Status >= 300 && !(rt.method == "DELETE" && r.Status == http.StatusNotFound):
+				t.Errorf("%s %s as %s: %d, want success: %s", rt.method, rt.path, name, r.Status, r.Body)
+			case !allowed && foreign && r.Status != http.StatusNotFound:
+				t.Errorf("%s %s as %s (another tenant): %d, want 404", rt.method, rt.path, name, r.Status)
+			case !allowed && !foreign && r.Status != http.StatusForbidden:
+				t.Errorf("%s %s as %s: %d, want 403", rt.method, rt.path, name, r.Status)
+			}
+			if !allowed && h.lastSeq(t) != seq {
+				t.Errorf("%s %s as %s: refused, yet something was appended", rt.method, rt.path, name)
+			}
+		}
+	}
+	// Tenant B's admin still sees their own tenant, untouched.
+	for _, rt := range routes(b)[:3] {
+		if r := h.status(t, rt.method, rt.path, callers(b)["foreign-admin"], rt.body); r.Status != http.StatusOK {
+			t.Errorf("%s %s as its own admin: %d", rt.method, rt.path, r.Status)
+		}
+	}
+}
