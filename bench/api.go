@@ -227,8 +227,63 @@ func benchAPI(ctx context.Context, o opts) ([]row, error) {
 		return err
 	})
 
-	return apiRows(raw.rate(), []namedResult{{"API POST /v1/tenants (create)", creates},
-		{"API POST /v1/customers (create, fiscal ids sealed and indexed)", customers}, {"API PATCH /v1/tenants/{id}", patches}}), nil
+	users, batches, err := benchUsers(ctx, o, call, ids)
+	if err != nil {
+		return nil, err
+	}
+	rows := apiRows(raw.rate(), []namedResult{{"API POST /v1/tenants (create)", creates},
+		{"API POST /v1/customers (create, fiscal ids sealed and indexed)", customers}, {"API PATCH /v1/tenants/{id}", patches},
+		{"API POST /v1/tenants/{id}/users (create, personal data sealed under its own key)", users}})
+	return append(rows, batchRow(raw.rate(), batches)), nil
+}
+
+// benchUsers creates users one POST at a time and then in batches of 500,
+// each client in a tenant of its own (tenants' directories are
+// independent; one tenant's commands take turns).
+func benchUsers(ctx context.Context, o opts, call func(int, string, string, string, []byte, string) (string, error), tenants []string) (result, result, error) {
+	single := closedLoop(ctx, o.clients, o.duration, func(w, i int) error {
+		body := fmt.Sprintf(`{"username":"single-%d","email":"single-%d@bench.test","first_name":"Bench","last_name":"User","roles":["tenant-viewer"]}`, i, i)
+		_, err := call(w, "POST", tenants[w]+"/users", "application/json", []byte(body), "")
+		return err
+	})
+	// An import sends its batches one after another; a few importers at
+	// once is a busy platform.
+	batch := closedLoop(ctx, min(o.clients, importers), o.duration, func(w, i int) error {
+		var b strings.Builder
+		b.WriteString(`{"users":[`)
+		for r := range batchRows {
+			if r > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `{"username":"batch-%d-%d","email":"batch-%d-%d@bench.test","first_name":"Bench","last_name":"User"}`, i, r, i, r)
+		}
+		b.WriteString(`]}`)
+		_, err := call(w, "POST", tenants[w]+"/users/batch", "application/json", []byte(b.String()), "")
+		return err
+	})
+	return single, batch, nil
+}
+
+// batchRows is how many users one batch call carries; importers how many
+// imports run at once.
+const (
+	batchRows = 500
+	importers = 4
+)
+
+// batchRow reports the batch route in users accepted per second (appended
+// to the log; Keycloak follows asynchronously).
+func batchRow(rawRate float64, r result) row {
+	rate := r.rate() * batchRows
+	ratio := rate / rawRate
+	return row{
+		name:     fmt.Sprintf("API POST /v1/tenants/{id}/users/batch (%d users a call, %d importers)", batchRows, importers),
+		value:    fmt.Sprintf("%.0f users/s, p50 %s, p99 %s a call, errors %d", rate, ms(r.pct(0.50)), ms(r.pct(0.99)), r.errors),
+		baseline: fmt.Sprintf("%.0f msg/s", rawRate),
+		ratio:    fmt.Sprintf("%.2f", ratio),
+		target:   ">= 0.1x",
+		verdict:  yes(ratio >= 0.1 && r.errors == 0),
+	}
 }
 
 // namedResult is one API measurement.

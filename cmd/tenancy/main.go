@@ -78,6 +78,9 @@ Usage:
   tenancy customers list|get|create|verify [--api URL] [--token T]
                                       customers and their KYC/KYB through the API
                                       ('tenancy customers help')
+  tenancy users list|import --tenant ID [--api URL] [--token T]
+                                      a tenant's users; import moves a directory in from
+                                      .csv or .jsonl in batches ('tenancy users help')
   tenancy probe URL                   exit 0 if URL answers 2xx (container health checks)
   tenancy help                        this text
 
@@ -111,6 +114,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runWebhooks(ctx, rest, getenv, stdout, stderr)
 	case "customers":
 		return runCustomers(ctx, rest, getenv, stdout, stderr)
+	case "users":
+		return runUsers(ctx, rest, getenv, stdout, stderr)
 	case "probe":
 		return runProbe(ctx, rest, stdout)
 	case "help", "-h", "--help":

@@ -23,6 +23,7 @@ import (
 
 	"github.com/tenancyhq/tenancy/internal/eventstore"
 	"github.com/tenancyhq/tenancy/internal/natsconn"
+	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
 
@@ -292,17 +293,36 @@ func (k *Keyring) Prefetch(ctx context.Context, tenantIDs []string) error {
 // with pipelined publishes, so that sealing them afterwards finds each key
 // cached instead of making it one round trip at a time. A scope that
 // already has a key (or a tombstone) is left as it is; sealing reads it.
+// A failure is the key store being unavailable: nothing was sealed yet,
+// and the caller may retry.
 func (k *Keyring) Prepare(ctx context.Context, scopes []string) error {
+	var todo []string
+	for _, scope := range scopes {
+		if !k.cache.Contains(scope) {
+			todo = append(todo, scope)
+		}
+	}
+	// A window bounds the publishes in flight, so that many batches at once
+	// stay below the connection's limit of outstanding async publishes.
+	const window = 256
+	for len(todo) > 0 {
+		n := min(len(todo), window)
+		if err := k.prepareWindow(ctx, todo[:n]); err != nil {
+			return fmt.Errorf("%w: keyring: creating personal data keys: %v", domain.ErrUnavailable, err)
+		}
+		todo = todo[n:]
+	}
+	return nil
+}
+
+func (k *Keyring) prepareWindow(ctx context.Context, scopes []string) error {
 	type pending struct {
 		scope string
 		dk    []byte
 		ack   jetstream.PubAckFuture
 	}
-	var sent []pending
+	sent := make([]pending, 0, len(scopes))
 	for _, scope := range scopes {
-		if k.cache.Contains(scope) {
-			continue
-		}
 		dk := make([]byte, 32)
 		if _, err := rand.Read(dk); err != nil {
 			return err
@@ -311,9 +331,9 @@ func (k *Keyring) Prepare(ctx context.Context, scopes []string) error {
 		if err != nil {
 			return err
 		}
-		f, err := k.js.PublishAsync(subjectPrefix+scope, wrapped, jetstream.WithExpectLastSequencePerSubject(0))
+		f, err := k.publishAsync(ctx, subjectPrefix+scope, wrapped)
 		if err != nil {
-			return fmt.Errorf("keyring: store key of %s: %w", scope, err)
+			return err
 		}
 		sent = append(sent, pending{scope: scope, dk: dk, ack: f})
 	}
@@ -325,7 +345,7 @@ func (k *Keyring) Prepare(ctx context.Context, scopes []string) error {
 			}
 		case err := <-p.ack.Err():
 			if !natsconn.HasCode(err, natsconn.CodeWrongLastSequence, natsconn.CodeWrongLastSequenceConstant) {
-				return fmt.Errorf("keyring: store key of %s: %w", p.scope, err)
+				return err
 			}
 			// Somebody made it first: sealing reads theirs.
 		case <-ctx.Done():
@@ -333,6 +353,23 @@ func (k *Keyring) Prepare(ctx context.Context, scopes []string) error {
 		}
 	}
 	return nil
+}
+
+// publishAsync publishes a new key asynchronously, waiting while the
+// connection has too many publishes outstanding (other batches' keys).
+func (k *Keyring) publishAsync(ctx context.Context, subject string, data []byte) (jetstream.PubAckFuture, error) {
+	for {
+		f, err := k.js.PublishAsync(subject, data, jetstream.WithExpectLastSequencePerSubject(0))
+		if !errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
+			return f, err
+		}
+		select {
+		case <-k.js.PublishAsyncComplete():
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // secretAAD binds a wrapped secret to its name and keeps it apart from

@@ -99,3 +99,40 @@ func TestWrapSecret(t *testing.T) {
 		t.Fatal("a secret opened under another master key")
 	}
 }
+
+// TestPrepareMakesKeysInOneGo: Prepare creates the keys of new scopes so
+// that another instance opens what this one sealed; it leaves existing keys
+// and destroyed ones as they are.
+func TestPrepareMakesKeysInOneGo(t *testing.T) {
+	ring, n, ctx, m := openRing(t)
+	before, err := ring.Seal("user-old", []byte("kept"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ring.Destroy(ctx, "user-gone"); err != nil {
+		t.Fatal(err)
+	}
+	scopes := []string{"user-old", "user-gone"}
+	for i := range 600 {
+		scopes = append(scopes, "user-new-"+strings.Repeat("x", i%3)+string(rune('a'+i%26))+time.Duration(i).String())
+	}
+	other, _ := keyring.Open(ctx, n.JS, m, 1)
+	if err := other.Prepare(ctx, scopes); err != nil {
+		t.Fatal(err)
+	}
+	if plain, err := ring.Open("user-old", before); err != nil || string(plain) != "kept" {
+		t.Fatalf("an existing key was replaced: %q %v", plain, err)
+	}
+	if _, err := other.Seal("user-gone", []byte("x")); !errors.Is(err, events.ErrErased) {
+		t.Fatalf("sealing for a destroyed key: %v, want erased", err)
+	}
+	for _, scope := range scopes[2:] {
+		sealed, err := other.Seal(scope, []byte("new"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if plain, err := ring.Open(scope, sealed); err != nil || string(plain) != "new" {
+			t.Fatalf("%s: %q %v", scope, plain, err)
+		}
+	}
+}
