@@ -331,19 +331,6 @@ func (s *Server) patchOrgUnit(c echo.Context) error {
 	return writeEntity(c, http.StatusOK, ViewOrgUnit(res.State, o), o.Version, res.Seq)
 }
 
-func (s *Server) deleteOrgUnit(c echo.Context) error {
-	v, err := ifMatch(c)
-	if err != nil {
-		return err
-	}
-	id := c.Param("ou")
-	res, err := s.directoryCommand(c, manageAccess, "", domain.DeleteOrgUnit{ID: id, IfVersion: v})
-	if err != nil {
-		return err
-	}
-	return writeEntity(c, http.StatusOK, DeletedView{ID: id, Deleted: true}, 0, res.Seq)
-}
-
 func (s *Server) ouMembers(c echo.Context) error {
 	if err := checkParams(c); err != nil {
 		return err

@@ -169,17 +169,21 @@ func (s *Server) userCommand(c echo.Context, cmd domain.DirectoryCommand, id str
 	return writeUser(c, http.StatusOK, u, res.Seq)
 }
 
-func (s *Server) deleteUser(c echo.Context) error {
-	v, err := ifMatch(c)
-	if err != nil {
-		return err
+// deleteEntity answers a DELETE of the entity named by path parameter
+// param with the command cmd makes of its id and If-Match version.
+func (s *Server) deleteEntity(param string, cmd func(id string, ifVersion int64) domain.DirectoryCommand) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		v, err := ifMatch(c)
+		if err != nil {
+			return err
+		}
+		id := c.Param(param)
+		res, err := s.directoryCommand(c, manageAccess, "", cmd(id, v))
+		if err != nil {
+			return err
+		}
+		return writeEntity(c, http.StatusOK, DeletedView{ID: id, Deleted: true}, 0, res.Seq)
 	}
-	id := c.Param("user")
-	res, err := s.directoryCommand(c, manageAccess, "", domain.DeleteUser{ID: id, IfVersion: v})
-	if err != nil {
-		return err
-	}
-	return writeEntity(c, http.StatusOK, DeletedView{ID: id, Deleted: true}, 0, res.Seq)
 }
 
 // DeletedView answers a delete.
