@@ -139,6 +139,30 @@ func (s *Directory) CreateUser(ctx context.Context, tenantID string, c domain.Cr
 	return u, res.Seq, nil
 }
 
+// Adopt records a user the provisioner made before the directory knew it
+// (the activation's administrator, the break-glass administrator): with
+// the id given, so that a retry adopts nothing twice, and the break-glass
+// mark, which no API sets. A user of that username already in the
+// directory is adopted as it is.
+func (s *Directory) Adopt(ctx context.Context, tenantID string, c domain.CreateUser, meta command.Meta) (domain.User, error) {
+	res, err := s.Do(ctx, tenantID, c, meta)
+	var ce *domain.ConflictError
+	if errors.As(err, &ce) && ce.Field == "username" && s.index != nil {
+		d, _, lerr := s.Load(ctx, tenantID)
+		if lerr != nil {
+			return domain.User{}, lerr
+		}
+		if u, ok := d.UserByUsernameIndex(s.index.BlindIndex("username", domain.NormaliseUsername(c.Username))); ok {
+			return u, nil
+		}
+	}
+	if err != nil {
+		return domain.User{}, err
+	}
+	u, _ := res.State.User(c.ID)
+	return u, nil
+}
+
 // ImportResult is what became of one imported row.
 type ImportResult struct {
 	Row     int

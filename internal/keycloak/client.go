@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -384,6 +385,21 @@ type OIDCClient struct {
 	WebOrigins                []string          `json:"webOrigins,omitempty"`
 	Attributes                map[string]string `json:"attributes,omitempty"`
 	ProtocolMappers           []ProtocolMapper  `json:"protocolMappers,omitempty"`
+	// Secret is a confidential client's secret; set on create or update
+	// it replaces the one Keycloak would generate.
+	Secret string `json:"secret,omitempty"`
+}
+
+// UpdateClient replaces a client with cl (send the whole representation,
+// with its id).
+func (c *Client) UpdateClient(ctx context.Context, realm string, cl OIDCClient) error {
+	return c.send(ctx, http.MethodPut, realmPath(realm, "clients", cl.ID), cl)
+}
+
+// DeleteClient deletes a client by its id; a missing one is an error
+// wrapping ErrNotFound.
+func (c *Client) DeleteClient(ctx context.Context, realm, id string) error {
+	return c.send(ctx, http.MethodDelete, realmPath(realm, "clients", id), nil)
 }
 
 // FindClient returns the realm's client with clientId, and whether it
@@ -452,6 +468,29 @@ type User struct {
 func (c *Client) FindUser(ctx context.Context, realm, username string) (User, bool, error) {
 	return findOne(ctx, c, realmPath(realm, "users")+"?exact=true&username="+url.QueryEscape(username),
 		func(u User) bool { return strings.EqualFold(u.Username, username) })
+}
+
+// FindUserByAttribute returns the user whose attribute key has exactly
+// value (Keycloak's q search), and whether there is one. The attribute
+// must be declared in the realm's user profile to be stored at all.
+func (c *Client) FindUserByAttribute(ctx context.Context, realm, key, value string) (User, bool, error) {
+	return findOne(ctx, c, realmPath(realm, "users")+"?briefRepresentation=false&exact=true&q="+url.QueryEscape(key+":"+value),
+		func(u User) bool { return slices.Contains(u.Attributes[key], value) })
+}
+
+// LogoutUser ends every session of a user.
+func (c *Client) LogoutUser(ctx context.Context, realm, userID string) error {
+	return c.send(ctx, http.MethodPost, realmPath(realm, "users", userID, "logout"), nil)
+}
+
+// RealmRolesOf returns the realm roles mapped to a user.
+func (c *Client) RealmRolesOf(ctx context.Context, realm, userID string) ([]Role, error) {
+	return get[[]Role](ctx, c, realmPath(realm, "users", userID, "role-mappings", "realm"))
+}
+
+// RemoveRealmRoles unmaps realm roles from a user.
+func (c *Client) RemoveRealmRoles(ctx context.Context, realm, userID string, roles []Role) error {
+	return c.send(ctx, http.MethodDelete, realmPath(realm, "users", userID, "role-mappings", "realm"), roles)
 }
 
 // CreateUser creates a user and returns its id.

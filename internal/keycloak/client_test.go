@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -359,5 +360,73 @@ func TestUserProfile(t *testing.T) {
 	}
 	if stored, _ := kf.UserProfile("r1"); len(stored.Attributes) != 5 || stored.UnmanagedAttributePolicy != "" {
 		t.Fatalf("stored profile: %+v", stored)
+	}
+}
+
+// TestDirectoryCalls covers what the realm sync uses: attribute search,
+// ending a user's sessions, unmapping roles, and confidential clients
+// whose secret is set, replaced and deleted.
+func TestDirectoryCalls(t *testing.T) {
+	kf, c, _ := setup(t)
+	ctx := context.Background()
+	if err := c.CreateRealm(ctx, keycloak.Realm{Realm: "dir", Enabled: keycloak.Bool(true)}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.GetUserProfile(ctx, "dir")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.UnmanagedAttributePolicy = keycloak.UnmanagedAdminEdit
+	if _, err := c.UpdateUserProfile(ctx, "dir", p); err != nil {
+		t.Fatal(err)
+	}
+	id, err := c.CreateUser(ctx, "dir", keycloak.User{Username: "asha", Enabled: true, Attributes: map[string][]string{"tenancy.user_id": {"u-1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateUser(ctx, "dir", keycloak.User{Username: "ravi", Enabled: true, Attributes: map[string][]string{"tenancy.user_id": {"u-2"}}}); err != nil {
+		t.Fatal(err)
+	}
+	u, found, err := c.FindUserByAttribute(ctx, "dir", "tenancy.user_id", "u-1")
+	if err != nil || !found || u.ID != id {
+		t.Fatalf("find by attribute: %+v %v %v", u, found, err)
+	}
+	if _, found, _ := c.FindUserByAttribute(ctx, "dir", "tenancy.user_id", "u-9"); found {
+		t.Fatal("found a user by an attribute value nobody has")
+	}
+	if err := c.LogoutUser(ctx, "dir", id); err != nil || kf.UserLogouts("dir", id) != 1 {
+		t.Fatalf("logout: %v, %d", err, kf.UserLogouts("dir", id))
+	}
+	if err := c.CreateRole(ctx, "dir", keycloak.Role{Name: "tenant-admin"}); err != nil {
+		t.Fatal(err)
+	}
+	role, _ := c.GetRole(ctx, "dir", "tenant-admin")
+	if err := c.AddRealmRoles(ctx, "dir", id, []keycloak.Role{role}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.RemoveRealmRoles(ctx, "dir", id, []keycloak.Role{role}); err != nil {
+		t.Fatal(err)
+	}
+	if roles, _ := c.RealmRolesOf(ctx, "dir", id); slices.ContainsFunc(roles, func(r keycloak.Role) bool { return r.Name == "tenant-admin" }) {
+		t.Fatalf("role still mapped: %+v", roles)
+	}
+	no, yes := false, true
+	cid, err := c.CreateClient(ctx, "dir", keycloak.OIDCClient{ClientID: "bot", PublicClient: &no, ServiceAccountsEnabled: &yes, Secret: "s1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, _, _ := c.FindClient(ctx, "dir", "bot")
+	cl.Secret = "s2"
+	if err := c.UpdateClient(ctx, "dir", cl); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, _ := c.FindClient(ctx, "dir", "bot"); got.Secret != "s2" || got.ID != cid {
+		t.Fatalf("client after update: %+v", got)
+	}
+	if err := c.DeleteClient(ctx, "dir", cid); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.DeleteClient(ctx, "dir", cid); !errors.Is(err, keycloak.ErrNotFound) {
+		t.Fatalf("deleting twice: %v", err)
 	}
 }

@@ -91,7 +91,7 @@ func TestSharedActivationMakesAnOrganization(t *testing.T) {
 	if p := st.Realm; p == nil || p.Mode != domain.RealmShared || p.Realm != sharedRealm || p.Organization != "acme" {
 		t.Fatalf("placement: %+v", st.Realm)
 	}
-	want := []string{saga.StepPolicy, saga.StepOrganization, saga.StepOrgAdmin, saga.StepBillingAccount}
+	want := []string{saga.StepPolicy, saga.StepOrganization, saga.StepOrgAdmin, saga.StepDirectory, saga.StepBillingAccount}
 	if got := stepNames(st); !slices.Equal(got, want) {
 		t.Fatalf("steps %v, want %v", got, want)
 	}
@@ -278,8 +278,8 @@ func TestPlanByPlacement(t *testing.T) {
 		saga        string
 		own, shared []string
 	}{
-		{domain.SagaActivate, []string{"policy", "realm", "client", "roles", "admin", "break_glass_admin", "billing_account"},
-			[]string{"policy", "organization", "org_admin", "billing_account"}},
+		{domain.SagaActivate, []string{"policy", "realm", "client", "roles", "admin", "break_glass_admin", "directory", "billing_account"},
+			[]string{"policy", "organization", "org_admin", "directory", "billing_account"}},
 		{domain.SagaSuspend, []string{"realm_disable", "billing_pause"}, []string{"organization_disable", "billing_pause"}},
 		{domain.SagaResume, []string{"realm_enable", "billing_resume"}, []string{"organization_enable", "billing_resume"}},
 		{domain.SagaArchive, []string{"realm_disable", "billing_close"}, []string{"organization_disable", "billing_close"}},

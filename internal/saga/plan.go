@@ -7,6 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/google/uuid"
+	"github.com/tenancyhq/tenancy/internal/app"
+	"github.com/tenancyhq/tenancy/internal/command"
 	"net"
 	"net/url"
 	"slices"
@@ -15,17 +18,21 @@ import (
 
 	"github.com/tenancyhq/tenancy/internal/billing"
 	"github.com/tenancyhq/tenancy/internal/keycloak"
+	"github.com/tenancyhq/tenancy/internal/realmsync"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 )
 
 // Step names.
 const (
-	StepPolicy          = "policy"
-	StepRealm           = "realm"
-	StepClient          = "client"
-	StepRoles           = "roles"
-	StepAdmin           = "admin"
-	StepBreakGlass      = "break_glass_admin"
+	StepPolicy     = "policy"
+	StepRealm      = "realm"
+	StepClient     = "client"
+	StepRoles      = "roles"
+	StepAdmin      = "admin"
+	StepBreakGlass = "break_glass_admin"
+	// StepDirectory takes the administrators into the tenant's directory and
+	// syncs the directory's users and clients into the realm.
+	StepDirectory       = "directory"
 	StepBillingAccount  = "billing_account"
 	StepRealmDisable    = "realm_disable"
 	StepRealmEnable     = "realm_enable"
@@ -57,9 +64,9 @@ const (
 	// BreakGlassUsername is the emergency administrator.
 	BreakGlassUsername = "break-glass"
 	// AttrTenantID marks a realm (and its users) as this tenant's.
-	AttrTenantID = "tenancy.tenant_id"
+	AttrTenantID = realmsync.AttrTenantID
 	// AttrBreakGlass marks the break-glass administrator.
-	AttrBreakGlass = "tenancy.break_glass"
+	AttrBreakGlass = realmsync.AttrBreakGlass
 )
 
 // userAttributes are the declarations, for a realm's user profile, of
@@ -77,6 +84,8 @@ func userAttributes() []keycloak.ProfileAttribute {
 	return []keycloak.ProfileAttribute{
 		{Name: AttrTenantID, DisplayName: "Tenancy tenant", Multivalued: true, Permissions: adminOnly()},
 		{Name: AttrBreakGlass, DisplayName: "Tenancy break-glass administrator", Permissions: adminOnly()},
+		{Name: realmsync.AttrUserID, DisplayName: "Tenancy user", Permissions: adminOnly()},
+		{Name: realmsync.AttrMemberships, DisplayName: "Tenancy org-unit memberships", Permissions: adminOnly()},
 	}
 }
 
@@ -114,6 +123,12 @@ func (in Integrations) declareAttributes(ctx context.Context, realm string) ([]s
 			continue
 		}
 		changed = append(changed, want.Name)
+	}
+	if p.UnmanagedAttributePolicy == "" {
+		// Tenants' own user attributes are not known in advance: let the
+		// Admin API (Tenancy) write and read them, and users neither.
+		p.UnmanagedAttributePolicy = keycloak.UnmanagedAdminEdit
+		changed = append(changed, "unmanagedAttributePolicy")
 	}
 	if len(changed) == 0 {
 		return nil, nil
@@ -187,10 +202,12 @@ func (in Integrations) markUser(ctx context.Context, realm string, u keycloak.Us
 }
 
 // RealmRoles are created in every tenant realm.
+// They carry the tenant-wide roles of the tenant's users; org-unit roles
+// are memberships (a token claim), never realm roles, so an org unit's
+// admin is never an admin everywhere.
 var RealmRoles = []keycloak.Role{
-	{Name: "admin", Description: "Administers the tenant"},
-	{Name: "default", Description: "A member of the tenant"},
-	{Name: "auditor", Description: "Reads the tenant's audit trail"},
+	{Name: domain.UserRoleTenantAdmin, Description: "Administers the tenant: its users, clients, org units and memberships"},
+	{Name: domain.UserRoleTenantViewer, Description: "Reads all of the tenant"},
 }
 
 // KeyDestroyer erases a tenant's personal-data key.
@@ -208,6 +225,11 @@ type Integrations struct {
 	Billing   *billing.Client
 	Keys      KeyDestroyer
 	Catalog   *domain.Catalog
+	// Directory, when set, takes the activation's administrators into the
+	// tenant's directory; ClientSecrets lets the realm sync give clients
+	// their secrets.
+	Directory     *app.Directory
+	ClientSecrets realmsync.Secrets
 }
 
 const (
@@ -232,7 +254,7 @@ func NewPlan(in Integrations) Plan {
 			return []Step{in.policy(), own(in.identity(StepRealm, in.ensureRealm)), own(in.identity(StepClient, in.ensureClient)),
 				own(in.identity(StepRoles, in.ensureRoles)), own(in.identity(StepAdmin, in.ensureAdmin)), own(in.identity(StepBreakGlass, in.ensureBreakGlass)),
 				org(in.identity(StepOrganization, in.ensureOrganization)), org(in.identity(StepOrgAdmin, in.ensureOrgAdmin)),
-				in.money(StepBillingAccount, in.ensureAccount)}
+				in.directoryStep(), in.money(StepBillingAccount, in.ensureAccount)}
 		case domain.SagaSuspend:
 			return []Step{own(in.identity(StepRealmDisable, in.realmEnabled(false))), org(in.identity(StepOrgDisable, in.orgEnabled(false))),
 				in.money(StepBillingPause, in.accountStatus("paused"))}
@@ -473,9 +495,14 @@ func (in Integrations) Mappers(t domain.Tenant) []keycloak.ProtocolMapper {
 			Config: map[string]string{"claim.name": name, "claim.value": value, "jsonType.label": typ, "access.token.claim": "true",
 				"id.token.claim": "true", "userinfo.token.claim": "true", "introspection.token.claim": "true"}}
 	}
+	// memberships comes from the user: the attribute the realm sync keeps
+	// holds the user's org units and roles there as JSON.
+	memberships := keycloak.ProtocolMapper{Name: "tenancy-memberships", Protocol: "openid-connect", ProtocolMapper: "oidc-usermodel-attribute-mapper",
+		Config: map[string]string{"user.attribute": realmsync.AttrMemberships, "claim.name": "memberships", "jsonType.label": "JSON",
+			"access.token.claim": "true", "id.token.claim": "true", "userinfo.token.claim": "true", "introspection.token.claim": "true"}}
 	return []keycloak.ProtocolMapper{
 		claim("tenant_id", t.ID, "String"), claim("tenant_slug", t.Slug, "String"),
-		claim("plan", t.Plan, "String"), claim("features", string(featJSON), "JSON"),
+		claim("plan", t.Plan, "String"), claim("features", string(featJSON), "JSON"), memberships,
 	}
 }
 
@@ -596,7 +623,7 @@ func (in Integrations) ensureUser(ctx context.Context, t domain.Tenant, u keyclo
 	if _, err := in.markUser(ctx, t.Slug, existing, u.Attributes); err != nil {
 		return existing, created, err
 	}
-	admin, err := in.Keycloak.GetRole(ctx, t.Slug, "admin")
+	admin, err := in.Keycloak.GetRole(ctx, t.Slug, domain.UserRoleTenantAdmin)
 	if err != nil {
 		return existing, created, err
 	}
@@ -615,6 +642,16 @@ func adminUser(t domain.Tenant) keycloak.User {
 		Username: strings.ToLower(a.Email), Email: a.Email, FirstName: first, LastName: last, Enabled: true,
 		RequiredActions: adminActions, Attributes: map[string][]string{AttrTenantID: {t.ID}},
 	}
+}
+
+// ownAdminUser is the administrator of a tenant in a realm of its own,
+// marked as the directory will have it once the directory step adopts it,
+// so that the realm sync finds it done.
+func ownAdminUser(t domain.Tenant) keycloak.User {
+	a := adminUser(t)
+	a.Attributes[realmsync.AttrUserID] = []string{AdoptedUserID(t, "admin")}
+	a.Attributes[realmsync.AttrMemberships] = []string{"[]"}
+	return a
 }
 
 // noAdmin is the outcome of an administrator step with no administrator
@@ -645,7 +682,7 @@ func (in Integrations) ensureAdmin(ctx context.Context, t domain.Tenant) (Outcom
 	if out, none := noAdmin(t); none {
 		return out, nil
 	}
-	u, created, err := in.ensureUser(ctx, t, adminUser(t))
+	u, created, err := in.ensureUser(ctx, t, ownAdminUser(t))
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -659,7 +696,8 @@ func (in Integrations) ensureAdmin(ctx context.Context, t domain.Tenant) (Outcom
 // breakGlassMarks are the attributes of the tenant's break-glass
 // administrator.
 func breakGlassMarks(t domain.Tenant) map[string][]string {
-	return map[string][]string{AttrTenantID: {t.ID}, AttrBreakGlass: {"true"}}
+	return map[string][]string{AttrTenantID: {t.ID}, AttrBreakGlass: {"true"}, realmsync.AttrUserID: {AdoptedUserID(t, "break-glass")},
+		realmsync.AttrMemberships: {"[]"}}
 }
 
 func (in Integrations) ensureBreakGlass(ctx context.Context, t domain.Tenant) (Outcome, error) {
@@ -792,4 +830,68 @@ func (in Integrations) erase() Step {
 		}
 		return Outcome{Detail: "personal data key destroyed"}, nil
 	}}
+}
+
+// directoryStep adopts the activation's administrator and the break-glass
+// administrator as users of the tenant's directory, then converges the
+// realm to the directory (users and clients made while the tenant was a
+// draft, and the two administrators' Tenancy marks).
+func (in Integrations) directoryStep() Step {
+	return Step{Name: StepDirectory, Run: func(ctx context.Context, t domain.Tenant) (Outcome, error) {
+		if in.Directory == nil {
+			return Outcome{Skipped: true, Detail: "no directory configured"}, nil
+		}
+		adopted, err := in.adopt(ctx, t)
+		if err != nil {
+			return Outcome{}, err
+		}
+		detail := "directory users: " + strings.Join(adopted, ", ")
+		switch {
+		case in.Keycloak == nil:
+			return Outcome{Detail: detail + "; realm sync skipped: " + noIdentity}, nil
+		case inSharedRealm(t):
+			return Outcome{Detail: detail + "; realm sync skipped: users of tenants in the shared realm are not synced yet"}, nil
+		}
+		d, _, err := in.Directory.Load(ctx, t.ID)
+		if err != nil {
+			return Outcome{}, err
+		}
+		sync := realmsync.Syncer{Keycloak: in.Keycloak, Secrets: in.ClientSecrets}
+		changes, err := sync.SyncAll(ctx, t.Slug, d)
+		if err != nil {
+			return Outcome{}, classify("Keycloak", err)
+		}
+		return Outcome{Detail: fmt.Sprintf("%s; synced %d users and clients into the realm", detail, len(changes))}, nil
+	}}
+}
+
+// AdoptedUserID is the directory id of an administrator the provisioner
+// made (who: "admin" or "break-glass"): derived from the tenant, so that a
+// retried step adopts it once.
+func AdoptedUserID(t domain.Tenant, who string) string {
+	return uuid.NewSHA1(uuid.MustParse(t.ID), []byte(who)).String()
+}
+
+func (in Integrations) adopt(ctx context.Context, t domain.Tenant) ([]string, error) {
+	meta := command.Meta{Actor: Actor, CorrelationID: app.NewID()}
+	var out []string
+	if a := t.Activation; a != nil && a.Admin != nil {
+		first, last, _ := strings.Cut(a.Admin.Name, " ")
+		u, err := in.Directory.Adopt(ctx, t.ID, domain.CreateUser{ID: AdoptedUserID(t, "admin"), Username: a.Admin.Email, Email: a.Admin.Email,
+			FirstName: first, LastName: last, Roles: []string{domain.UserRoleTenantAdmin}, RequiredActions: adminActions}, meta)
+		if err != nil {
+			return out, fmt.Errorf("adopting the administrator: %w", err)
+		}
+		out = append(out, "administrator "+u.ID)
+	}
+	if !inSharedRealm(t) {
+		u, err := in.Directory.Adopt(ctx, t.ID, domain.CreateUser{ID: AdoptedUserID(t, "break-glass"), Username: BreakGlassUsername,
+			FirstName: "Break", LastName: "Glass", Roles: []string{domain.UserRoleTenantAdmin}, BreakGlass: true,
+			RequiredActions: []string{"UPDATE_PASSWORD"}}, meta)
+		if err != nil {
+			return out, fmt.Errorf("adopting the break-glass administrator: %w", err)
+		}
+		out = append(out, "break-glass "+u.ID)
+	}
+	return out, nil
 }

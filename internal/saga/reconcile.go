@@ -231,6 +231,9 @@ func markedUsers(t domain.Tenant) []marked {
 	var out []marked
 	if _, none := noAdmin(t); !none {
 		a := adminUser(t)
+		if !inSharedRealm(t) {
+			a = ownAdminUser(t)
+		}
 		out = append(out, marked{who: "administrator", username: a.Username, want: a.Attributes})
 	}
 	if !inSharedRealm(t) {

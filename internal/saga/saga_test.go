@@ -52,7 +52,7 @@ func setup(t *testing.T, billOpts billingfake.Options) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := saga.Integrations{Keycloak: kc, Billing: bc, Keys: core.Keyring, Catalog: cat}
+	in := saga.Integrations{Keycloak: kc, Billing: bc, Keys: core.Keyring, Catalog: cat, Directory: core.Directory, ClientSecrets: core.ClientSecrets}
 	return &env{core: core, kc: kf, bill: bf, in: in}
 }
 
@@ -131,7 +131,7 @@ func (e *env) activate(t *testing.T, slug string) (string, domain.Tenant) {
 // which circumstances, for the failure message.
 func (e *env) checkCreatedOnce(t *testing.T, when string) {
 	t.Helper()
-	for kind, want := range map[string]int{"realm": 1, "client": 1, "role": 3, "user": 2} {
+	for kind, want := range map[string]int{"realm": 1, "client": 1, "role": 2, "user": 2} {
 		if got := e.kc.Creates(kind); got != want {
 			t.Errorf("%d %s creates %s, want %d", got, kind, when, want)
 		}
@@ -175,7 +175,7 @@ func (e *env) checkProvisioned(t *testing.T, st domain.Tenant) {
 	for _, r := range e.kc.Roles(st.Slug) {
 		roles = append(roles, r.Name)
 	}
-	for _, want := range []string{"admin", "default", "auditor"} {
+	for _, want := range []string{"tenant-admin", "tenant-viewer"} {
 		if !slices.Contains(roles, want) {
 			t.Fatalf("roles %v lack %s", roles, want)
 		}
@@ -185,7 +185,7 @@ func (e *env) checkProvisioned(t *testing.T, st domain.Tenant) {
 		t.Fatalf("users: %+v", users)
 	}
 	for _, u := range users {
-		if got := e.kc.UserRoles(st.Slug, u.ID); !slices.Contains(got, "admin") {
+		if got := e.kc.UserRoles(st.Slug, u.ID); !slices.Contains(got, "tenant-admin") {
 			t.Fatalf("user %s has roles %v", u.Username, got)
 		}
 		switch u.Username {
@@ -221,7 +221,7 @@ func TestActivationProvisionsEverythingOnce(t *testing.T) {
 		}
 		names = append(names, s.Name)
 	}
-	want := []string{saga.StepPolicy, saga.StepRealm, saga.StepClient, saga.StepRoles, saga.StepAdmin, saga.StepBreakGlass, saga.StepBillingAccount}
+	want := []string{saga.StepPolicy, saga.StepRealm, saga.StepClient, saga.StepRoles, saga.StepAdmin, saga.StepBreakGlass, saga.StepDirectory, saga.StepBillingAccount}
 	if !slices.Equal(names, want) {
 		t.Fatalf("steps %v, want %v", names, want)
 	}
@@ -435,6 +435,14 @@ func TestUnconfiguredIntegrationsAreSkippedWithReason(t *testing.T) {
 	_, st := e.activate(t, "bare")
 	for _, s := range st.Provisioning.Steps {
 		if s.Name == saga.StepPolicy {
+			continue
+		}
+		if s.Name == saga.StepDirectory {
+			// The directory is the log's own: the administrators are adopted,
+			// the realm sync is what is skipped.
+			if s.Outcome != events.StepCompleted || !strings.Contains(s.Detail, "realm sync skipped: no identity provider") {
+				t.Fatalf("step %s: %s %q", s.Name, s.Outcome, s.Detail)
+			}
 			continue
 		}
 		if s.Outcome != events.StepSkipped || !strings.Contains(s.Detail, "not") && !strings.Contains(s.Detail, "unset") {

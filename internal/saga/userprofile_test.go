@@ -3,6 +3,7 @@ package saga_test
 import (
 	"context"
 	"errors"
+	"github.com/tenancyhq/tenancy/internal/realmsync"
 	"net/http"
 	"slices"
 	"strings"
@@ -20,7 +21,7 @@ import (
 
 // multivalued maps each attribute Tenancy writes on users to whether it
 // is declared multivalued; all are declared for administrators only.
-var multivalued = map[string]bool{saga.AttrTenantID: true, saga.AttrBreakGlass: false}
+var multivalued = map[string]bool{saga.AttrTenantID: true, saga.AttrBreakGlass: false, realmsync.AttrUserID: false, realmsync.AttrMemberships: false}
 
 // checkDeclared asserts that the realm's user profile declares every
 // attribute Tenancy writes, for administrators only, and still declares
@@ -40,7 +41,7 @@ func (e *env) checkDeclared(t *testing.T, realm string) {
 			t.Errorf("realm %s declares %s as %+v (permissions %+v)", realm, a.Name, a, a.Permissions)
 		}
 	}
-	for _, want := range []string{"username", "email", "firstName", "lastName", saga.AttrTenantID, saga.AttrBreakGlass} {
+	for _, want := range []string{"username", "email", "firstName", "lastName", saga.AttrTenantID, saga.AttrBreakGlass, realmsync.AttrUserID, realmsync.AttrMemberships} {
 		if !slices.Contains(names, want) {
 			t.Errorf("realm %s's user profile lacks %s: %v", realm, want, names)
 		}
@@ -69,8 +70,10 @@ func (e *env) checkMarked(t *testing.T, realm, username string, want map[string]
 func (e *env) checkMarks(t *testing.T, st domain.Tenant) {
 	t.Helper()
 	e.checkDeclared(t, st.Slug)
-	e.checkMarked(t, st.Slug, "tech@"+st.Slug+".test", map[string][]string{saga.AttrTenantID: {st.ID}})
-	e.checkMarked(t, st.Slug, saga.BreakGlassUsername, map[string][]string{saga.AttrTenantID: {st.ID}, saga.AttrBreakGlass: {"true"}})
+	e.checkMarked(t, st.Slug, "tech@"+st.Slug+".test", map[string][]string{saga.AttrTenantID: {st.ID},
+		realmsync.AttrUserID: {saga.AdoptedUserID(st, "admin")}, realmsync.AttrMemberships: {"[]"}})
+	e.checkMarked(t, st.Slug, saga.BreakGlassUsername, map[string][]string{saga.AttrTenantID: {st.ID}, saga.AttrBreakGlass: {"true"},
+		realmsync.AttrUserID: {saga.AdoptedUserID(st, "break-glass")}, realmsync.AttrMemberships: {"[]"}})
 }
 
 // undeclare removes Tenancy's declarations from the realm's user profile
@@ -83,6 +86,8 @@ func (e *env) undeclare(t *testing.T, realm string) {
 		t.Fatalf("no realm %s", realm)
 	}
 	p.Attributes = slices.DeleteFunc(p.Attributes, func(a keycloakfake.ProfileAttribute) bool { _, ours := multivalued[a.Name]; return ours })
+	// As Keycloak's default profile: no unmanaged attribute policy either.
+	p.UnmanagedAttributePolicy = ""
 	e.kc.SetUserProfile(realm, p)
 }
 
@@ -143,7 +148,7 @@ func TestActivationDeclaresBeforeWriting(t *testing.T) {
 	if profile, users := w.counts(); profile != 1 || users != 0 {
 		t.Fatalf("%d user profile updates and %d user updates; want the profile declared once, before the users were created", profile, users)
 	}
-	if s, _ := st.Provisioning.Step(saga.StepRealm); !strings.Contains(s.Detail, "declared tenancy.tenant_id, tenancy.break_glass in its user profile") {
+	if s, _ := st.Provisioning.Step(saga.StepRealm); !strings.Contains(s.Detail, "declared tenancy.tenant_id, tenancy.break_glass, tenancy.user_id, tenancy.memberships, unmanagedAttributePolicy in its user profile") {
 		t.Fatalf("realm step detail %q", s.Detail)
 	}
 
@@ -206,7 +211,7 @@ func TestLostMarksArePermanentFailures(t *testing.T) {
 	}
 	_, err := admin.Run(context.Background(), st)
 	var perm *saga.PermanentError
-	if !errors.As(err, &perm) || !strings.Contains(perm.Reason, "did not keep the attributes tenancy.tenant_id") || strings.Contains(perm.Reason, "tech@") {
+	if !errors.As(err, &perm) || !strings.Contains(perm.Reason, "did not keep the attributes tenancy.memberships, tenancy.tenant_id, tenancy.user_id") || strings.Contains(perm.Reason, "tech@") {
 		t.Fatalf("admin step with the marks dropped: %v", err)
 	}
 }
@@ -272,7 +277,7 @@ func TestSharedRealmDeclarations(t *testing.T) {
 	customer := e.sharedCustomer(t)
 	e.undeclare(t, sharedRealm)
 	id, st := e.activateShared(t, "acme", customer, "Tech@Acme.test")
-	if s, _ := st.Provisioning.Step(saga.StepOrganization); !strings.Contains(s.Detail, "declared tenancy.tenant_id, tenancy.break_glass in the user profile of realm shared") {
+	if s, _ := st.Provisioning.Step(saga.StepOrganization); !strings.Contains(s.Detail, "declared tenancy.tenant_id, tenancy.break_glass, tenancy.user_id, tenancy.memberships, unmanagedAttributePolicy in the user profile of realm shared") {
 		t.Fatalf("organization step detail %q", s.Detail)
 	}
 	e.checkDeclared(t, sharedRealm)

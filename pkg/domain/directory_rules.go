@@ -218,7 +218,7 @@ func decideClient(d Directory, cmd DirectoryCommand) ([]events.Payload, error) {
 		if err := checkEntityVersion("client", c.IfVersion, cl.Version); err != nil {
 			return nil, err
 		}
-		return []events.Payload{&events.ClientDeleted{ID: cl.ID}}, nil
+		return []events.Payload{&events.ClientDeleted{ID: cl.ID, ClientID: cl.ClientID}}, nil
 	}
 	return nil, nil
 }

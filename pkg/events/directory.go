@@ -218,9 +218,11 @@ func (p *ClientSecretRotated) Summary() string {
 	return fmt.Sprintf("rotated the secret of client %s (version %d)", p.ID, p.SecretVersion)
 }
 
-// ClientDeleted records that a client is gone.
+// ClientDeleted records that a client is gone; ClientID is the client_id
+// it had, by which the identity provider knows it.
 type ClientDeleted struct {
-	ID string `json:"id"`
+	ID       string `json:"id"`
+	ClientID string `json:"client_id"`
 }
 
 // EventType implements Payload.

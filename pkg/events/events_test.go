@@ -101,7 +101,7 @@ var samples = map[string]Payload{
 	TypeClientCreated:       &ClientCreated{ID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b51", ClientID: "billing-sync", Name: "Billing sync", Roles: []string{"tenant-viewer"}, Enabled: true, SecretVersion: 1},
 	TypeClientUpdated:       &ClientUpdated{ID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b51", Changed: []string{"enabled", "name"}, Name: ptr("Billing"), Enabled: new(false)},
 	TypeClientSecretRotated: &ClientSecretRotated{ID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b51", SecretVersion: 2},
-	TypeClientDeleted:       &ClientDeleted{ID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b51"},
+	TypeClientDeleted:       &ClientDeleted{ID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b51", ClientID: "billing-sync"},
 	TypeOrgUnitCreated:      &OrgUnitCreated{ID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b52", Name: "North", Description: "northern sales", ParentID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b53"},
 	TypeOrgUnitUpdated:      &OrgUnitUpdated{ID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b52", Changed: []string{"name", "parent_id"}, Name: ptr("North-East"), ParentID: ptr("")},
 	TypeOrgUnitDeleted:      &OrgUnitDeleted{ID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b52"},

@@ -78,6 +78,9 @@ func (s *Server) createClient(q *request, rs *realmState) response {
 		c.ID = newUUID()
 	}
 	p.apply(c)
+	if c.Secret == "" && !c.PublicClient {
+		c.Secret = newUUID()
+	}
 	seen := map[string]bool{}
 	for _, m := range p.ProtocolMappers {
 		if seen[m.Name] {

@@ -113,6 +113,8 @@ type userState struct {
 	temporary    bool
 	hasPassword  bool
 	actionEmails [][]string
+	// logouts counts POST .../users/{id}/logout.
+	logouts int
 }
 
 // New starts a fake on a loopback port with realm "master" present and
@@ -246,6 +248,17 @@ func (s *Server) ActionEmails(realm, userID string) [][]string {
 		out[i] = cloneSlice(a)
 	}
 	return out
+}
+
+// UserLogouts returns how many times the user's sessions were ended
+// (POST .../users/{id}/logout); -1 when there is no such user.
+func (s *Server) UserLogouts(realm, userID string) int {
+	return inspectRealm(s, realm, func(rs *realmState) int {
+		if u, ok := rs.users[userID]; ok {
+			return u.logouts
+		}
+		return -1
+	})
 }
 
 // LogoutAlls returns how many times logout-all succeeded on the realm.

@@ -59,6 +59,9 @@ type Client struct {
 	DirectAccessGrantsEnabled bool `json:"directAccessGrantsEnabled"`
 	// ServiceAccountsEnabled allows the client_credentials grant.
 	ServiceAccountsEnabled bool `json:"serviceAccountsEnabled"`
+	// Secret is a confidential client's secret: generated on create unless
+	// given, shown to administrators, ignored for public clients.
+	Secret string `json:"secret,omitempty"`
 	// RedirectURIs are the allowed redirect URIs; "*" suffixes are wildcards.
 	RedirectURIs []string `json:"redirectUris"`
 	// WebOrigins are the allowed CORS origins.
@@ -359,6 +362,7 @@ type clientPatch struct {
 	WebOrigins                *[]string         `json:"webOrigins"`
 	Attributes                map[string]string `json:"attributes"`
 	ProtocolMappers           []ProtocolMapper  `json:"protocolMappers"`
+	Secret                    *string           `json:"secret"`
 }
 
 // apply writes every present field except clientId and the protocol mappers,
@@ -372,6 +376,7 @@ func (p clientPatch) apply(c *Client) {
 	setIf(&c.StandardFlowEnabled, p.StandardFlowEnabled)
 	setIf(&c.DirectAccessGrantsEnabled, p.DirectAccessGrantsEnabled)
 	setIf(&c.ServiceAccountsEnabled, p.ServiceAccountsEnabled)
+	setIf(&c.Secret, p.Secret)
 	if p.RedirectURIs != nil {
 		c.RedirectURIs = cloneSlice(*p.RedirectURIs)
 	}

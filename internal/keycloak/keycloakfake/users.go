@@ -85,6 +85,12 @@ func (s *Server) routeUsers(q *request, rs *realmState, rest []string) response 
 			return mapRoles(q, rs, u, false)
 		}
 		return methodNotAllowed(http.MethodGet, http.MethodPost, http.MethodDelete)
+	case len(rest) == 2 && rest[1] == "logout":
+		if q.method != http.MethodPost {
+			return methodNotAllowed(http.MethodPost)
+		}
+		u.logouts++
+		return noContent()
 	case len(rest) == 2 && rest[1] == "reset-password":
 		if q.method != http.MethodPut {
 			return methodNotAllowed(http.MethodPut)
@@ -144,6 +150,9 @@ func userFilter(v url.Values) func(User) bool {
 			})
 		}
 	}
+	if v.Has("q") {
+		checks = append(checks, attributeMatcher(v.Get("q")))
+	}
 	for _, b := range []struct {
 		param string
 		get   func(User) bool
@@ -159,6 +168,26 @@ func userFilter(v url.Values) func(User) bool {
 	return func(u User) bool {
 		for _, c := range checks {
 			if !c(u) {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// attributeMatcher implements q, Keycloak's custom attribute search:
+// "key1:value1 key2:value2", every pair matching one of the attribute's
+// values exactly.
+func attributeMatcher(q string) func(User) bool {
+	type pair struct{ key, value string }
+	var pairs []pair
+	for _, f := range strings.Fields(q) {
+		k, v, _ := strings.Cut(f, ":")
+		pairs = append(pairs, pair{k, v})
+	}
+	return func(u User) bool {
+		for _, p := range pairs {
+			if !slices.Contains(u.Attributes[p.key], p.value) {
 				return false
 			}
 		}

@@ -58,8 +58,10 @@ type Core struct {
 	Customers *app.Customers
 	// Directory manages what is inside each tenant: users, clients, org
 	// units and memberships.
-	Directory   *app.Directory
-	SigningKeys *app.SigningKeys
+	Directory *app.Directory
+	// ClientSecrets keeps tenants' client secrets, encrypted.
+	ClientSecrets *secrets.Store
+	SigningKeys   *app.SigningKeys
 	// Checker checks every event the process reads; Quarantine records the
 	// messages that fail.
 	Checker    *integrity.Checker
@@ -104,6 +106,7 @@ func OpenCore(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, o Core
 	if err != nil {
 		return nil, err
 	}
+	c.ClientSecrets = clientSecrets
 	c.Directory = app.NewDirectory(app.DirectoryOptions{Deps: c.CommandDeps(), Index: ring, Keys: ring, Prepare: ring, Secrets: clientSecrets,
 		Tenants: c.Tenants, Log: o.Log})
 	return c, nil

@@ -22,6 +22,7 @@ import (
 	"github.com/tenancyhq/tenancy/internal/health"
 	"github.com/tenancyhq/tenancy/internal/keycloak"
 	"github.com/tenancyhq/tenancy/internal/readmodel"
+	"github.com/tenancyhq/tenancy/internal/realmsync"
 	"github.com/tenancyhq/tenancy/internal/run/boot"
 	"github.com/tenancyhq/tenancy/internal/saga"
 	"github.com/tenancyhq/tenancy/internal/timer"
@@ -29,7 +30,7 @@ import (
 
 // Integrations builds the clients of the configured external systems.
 func Integrations(c config.Integrations, core *boot.Core) (saga.Integrations, error) {
-	in := saga.Integrations{Keys: core.Keyring, Catalog: core.Catalog}
+	in := saga.Integrations{Keys: core.Keyring, Catalog: core.Catalog, Directory: core.Directory, ClientSecrets: core.ClientSecrets}
 	if c.KeycloakURL != "" {
 		kc, err := keycloak.New(keycloak.Config{URL: c.KeycloakURL, Realm: c.KeycloakRealm, ClientID: c.KeycloakClientID, ClientSecret: c.KeycloakClientSecret})
 		if err != nil {
@@ -73,9 +74,12 @@ type Provisioner struct {
 	Worker     *saga.Worker
 	Reconciler *saga.Reconciler
 	Compliance *compliance.Reactor
-	timers     *timer.Timers
-	waiter     *readmodel.Waiter
-	interval   time.Duration
+	// RealmSync keeps tenants' realms in step with their directories (nil
+	// without Keycloak).
+	RealmSync *realmsync.Reactor
+	timers    *timer.Timers
+	waiter    *readmodel.Waiter
+	interval  time.Duration
 }
 
 // TimerConsumer is the durable consumer every provisioner shares to handle
@@ -87,6 +91,9 @@ func (p *Provisioner) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return p.Reconciler.Run(gctx, p.interval) })
 	g.Go(func() error { return p.Worker.Run(gctx) })
+	if p.RealmSync != nil {
+		g.Go(func() error { return p.RealmSync.Run(gctx) })
+	}
 	if p.Compliance != nil {
 		g.Go(func() error { return p.waiter.Run(gctx) })
 		g.Go(func() error { return p.Compliance.Run(gctx) })
@@ -138,6 +145,9 @@ func New(ctx context.Context, core *boot.Core, o Options) (*Provisioner, error) 
 	if o.Integrations.Catalog == nil {
 		o.Integrations.Catalog = core.Catalog
 	}
+	if o.Integrations.Directory == nil {
+		o.Integrations.Directory, o.Integrations.ClientSecrets = core.Directory, core.ClientSecrets
+	}
 	runner := &saga.Runner{Tenants: core.Tenants, Plan: saga.NewPlan(o.Integrations), Backoff: o.Backoff, Log: core.Log, Clock: core.Opts.Clock}
 	rec := NewReconciler(core, o.Integrations, o.ReadSide)
 	host, _ := os.Hostname()
@@ -154,7 +164,13 @@ func New(ctx context.Context, core *boot.Core, o Options) (*Provisioner, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &Provisioner{Worker: w, Reconciler: rec, Compliance: comp, timers: timers, waiter: waiter, interval: o.ReconcileInterval}, nil
+	p := &Provisioner{Worker: w, Reconciler: rec, Compliance: comp, timers: timers, waiter: waiter, interval: o.ReconcileInterval}
+	if in := o.Integrations; in.Keycloak != nil {
+		p.RealmSync = &realmsync.Reactor{JS: core.JS, Stream: core.Opts.Stream, Directory: in.Directory, Tenants: core.Tenants,
+			Syncer: &realmsync.Syncer{Keycloak: in.Keycloak, Secrets: in.ClientSecrets, Log: core.Log}, Reader: core.Reader(),
+			Poison: core.Quarantined("realm-sync"), Log: core.Log}
+	}
+	return p, nil
 }
 
 // Main runs the provisioner as the environment configures it until ctx

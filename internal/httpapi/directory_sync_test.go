@@ -1,0 +1,139 @@
+package httpapi_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/tenancyhq/tenancy/internal/keycloak"
+	"github.com/tenancyhq/tenancy/internal/keycloak/keycloakfake"
+	"github.com/tenancyhq/tenancy/internal/realmsync"
+	"github.com/tenancyhq/tenancy/internal/saga"
+)
+
+// kcUser returns the realm user carrying Tenancy user id, waiting up to d
+// for cond to hold of it (nil user: absent).
+func kcUser(t *testing.T, kf *keycloakfake.Server, realm, id string, d time.Duration, cond func(*keycloakfake.User) bool) *keycloakfake.User {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		var found *keycloakfake.User
+		n := 0
+		for _, u := range kf.Users(realm) {
+			if slices.Contains(u.Attributes[realmsync.AttrUserID], id) {
+				found = &u
+				n++
+			}
+		}
+		if n > 1 {
+			t.Fatalf("%d realm users carry Tenancy user %s", n, id)
+		}
+		if cond(found) {
+			return found
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("realm user of %s did not reach the expected state within %s: %+v", id, d, found)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestDirectorySyncsIntoTheRealm: users and clients made before activation
+// reach the realm with the activation; later changes follow one by one,
+// through Keycloak failures and lost responses, each user and client
+// existing exactly once.
+func TestDirectorySyncsIntoTheRealm(t *testing.T) {
+	kf := keycloakfake.New(keycloakfake.Options{ClientID: "prov", ClientSecret: "secret"})
+	defer kf.Close()
+	kc, err := keycloak.New(keycloak.Config{URL: kf.URL(), ClientID: "prov", ClientSecret: "secret", HTTPClient: &http.Client{Timeout: 2 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, options{provisioner: true, integrations: saga.Integrations{Keycloak: kc}})
+	id := h.create(t, tenantBody("synced"))["id"].(string)
+	base := "/v1/tenants/" + id
+	early := h.created(t, base+"/users", map[string]any{"username": "early", "email": "early@synced.test", "roles": []string{"tenant-viewer"}, "attributes": map[string]string{"team": "blue"}})["id"].(string)
+	h.do(t, req{method: "POST", path: base + "/activate", token: h.admin})
+	h.waitFor(t, id, 15*time.Second, func(m map[string]any) bool { return m["state"] == "active" })
+
+	// The activation adopted its administrators and synced the draft's user.
+	users := h.status(t, "GET", base+"/users?role=tenant-admin", h.admin, nil).json(t)["items"].([]any)
+	var breakGlass, admin string
+	for _, u := range users {
+		m := u.(map[string]any)
+		if m["break_glass"] == true {
+			breakGlass = m["id"].(string)
+		} else {
+			admin = m["id"].(string)
+		}
+	}
+	if breakGlass == "" || admin == "" {
+		t.Fatalf("administrators in the directory: %v", users)
+	}
+	for _, uid := range []string{admin, breakGlass} {
+		u := kcUser(t, kf, "synced", uid, 5*time.Second, func(u *keycloakfake.User) bool { return u != nil })
+		if !slices.Contains(kf.UserRoles("synced", u.ID), "tenant-admin") {
+			t.Fatalf("administrator %s lacks tenant-admin in the realm: %v", u.Username, kf.UserRoles("synced", u.ID))
+		}
+	}
+	e := kcUser(t, kf, "synced", early, 5*time.Second, func(u *keycloakfake.User) bool { return u != nil })
+	if e.Username != "early" || e.Attributes["team"][0] != "blue" || !slices.Contains(kf.UserRoles("synced", e.ID), "tenant-viewer") {
+		t.Fatalf("early user in the realm: %+v roles %v", e, kf.UserRoles("synced", e.ID))
+	}
+
+	// Later changes follow, through failures and lost responses.
+	kf.Inject(keycloakfake.Fault{Method: "POST", Path: "/admin/realms/*/users", Times: 2, Status: 504, AfterHandling: true})
+	kf.Inject(keycloakfake.Fault{Method: "PUT", Path: "/admin/realms/*/users/*", Times: 2, Status: 503})
+	late := h.created(t, base+"/users", map[string]any{"username": "late", "roles": []string{"tenant-admin"}})["id"].(string)
+	kcUser(t, kf, "synced", late, 10*time.Second, func(u *keycloakfake.User) bool { return u != nil })
+	ou := h.created(t, base+"/org-units", map[string]any{"name": "Sales"})["id"].(string)
+	h.status(t, "PUT", base+"/org-units/"+ou+"/members/"+late, h.admin, map[string]any{"roles": []string{"auditor"}})
+	kcUser(t, kf, "synced", late, 10*time.Second, func(u *keycloakfake.User) bool {
+		var claim []map[string]any
+		return u != nil && len(u.Attributes[realmsync.AttrMemberships]) == 1 && json.Unmarshal([]byte(u.Attributes[realmsync.AttrMemberships][0]), &claim) == nil &&
+			len(claim) == 1 && claim[0]["ou"] == ou
+	})
+	h.status(t, "PATCH", base+"/users/"+late, h.admin, map[string]any{"roles": []string{"tenant-viewer"}})
+	l := kcUser(t, kf, "synced", late, 10*time.Second, func(u *keycloakfake.User) bool {
+		return u != nil && slices.Contains(kf.UserRoles("synced", u.ID), "tenant-viewer") && !slices.Contains(kf.UserRoles("synced", u.ID), "tenant-admin")
+	})
+	h.status(t, "POST", base+"/users/"+late+"/disable", h.admin, map[string]any{"reason": "left"})
+	kcUser(t, kf, "synced", late, 10*time.Second, func(u *keycloakfake.User) bool { return u != nil && !u.Enabled })
+	if kf.UserLogouts("synced", l.ID) < 1 {
+		t.Fatal("disabling did not end the user's sessions")
+	}
+	h.status(t, "DELETE", base+"/users/"+late, h.admin, nil)
+	kcUser(t, kf, "synced", late, 10*time.Second, func(u *keycloakfake.User) bool { return u == nil })
+
+	// A client: confidential, with a service account and the secret shown.
+	c := h.created(t, base+"/clients", map[string]any{"client_id": "ci-bot", "name": "CI"})
+	secret := c["secret"].(string)
+	waitClient := func(cond func(*keycloakfake.Client) bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			var found *keycloakfake.Client
+			for _, cl := range kf.Clients("synced") {
+				if cl.ClientID == "ci-bot" {
+					found = &cl
+				}
+			}
+			if cond(found) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("client ci-bot: %+v", found)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitClient(func(cl *keycloakfake.Client) bool {
+		return cl != nil && cl.Secret == secret && cl.ServiceAccountsEnabled && !cl.PublicClient && !cl.StandardFlowEnabled
+	})
+	rotated := h.status(t, "POST", base+"/clients/"+c["id"].(string)+"/rotate-secret", h.admin, nil).json(t)["secret"].(string)
+	waitClient(func(cl *keycloakfake.Client) bool { return cl != nil && cl.Secret == rotated })
+	h.status(t, "DELETE", base+"/clients/"+c["id"].(string), h.admin, nil)
+	waitClient(func(cl *keycloakfake.Client) bool { return cl == nil })
+}

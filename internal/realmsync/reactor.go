@@ -1,0 +1,135 @@
+package realmsync
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tenancyhq/tenancy/internal/app"
+	"github.com/tenancyhq/tenancy/internal/backoff"
+	"github.com/tenancyhq/tenancy/internal/consume"
+	"github.com/tenancyhq/tenancy/internal/integrity"
+	"github.com/tenancyhq/tenancy/pkg/domain"
+	"github.com/tenancyhq/tenancy/pkg/events"
+)
+
+// Consumer is the durable consumer of directory events that keeps realms
+// in step.
+const Consumer = "provisioner-realm-sync"
+
+// Reactor follows every tenant's directory events and converges the
+// entity each names in the tenant's realm.
+type Reactor struct {
+	JS        jetstream.JetStream
+	Stream    string
+	Syncer    *Syncer
+	Directory *app.Directory
+	Tenants   *app.Tenants
+	Reader    *integrity.Reader
+	Poison    func(context.Context, *consume.Message, error) error
+	Log       *slog.Logger
+}
+
+// errNotYet asks for the event again later: the tenant's realm is being
+// made.
+var errNotYet = errors.New("the tenant's realm is being provisioned")
+
+// Run consumes directory events until ctx ends.
+func (r *Reactor) Run(ctx context.Context) error {
+	src := consume.Source{Stream: r.Stream, Durable: &jetstream.ConsumerConfig{
+		Durable: Consumer, FilterSubject: "tenancy.evt.*." + events.AggregateDirectory + ".*",
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute, MaxDeliver: -1, DeliverPolicy: jetstream.DeliverAllPolicy,
+		// One at a time: two convergences of one user at once could both
+		// find it missing and create it twice.
+		MaxAckPending: 1,
+	}}
+	return consume.Run(ctx, r.JS, src, consume.Options{Reader: r.Reader, Poison: r.Poison, Log: r.Log}, func(ctx context.Context, m *consume.Message) {
+		err := r.handle(ctx, m)
+		switch {
+		case err == nil:
+			m.Ack()
+		case errors.Is(err, ErrForeign):
+			// Retrying cannot fix it: an operator must (reconcile repeats it).
+			r.Log.ErrorContext(ctx, "realm sync refused: the realm holds another account of that name", "seq", m.Seq, "error", err)
+			m.Ack()
+		case errors.Is(err, errNotYet):
+			m.Retry(2 * time.Second)
+		default:
+			r.Log.WarnContext(ctx, "realm sync failed; retrying", "seq", m.Seq, "subject", m.Subject, "error", err)
+			m.Retry(backoff.Reconnect.Delay(m.Delivered))
+		}
+	})
+}
+
+// RealmOf returns the realm a tenant's directory lives in, and whether it
+// is there to sync into: a tenant in a realm of its own that is active or
+// suspended. One being provisioned is errNotYet (its activation syncs the
+// whole directory at its end; events after that wait for it).
+func RealmOf(t domain.Tenant) (string, bool, error) {
+	if t.Realm != nil && t.Realm.Mode == domain.RealmShared {
+		return "", false, nil
+	}
+	switch t.State {
+	case domain.StateActive, domain.StateSuspended:
+		return t.Slug, true, nil
+	case domain.StateProvisioning:
+		return "", false, errNotYet
+	}
+	return "", false, nil
+}
+
+func (r *Reactor) handle(ctx context.Context, m *consume.Message) error {
+	if m.Envelope == nil {
+		return nil
+	}
+	tenantID := m.Envelope.TenantID
+	t, _, err := r.Tenants.Get(ctx, tenantID)
+	if errors.Is(err, domain.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	realm, ok, err := RealmOf(t)
+	if err != nil || !ok {
+		return err
+	}
+	d, _, err := r.Directory.Load(ctx, tenantID)
+	if err != nil {
+		return err
+	}
+	var c Change
+	switch p := m.Payload.(type) {
+	case *events.UserCreated:
+		c, err = r.Syncer.SyncUser(ctx, realm, d, p.UserID)
+	case *events.UserUpdated:
+		c, err = r.Syncer.SyncUser(ctx, realm, d, p.UserID)
+	case *events.UserDisabled:
+		c, err = r.Syncer.SyncUser(ctx, realm, d, p.UserID)
+	case *events.UserEnabled:
+		c, err = r.Syncer.SyncUser(ctx, realm, d, p.UserID)
+	case *events.UserDeleted:
+		c, err = r.Syncer.SyncUser(ctx, realm, d, p.UserID)
+	case *events.MembershipSet:
+		c, err = r.Syncer.SyncUser(ctx, realm, d, p.UserID)
+	case *events.MembershipRemoved:
+		c, err = r.Syncer.SyncUser(ctx, realm, d, p.UserID)
+	case *events.ClientCreated:
+		c, err = r.Syncer.SyncClient(ctx, realm, d, p.ID, p.ClientID)
+	case *events.ClientUpdated:
+		c, err = r.Syncer.SyncClient(ctx, realm, d, p.ID, "")
+	case *events.ClientSecretRotated:
+		c, err = r.Syncer.SyncClient(ctx, realm, d, p.ID, "")
+	case *events.ClientDeleted:
+		c, err = r.Syncer.SyncClient(ctx, realm, d, p.ID, p.ClientID)
+	default:
+		return nil
+	}
+	if err == nil && c.Action != "unchanged" {
+		r.Log.InfoContext(ctx, "realm synced", "tenant_id", tenantID, "realm", realm, "change", c.String(), "seq", m.Seq)
+	}
+	return err
+}
