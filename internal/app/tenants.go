@@ -315,3 +315,25 @@ func identityProviderError(err error) error {
 	}
 	return fmt.Errorf("%w: identity provider: %v", domain.ErrUnavailable, err)
 }
+
+// TenantOfRealm returns the id of the active tenant whose own realm is
+// named realm (its slug): the API trusts that realm's tokens for that
+// tenant alone. Tenants in the shared realm, and tenants that are not
+// active, have none.
+func (s *Tenants) TenantOfRealm(ctx context.Context, realm string) (string, error) {
+	id, err := s.store.ClaimOwner(ctx, domain.Claim{Kind: domain.ClaimSlug, Value: realm})
+	if err != nil {
+		return "", err
+	}
+	if id == "" {
+		return "", fmt.Errorf("no tenant has realm %q: %w", realm, domain.ErrNotFound)
+	}
+	t, _, err := s.Get(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	if t.Realm != nil && t.Realm.Mode == domain.RealmShared || t.State != domain.StateActive {
+		return "", fmt.Errorf("tenant %s is %s (realm mode %v): its realm's tokens are not accepted: %w", id, t.State, t.Realm, domain.ErrNotFound)
+	}
+	return id, nil
+}

@@ -6,6 +6,8 @@ package auth
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -131,6 +133,24 @@ type Config struct {
 	Now func() time.Time
 	// Log hears of an unreachable issuer (default: discarded).
 	Log *slog.Logger
+	// RealmIssuerBase, when set, makes the API accept tokens of tenants'
+	// own realms too: an issuer <RealmIssuerBase>/realms/<realm> whose
+	// realm Realms names as an active tenant's. RealmDiscoveryBase is where
+	// their discovery documents are fetched when Keycloak is reachable
+	// under another name inside the network (default RealmIssuerBase).
+	RealmIssuerBase    string
+	RealmDiscoveryBase string
+	Realms             RealmTenants
+	// RealmClientID is the tenant realms' client whose tokens the API
+	// accepts (azp) when they do not name Audience.
+	RealmClientID string
+}
+
+// RealmTenants says which tenant a realm belongs to.
+type RealmTenants interface {
+	// TenantOfRealm returns the id of the active tenant whose own realm
+	// is realm (an error wrapping domain.ErrNotFound when none).
+	TenantOfRealm(ctx context.Context, realm string) (string, error)
 }
 
 // Authenticator verifies bearer tokens. Discovery happens on first use and
@@ -141,6 +161,8 @@ type Authenticator struct {
 	mu       sync.Mutex
 	verifier *oidc.IDTokenVerifier
 	cache    *lru.Cache[[32]byte, Principal]
+	// realms holds a verifier per tenant realm issuer, made on first use.
+	realms *lru.Cache[string, *oidc.IDTokenVerifier]
 }
 
 // New returns an authenticator for cfg.
@@ -161,7 +183,8 @@ func New(cfg Config) (*Authenticator, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	c, _ := lru.New[[32]byte, Principal](20000)
-	return &Authenticator{cfg: cfg, cache: c}, nil
+	realms, _ := lru.New[string, *oidc.IDTokenVerifier](10000)
+	return &Authenticator{cfg: cfg, cache: c, realms: realms}, nil
 }
 
 // Issuer returns the configured issuer URL.
@@ -181,13 +204,25 @@ func (a *Authenticator) getVerifier(ctx context.Context) (*oidc.IDTokenVerifier,
 	if a.verifier != nil {
 		return a.verifier, nil
 	}
+	v, err := a.discover(ctx, a.cfg.IssuerURL, a.cfg.DiscoveryURL, &oidc.Config{ClientID: a.cfg.Audience})
+	if err != nil {
+		return nil, err
+	}
+	a.verifier = v
+	return v, nil
+}
+
+// discover reads issuer's discovery document (at discovery, when set),
+// fetches its keys once and returns a verifier of its tokens; the keys
+// refresh on their own afterwards.
+func (a *Authenticator) discover(ctx context.Context, issuer, discovery string, vc *oidc.Config) (*oidc.IDTokenVerifier, error) {
 	ctx = oidc.ClientContext(context.WithoutCancel(ctx), a.cfg.HTTPClient)
 	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	discovery := a.cfg.IssuerURL
-	if a.cfg.DiscoveryURL != "" {
-		discovery = a.cfg.DiscoveryURL
-		dctx = oidc.InsecureIssuerURLContext(dctx, a.cfg.IssuerURL)
+	if discovery == "" {
+		discovery = issuer
+	} else {
+		dctx = oidc.InsecureIssuerURLContext(dctx, issuer)
 	}
 	p, err := oidc.NewProvider(dctx, discovery)
 	if err != nil {
@@ -203,16 +238,18 @@ func (a *Authenticator) getVerifier(ctx context.Context) (*oidc.IDTokenVerifier,
 		a.cfg.Log.WarnContext(ctx, "the OIDC issuer's discovery document names no jwks_uri", "url", discovery)
 		return nil, ErrIssuerUnreachable
 	}
+	if a.cfg.RealmDiscoveryBase != "" && issuer != a.cfg.IssuerURL {
+		// Keys come from where discovery came from, not from the public
+		// name the document gives.
+		meta.JWKS = strings.Replace(meta.JWKS, strings.TrimRight(a.cfg.RealmIssuerBase, "/"), strings.TrimRight(a.cfg.RealmDiscoveryBase, "/"), 1)
+	}
 	keys := &issuerKeys{url: meta.JWKS, client: a.cfg.HTTPClient, log: a.cfg.Log, now: a.cfg.Now}
 	if _, err := keys.refresh(dctx, true); err != nil {
 		return nil, ErrIssuerUnreachable
 	}
-	a.verifier = oidc.NewVerifier(a.cfg.IssuerURL, keys, &oidc.Config{
-		ClientID:             a.cfg.Audience,
-		SupportedSigningAlgs: []string{oidc.RS256, oidc.RS384, oidc.RS512, oidc.ES256, oidc.ES384, oidc.ES512, oidc.PS256, oidc.EdDSA},
-		Now:                  a.cfg.Now,
-	})
-	return a.verifier, nil
+	vc.SupportedSigningAlgs = []string{oidc.RS256, oidc.RS384, oidc.RS512, oidc.ES256, oidc.ES384, oidc.ES512, oidc.PS256, oidc.EdDSA}
+	vc.Now = a.cfg.Now
+	return oidc.NewVerifier(issuer, keys, vc), nil
 }
 
 // Ready reports whether tokens can be checked: the issuer's discovery
@@ -249,31 +286,46 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (Princip
 		}
 		a.cache.Remove(key)
 	}
-	v, err := a.getVerifier(ctx)
+	var p Principal
+	var err error
+	if realm, iss, ok := a.realmIssuer(token); ok {
+		p, err = a.authenticateRealm(ctx, token, iss, realm)
+	} else {
+		p, err = a.authenticatePlatform(ctx, token)
+	}
 	if err != nil {
 		return Principal{}, err
 	}
+	a.cache.Add(key, p)
+	return p, nil
+}
+
+// verify checks token with v and reads its claims.
+func verify(ctx context.Context, v *oidc.IDTokenVerifier, token string) (*oidc.IDToken, claims, error) {
+	var c claims
 	tok, err := v.Verify(ctx, token)
 	if err != nil {
 		var expired *oidc.TokenExpiredError
 		if errors.As(err, &expired) {
-			return Principal{}, fmt.Errorf("%w: the token expired at %s; get a new one", domain.ErrUnauthenticated, expired.Expiry.UTC().Format(time.RFC3339))
+			return nil, c, fmt.Errorf("%w: the token expired at %s; get a new one", domain.ErrUnauthenticated, expired.Expiry.UTC().Format(time.RFC3339))
 		}
-		return Principal{}, fmt.Errorf("%w: %s", domain.ErrUnauthenticated, describe(err))
+		return nil, c, fmt.Errorf("%w: %s", domain.ErrUnauthenticated, describe(err))
 	}
-	var c claims
 	if err := tok.Claims(&c); err != nil {
-		return Principal{}, fmt.Errorf("%w: unreadable claims: %v", domain.ErrUnauthenticated, err)
+		return nil, c, fmt.Errorf("%w: unreadable claims: %v", domain.ErrUnauthenticated, err)
 	}
 	if c.TenantID != "" {
 		if _, err := uuid.Parse(c.TenantID); err != nil || len(c.TenantID) != 36 {
-			return Principal{}, fmt.Errorf("%w: the token's tenant_id claim is not a tenant id (a UUID like 0190c4f2-7d1e-7b3a-9c2d-5e6f7a8b9c0d)", domain.ErrUnauthenticated)
+			return nil, c, fmt.Errorf("%w: the token's tenant_id claim is not a tenant id (a UUID like 0190c4f2-7d1e-7b3a-9c2d-5e6f7a8b9c0d)", domain.ErrUnauthenticated)
 		}
 	}
-	if c.TenantID == "" && len(c.Memberships) > 0 {
-		return Principal{}, fmt.Errorf("%w: the token carries org-unit memberships but no tenant_id claim", domain.ErrUnauthenticated)
-	}
-	p := Principal{Issuer: tok.Issuer, Subject: c.Subject, TenantID: strings.ToLower(c.TenantID), Username: c.Username,
+	return tok, c, nil
+}
+
+// principalOf is the principal of a verified token; roles filters the
+// token's roles (nil keeps them all).
+func principalOf(tok *oidc.IDToken, c claims, tenantID string, roles func(string) bool) (Principal, error) {
+	p := Principal{Issuer: tok.Issuer, Subject: c.Subject, TenantID: tenantID, Username: c.Username,
 		Memberships: c.Memberships, ExpiresAt: tok.Expiry}
 	if p.Subject == "" && c.AZP != "" {
 		p.Subject = "client:" + c.AZP
@@ -282,12 +334,94 @@ func (a *Authenticator) Authenticate(ctx context.Context, token string) (Princip
 		return Principal{}, fmt.Errorf("%w: the token has no subject", domain.ErrUnauthenticated)
 	}
 	for _, r := range append(c.Roles, c.RealmAccess.Roles...) {
-		if !slices.Contains(p.Roles, r) {
+		if !slices.Contains(p.Roles, r) && (roles == nil || roles(r)) {
 			p.Roles = append(p.Roles, r)
 		}
 	}
-	a.cache.Add(key, p)
 	return p, nil
+}
+
+// authenticatePlatform verifies a token of the platform's own issuer.
+func (a *Authenticator) authenticatePlatform(ctx context.Context, token string) (Principal, error) {
+	v, err := a.getVerifier(ctx)
+	if err != nil {
+		return Principal{}, err
+	}
+	tok, c, err := verify(ctx, v, token)
+	if err != nil {
+		return Principal{}, err
+	}
+	if c.TenantID == "" && len(c.Memberships) > 0 {
+		return Principal{}, fmt.Errorf("%w: the token carries org-unit memberships but no tenant_id claim", domain.ErrUnauthenticated)
+	}
+	return principalOf(tok, c, strings.ToLower(c.TenantID), nil)
+}
+
+// realmIssuer reads, unverified, the issuer of token and reports whether it
+// is a tenant realm's (the token is verified against that realm's keys
+// next; the claim only chooses which).
+func (a *Authenticator) realmIssuer(token string) (realm, iss string, ok bool) {
+	if a.cfg.RealmIssuerBase == "" || a.cfg.Realms == nil {
+		return "", "", false
+	}
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return "", "", false
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return "", "", false
+	}
+	var c struct {
+		Issuer string `json:"iss"`
+	}
+	if json.Unmarshal(raw, &c) != nil || c.Issuer == a.cfg.IssuerURL {
+		return "", "", false
+	}
+	realm, ok = strings.CutPrefix(c.Issuer, strings.TrimRight(a.cfg.RealmIssuerBase, "/")+"/realms/")
+	if !ok || realm == "" || strings.ContainsAny(realm, "/?#") {
+		return "", "", false
+	}
+	return realm, c.Issuer, true
+}
+
+// tenantRoles are the roles a tenant realm's token may carry into the
+// API: never a platform role, whatever the realm's administrators map.
+func tenantRoles(r string) bool { return r == RoleTenantAdmin || r == RoleTenantViewer }
+
+// authenticateRealm verifies a token of a tenant's own realm: the realm
+// names the tenant, the token can act on that tenant alone, and only its
+// tenant roles count.
+func (a *Authenticator) authenticateRealm(ctx context.Context, token, iss, realm string) (Principal, error) {
+	tenantID, err := a.cfg.Realms.TenantOfRealm(ctx, realm)
+	if errors.Is(err, domain.ErrNotFound) {
+		return Principal{}, fmt.Errorf("%w: the token's realm belongs to no active tenant", domain.ErrUnauthenticated)
+	}
+	if err != nil {
+		return Principal{}, err
+	}
+	v, ok := a.realms.Get(iss)
+	if !ok {
+		discovery := ""
+		if a.cfg.RealmDiscoveryBase != "" {
+			discovery = strings.TrimRight(a.cfg.RealmDiscoveryBase, "/") + "/realms/" + realm
+		}
+		if v, err = a.discover(ctx, iss, discovery, &oidc.Config{SkipClientIDCheck: true}); err != nil {
+			return Principal{}, err
+		}
+		a.realms.Add(iss, v)
+	}
+	tok, c, err := verify(ctx, v, token)
+	if err != nil {
+		return Principal{}, err
+	}
+	if !slices.Contains(tok.Audience, a.cfg.Audience) && (a.cfg.RealmClientID == "" || c.AZP != a.cfg.RealmClientID) {
+		return Principal{}, fmt.Errorf("%w: the token is not meant for this API (audience mismatch)", domain.ErrUnauthenticated)
+	}
+	if c.TenantID != "" && !strings.EqualFold(c.TenantID, tenantID) {
+		return Principal{}, fmt.Errorf("%w: the token's tenant_id claim names another tenant than its realm's", domain.ErrUnauthenticated)
+	}
+	return principalOf(tok, c, tenantID, tenantRoles)
 }
 
 // describe turns go-oidc's errors into one actionable line without echoing

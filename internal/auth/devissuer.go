@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -43,7 +44,9 @@ type TokenRequest struct {
 	Memberships []OUMembership
 	// Username is the preferred_username claim.
 	Username string
-	TTL      time.Duration
+	// AZP is the authorized party: the client the token was issued to.
+	AZP string
+	TTL time.Duration
 }
 
 // Mint returns a signed access token.
@@ -67,6 +70,9 @@ func (d *DevIssuer) Mint(req TokenRequest, now time.Time) (string, error) {
 	if req.Username != "" {
 		claims["preferred_username"] = req.Username
 	}
+	if req.AZP != "" {
+		claims["azp"] = req.AZP
+	}
 	return d.sign(claims)
 }
 
@@ -87,10 +93,15 @@ func (d *DevIssuer) sign(claims map[string]any) (string, error) {
 	return input + "." + base64.RawURLEncoding.EncodeToString(ed25519.Sign(d.key, []byte(input))), nil
 }
 
-// Handler serves the discovery document and the JWKS under DevIssuerPath.
+// Handler serves the discovery document and the JWKS under the issuer
+// URL's path (DevIssuerPath for the API's own).
 func (d *DevIssuer) Handler() http.Handler {
+	base := DevIssuerPath
+	if u, err := url.Parse(d.issuer); err == nil && u.Path != "" {
+		base = u.Path
+	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+DevIssuerPath+"/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+base+"/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{
 			"issuer":                                d.issuer,
 			"jwks_uri":                              d.issuer + "/jwks",
@@ -100,7 +111,7 @@ func (d *DevIssuer) Handler() http.Handler {
 			"authorization_endpoint":                d.issuer + "/authorize",
 		})
 	})
-	mux.HandleFunc("GET "+DevIssuerPath+"/jwks", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("GET "+base+"/jwks", func(w http.ResponseWriter, r *http.Request) {
 		pub := d.key.Public().(ed25519.PublicKey)
 		writeJSON(w, map[string]any{"keys": []map[string]string{{
 			"kty": "OKP", "crv": "Ed25519", "x": base64.RawURLEncoding.EncodeToString(pub), "kid": d.kid, "alg": "EdDSA", "use": "sig",

@@ -45,6 +45,8 @@ var Vars = []Var{
 	{"OIDC_ISSUER_URL", "(dev: the built-in issuer at /dev/oidc)", "OIDC issuer whose tokens the API accepts", "api"},
 	{"OIDC_DISCOVERY_URL", "(the issuer URL)", "where to fetch the issuer's discovery document when the issuer is reachable under another name (e.g. http://keycloak:8080/realms/tenancy-ops in compose)", "api"},
 	{"OIDC_AUDIENCE", "tenancy", "audience the API requires in tokens", "api"},
+	{"OIDC_REALM_ISSUER_BASE", "(unset: tenant realms' tokens are refused)", "Keycloak's public URL: the API also accepts tokens whose issuer is <this>/realms/<slug> of an active tenant in a realm of its own, for that tenant alone (the realm's tenancy-app client, or audience OIDC_AUDIENCE)", "api"},
+	{"OIDC_REALM_DISCOVERY_BASE", "(OIDC_REALM_ISSUER_BASE)", "where the API reaches Keycloak for realms' discovery documents and keys when its public URL does not resolve inside the network (e.g. http://keycloak:8080 in compose)", "api"},
 	{"TENANCY_CATALOG", "(embedded default)", "YAML file with the region inventory and plan catalog", "api, provisioner, tenancy"},
 	{"TENANCY_ROOT_TENANT", "root", "slug of the platform's root tenant, made at start-up (bootstrap) with the root customer; reserved to bootstrap", "api, tenancy"},
 	{"TENANCY_SHARED_TENANT", "shared", "slug of the shared tenant, whose realm the tenants of customers with realm_mode shared join", "api, tenancy"},
@@ -389,8 +391,11 @@ type API struct {
 	OIDCIssuer    string
 	OIDCDiscovery string
 	OIDCAudience  string
-	BodyLimit     int64
-	ReadWait      time.Duration
+	// RealmIssuerBase and RealmDiscoveryBase let tenant realms' tokens in.
+	RealmIssuerBase    string
+	RealmDiscoveryBase string
+	BodyLimit          int64
+	ReadWait           time.Duration
 }
 
 // LoadAPI reads and validates the API's configuration.
@@ -399,6 +404,7 @@ func LoadAPI(get Getenv) (API, error) {
 		return API{
 			Service: r.service("api"), Bootstrap: r.bootstrap(), Integrations: r.integrations(), Webhooks: r.webhooks(false),
 			OIDCIssuer: r.str("OIDC_ISSUER_URL"), OIDCDiscovery: r.str("OIDC_DISCOVERY_URL"), OIDCAudience: r.str("OIDC_AUDIENCE"),
+			RealmIssuerBase: r.str("OIDC_REALM_ISSUER_BASE"), RealmDiscoveryBase: r.str("OIDC_REALM_DISCOVERY_BASE"),
 			BodyLimit: int64(r.int("TENANCY_BODY_LIMIT")), ReadWait: r.duration("TENANCY_READ_WAIT"),
 		}
 	})

@@ -78,6 +78,34 @@ type harness struct {
 	issuer *auth.DevIssuer
 	admin  string
 	nats   *testenv.NATS
+	// realms are stand-ins for tenants' Keycloak realms, each an issuer
+	// with a key of its own.
+	realms *realmIssuers
+}
+
+// realmIssuers serves one dev issuer per realm under /realms/<realm>.
+type realmIssuers struct {
+	base    string
+	mu      sync.Mutex
+	issuers map[string]*auth.DevIssuer
+}
+
+// issuer returns realm's issuer, making it (and its key) on first use.
+func (r *realmIssuers) issuer(realm string) *auth.DevIssuer {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if is, ok := r.issuers[realm]; ok {
+		return is
+	}
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	is := auth.NewDevIssuer(r.base+"/realms/"+realm, "account", key)
+	r.issuers[realm] = is
+	return is
+}
+
+func (r *realmIssuers) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	realm, _, _ := strings.Cut(strings.TrimPrefix(req.URL.Path, "/realms/"), "/")
+	r.issuer(realm).Handler().ServeHTTP(w, req)
 }
 
 type options struct {
@@ -96,6 +124,9 @@ type options struct {
 	// compliance runs the provisioner's compliance reactor and timers,
 	// with this re-KYC grace period.
 	compliance time.Duration
+	// realms makes the API accept tokens of tenants' own realms, served by
+	// h.realms under /realms/<slug>.
+	realms bool
 }
 
 func newHarness(t testing.TB, o options) *harness {
@@ -113,12 +144,18 @@ func newHarness(t testing.TB, o options) *harness {
 	r := testrig.New(t, ro)
 	core, rs, n := r.Core, r.ReadSide, r.NATS
 	srv := httptest.NewUnstartedServer(nil)
-	issuer := auth.NewDevIssuer("http://"+srv.Listener.Addr().String()+auth.DevIssuerPath, "tenancy", issuerKey)
-	authn, err := auth.New(auth.Config{IssuerURL: issuer.Issuer(), Audience: "tenancy"})
+	base := "http://" + srv.Listener.Addr().String()
+	issuer := auth.NewDevIssuer(base+auth.DevIssuerPath, "tenancy", issuerKey)
+	ac := auth.Config{IssuerURL: issuer.Issuer(), Audience: "tenancy"}
+	realms := &realmIssuers{base: base, issuers: map[string]*auth.DevIssuer{}}
+	if o.realms {
+		ac.RealmIssuerBase, ac.Realms, ac.RealmClientID = base, core.Tenants, "tenancy-app"
+	}
+	authn, err := auth.New(ac)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ao := api.Options{Auth: authn, BodyLimit: 64 << 10, Mounts: map[string]http.Handler{auth.DevIssuerPath: issuer.Handler()},
+	ao := api.Options{Auth: authn, BodyLimit: 64 << 10, Mounts: map[string]http.Handler{auth.DevIssuerPath: issuer.Handler(), "/realms": realms},
 		ReadSide: rs, ReadWait: o.readWait}
 	if o.bootstrap {
 		ao.Bootstrap = &app.BootstrapOptions{AdminEmail: "root-admin@platform.test"}
@@ -138,7 +175,7 @@ func newHarness(t testing.TB, o options) *harness {
 	srv.Config.Handler = a.Handler()
 	srv.Start()
 	t.Cleanup(srv.Close)
-	h := &harness{srv: srv, core: core, api: a, rs: rs, issuer: issuer, nats: n}
+	h := &harness{srv: srv, core: core, api: a, rs: rs, issuer: issuer, nats: n, realms: realms}
 	h.admin = h.token(t, auth.TokenRequest{Subject: "admin-1", Roles: []string{auth.RolePlatformAdmin}})
 	if o.provisioner {
 		po := provisioner.Options{Integrations: o.integrations, Backoff: saga.Backoff{Attempts: 3, Pause: backoff.Policy{Base: time.Millisecond, Max: 10 * time.Millisecond}}, RetryDelay: 100 * time.Millisecond}

@@ -21,6 +21,7 @@ import (
 	"github.com/tenancyhq/tenancy/internal/keycloak"
 	"github.com/tenancyhq/tenancy/internal/readmodel"
 	"github.com/tenancyhq/tenancy/internal/run/boot"
+	"github.com/tenancyhq/tenancy/internal/saga"
 )
 
 // Options configure the HTTP API.
@@ -131,7 +132,8 @@ func Main(ctx context.Context, getenv config.Getenv, stderr io.Writer) error {
 		return err
 	}
 	defer svc.Close()
-	authn, err := auth.New(auth.Config{IssuerURL: cfg.OIDCIssuer, DiscoveryURL: cfg.OIDCDiscovery, Audience: cfg.OIDCAudience, Log: svc.Log})
+	authn, err := auth.New(auth.Config{IssuerURL: cfg.OIDCIssuer, DiscoveryURL: cfg.OIDCDiscovery, Audience: cfg.OIDCAudience, Log: svc.Log,
+		RealmIssuerBase: cfg.RealmIssuerBase, RealmDiscoveryBase: cfg.RealmDiscoveryBase, Realms: svc.Core.Tenants, RealmClientID: saga.AppClientID})
 	if err != nil {
 		return err
 	}
