@@ -10,6 +10,7 @@ import (
 	"github.com/tenancyhq/tenancy/internal/keycloak"
 	"github.com/tenancyhq/tenancy/internal/keycloak/keycloakfake"
 	"github.com/tenancyhq/tenancy/internal/realmsync"
+	"github.com/tenancyhq/tenancy/internal/run/provisioner"
 	"github.com/tenancyhq/tenancy/internal/saga"
 )
 
@@ -136,4 +137,48 @@ func TestDirectorySyncsIntoTheRealm(t *testing.T) {
 	waitClient(func(cl *keycloakfake.Client) bool { return cl != nil && cl.Secret == rotated })
 	h.status(t, "DELETE", base+"/clients/"+c["id"].(string), h.admin, nil)
 	waitClient(func(cl *keycloakfake.Client) bool { return cl == nil })
+
+	// Drift: the early user disabled and renamed in Keycloak
+	// behind Tenancy's back; reconcile repairs it, with an event. First the
+	// realm sync must be idle: an event it retried (its tenant was still
+	// provisioning) would repair the drift itself.
+	ctx := t.Context()
+	h.awaitConsumer(t, realmsync.Consumer)
+	kcEarly, err := kc.GetUser(ctx, "synced", e.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kcEarly.Enabled, kcEarly.FirstName = false, "Mallory"
+	if err := kc.UpdateUser(ctx, "synced", kcEarly); err != nil {
+		t.Fatal(err)
+	}
+	rec := provisioner.NewReconciler(h.core, saga.Integrations{Keycloak: kc, Directory: h.core.Directory, ClientSecrets: h.core.ClientSecrets}, nil)
+	repairs, err := rec.Tenant(ctx, id)
+	if err != nil || len(repairs) != 1 || repairs[0].Resource != "user "+early || repairs[0].Action != "updated" {
+		t.Fatalf("repairs: %+v %v", repairs, err)
+	}
+	kcUser(t, kf, "synced", early, time.Second, func(u *keycloakfake.User) bool { return u != nil && u.Enabled && u.FirstName == "" })
+	if again, err := rec.Tenant(ctx, id); err != nil || len(again) != 0 {
+		t.Fatalf("a second reconcile: %+v %v", again, err)
+	}
+}
+
+// awaitConsumer waits until a durable consumer of the log has handled
+// every message (none pending, none awaiting an ack or a retry).
+func (h *harness) awaitConsumer(t *testing.T, name string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := h.core.JS.Consumer(t.Context(), h.core.Store.Stream(), name)
+		if err == nil {
+			info, err := c.Info(t.Context())
+			if err == nil && info.NumPending == 0 && info.NumAckPending == 0 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("consumer %s is still busy", name)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -132,10 +132,7 @@ func (s *Server) patchClient(c echo.Context) error {
 			p.unknown(key, "a client")
 		}
 	})
-	if err := p.err(); err != nil {
-		return err
-	}
-	if cmd.IfVersion, err = ifMatch(c); err != nil {
+	if cmd.IfVersion, err = patchVersion(c, p); err != nil {
 		return err
 	}
 	res, err := s.directoryCommand(c, manageAccess, "", cmd)
@@ -314,10 +311,7 @@ func (s *Server) patchOrgUnit(c echo.Context) error {
 			p.unknown(key, "an org unit")
 		}
 	})
-	if err := p.err(); err != nil {
-		return err
-	}
-	if cmd.IfVersion, err = ifMatch(c); err != nil {
+	if cmd.IfVersion, err = patchVersion(c, p); err != nil {
 		return err
 	}
 	res, err := s.directoryCommand(c, manageAccess, "", cmd)
@@ -372,4 +366,13 @@ func (s *Server) deleteMember(c echo.Context) error {
 		return err
 	}
 	return writeEntity(c, http.StatusOK, DeletedView{ID: user, Deleted: true}, 0, res.Seq)
+}
+
+// patchVersion reports the problems a merge patch has, or else the
+// If-Match version it is sent with.
+func patchVersion(c echo.Context, p *mergePatch) (int64, error) {
+	if err := p.err(); err != nil {
+		return 0, err
+	}
+	return ifMatch(c)
 }

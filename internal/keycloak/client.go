@@ -390,6 +390,11 @@ type OIDCClient struct {
 	Secret string `json:"secret,omitempty"`
 }
 
+// TenantAppClientID is the client of every tenant realm whose tokens
+// carry the tenant's identity, plan and features: the provisioner makes it,
+// and the API accepts tokens issued to it.
+const TenantAppClientID = "tenancy-app"
+
 // UpdateClient replaces a client with cl (send the whole representation,
 // with its id).
 func (c *Client) UpdateClient(ctx context.Context, realm string, cl OIDCClient) error {

@@ -60,7 +60,7 @@ const (
 const (
 	// AppClientID is the controller client whose tokens carry the tenant's
 	// identity, plan and features.
-	AppClientID = "tenancy-app"
+	AppClientID = keycloak.TenantAppClientID
 	// BreakGlassUsername is the emergency administrator.
 	BreakGlassUsername = "break-glass"
 	// AttrTenantID marks a realm (and its users) as this tenant's.

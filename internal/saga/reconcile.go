@@ -17,6 +17,7 @@ import (
 	"github.com/tenancyhq/tenancy/internal/keycloak"
 	"github.com/tenancyhq/tenancy/internal/metrics"
 
+	"github.com/tenancyhq/tenancy/internal/realmsync"
 	"github.com/tenancyhq/tenancy/internal/tracing"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
@@ -79,6 +80,10 @@ func (r *Reconciler) Tenant(ctx context.Context, id string) (repaired []events.T
 		if err != nil {
 			return r.record(ctx, t, repairs, err)
 		}
+		if found, err = r.directory(ctx, t); err != nil {
+			return r.record(ctx, t, append(repairs, found...), err)
+		}
+		repairs = append(repairs, found...)
 	}
 	if r.In.Billing != nil {
 		found, err := r.billing(ctx, t)
@@ -99,6 +104,32 @@ func (r *Reconciler) record(ctx context.Context, t domain.Tenant, repairs []even
 		r.Log.WarnContext(ctx, "repaired drift", "tenant_id", t.ID, "system", rep.System, "resource", rep.Resource, "found", rep.Found, "expected", rep.Expected)
 	}
 	return repairs, cause
+}
+
+// directory repairs the realm's users and clients that differ from the
+// tenant's directory (changed, re-enabled or deleted in Keycloak behind
+// Tenancy's back): the realm sync converges each, and every one that was
+// not already right is a repair. Users of tenants in the shared realm are
+// not synced yet.
+func (r *Reconciler) directory(ctx context.Context, t domain.Tenant) ([]events.TenantDriftRepaired, error) {
+	if r.In.Directory == nil || inSharedRealm(t) {
+		return nil, nil
+	}
+	d, _, err := r.In.Directory.Load(ctx, t.ID)
+	if err != nil {
+		return nil, err
+	}
+	sync := realmsync.Syncer{Keycloak: r.In.Keycloak, Secrets: r.In.ClientSecrets}
+	changes, err := sync.SyncAll(ctx, t.Slug, d)
+	var out []events.TenantDriftRepaired
+	for _, c := range changes {
+		if c.Action == "unchanged" || strings.HasPrefix(c.Action, "left alone") || c.Action == "already gone" {
+			continue
+		}
+		out = append(out, events.TenantDriftRepaired{System: "keycloak", Resource: c.Entity + " " + c.ID,
+			Found: "differs from the directory", Expected: "as the directory has it", Action: c.Action})
+	}
+	return out, err
 }
 
 func onOff(b bool) string {

@@ -154,15 +154,33 @@ func (d Directory) init() Directory {
 }
 
 // User returns the user with id.
-func (d Directory) User(id string) (User, bool) {
-	if d.users == nil {
-		return User{}, false
+func (d Directory) User(id string) (User, bool) { return lookup(d.users, id) }
+
+// lookup returns the entity with id in tree (a state not yet evolved has
+// no trees).
+func lookup[T any](tree *iradix.Tree[*T], id string) (T, bool) {
+	var zero T
+	if tree == nil {
+		return zero, false
 	}
-	u, ok := d.users.Get([]byte(id))
+	v, ok := tree.Get([]byte(id))
 	if !ok {
-		return User{}, false
+		return zero, false
 	}
-	return *u, true
+	return *v, true
+}
+
+// all returns every entity of tree, ordered by id.
+func all[T any](tree *iradix.Tree[*T]) []T {
+	if tree == nil {
+		return nil
+	}
+	out := make([]T, 0, tree.Len())
+	tree.Root().Walk(func(_ []byte, v *T) bool {
+		out = append(out, *v)
+		return false
+	})
+	return out
 }
 
 // UserByUsernameIndex returns the user whose username has the blind index.
@@ -183,17 +201,7 @@ func (d Directory) userByIndex(key string) (User, bool) {
 
 // Users returns every user, ordered by id (creation order: ids are
 // UUIDv7).
-func (d Directory) Users() []User {
-	if d.users == nil {
-		return nil
-	}
-	out := make([]User, 0, d.users.Len())
-	d.users.Root().Walk(func(_ []byte, u *User) bool {
-		out = append(out, *u)
-		return false
-	})
-	return out
-}
+func (d Directory) Users() []User { return all(d.users) }
 
 // UserCount returns how many users the tenant has.
 func (d Directory) UserCount() int {
@@ -204,54 +212,16 @@ func (d Directory) UserCount() int {
 }
 
 // Client returns the client with id.
-func (d Directory) Client(id string) (Client, bool) {
-	if d.clients == nil {
-		return Client{}, false
-	}
-	c, ok := d.clients.Get([]byte(id))
-	if !ok {
-		return Client{}, false
-	}
-	return *c, true
-}
+func (d Directory) Client(id string) (Client, bool) { return lookup(d.clients, id) }
 
 // Clients returns every client, ordered by id.
-func (d Directory) Clients() []Client {
-	if d.clients == nil {
-		return nil
-	}
-	var out []Client
-	d.clients.Root().Walk(func(_ []byte, c *Client) bool {
-		out = append(out, *c)
-		return false
-	})
-	return out
-}
+func (d Directory) Clients() []Client { return all(d.clients) }
 
 // OrgUnit returns the org unit with id.
-func (d Directory) OrgUnit(id string) (OrgUnit, bool) {
-	if d.ous == nil {
-		return OrgUnit{}, false
-	}
-	o, ok := d.ous.Get([]byte(id))
-	if !ok {
-		return OrgUnit{}, false
-	}
-	return *o, true
-}
+func (d Directory) OrgUnit(id string) (OrgUnit, bool) { return lookup(d.ous, id) }
 
 // OrgUnits returns every org unit, ordered by id.
-func (d Directory) OrgUnits() []OrgUnit {
-	if d.ous == nil {
-		return nil
-	}
-	var out []OrgUnit
-	d.ous.Root().Walk(func(_ []byte, o *OrgUnit) bool {
-		out = append(out, *o)
-		return false
-	})
-	return out
-}
+func (d Directory) OrgUnits() []OrgUnit { return all(d.ous) }
 
 // Children returns the ids of an org unit's children ("" for the top).
 func (d Directory) Children(ouID string) []string {

@@ -21,7 +21,6 @@ import (
 	"github.com/tenancyhq/tenancy/internal/keycloak"
 	"github.com/tenancyhq/tenancy/internal/readmodel"
 	"github.com/tenancyhq/tenancy/internal/run/boot"
-	"github.com/tenancyhq/tenancy/internal/saga"
 )
 
 // Options configure the HTTP API.
@@ -133,7 +132,7 @@ func Main(ctx context.Context, getenv config.Getenv, stderr io.Writer) error {
 	}
 	defer svc.Close()
 	authn, err := auth.New(auth.Config{IssuerURL: cfg.OIDCIssuer, DiscoveryURL: cfg.OIDCDiscovery, Audience: cfg.OIDCAudience, Log: svc.Log,
-		RealmIssuerBase: cfg.RealmIssuerBase, RealmDiscoveryBase: cfg.RealmDiscoveryBase, Realms: svc.Core.Tenants, RealmClientID: saga.AppClientID})
+		RealmIssuerBase: cfg.RealmIssuerBase, RealmDiscoveryBase: cfg.RealmDiscoveryBase, Realms: svc.Core.Tenants, RealmClientID: keycloak.TenantAppClientID})
 	if err != nil {
 		return err
 	}
