@@ -128,10 +128,6 @@ func wantUser(d domain.Directory, u domain.User, kc keycloak.User) keycloak.User
 	return want
 }
 
-func isTenancyAttr(k string) bool {
-	return k == AttrTenantID || k == AttrUserID || k == AttrMemberships || k == AttrBreakGlass
-}
-
 func sameUser(a, b keycloak.User) bool {
 	if a.Username != b.Username || a.Email != b.Email || a.FirstName != b.FirstName || a.LastName != b.LastName || a.Enabled != b.Enabled {
 		return false
