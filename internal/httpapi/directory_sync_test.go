@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,6 +90,8 @@ func TestDirectorySyncsIntoTheRealm(t *testing.T) {
 	kf.Inject(keycloakfake.Fault{Method: "PUT", Path: "/admin/realms/*/users/*", Times: 2, Status: 503})
 	late := h.created(t, base+"/users", map[string]any{"username": "late", "roles": []string{"tenant-admin"}})["id"].(string)
 	kcUser(t, kf, "synced", late, 10*time.Second, func(u *keycloakfake.User) bool { return u != nil })
+	kf.Inject(keycloakfake.Fault{Method: "POST", Path: "/admin/realms/*/groups", Times: 1, Status: 504, AfterHandling: true})
+	kf.Inject(keycloakfake.Fault{Method: "POST", Path: "/admin/realms/*/groups/*/children", Times: 2, Drop: true, AfterHandling: true})
 	ou := h.created(t, base+"/org-units", map[string]any{"name": "Sales"})["id"].(string)
 	h.status(t, "PUT", base+"/org-units/"+ou+"/members/"+late, h.admin, map[string]any{"roles": []string{"auditor"}})
 	kcUser(t, kf, "synced", late, 10*time.Second, func(u *keycloakfake.User) bool {
@@ -96,6 +99,46 @@ func TestDirectorySyncsIntoTheRealm(t *testing.T) {
 		return u != nil && len(u.Attributes[realmsync.AttrMemberships]) == 1 && json.Unmarshal([]byte(u.Attributes[realmsync.AttrMemberships][0]), &claim) == nil &&
 			len(claim) == 1 && claim[0]["ou"] == ou
 	})
+	// The unit is a group with a subgroup per role; the member is in the
+	// unit's group and its role's.
+	waitPaths := func(uid string, want ...string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			u := kcUser(t, kf, "synced", uid, time.Second, func(u *keycloakfake.User) bool { return u != nil })
+			got := kf.UserGroupPaths("synced", u.ID)
+			if slices.Equal(got, want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("groups of %s: %v, want %v (realm groups %v)", uid, got, want, kf.Groups("synced"))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitPaths(late, "/Sales", "/Sales/auditor")
+	paths := map[string]int{}
+	for _, g := range kf.Groups("synced") {
+		paths[g.Path]++
+	}
+	for _, p := range []string{"/Sales", "/Sales/admin", "/Sales/default", "/Sales/auditor"} {
+		if paths[p] != 1 {
+			t.Fatalf("group %s exists %d times despite the lost answers: %v", p, paths[p], paths)
+		}
+	}
+	// A child unit, a move of the member's roles, a rename: paths follow.
+	north := h.created(t, base+"/org-units", map[string]any{"name": "North", "parent_id": ou})["id"].(string)
+	h.status(t, "PUT", base+"/org-units/"+north+"/members/"+late, h.admin, map[string]any{"roles": []string{"admin", "default"}})
+	h.status(t, "PATCH", base+"/org-units/"+ou, h.admin, map[string]any{"name": "Sales EU"})
+	waitPaths(late, "/Sales EU", "/Sales EU/North", "/Sales EU/North/admin", "/Sales EU/North/default", "/Sales EU/auditor")
+	h.status(t, "DELETE", base+"/org-units/"+north+"/members/"+late, h.admin, nil)
+	h.status(t, "DELETE", base+"/org-units/"+north, h.admin, nil)
+	waitPaths(late, "/Sales EU", "/Sales EU/auditor")
+	for _, g := range kf.Groups("synced") {
+		if strings.HasPrefix(g.Path, "/Sales EU/North") {
+			t.Fatalf("the deleted unit's group is still there: %v", kf.Groups("synced"))
+		}
+	}
 	h.status(t, "PATCH", base+"/users/"+late, h.admin, map[string]any{"roles": []string{"tenant-viewer"}})
 	l := kcUser(t, kf, "synced", late, 10*time.Second, func(u *keycloakfake.User) bool {
 		return u != nil && slices.Contains(kf.UserRoles("synced", u.ID), "tenant-viewer") && !slices.Contains(kf.UserRoles("synced", u.ID), "tenant-admin")

@@ -390,6 +390,81 @@ type OIDCClient struct {
 	Secret string `json:"secret,omitempty"`
 }
 
+// Group is a group representation.
+type Group struct {
+	ID            string              `json:"id,omitempty"`
+	Name          string              `json:"name"`
+	Path          string              `json:"path,omitempty"`
+	SubGroupCount int                 `json:"subGroupCount,omitempty"`
+	Attributes    map[string][]string `json:"attributes,omitempty"`
+}
+
+// Groups returns the realm's top-level groups (with attributes), or the
+// subgroups of parent when it is not "".
+func (c *Client) Groups(ctx context.Context, realm, parent string) ([]Group, error) {
+	p := realmPath(realm, "groups")
+	if parent != "" {
+		p = realmPath(realm, "groups", parent, "children")
+	}
+	var out []Group
+	for first := 0; ; first += pageSize {
+		page, err := get[[]Group](ctx, c, p+"?briefRepresentation=false&first="+strconv.Itoa(first)+"&max="+strconv.Itoa(pageSize))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page...)
+		if len(page) < pageSize {
+			return out, nil
+		}
+	}
+}
+
+// pageSize is how many items one listing call asks for.
+const pageSize = 100
+
+// CreateGroup creates g at the top, or under parent, and returns its id.
+// A sibling of the same name is an error wrapping ErrConflict.
+func (c *Client) CreateGroup(ctx context.Context, realm, parent string, g Group) (string, error) {
+	if parent == "" {
+		return c.create(ctx, realmPath(realm, "groups"), g)
+	}
+	return c.create(ctx, realmPath(realm, "groups", parent, "children"), g)
+}
+
+// MoveGroup moves the group g (its id) to the top, or under parent.
+func (c *Client) MoveGroup(ctx context.Context, realm, parent string, g Group) error {
+	if parent == "" {
+		return c.send(ctx, http.MethodPost, realmPath(realm, "groups"), g)
+	}
+	return c.send(ctx, http.MethodPost, realmPath(realm, "groups", parent, "children"), g)
+}
+
+// UpdateGroup renames a group and replaces its attributes.
+func (c *Client) UpdateGroup(ctx context.Context, realm string, g Group) error {
+	return c.send(ctx, http.MethodPut, realmPath(realm, "groups", g.ID), g)
+}
+
+// DeleteGroup deletes a group with its subgroups; a missing one is an
+// error wrapping ErrNotFound.
+func (c *Client) DeleteGroup(ctx context.Context, realm, id string) error {
+	return c.send(ctx, http.MethodDelete, realmPath(realm, "groups", id), nil)
+}
+
+// UserGroups returns the groups a user is a member of, with attributes.
+func (c *Client) UserGroups(ctx context.Context, realm, userID string) ([]Group, error) {
+	return get[[]Group](ctx, c, realmPath(realm, "users", userID, "groups")+"?briefRepresentation=false&max=1000")
+}
+
+// JoinGroup makes a user a member of a group.
+func (c *Client) JoinGroup(ctx context.Context, realm, userID, groupID string) error {
+	return c.send(ctx, http.MethodPut, realmPath(realm, "users", userID, "groups", groupID), nil)
+}
+
+// LeaveGroup ends a user's membership of a group.
+func (c *Client) LeaveGroup(ctx context.Context, realm, userID, groupID string) error {
+	return c.send(ctx, http.MethodDelete, realmPath(realm, "users", userID, "groups", groupID), nil)
+}
+
 // TenantAppClientID is the client of every tenant realm whose tokens
 // carry the tenant's identity, plan and features: the provisioner makes it,
 // and the API accepts tokens issued to it.

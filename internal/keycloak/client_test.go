@@ -430,3 +430,51 @@ func TestDirectoryCalls(t *testing.T) {
 		t.Fatalf("deleting twice: %v", err)
 	}
 }
+
+// TestGroups: top-level groups and subgroups with unique sibling names,
+// moves, renames, cascading deletes, and user membership.
+func TestGroups(t *testing.T) {
+	kf, c, _ := setup(t)
+	ctx := context.Background()
+	if err := c.CreateRealm(ctx, keycloak.Realm{Realm: "g", Enabled: keycloak.Bool(true)}); err != nil {
+		t.Fatal(err)
+	}
+	sales, err := c.CreateGroup(ctx, "g", "", keycloak.Group{Name: "Sales", Attributes: map[string][]string{"tenancy.ou_id": {"o1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateGroup(ctx, "g", "", keycloak.Group{Name: "Sales"}); !errors.Is(err, keycloak.ErrConflict) {
+		t.Fatalf("a second top-level Sales: %v", err)
+	}
+	north, err := c.CreateGroup(ctx, "g", sales, keycloak.Group{Name: "North"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, _ := c.CreateGroup(ctx, "g", "", keycloak.Group{Name: "Ops"})
+	if err := c.MoveGroup(ctx, "g", ops, keycloak.Group{ID: north, Name: "North"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.UpdateGroup(ctx, "g", keycloak.Group{ID: ops, Name: "Operations"}); err != nil {
+		t.Fatal(err)
+	}
+	top, err := c.Groups(ctx, "g", "")
+	if err != nil || len(top) != 2 || top[0].Name != "Operations" || top[1].Attributes["tenancy.ou_id"][0] != "o1" {
+		t.Fatalf("top-level groups: %+v %v", top, err)
+	}
+	uid, _ := c.CreateUser(ctx, "g", keycloak.User{Username: "asha", Enabled: true})
+	if err := c.JoinGroup(ctx, "g", uid, north); err != nil {
+		t.Fatal(err)
+	}
+	if got := kf.UserGroupPaths("g", uid); !slices.Equal(got, []string{"/Operations/North"}) {
+		t.Fatalf("user groups: %v", got)
+	}
+	if err := c.DeleteGroup(ctx, "g", ops); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := c.UserGroups(ctx, "g", uid); len(got) != 0 {
+		t.Fatalf("memberships of a deleted group remain: %+v", got)
+	}
+	if err := c.JoinGroup(ctx, "g", uid, north); !errors.Is(err, keycloak.ErrNotFound) {
+		t.Fatalf("joining a deleted subgroup: %v", err)
+	}
+}

@@ -85,9 +85,29 @@ func errForeignClient(realm, clientID string) error {
 // SyncAll converges every user and client of directory d into realm (the
 // activation saga's last identity step, and reconcile).
 func (s *Syncer) SyncAll(ctx context.Context, realm string, d domain.Directory) ([]Change, error) {
+	idx, err := s.indexGroups(ctx, realm)
+	if err != nil {
+		return nil, err
+	}
 	var out []Change
+	for ou := range idx.byOU {
+		if _, ok := d.OrgUnit(ou); !ok {
+			c, err := s.SyncOrgUnit(ctx, realm, d, ou, idx)
+			if err != nil {
+				return out, err
+			}
+			out = append(out, c)
+		}
+	}
+	for _, o := range d.OrgUnits() {
+		c, err := s.SyncOrgUnit(ctx, realm, d, o.ID, idx)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, c)
+	}
 	for _, u := range d.Users() {
-		c, err := s.SyncUser(ctx, realm, d, u.ID)
+		c, err := s.syncUser(ctx, realm, d, u.ID, idx)
 		if err != nil {
 			return out, err
 		}

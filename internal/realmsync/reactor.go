@@ -117,6 +117,12 @@ func (r *Reactor) handle(ctx context.Context, m *consume.Message) error {
 		c, err = r.Syncer.SyncUser(ctx, realm, d, p.UserID)
 	case *events.MembershipRemoved:
 		c, err = r.Syncer.SyncUser(ctx, realm, d, p.UserID)
+	case *events.OrgUnitCreated:
+		c, err = r.Syncer.SyncOrgUnit(ctx, realm, d, p.ID, nil)
+	case *events.OrgUnitUpdated:
+		c, err = r.Syncer.SyncOrgUnit(ctx, realm, d, p.ID, nil)
+	case *events.OrgUnitDeleted:
+		c, err = r.Syncer.SyncOrgUnit(ctx, realm, d, p.ID, nil)
 	case *events.ClientCreated:
 		c, err = r.Syncer.SyncClient(ctx, realm, d, p.ID, p.ClientID)
 	case *events.ClientUpdated:

@@ -56,6 +56,7 @@ type Keycloak interface {
 	CreateClient(ctx context.Context, realm string, cl keycloak.OIDCClient) (string, error)
 	UpdateClient(ctx context.Context, realm string, cl keycloak.OIDCClient) error
 	DeleteClient(ctx context.Context, realm, id string) error
+	Groups
 }
 
 // Secrets reads clients' secrets (kept encrypted outside the log).
@@ -160,6 +161,10 @@ func (s *Syncer) findUser(ctx context.Context, realm, id, username string) (keyc
 // through the tenant's login methods (federated, brokered) are Keycloak's
 // own and left alone.
 func (s *Syncer) SyncUser(ctx context.Context, realm string, d domain.Directory, id string) (Change, error) {
+	return s.syncUser(ctx, realm, d, id, nil)
+}
+
+func (s *Syncer) syncUser(ctx context.Context, realm string, d domain.Directory, id string, idx *groupIndex) (Change, error) {
 	u, ok := d.User(id)
 	if !ok {
 		return s.deleteUser(ctx, realm, id)
@@ -190,6 +195,16 @@ func (s *Syncer) SyncUser(ctx context.Context, realm string, d domain.Directory,
 	}
 	if err := s.syncRoles(ctx, realm, want.ID, u.Roles); err != nil {
 		return Change{}, err
+	}
+	if idx == nil && (len(d.MembershipsOf(id)) > 0 || found) {
+		if idx, err = s.indexGroups(ctx, realm); err != nil {
+			return Change{}, err
+		}
+	}
+	if idx != nil {
+		if err := s.syncGroups(ctx, realm, d, idx, id, want.ID); err != nil {
+			return Change{}, err
+		}
 	}
 	if found && kc.Enabled && !u.Enabled {
 		if err := s.Keycloak.LogoutUser(ctx, realm, want.ID); err != nil {

@@ -327,6 +327,11 @@ func decideOrgUnit(d Directory, cmd DirectoryCommand) ([]events.Payload, error) 
 func checkOrgUnit(d Directory, id, name, description, parentID string) error {
 	var fe fieldErrors
 	checkText(&fe, "name", name, true, MaxOUName)
+	if slices.Contains(OURoles, strings.ToLower(name)) {
+		// Each unit's group in the identity provider has a subgroup per
+		// role, named after it: a child unit of that name would collide.
+		fe.add("name", fmt.Sprintf("%q is reserved: it names a membership role (admin, default, auditor); choose another name", name))
+	}
 	checkText(&fe, "description", description, false, MaxOUDescription)
 	if err := fe.err(); err != nil {
 		return err

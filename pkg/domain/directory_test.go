@@ -93,6 +93,8 @@ func TestDecideDirectory(t *testing.T) {
 			then: []events.Payload{&events.OrgUnitCreated{ID: "o3", Name: "North"}}},
 		{name: "depth is bounded", given: deepChain(MaxOUDepth), when: CreateOrgUnit{ID: "deeper", Name: "x", ParentID: "d7"},
 			err: ErrPrecondition, rule: RuleOUDepth},
+		{name: "role names are reserved for units", given: []events.Payload{ou}, when: CreateOrgUnit{ID: "o3", Name: "Admin", ParentID: "o1"},
+			err: ErrInvalid, msg: "reserved"},
 		{name: "membership roles are a set", given: []events.Payload{admin, ou}, when: SetMembership{UserID: "u1", OUID: "o1", Roles: []string{"auditor", "admin", "admin"}},
 			then: []events.Payload{&events.MembershipSet{UserID: "u1", OUID: "o1", Roles: []string{"admin", "auditor"}}}},
 		{name: "membership of an unknown OU", given: []events.Payload{admin}, when: SetMembership{UserID: "u1", OUID: "o9", Roles: []string{"default"}},

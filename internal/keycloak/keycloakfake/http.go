@@ -246,6 +246,8 @@ func (s *Server) route(q *request) response {
 		return s.routeUsers(q, rs, rest[1:])
 	case "organizations":
 		return s.routeOrgs(q, rs, rest[1:])
+	case "groups":
+		return s.routeGroups(q, rs, rest[1:])
 	}
 	return errNoRoute
 }

@@ -95,6 +95,7 @@ type realmState struct {
 	roles         map[string]*Role
 	users         map[string]*userState
 	orgs          map[string]*orgState
+	groups        map[string]*groupState
 	// profile decides which user attributes are kept and shown.
 	profile    UserProfile
 	logoutAlls int
@@ -115,6 +116,8 @@ type userState struct {
 	actionEmails [][]string
 	// logouts counts POST .../users/{id}/logout.
 	logouts int
+	// groups holds the ids of the groups the user is a member of.
+	groups map[string]bool
 }
 
 // New starts a fake on a loopback port with realm "master" present and
@@ -389,6 +392,7 @@ func (s *Server) newRealm(rep Realm) *realmState {
 		roles:   make(map[string]*Role),
 		users:   make(map[string]*userState),
 		orgs:    make(map[string]*orgState),
+		groups:  make(map[string]*groupState),
 		profile: defaultProfile.clone(),
 	}
 	s.realms[rep.Realm] = rs

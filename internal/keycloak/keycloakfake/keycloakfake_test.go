@@ -976,7 +976,7 @@ func TestRouting(t *testing.T) {
 		want, allow        string
 	}{
 		{"unknown top-level path", "GET", "/nope", 404, noRoute, ""},
-		{"unknown admin sub-resource", "GET", "/admin/realms/acme/groups", 404, noRoute, ""},
+		{"unknown admin sub-resource", "GET", "/admin/realms/acme/components", 404, noRoute, ""},
 		{"unknown path under a user", "GET", "/admin/realms/acme/users/count/extra", 404, `{"error":"User not found"}`, ""},
 		{"PATCH a realm", "PATCH", "/admin/realms/acme", 405, methodNotAllowed, "GET, PUT, DELETE"},
 		{"DELETE the realm collection", "DELETE", "/admin/realms", 405, methodNotAllowed, "GET, POST"},

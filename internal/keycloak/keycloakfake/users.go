@@ -85,6 +85,8 @@ func (s *Server) routeUsers(q *request, rs *realmState, rest []string) response 
 			return mapRoles(q, rs, u, false)
 		}
 		return methodNotAllowed(http.MethodGet, http.MethodPost, http.MethodDelete)
+	case len(rest) >= 2 && rest[1] == "groups":
+		return routeUserGroups(q, rs, u, rest[2:])
 	case len(rest) == 2 && rest[1] == "logout":
 		if q.method != http.MethodPost {
 			return methodNotAllowed(http.MethodPost)
@@ -270,6 +272,7 @@ func (s *Server) createUser(q *request, rs *realmState) response {
 	u := &userState{
 		rep:     userFromBody(b, newUUID(), username, email, created, attrs),
 		roleIDs: map[string]bool{},
+		groups:  map[string]bool{},
 	}
 	if _, ok := roleByID(rs, rs.defaultRoleID); ok {
 		u.roleIDs[rs.defaultRoleID] = true

@@ -1,0 +1,108 @@
+package realmsync_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/tenancyhq/tenancy/internal/keycloak"
+	"github.com/tenancyhq/tenancy/internal/keycloak/keycloakfake"
+	"github.com/tenancyhq/tenancy/internal/realmsync"
+	"github.com/tenancyhq/tenancy/pkg/domain"
+	"github.com/tenancyhq/tenancy/pkg/events"
+)
+
+const tenant = "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b44"
+
+func fold(ps ...events.Payload) domain.Directory {
+	var d domain.Directory
+	for i, p := range ps {
+		d = domain.DirectoryDecider{}.Evolve(d, domain.Recorded{AggregateID: tenant, Version: int64(i + 1), Payload: p, Time: time.Now()})
+	}
+	return d
+}
+
+func user(id, username, source string, roles ...string) *events.UserCreated {
+	return &events.UserCreated{UserID: id, UsernameIndex: "i-" + username, Enabled: true, Roles: roles, Source: source,
+		Personal: &events.UserPII{Username: username}}
+}
+
+type noSecrets struct{}
+
+func (noSecrets) Secret(context.Context, string, int) (string, error) { return "s", nil }
+
+func setup(t *testing.T) (*keycloakfake.Server, *keycloak.Client, *realmsync.Syncer) {
+	t.Helper()
+	kf := keycloakfake.New(keycloakfake.Options{ClientID: "prov", ClientSecret: "secret"})
+	t.Cleanup(kf.Close)
+	kc, err := keycloak.New(keycloak.Config{URL: kf.URL(), ClientID: "prov", ClientSecret: "secret", HTTPClient: &http.Client{Timeout: 2 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := kc.CreateRealm(ctx, keycloak.Realm{Realm: "acme", Enabled: keycloak.Bool(true)}); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := kc.GetUserProfile(ctx, "acme")
+	p.UnmanagedAttributePolicy = keycloak.UnmanagedAdminEdit
+	if _, err := kc.UpdateUserProfile(ctx, "acme", p); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range realmsync.ManagedRoles {
+		if err := kc.CreateRole(ctx, "acme", keycloak.Role{Name: r}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return kf, kc, &realmsync.Syncer{Keycloak: kc, Secrets: noSecrets{}}
+}
+
+func TestSyncAdoptsRefusesAndLeavesAlone(t *testing.T) {
+	kf, kc, s := setup(t)
+	ctx := context.Background()
+	// A realm user of the same username, made before Tenancy knew it: adopted.
+	if _, err := kc.CreateUser(ctx, "acme", keycloak.User{Username: "asha", Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	// One that is another Tenancy user's: refused, untouched.
+	if _, err := kc.CreateUser(ctx, "acme", keycloak.User{Username: "ravi", Enabled: true, Attributes: map[string][]string{realmsync.AttrUserID: {"someone-else"}}}); err != nil {
+		t.Fatal(err)
+	}
+	d := fold(user("u1", "asha", domain.SourceTenancy, domain.UserRoleTenantAdmin), user("u2", "ravi", domain.SourceTenancy),
+		user("u3", "fed", domain.SourceFederated))
+	if c, err := s.SyncUser(ctx, "acme", d, "u1"); err != nil || c.Action != "updated" {
+		t.Fatalf("adopting asha: %+v %v", c, err)
+	}
+	if _, err := s.SyncUser(ctx, "acme", d, "u2"); !errors.Is(err, realmsync.ErrForeign) {
+		t.Fatalf("ravi: %v, want ErrForeign", err)
+	}
+	if c, err := s.SyncUser(ctx, "acme", d, "u3"); err != nil || c.Action != "left alone (federated)" {
+		t.Fatalf("federated: %+v %v", c, err)
+	}
+	users := kf.Users("acme")
+	if len(users) != 2 {
+		t.Fatalf("realm users: %+v", users)
+	}
+	for _, u := range users {
+		want := map[string]string{"asha": "u1", "ravi": "someone-else"}[u.Username]
+		if got := u.Attributes[realmsync.AttrUserID]; len(got) != 1 || got[0] != want {
+			t.Errorf("%s carries tenancy.user_id %v, want %s", u.Username, got, want)
+		}
+	}
+	// Converged: a second pass over everything changes nothing.
+	d = fold(user("u1", "asha", domain.SourceTenancy, domain.UserRoleTenantAdmin), &events.OrgUnitCreated{ID: "o1", Name: "Sales"},
+		&events.MembershipSet{UserID: "u1", OUID: "o1", Roles: []string{"admin"}})
+	if _, err := s.SyncAll(ctx, "acme", d); err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.SyncAll(ctx, "acme", d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range again {
+		if c.Action != "unchanged" {
+			t.Errorf("second pass: %s", c)
+		}
+	}
+}
