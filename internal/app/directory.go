@@ -35,8 +35,10 @@ type Directory struct {
 	prepare KeyPreparer
 	secrets ClientSecrets
 	tenants *Tenants
-	newID   func() string
-	log     *slog.Logger
+	// accounts, when set, reaches users' accounts in the identity provider.
+	accounts AdminAccounts
+	newID    func() string
+	log      *slog.Logger
 }
 
 // DirectoryOptions configure Directory.
@@ -52,14 +54,16 @@ type DirectoryOptions struct {
 	Secrets ClientSecrets
 	// Tenants says which tenants exist.
 	Tenants *Tenants
-	Log     *slog.Logger
+	// Accounts issues temporary passwords (nil: no identity provider).
+	Accounts AdminAccounts
+	Log      *slog.Logger
 }
 
 // NewDirectory returns the directory use cases.
 func NewDirectory(o DirectoryOptions) *Directory {
 	return &Directory{
 		handler: command.NewHandler[domain.Directory, domain.DirectoryCommand](domain.DirectoryDecider{}, o.Deps),
-		index:   o.Index, keys: o.Keys, prepare: o.Prepare, secrets: o.Secrets, tenants: o.Tenants, newID: o.Deps.NewID, log: o.Log,
+		index:   o.Index, keys: o.Keys, prepare: o.Prepare, secrets: o.Secrets, tenants: o.Tenants, accounts: o.Accounts, newID: o.Deps.NewID, log: o.Log,
 	}
 }
 
@@ -287,4 +291,36 @@ func (s *Directory) DeleteClient(ctx context.Context, tenantID string, c domain.
 		}
 	}
 	return res, nil
+}
+
+// IssuePassword gives a user of the tenant's own realm a new temporary
+// password, to be changed at first sign-in, and returns the account and
+// the password, which is never stored: for realms that cannot email users
+// to set one. The issue is recorded first, so that a password that exists
+// is always accounted for.
+func (s *Directory) IssuePassword(ctx context.Context, tenantID, userID string, meta command.Meta) (account, password string, err error) {
+	if s.accounts == nil {
+		return "", "", fmt.Errorf("%w: no identity provider is configured (KEYCLOAK_URL), so users have no accounts to set a password on", domain.ErrPrecondition)
+	}
+	t, _, err := s.tenants.Get(ctx, tenantID)
+	if err != nil {
+		return "", "", err
+	}
+	if t.Realm != nil && t.Realm.Mode == domain.RealmShared || t.State != domain.StateActive {
+		return "", "", fmt.Errorf("%w: the tenant is %s or in the shared realm: its users' accounts are not synced", domain.ErrPrecondition, t.State)
+	}
+	res, err := s.Do(ctx, tenantID, domain.RecordUserPassword{ID: userID}, meta)
+	if err != nil {
+		return "", "", err
+	}
+	u, _ := res.State.User(userID)
+	password = newPassword(20)
+	account, found, err := s.accounts.SetTemporaryPassword(ctx, t.Slug, u.Username, password)
+	switch {
+	case err != nil:
+		return "", "", identityProviderError(err)
+	case !found:
+		return "", "", fmt.Errorf("%w: the user is not in the identity provider yet (the realm sync follows the log); retry shortly", domain.ErrUnavailable)
+	}
+	return account, password, nil
 }

@@ -31,6 +31,7 @@ func (s *Server) directoryRoutes(v1 *echo.Group) {
 	v1.POST(t+"/users/:user/disable", s.setUserEnabled(false), authn, dir, s.idempotent)
 	v1.POST(t+"/users/:user/enable", s.setUserEnabled(true), authn, dir, s.idempotent)
 	v1.GET(t+"/users/:user/memberships", s.userMemberships, authn, dir)
+	v1.POST(t+"/users/:user/temporary-password", s.userPassword, authn, dir)
 	v1.POST(t+"/clients", s.createClient, authn, dir, s.idempotent)
 	v1.GET(t+"/clients", s.listClients, authn, dir)
 	v1.GET(t+"/clients/:client", s.getClient, authn, dir)

@@ -143,7 +143,23 @@ func TestDirectorySyncsIntoTheRealm(t *testing.T) {
 	l := kcUser(t, kf, "synced", late, 10*time.Second, func(u *keycloakfake.User) bool {
 		return u != nil && slices.Contains(kf.UserRoles("synced", u.ID), "tenant-viewer") && !slices.Contains(kf.UserRoles("synced", u.ID), "tenant-admin")
 	})
+	// Without SMTP a tenant admin gives a user a temporary password, shown
+	// once; the log records the issue, never the password.
+	pw := h.status(t, "POST", base+"/users/"+late+"/temporary-password", h.token(t, tokenFor("tenant-admin", id)), nil)
+	if pw.Status != http.StatusOK || pw.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("temporary password: %d %s", pw.Status, pw.Body)
+	}
+	value, temporary, ok := kf.Password("synced", l.ID)
+	if !ok || !temporary || value != pw.json(t)["temporary_password"] {
+		t.Fatalf("password in Keycloak: %v %v; answered %s", temporary, ok, pw.Body)
+	}
+	if strings.Contains(string(h.allEvents(t)), value) {
+		t.Fatal("the temporary password is in the log")
+	}
 	h.status(t, "POST", base+"/users/"+late+"/disable", h.admin, map[string]any{"reason": "left"})
+	if r := h.status(t, "POST", base+"/users/"+late+"/temporary-password", h.admin, nil); r.Status != http.StatusConflict {
+		t.Fatalf("a disabled user's password: %d %s", r.Status, r.Body)
+	}
 	kcUser(t, kf, "synced", late, 10*time.Second, func(u *keycloakfake.User) bool { return u != nil && !u.Enabled })
 	if kf.UserLogouts("synced", l.ID) < 1 {
 		t.Fatal("disabling did not end the user's sessions")

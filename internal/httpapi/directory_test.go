@@ -247,6 +247,9 @@ func TestDirectoryRoleMatrix(t *testing.T) {
 		body         any
 		// allowed lists the callers that may; everyone else is refused.
 		allowed []string
+		// want is the status the allowed get when not a success (this
+		// harness has no identity provider).
+		want int
 	}
 	read := []string{"platform-admin", "tenant-admin", "tenant-viewer"}
 	manage := []string{"platform-admin", "tenant-admin"}
@@ -255,30 +258,31 @@ func TestDirectoryRoleMatrix(t *testing.T) {
 	routes := func(d dir) []route {
 		base := "/v1/tenants/" + d.tenant
 		return []route{
-			{"GET", base + "/users", nil, read},
-			{"GET", base + "/users/" + d.viewer, nil, read},
-			{"GET", base + "/users/" + d.viewer + "/memberships", nil, read},
-			{"PATCH", base + "/users/" + d.viewer, map[string]any{"first_name": "Changed"}, manage},
-			{"POST", base + "/users/" + d.viewer + "/disable", map[string]any{"reason": "matrix"}, manage},
-			{"POST", base + "/users/" + d.viewer + "/enable", map[string]any{"reason": "matrix"}, manage},
-			{"POST", base + "/users", map[string]any{"username": "matrix-new"}, manage},
-			{"POST", base + "/users/batch", map[string]any{"users": []map[string]any{{"username": "matrix-batch"}}}, manage},
-			{"GET", base + "/clients", nil, read},
-			{"GET", base + "/clients/" + d.client, nil, read},
-			{"PATCH", base + "/clients/" + d.client, map[string]any{"name": "Bot"}, manage},
-			{"POST", base + "/clients/" + d.client + "/rotate-secret", nil, manage},
-			{"POST", base + "/clients", map[string]any{"client_id": "matrix-client"}, manage},
-			{"GET", base + "/org-units", nil, read},
-			{"GET", base + "/org-units/" + d.ou, nil, ouRead},
-			{"GET", base + "/org-units/" + d.child, nil, ouRead},
-			{"GET", base + "/org-units/" + d.ou + "/members", nil, ouRead},
-			{"PUT", base + "/org-units/" + d.child + "/members/" + d.viewer, map[string]any{"roles": []string{"default"}}, ouManage},
-			{"DELETE", base + "/org-units/" + d.child + "/members/" + d.viewer, nil, ouManage},
-			{"PATCH", base + "/org-units/" + d.child, map[string]any{"description": "x"}, manage},
-			{"POST", base + "/org-units", map[string]any{"name": "Matrix"}, manage},
-			{"DELETE", base + "/clients/" + d.client, nil, manage},
-			{"DELETE", base + "/users/" + d.viewer, nil, manage},
-			{"DELETE", base + "/org-units/" + d.child, nil, manage},
+			{"GET", base + "/users", nil, read, 0},
+			{"GET", base + "/users/" + d.viewer, nil, read, 0},
+			{"GET", base + "/users/" + d.viewer + "/memberships", nil, read, 0},
+			{"POST", base + "/users/" + d.viewer + "/temporary-password", nil, manage, http.StatusConflict},
+			{"PATCH", base + "/users/" + d.viewer, map[string]any{"first_name": "Changed"}, manage, 0},
+			{"POST", base + "/users/" + d.viewer + "/disable", map[string]any{"reason": "matrix"}, manage, 0},
+			{"POST", base + "/users/" + d.viewer + "/enable", map[string]any{"reason": "matrix"}, manage, 0},
+			{"POST", base + "/users", map[string]any{"username": "matrix-new"}, manage, 0},
+			{"POST", base + "/users/batch", map[string]any{"users": []map[string]any{{"username": "matrix-batch"}}}, manage, 0},
+			{"GET", base + "/clients", nil, read, 0},
+			{"GET", base + "/clients/" + d.client, nil, read, 0},
+			{"PATCH", base + "/clients/" + d.client, map[string]any{"name": "Bot"}, manage, 0},
+			{"POST", base + "/clients/" + d.client + "/rotate-secret", nil, manage, 0},
+			{"POST", base + "/clients", map[string]any{"client_id": "matrix-client"}, manage, 0},
+			{"GET", base + "/org-units", nil, read, 0},
+			{"GET", base + "/org-units/" + d.ou, nil, ouRead, 0},
+			{"GET", base + "/org-units/" + d.child, nil, ouRead, 0},
+			{"GET", base + "/org-units/" + d.ou + "/members", nil, ouRead, 0},
+			{"PUT", base + "/org-units/" + d.child + "/members/" + d.viewer, map[string]any{"roles": []string{"default"}}, ouManage, 0},
+			{"DELETE", base + "/org-units/" + d.child + "/members/" + d.viewer, nil, ouManage, 0},
+			{"PATCH", base + "/org-units/" + d.child, map[string]any{"description": "x"}, manage, 0},
+			{"POST", base + "/org-units", map[string]any{"name": "Matrix"}, manage, 0},
+			{"DELETE", base + "/clients/" + d.client, nil, manage, 0},
+			{"DELETE", base + "/users/" + d.viewer, nil, manage, 0},
+			{"DELETE", base + "/org-units/" + d.child, nil, manage, 0},
 		}
 	}
 	for _, name := range []string{"no-role", "billing", "foreign-admin", "foreign-ou-admin", "ou-auditor", "tenant-viewer", "ou-admin", "tenant-admin"} {
@@ -295,7 +299,9 @@ func TestDirectoryRoleMatrix(t *testing.T) {
 			r := h.status(t, rt.method, rt.path, tok, rt.body)
 			foreign := strings.HasPrefix(name, "foreign") || name == "billing"
 			switch {
-			case allowed && r.Status >= 300 && !(rt.method == "DELETE" && r.Status == http.StatusNotFound):
+			case allowed && rt.want != 0 && r.Status != rt.want:
+				t.Errorf("%s %s as %s: %d, want %d: %s", rt.method, rt.path, name, r.Status, rt.want, r.Body)
+			case allowed && rt.want == 0 && r.Status >= 300 && !(rt.method == "DELETE" && r.Status == http.StatusNotFound):
 				t.Errorf("%s %s as %s: %d, want success: %s", rt.method, rt.path, name, r.Status, r.Body)
 			case !allowed && foreign && r.Status != http.StatusNotFound:
 				t.Errorf("%s %s as %s (another tenant): %d, want 404", rt.method, rt.path, name, r.Status)

@@ -392,3 +392,23 @@ func (s *Server) importUsers(c echo.Context) error {
 	}
 	return writeEntity(c, http.StatusOK, out, 0, seq)
 }
+
+// userPassword issues a user a temporary password. Like the tenant
+// administrator's, it is deliberately not idempotent: a replay would have
+// to store the password.
+func (s *Server) userPassword(c echo.Context) error {
+	if err := checkParams(c); err != nil {
+		return err
+	}
+	d, _, err := s.loadDirectory(c, manageAccess, "")
+	if err != nil {
+		return err
+	}
+	user, password, err := s.deps.Directory.IssuePassword(c.Request().Context(), d.TenantID, c.Param("user"), actorMeta(c))
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return writeJSON(c, http.StatusOK, AdminPasswordView{Username: user, TemporaryPassword: password,
+		Note: "shown once and not stored; the user must change it at first sign-in"})
+}

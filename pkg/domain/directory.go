@@ -306,6 +306,7 @@ func (DirectoryDecider) Evolve(d Directory, r Recorded) Directory {
 	}
 	d.Version = r.Version
 	switch p := r.Payload.(type) {
+	case *events.UserPasswordIssued:
 	case *events.UserCreated, *events.UserUpdated, *events.UserDisabled, *events.UserEnabled, *events.UserDeleted:
 		d = d.evolveUser(r)
 	case *events.ClientCreated, *events.ClientUpdated, *events.ClientSecretRotated, *events.ClientDeleted:

@@ -99,6 +99,12 @@ type DeleteUser struct {
 	IfVersion int64
 }
 
+// RecordUserPassword records that a user is given a temporary password
+// (the password itself is never recorded).
+type RecordUserPassword struct {
+	ID string
+}
+
 // ImportUsers creates many users at once. A row that already exists with
 // the same values changes nothing; a row that cannot be created is
 // skipped (ImportOutcome says why), so one bad row does not fail the
@@ -185,6 +191,7 @@ func (UpdateUser) directoryCommand()         {}
 func (SetUserEnabled) directoryCommand()     {}
 func (DeleteUser) directoryCommand()         {}
 func (ImportUsers) directoryCommand()        {}
+func (RecordUserPassword) directoryCommand() {}
 func (CreateClient) directoryCommand()       {}
 func (UpdateClient) directoryCommand()       {}
 func (RotateClientSecret) directoryCommand() {}
@@ -224,6 +231,17 @@ func (dd DirectoryDecider) decide(d Directory, cmd DirectoryCommand) ([]events.P
 		return decideDeleteUser(d, c)
 	case ImportUsers:
 		return dd.decideImport(d, c)
+	case RecordUserPassword:
+		u, ok := d.User(c.ID)
+		switch {
+		case !ok:
+			return nil, userNotFound(c.ID)
+		case !u.Enabled:
+			return nil, fmt.Errorf("%w: user %s is disabled; enable it first", ErrPrecondition, c.ID)
+		case u.Source != SourceTenancy:
+			return nil, fmt.Errorf("%w: user %s signs in through the tenant's %s login; its password is not Tenancy's to set", ErrPrecondition, c.ID, u.Source)
+		}
+		return []events.Payload{&events.UserPasswordIssued{UserID: c.ID}}, nil
 	case CreateClient, UpdateClient, RotateClientSecret, DeleteClient:
 		return decideClient(d, cmd)
 	case CreateOrgUnit, UpdateOrgUnit, DeleteOrgUnit:

@@ -18,6 +18,7 @@ const (
 	TypeUserDisabled        = "tenancy.user.disabled.v1"
 	TypeUserEnabled         = "tenancy.user.enabled.v1"
 	TypeUserDeleted         = "tenancy.user.deleted.v1"
+	TypeUserPasswordIssued  = "tenancy.user.temporary_password_issued.v1"
 	TypeClientCreated       = "tenancy.client.created.v1"
 	TypeClientUpdated       = "tenancy.client.updated.v1"
 	TypeClientSecretRotated = "tenancy.client.secret_rotated.v1"
@@ -166,6 +167,21 @@ func (*UserDeleted) EventType() string { return TypeUserDeleted }
 
 // Summary implements Summarizer.
 func (p *UserDeleted) Summary() string { return "deleted user " + p.UserID + "; personal data erased" }
+
+// UserPasswordIssued records that a user was given a temporary password
+// in the identity provider (never the password): for realms that cannot
+// email users to set one.
+type UserPasswordIssued struct {
+	UserID string `json:"user_id"`
+}
+
+// EventType implements Payload.
+func (*UserPasswordIssued) EventType() string { return TypeUserPasswordIssued }
+
+// Summary implements Summarizer.
+func (p *UserPasswordIssued) Summary() string {
+	return "issued user " + p.UserID + " a temporary password"
+}
 
 // ClientCreated records a non-browser client (a service account). Its
 // secret is never in an event: SecretVersion names the version kept
@@ -320,6 +336,7 @@ func init() {
 		func() Payload { return &UserDisabled{} },
 		func() Payload { return &UserEnabled{} },
 		func() Payload { return &UserDeleted{} },
+		func() Payload { return &UserPasswordIssued{} },
 		func() Payload { return &ClientCreated{} },
 		func() Payload { return &ClientUpdated{} },
 		func() Payload { return &ClientSecretRotated{} },

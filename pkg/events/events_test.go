@@ -98,6 +98,7 @@ var samples = map[string]Payload{
 	TypeUserDisabled:        &UserDisabled{UserID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b50", Reason: "left the company"},
 	TypeUserEnabled:         &UserEnabled{UserID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b50", Reason: "rehired"},
 	TypeUserDeleted:         &UserDeleted{UserID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b50"},
+	TypeUserPasswordIssued:  &UserPasswordIssued{UserID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b50"},
 	TypeClientCreated:       &ClientCreated{ID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b51", ClientID: "billing-sync", Name: "Billing sync", Roles: []string{"tenant-viewer"}, Enabled: true, SecretVersion: 1},
 	TypeClientUpdated:       &ClientUpdated{ID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b51", Changed: []string{"enabled", "name"}, Name: ptr("Billing"), Enabled: new(false)},
 	TypeClientSecretRotated: &ClientSecretRotated{ID: "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b51", SecretVersion: 2},

@@ -108,7 +108,7 @@ func OpenCore(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, o Core
 	}
 	c.ClientSecrets = clientSecrets
 	c.Directory = app.NewDirectory(app.DirectoryOptions{Deps: c.CommandDeps(), Index: ring, Keys: ring, Prepare: ring, Secrets: clientSecrets,
-		Tenants: c.Tenants, Log: o.Log})
+		Tenants: c.Tenants, Accounts: o.Accounts, Log: o.Log})
 	return c, nil
 }
 
