@@ -517,37 +517,97 @@ func (h *Handler[S, C]) load(ctx context.Context, tenantID, id, subject string) 
 
 // fold checks and folds the subject's messages after snap. A message that
 // fails the checks breaks the chain: it and everything after it stay out
-// of the state until an operator resolves it.
+// of the state until an operator resolves it. The messages are checked
+// first and their personal data opened after, so that the keys of many
+// scopes (a directory's users) are fetched in batches rather than one by
+// one.
 func (h *Handler[S, C]) fold(ctx context.Context, tenantID, id string, snap snapshot[S], msgs []eventstore.Message) (snapshot[S], error) {
 	if snap.broken != nil {
 		// Nothing after a break is folded (recheck starts over once it is
 		// resolved).
 		return snap, nil
 	}
+	type checked struct {
+		c   integrity.Checked
+		seq uint64
+	}
+	todo := make([]checked, 0, len(msgs))
+	head, last := snap.head(), snap.seq
+	var broken *integrity.Violation
+	var brokenSeq uint64
+	var cerr error
 	for _, m := range msgs {
-		c, err := h.deps.Checker.Check(ctx, snap.head(), m)
+		c, err := h.deps.Checker.Check(ctx, head, m)
 		var v *integrity.Violation
 		if errors.As(err, &v) {
-			snap.broken, snap.seq = v, m.Seq
+			broken, brokenSeq = v, m.Seq
 			if h.deps.Quarantine != nil {
 				h.deps.Quarantine(ctx, v)
 			}
-			return snap, nil
+			break
 		}
 		if err != nil {
-			return snap, fmt.Errorf("checking the event at seq %d on %s: %w", m.Seq, m.Subject, err)
+			cerr = fmt.Errorf("checking the event at seq %d on %s: %w", m.Seq, m.Subject, err)
+			break
 		}
-		snap.seq = m.Seq
-		if c.Ignored {
-			continue
+		last = m.Seq
+		if !c.Ignored {
+			head = c.Head
+			todo = append(todo, checked{c, m.Seq})
 		}
-		if err := events.OpenPII(c.Payload, events.PIIScope(c.Envelope), h.deps.Cipher); err != nil {
-			return snap, fmt.Errorf("event at seq %d on %s: %w", m.Seq, m.Subject, err)
+	}
+	payloads := make([]events.Payload, len(todo))
+	for i, t := range todo {
+		payloads[i] = t.c.Payload
+	}
+	h.prefetchKeys(ctx, payloads)
+	for _, t := range todo {
+		if err := events.OpenPII(t.c.Payload, events.PIIScope(t.c.Envelope), h.deps.Cipher); err != nil {
+			return snap, fmt.Errorf("event at seq %d on %s: %w", t.seq, t.c.Envelope.Subject, err)
 		}
-		snap.state = h.agg.Evolve(snap.state, domain.RecordedFrom(id, m.Seq, c.Envelope, c.Payload))
-		snap.hash, snap.lastID = c.Head.Hash, c.Head.ID
+		snap.state = h.agg.Evolve(snap.state, domain.RecordedFrom(id, t.seq, t.c.Envelope, t.c.Payload))
+		snap.hash, snap.lastID, snap.seq = t.c.Head.Hash, t.c.Head.ID, t.seq
+	}
+	if cerr != nil {
+		return snap, cerr
+	}
+	snap.seq = last
+	if broken != nil {
+		snap.broken, snap.seq = broken, brokenSeq
 	}
 	return snap, nil
+}
+
+// keyPrefetcher loads the personal-data keys of many scopes at once (the
+// keyring does).
+type keyPrefetcher interface {
+	Prefetch(ctx context.Context, scopes []string) error
+}
+
+// prefetchKeys loads at once the keys of the scopes n payloads are sealed
+// under when they name their own (a user's); a failure only means each
+// key is read when opened.
+func (h *Handler[S, C]) prefetchKeys(ctx context.Context, payloads []events.Payload) {
+	p, ok := h.deps.Cipher.(keyPrefetcher)
+	if !ok {
+		return
+	}
+	seen := map[string]bool{}
+	var scopes []string
+	for _, pl := range payloads {
+		if o, ok := pl.(events.OwnScoped); ok {
+			if sc := o.OwnScope(); sc != "" && !seen[sc] {
+				seen[sc] = true
+				scopes = append(scopes, sc)
+			}
+		}
+	}
+	if len(scopes) < 2 {
+		return
+	}
+	if err := p.Prefetch(ctx, scopes); err != nil {
+		h.deps.Log.WarnContext(ctx, "prefetching personal-data keys failed; each is read when opened", "scopes", len(scopes), "error", err)
+	}
 }
 
 // Forget drops an aggregate from the cache.

@@ -80,7 +80,7 @@ func Open(ctx context.Context, js jetstream.JetStream, masterKey []byte, replica
 	if err != nil {
 		return nil, fmt.Errorf("keyring: stream %s: %w", Stream, err)
 	}
-	cache, _ := lru.New[string, cipher.AEAD](10000)
+	cache, _ := lru.New[string, cipher.AEAD](50000)
 	index, err := hkdf.Key(sha256.New, masterKey, nil, "tenancy blind index v1", 32)
 	if err != nil {
 		return nil, fmt.Errorf("keyring: %w", err)

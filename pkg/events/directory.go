@@ -84,6 +84,9 @@ func (p *UserCreated) Summary() string {
 // HasPlainPII implements PIIHolder.
 func (p *UserCreated) HasPlainPII() bool { return p.Personal != nil }
 
+// OwnScope implements OwnScoped.
+func (p *UserCreated) OwnScope() string { return sealedScope(p.PII, p.UserID) }
+
 // SealPII implements PIIHolder: a user's data is sealed under the user's
 // own key, whatever scope the aggregate has.
 func (p *UserCreated) SealPII(_ string, c PIICipher) error {
@@ -120,6 +123,17 @@ func (p *UserUpdated) Summary() string {
 
 // HasPlainPII implements PIIHolder.
 func (p *UserUpdated) HasPlainPII() bool { return p.Personal != nil }
+
+// OwnScope implements OwnScoped.
+func (p *UserUpdated) OwnScope() string { return sealedScope(p.PII, p.UserID) }
+
+// sealedScope is the user's key scope when there is sealed data to open.
+func sealedScope(sealed, userID string) string {
+	if sealed == "" {
+		return ""
+	}
+	return UserPIIScope(userID)
+}
 
 // SealPII implements PIIHolder.
 func (p *UserUpdated) SealPII(_ string, c PIICipher) error {

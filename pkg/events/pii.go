@@ -33,6 +33,14 @@ type PIIHolder interface {
 	HasPlainPII() bool
 }
 
+// OwnScoped is a payload whose personal data is sealed under a key of its
+// own (a user's) rather than its aggregate's: readers of many such events
+// load their keys in one go.
+type OwnScoped interface {
+	// OwnScope is the key scope of the sealed data ("" when it has none).
+	OwnScope() string
+}
+
 // SealPII seals p's personal data if it carries any.
 func SealPII(p Payload, tenantID string, c PIICipher) error {
 	if h, ok := p.(PIIHolder); ok && h.HasPlainPII() {
