@@ -1,10 +1,18 @@
 package httpapi_test
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/tenancyhq/tenancy/internal/app"
+	"github.com/tenancyhq/tenancy/internal/command"
+	"github.com/tenancyhq/tenancy/internal/logging"
+	"github.com/tenancyhq/tenancy/pkg/domain"
+	"github.com/tenancyhq/tenancy/pkg/events"
 
 	"github.com/tenancyhq/tenancy/internal/auth"
 )
@@ -318,5 +326,35 @@ func TestDirectoryRoleMatrix(t *testing.T) {
 		if r := h.status(t, rt.method, rt.path, callers(b)["foreign-admin"], rt.body); r.Status != http.StatusOK {
 			t.Errorf("%s %s as its own admin: %d", rt.method, rt.path, r.Status)
 		}
+	}
+}
+
+// TestDeletedUsersKeyIsErasedByTheProvisioner: when the API could not
+// destroy a deleted user's key, the provisioner does, on the deletion
+// event (here without Keycloak: it only erases).
+func TestDeletedUsersKeyIsErasedByTheProvisioner(t *testing.T) {
+	h := newHarness(t, options{provisioner: true})
+	d := h.directoryOf(t, "erase")
+	scope := events.UserPIIScope(d.viewer)
+	sealed, err := h.core.Keyring.Seal(scope, []byte("kept until the user goes"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A directory without a key destroyer stands for an API whose destroy
+	// failed after the deletion was recorded.
+	failing := app.NewDirectory(app.DirectoryOptions{Deps: h.core.CommandDeps(), Index: h.core.Keyring, Tenants: h.core.Tenants, Log: logging.Discard()})
+	if _, err := failing.Do(t.Context(), d.tenant, domain.DeleteUser{ID: d.viewer}, command.Meta{Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := h.core.Keyring.OpenCurrent(scope, sealed)
+		if errors.Is(err, events.ErrErased) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the deleted user's key survives: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

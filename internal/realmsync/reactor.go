@@ -17,15 +17,18 @@ import (
 )
 
 // Consumer is the durable consumer of directory events that keeps realms
-// in step.
+// in step (and erases deleted users' keys).
 const Consumer = "provisioner-realm-sync"
 
 // Reactor follows every tenant's directory events and converges the
-// entity each names in the tenant's realm.
+// entity each names in the tenant's realm; it also erases a deleted user's
+// personal-data key, where the API's own attempt failed.
 type Reactor struct {
-	JS        jetstream.JetStream
-	Stream    string
+	JS     jetstream.JetStream
+	Stream string
+	// Syncer is nil without Keycloak: then the reactor only erases.
 	Syncer    *Syncer
+	Keys      app.KeyDestroyer
 	Directory *app.Directory
 	Tenants   *app.Tenants
 	Reader    *integrity.Reader
@@ -86,6 +89,15 @@ func (r *Reactor) handle(ctx context.Context, m *consume.Message) error {
 		return nil
 	}
 	tenantID := m.Envelope.TenantID
+	if p, ok := m.Payload.(*events.UserDeleted); ok && r.Keys != nil {
+		// Erasing again is a no-op; this is where a failure is retried.
+		if err := r.Keys.Destroy(ctx, events.UserPIIScope(p.UserID)); err != nil {
+			return err
+		}
+	}
+	if r.Syncer == nil {
+		return nil
+	}
 	t, _, err := r.Tenants.Get(ctx, tenantID)
 	if errors.Is(err, domain.ErrNotFound) {
 		return nil

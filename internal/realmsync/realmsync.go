@@ -68,7 +68,16 @@ type Secrets interface {
 type Syncer struct {
 	Keycloak Keycloak
 	Secrets  Secrets
-	Log      *slog.Logger
+	// EmailNewUsers, when the realms can send email (KEYCLOAK_REALM_SMTP),
+	// emails each new user a link to do their required actions (set a
+	// password, verify the address).
+	EmailNewUsers bool
+	Log           *slog.Logger
+}
+
+// Emailer sends users Keycloak's execute-actions email.
+type Emailer interface {
+	ExecuteActionsEmail(ctx context.Context, realm, userID string, actions []string) error
 }
 
 // Change is what one sync did, for the log and the saga's record.
@@ -187,6 +196,16 @@ func (s *Syncer) syncUser(ctx context.Context, realm string, d domain.Directory,
 			return Change{}, err
 		}
 		action = "created"
+		if e, ok := s.Keycloak.(Emailer); ok && s.EmailNewUsers && u.Email != "" {
+			// Best effort: the account exists and its required actions
+			// stand; an admin can issue a temporary password instead.
+			switch err := e.ExecuteActionsEmail(ctx, realm, want.ID, want.RequiredActions); {
+			case err == nil:
+				action = "created and emailed"
+			case s.Log != nil:
+				s.Log.WarnContext(ctx, "emailing a new user their required actions failed", "realm", realm, "user_id", id, "error", err)
+			}
+		}
 	case !sameUser(kc, want):
 		if err := s.Keycloak.UpdateUser(ctx, realm, want); err != nil {
 			return Change{}, err

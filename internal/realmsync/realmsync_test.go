@@ -106,3 +106,40 @@ func TestSyncAdoptsRefusesAndLeavesAlone(t *testing.T) {
 		}
 	}
 }
+
+// TestNewUsersAreEmailedWhenTheRealmCanSendEmail: with SMTP, a new user
+// with an address gets the execute-actions email for their required
+// actions; one without an address does not.
+func TestNewUsersAreEmailedWhenTheRealmCanSendEmail(t *testing.T) {
+	kf, kc, s := setup(t)
+	s.EmailNewUsers = true
+	r, err := kc.GetRealm(context.Background(), "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.SMTPServer = map[string]string{"host": "smtp.acme.test", "from": "id@acme.test"}
+	if err := kc.UpdateRealm(context.Background(), "acme", r); err != nil {
+		t.Fatal(err)
+	}
+	withEmail := user("u1", "asha", domain.SourceTenancy)
+	withEmail.Personal.Email = "asha@acme.test"
+	d := fold(withEmail, user("u2", "ravi", domain.SourceTenancy))
+	for _, id := range []string{"u1", "u2"} {
+		if _, err := s.SyncUser(context.Background(), "acme", d, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, u := range kf.Users("acme") {
+		emails := kf.ActionEmails("acme", u.ID)
+		switch u.Username {
+		case "asha":
+			if len(emails) != 1 || len(emails[0]) != 2 {
+				t.Fatalf("asha's emails: %v", emails)
+			}
+		default:
+			if len(emails) != 0 {
+				t.Fatalf("%s without an address was emailed: %v", u.Username, emails)
+			}
+		}
+	}
+}

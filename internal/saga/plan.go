@@ -856,7 +856,7 @@ func (in Integrations) directoryStep() Step {
 		if err != nil {
 			return Outcome{}, err
 		}
-		sync := realmsync.Syncer{Keycloak: in.Keycloak, Secrets: in.ClientSecrets}
+		sync := realmsync.Syncer{Keycloak: in.Keycloak, Secrets: in.ClientSecrets, EmailNewUsers: in.RealmSMTP["host"] != ""}
 		changes, err := sync.SyncAll(ctx, t.Slug, d)
 		if err != nil {
 			return Outcome{}, classify("Keycloak", err)

@@ -74,8 +74,8 @@ type Provisioner struct {
 	Worker     *saga.Worker
 	Reconciler *saga.Reconciler
 	Compliance *compliance.Reactor
-	// RealmSync keeps tenants' realms in step with their directories (nil
-	// without Keycloak).
+	// RealmSync keeps tenants' realms in step with their directories
+	// (without Keycloak it only erases deleted users' keys).
 	RealmSync *realmsync.Reactor
 	timers    *timer.Timers
 	waiter    *readmodel.Waiter
@@ -165,10 +165,11 @@ func New(ctx context.Context, core *boot.Core, o Options) (*Provisioner, error) 
 		return nil, err
 	}
 	p := &Provisioner{Worker: w, Reconciler: rec, Compliance: comp, timers: timers, waiter: waiter, interval: o.ReconcileInterval}
-	if in := o.Integrations; in.Keycloak != nil {
-		p.RealmSync = &realmsync.Reactor{JS: core.JS, Stream: core.Opts.Stream, Directory: in.Directory, Tenants: core.Tenants,
-			Syncer: &realmsync.Syncer{Keycloak: in.Keycloak, Secrets: in.ClientSecrets, Log: core.Log}, Reader: core.Reader(),
-			Poison: core.Quarantined("realm-sync"), Log: core.Log}
+	in := o.Integrations
+	p.RealmSync = &realmsync.Reactor{JS: core.JS, Stream: core.Opts.Stream, Directory: in.Directory, Tenants: core.Tenants, Keys: core.Keyring,
+		Reader: core.Reader(), Poison: core.Quarantined("realm-sync"), Log: core.Log}
+	if in.Keycloak != nil {
+		p.RealmSync.Syncer = &realmsync.Syncer{Keycloak: in.Keycloak, Secrets: in.ClientSecrets, EmailNewUsers: in.RealmSMTP["host"] != "", Log: core.Log}
 	}
 	return p, nil
 }
