@@ -47,6 +47,10 @@ type Keyring struct {
 	js     jetstream.JetStream
 	master cipher.AEAD
 	cache  *lru.Cache[string, cipher.AEAD]
+	// destroyed holds the scopes this instance destroyed: a read that
+	// fetched such a key just before its tombstone must not put it back
+	// in the cache, where it would open erased data for good.
+	destroyed *lru.Cache[string, struct{}]
 	// index keys the blind indexes: derived from the master key, so that
 	// an index value means nothing without it, and never the same as it.
 	index []byte
@@ -85,7 +89,8 @@ func Open(ctx context.Context, js jetstream.JetStream, masterKey []byte, replica
 	if err != nil {
 		return nil, fmt.Errorf("keyring: %w", err)
 	}
-	return &Keyring{stream: st, reader: eventstore.New(js, Stream), js: js, master: master, cache: cache, index: index}, nil
+	destroyed, _ := lru.New[string, struct{}](10000)
+	return &Keyring{stream: st, reader: eventstore.New(js, Stream), js: js, master: master, cache: cache, destroyed: destroyed, index: index}, nil
 }
 
 // BlindIndex returns the keyed HMAC of a normalised value of the named
@@ -225,7 +230,9 @@ func (k *Keyring) cached(tenantID string, dk []byte) (cipher.AEAD, error) {
 	if err != nil {
 		return nil, err
 	}
-	k.cache.Add(tenantID, a)
+	if !k.destroyed.Contains(tenantID) {
+		k.cache.Add(tenantID, a)
+	}
 	return a, nil
 }
 
@@ -233,7 +240,11 @@ func (k *Keyring) cached(tenantID string, dk []byte) (cipher.AEAD, error) {
 // deleted (overwritten on disk) and a tombstone left in its place, which
 // makes recreating the key impossible. It is idempotent.
 func (k *Keyring) Destroy(ctx context.Context, tenantID string) error {
+	k.destroyed.Add(tenantID, struct{}{})
 	k.cache.Remove(tenantID)
+	// A read racing this one may have cached the key after the removal
+	// above; it is removed again once the tombstone is written.
+	defer k.cache.Remove(tenantID)
 	subject := subjectPrefix + tenantID
 	msg, err := k.stream.GetLastMsgForSubject(ctx, subject)
 	switch {
