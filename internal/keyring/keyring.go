@@ -195,7 +195,9 @@ func (k *Keyring) key(ctx context.Context, tenantID string, create bool) (cipher
 		return nil, fmt.Errorf("tenant %s: %w", tenantID, events.ErrErased)
 	case errors.Is(err, jetstream.ErrMsgNotFound):
 	default:
-		return nil, fmt.Errorf("keyring: read key of tenant %s: %w", tenantID, err)
+		// Unavailable, not erased: the key store could not answer (a
+		// failover); whoever reads it retries rather than judging the data.
+		return nil, fmt.Errorf("%w: keyring: read key of %s: %v", domain.ErrUnavailable, tenantID, err)
 	}
 	dk := make([]byte, 32)
 	if _, err := rand.Read(dk); err != nil {
@@ -210,7 +212,7 @@ func (k *Keyring) key(ctx context.Context, tenantID string, create bool) (cipher
 			// Somebody created it first (or destroyed it): read what is there.
 			return k.key(ctx, tenantID, false)
 		}
-		return nil, fmt.Errorf("keyring: store key of tenant %s: %w", tenantID, err)
+		return nil, fmt.Errorf("%w: keyring: store key of %s: %v", domain.ErrUnavailable, tenantID, err)
 	}
 	return k.cached(tenantID, dk)
 }

@@ -2,6 +2,7 @@ package projection
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/tenancyhq/tenancy/internal/eventstore"
 	"github.com/tenancyhq/tenancy/internal/integrity"
+	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
 
@@ -429,9 +431,11 @@ func (r *Runner) skipped(ctx context.Context, conn *pgx.Conn) (map[uint64]bool, 
 }
 
 // decodeFailure is a poison error for an event whose personal data cannot
-// be opened, or the error that kept messages from being checked.
+// be opened, or the error that kept messages from being checked. A key
+// that could not be read (the key store unavailable, as in a failover) is
+// no fault of the event: the error is returned to be retried.
 func (r *Runner) decodeFailure(bad *eventstore.Message, err error) error {
-	if bad != nil {
+	if bad != nil && !errors.Is(err, domain.ErrUnavailable) {
 		return &poisonError{seq: bad.Seq, err: err}
 	}
 	return err

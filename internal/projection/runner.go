@@ -22,6 +22,7 @@ import (
 	"github.com/tenancyhq/tenancy/internal/metrics"
 	"github.com/tenancyhq/tenancy/internal/postgres"
 	"github.com/tenancyhq/tenancy/internal/tracing"
+	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
 
@@ -282,6 +283,10 @@ func (r *Runner) live(ctx context.Context, conn *pgx.Conn, st State) error {
 				return err
 			}
 			cp = batch[n-1].Seq
+		}
+		if errors.Is(oerr, domain.ErrUnavailable) {
+			// The key store, not the event: read the batch again later.
+			return fmt.Errorf("opening personal data at seq %d: %w", batch[n].Seq, oerr)
 		}
 		if oerr != nil {
 			return r.poison(ctx, conn, cp, batch[n].Seq, oerr)
