@@ -424,6 +424,10 @@ func (r *Runner) open(ctx context.Context, batch []Event) (int, error) {
 	ids := make([]string, 0, len(batch))
 	for _, e := range batch {
 		ids = append(ids, events.PIIScope(e.Envelope))
+		if o, ok := e.Payload.(events.OwnScoped); ok && o.OwnScope() != "" {
+			// A user's data is under the user's own key.
+			ids = append(ids, o.OwnScope())
+		}
 	}
 	if err := r.d.Opener.Prefetch(ctx, ids); err != nil {
 		r.log.WarnContext(ctx, "prefetching tenant keys failed; reading them one by one", "error", err)
