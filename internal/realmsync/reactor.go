@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -12,6 +13,7 @@ import (
 	"github.com/tenancyhq/tenancy/internal/backoff"
 	"github.com/tenancyhq/tenancy/internal/consume"
 	"github.com/tenancyhq/tenancy/internal/integrity"
+	"github.com/tenancyhq/tenancy/internal/keycloak"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
@@ -60,11 +62,30 @@ func (r *Reactor) Run(ctx context.Context) error {
 			m.Ack()
 		case errors.Is(err, errNotYet):
 			m.Retry(2 * time.Second)
+		case refused(err):
+			// Keycloak refused this one entity (a 4xx that retrying cannot
+			// change, say an email another realm user has): events are taken
+			// one at a time, so retrying it forever would hold up every
+			// tenant's. Reconcile converges it again once the cause is fixed.
+			r.Log.ErrorContext(ctx, "realm sync refused by Keycloak; reconcile retries it", "seq", m.Seq, "subject", m.Subject, "error", err)
+			m.Ack()
 		default:
 			r.Log.WarnContext(ctx, "realm sync failed; retrying", "seq", m.Seq, "subject", m.Subject, "error", err)
 			m.Retry(backoff.Reconnect.Delay(m.Delivered))
 		}
 	})
+}
+
+// refused reports a Keycloak answer that retrying cannot change, about the
+// entity at hand: a 4xx other than the provisioner's own credentials or
+// permissions (401, 403: a configuration every event needs fixed first),
+// a timeout or rate limiting.
+func refused(err error) bool {
+	var kc *keycloak.Error
+	if !errors.As(err, &kc) || kc.Temporary() {
+		return false
+	}
+	return kc.Status >= 400 && kc.Status < 500 && kc.Status != http.StatusUnauthorized && kc.Status != http.StatusForbidden
 }
 
 // RealmOf returns the realm a tenant's directory lives in, and whether it

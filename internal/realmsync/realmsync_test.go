@@ -143,3 +143,22 @@ func TestNewUsersAreEmailedWhenTheRealmCanSendEmail(t *testing.T) {
 		}
 	}
 }
+
+func TestRefusedIsOnlyAnEntitysOwn4xx(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{&keycloak.Error{Status: 400}, true},
+		{&keycloak.Error{Status: 409}, true},
+		{&keycloak.Error{Status: 401}, false},
+		{&keycloak.Error{Status: 403}, false},
+		{&keycloak.Error{Status: 429}, false},
+		{&keycloak.Error{Status: 503}, false},
+		{errors.New("connection reset"), false},
+	} {
+		if got := realmsync.Refused(tc.err); got != tc.want {
+			t.Errorf("%v: refused %v, want %v", tc.err, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,4 @@
+package realmsync
+
+// Refused is refused, for the external tests.
+var Refused = refused
