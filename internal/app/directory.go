@@ -74,7 +74,7 @@ type DirectoryResult = command.Result[domain.Directory]
 // stream sequence of its last event. An unknown or deleted tenant is not
 // found.
 func (s *Directory) Load(ctx context.Context, tenantID string) (domain.Directory, uint64, error) {
-	if _, _, err := s.tenants.Get(ctx, tenantID); err != nil {
+	if err := s.tenantExists(ctx, tenantID); err != nil {
 		return domain.Directory{}, 0, err
 	}
 	d, seq, err := s.handler.Load(ctx, tenantID, tenantID)
@@ -83,6 +83,19 @@ func (s *Directory) Load(ctx context.Context, tenantID string) (domain.Directory
 	}
 	d.TenantID = tenantID
 	return d, seq, nil
+}
+
+// tenantExists refuses an unknown or deleted tenant: a deleted tenant's
+// personal data is erased, and its directory takes no more.
+func (s *Directory) tenantExists(ctx context.Context, tenantID string) error {
+	t, _, err := s.tenants.Get(ctx, tenantID)
+	if err != nil {
+		return err
+	}
+	if t.State == domain.StateDeleted {
+		return tenantNotFound(tenantID)
+	}
+	return nil
 }
 
 func (s *Directory) indexer() domain.UniqueIndexer {
@@ -95,7 +108,7 @@ func (s *Directory) indexer() domain.UniqueIndexer {
 // Do decides cmd on tenant tenantID's directory, filling in the blind
 // indexer, and erases a deleted user's personal data afterwards.
 func (s *Directory) Do(ctx context.Context, tenantID string, cmd domain.DirectoryCommand, meta command.Meta) (DirectoryResult, error) {
-	if _, _, err := s.tenants.Get(ctx, tenantID); err != nil {
+	if err := s.tenantExists(ctx, tenantID); err != nil {
 		return DirectoryResult{}, err
 	}
 	switch c := cmd.(type) {

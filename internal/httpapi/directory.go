@@ -102,9 +102,7 @@ func directoryAccess(p auth.Principal, d domain.Directory, need access, ou strin
 	switch {
 	case p.CanManage(d.TenantID):
 		return nil
-	case need == readAccess && p.CanRead(d.TenantID):
-		return nil
-	case need == ouReadAccess && p.CanRead(d.TenantID):
+	case (need == readAccess || need == ouReadAccess) && p.CanRead(d.TenantID):
 		return nil
 	}
 	if (need == ouReadAccess || need == ouManageAccess) && ou != "" {
@@ -208,7 +206,7 @@ func (s *Server) me(c echo.Context) error {
 	p := principal(c)
 	out := MeView{Subject: p.Subject, Issuer: p.Issuer, Username: p.Username, Roles: nonNil(p.Roles), TenantID: p.TenantID,
 		Memberships: nonNil(p.Memberships)}
-	if p.TenantID != "" {
+	if p.TenantID != "" && p.CanReadTenant(p.TenantID) {
 		withTenant(c, p.TenantID)
 		t, _, err := s.deps.Tenants.Get(c.Request().Context(), p.TenantID)
 		if err == nil {

@@ -234,6 +234,10 @@ func (k *Keyring) cached(tenantID string, dk []byte) (cipher.AEAD, error) {
 	}
 	if !k.destroyed.Contains(tenantID) {
 		k.cache.Add(tenantID, a)
+		// Destroy may have run between the check and the add: look again.
+		if k.destroyed.Contains(tenantID) {
+			k.cache.Remove(tenantID)
+		}
 	}
 	return a, nil
 }
@@ -320,7 +324,10 @@ func (k *Keyring) Prepare(ctx context.Context, scopes []string) error {
 	const window = 256
 	for len(todo) > 0 {
 		n := min(len(todo), window)
-		if err := k.prepareWindow(ctx, todo[:n]); err != nil {
+		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := k.prepareWindow(wctx, todo[:n])
+		cancel()
+		if err != nil {
 			return fmt.Errorf("%w: keyring: creating personal data keys: %v", domain.ErrUnavailable, err)
 		}
 		todo = todo[n:]

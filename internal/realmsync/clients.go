@@ -46,7 +46,9 @@ func (s *Syncer) SyncClient(ctx context.Context, realm string, d domain.Director
 	if err != nil {
 		return Change{}, err
 	}
-	if found && kc.Attributes[ClientAttrID] != "" && kc.Attributes[ClientAttrID] != id {
+	if found && kc.Attributes[ClientAttrID] != id {
+		// Not Tenancy's (Keycloak's own, or another Tenancy client's): never
+		// taken over or deleted.
 		return Change{}, errForeignClient(realm, clientID)
 	}
 	if !ok {
@@ -90,6 +92,15 @@ func (s *Syncer) SyncAll(ctx context.Context, realm string, d domain.Directory) 
 		return nil, err
 	}
 	var out []Change
+	// Live units first (moved out of stale parents), then the stale ones:
+	// deleting a stale parent first would delete a live child with it.
+	for _, o := range d.OrgUnits() {
+		c, err := s.SyncOrgUnit(ctx, realm, d, o.ID, idx)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, c)
+	}
 	for ou := range idx.byOU {
 		if _, ok := d.OrgUnit(ou); !ok {
 			c, err := s.SyncOrgUnit(ctx, realm, d, ou, idx)
@@ -98,13 +109,6 @@ func (s *Syncer) SyncAll(ctx context.Context, realm string, d domain.Directory) 
 			}
 			out = append(out, c)
 		}
-	}
-	for _, o := range d.OrgUnits() {
-		c, err := s.SyncOrgUnit(ctx, realm, d, o.ID, idx)
-		if err != nil {
-			return out, err
-		}
-		out = append(out, c)
 	}
 	for _, u := range d.Users() {
 		c, err := s.syncUser(ctx, realm, d, u.ID, idx)

@@ -194,7 +194,11 @@ func (s *Syncer) syncGroups(ctx context.Context, realm string, d domain.Director
 		}
 		want[g.ID] = true
 		for _, r := range m.Roles {
-			want[idx.roles[m.OUID][r].ID] = true
+			rg, ok := idx.roles[m.OUID][r]
+			if !ok || rg.ID == "" {
+				return fmt.Errorf("org unit %s has no %s subgroup in realm %s", m.OUID, r, realm)
+			}
+			want[rg.ID] = true
 		}
 	}
 	have, err := s.Keycloak.UserGroups(ctx, realm, kcID)

@@ -61,7 +61,10 @@ func (r *Reactor) Run(ctx context.Context) error {
 			r.Log.ErrorContext(ctx, "realm sync refused: the realm holds another account of that name", "seq", m.Seq, "error", err)
 			m.Ack()
 		case errors.Is(err, errNotYet):
-			m.Retry(2 * time.Second)
+			// The activation's directory step syncs the whole directory at
+			// its end, and reconcile after it: waiting here would hold up
+			// every other tenant's events for as long as the saga runs.
+			m.Ack()
 		case refused(err):
 			// Keycloak refused this one entity (a 4xx that retrying cannot
 			// change, say an email another realm user has): events are taken

@@ -146,10 +146,10 @@ func sameUser(a, b keycloak.User) bool {
 }
 
 // findUser finds the realm user of Tenancy user id, by its tenancy.user_id
-// attribute, or else by username (an account made before Tenancy knew the
-// user, like the activation's administrator), which it then adopts unless
-// it names another Tenancy user.
-func (s *Syncer) findUser(ctx context.Context, realm, id, username string) (keycloak.User, bool, error) {
+// attribute, or else by username (an account the provisioner made for
+// this tenant before the directory knew it, like the activation's
+// administrator), which it adopts only when marked with the tenant.
+func (s *Syncer) findUser(ctx context.Context, realm, tenantID, id, username string) (keycloak.User, bool, error) {
 	kc, found, err := s.Keycloak.FindUserByAttribute(ctx, realm, AttrUserID, id)
 	if err != nil || found || username == "" {
 		return kc, found, err
@@ -160,6 +160,12 @@ func (s *Syncer) findUser(ctx context.Context, realm, id, username string) (keyc
 	}
 	if other := kc.Attributes[AttrUserID]; len(other) > 0 && !slices.Contains(other, id) {
 		return kc, false, fmt.Errorf("%w: user %q of realm %s is Tenancy user %s, not %s", ErrForeign, username, realm, other[0], id)
+	}
+	if !slices.Contains(kc.Attributes[AttrTenantID], tenantID) {
+		// Only an account the provisioner made for this tenant (marked with
+		// it) is adopted: a realm's own user, a service account or one from
+		// a federated directory is not Tenancy's to overwrite or delete.
+		return kc, false, fmt.Errorf("%w: user %q of realm %s was not made by Tenancy for this tenant", ErrForeign, username, realm)
 	}
 	return kc, true, nil
 }
@@ -184,7 +190,7 @@ func (s *Syncer) syncUser(ctx context.Context, realm string, d domain.Directory,
 	if u.PIIErased {
 		return Change{"user", id, "left alone (personal data erased)"}, nil
 	}
-	kc, found, err := s.findUser(ctx, realm, id, u.Username)
+	kc, found, err := s.findUser(ctx, realm, d.TenantID, id, u.Username)
 	if err != nil {
 		return Change{}, err
 	}

@@ -61,8 +61,13 @@ func setup(t *testing.T) (*keycloakfake.Server, *keycloak.Client, *realmsync.Syn
 func TestSyncAdoptsRefusesAndLeavesAlone(t *testing.T) {
 	kf, kc, s := setup(t)
 	ctx := context.Background()
-	// A realm user of the same username, made before Tenancy knew it: adopted.
-	if _, err := kc.CreateUser(ctx, "acme", keycloak.User{Username: "asha", Enabled: true}); err != nil {
+	// A realm user of the same username, made for this tenant by the
+	// provisioner before the directory knew it: adopted.
+	if _, err := kc.CreateUser(ctx, "acme", keycloak.User{Username: "asha", Enabled: true, Attributes: map[string][]string{realmsync.AttrTenantID: {tenant}}}); err != nil {
+		t.Fatal(err)
+	}
+	// The realm's own user of a name a Tenancy user has: never taken over.
+	if _, err := kc.CreateUser(ctx, "acme", keycloak.User{Username: "local", Enabled: true}); err != nil {
 		t.Fatal(err)
 	}
 	// One that is another Tenancy user's: refused, untouched.
@@ -70,7 +75,7 @@ func TestSyncAdoptsRefusesAndLeavesAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := fold(user("u1", "asha", domain.SourceTenancy, domain.UserRoleTenantAdmin), user("u2", "ravi", domain.SourceTenancy),
-		user("u3", "fed", domain.SourceFederated))
+		user("u3", "fed", domain.SourceFederated), user("u4", "local", domain.SourceTenancy))
 	if c, err := s.SyncUser(ctx, "acme", d, "u1"); err != nil || c.Action != "updated" {
 		t.Fatalf("adopting asha: %+v %v", c, err)
 	}
@@ -80,13 +85,16 @@ func TestSyncAdoptsRefusesAndLeavesAlone(t *testing.T) {
 	if c, err := s.SyncUser(ctx, "acme", d, "u3"); err != nil || c.Action != "left alone (federated)" {
 		t.Fatalf("federated: %+v %v", c, err)
 	}
+	if _, err := s.SyncUser(ctx, "acme", d, "u4"); !errors.Is(err, realmsync.ErrForeign) {
+		t.Fatalf("the realm's own user: %v, want ErrForeign", err)
+	}
 	users := kf.Users("acme")
-	if len(users) != 2 {
+	if len(users) != 3 {
 		t.Fatalf("realm users: %+v", users)
 	}
 	for _, u := range users {
-		want := map[string]string{"asha": "u1", "ravi": "someone-else"}[u.Username]
-		if got := u.Attributes[realmsync.AttrUserID]; len(got) != 1 || got[0] != want {
+		want, ours := map[string]string{"asha": "u1", "ravi": "someone-else"}[u.Username]
+		if got := u.Attributes[realmsync.AttrUserID]; ours && (len(got) != 1 || got[0] != want) || !ours && len(got) != 0 {
 			t.Errorf("%s carries tenancy.user_id %v, want %s", u.Username, got, want)
 		}
 	}

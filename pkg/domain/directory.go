@@ -203,14 +203,6 @@ func (d Directory) userByIndex(key string) (User, bool) {
 // UUIDv7).
 func (d Directory) Users() []User { return all(d.users) }
 
-// UserCount returns how many users the tenant has.
-func (d Directory) UserCount() int {
-	if d.users == nil {
-		return 0
-	}
-	return d.users.Len()
-}
-
 // Client returns the client with id.
 func (d Directory) Client(id string) (Client, bool) { return lookup(d.clients, id) }
 
@@ -288,9 +280,6 @@ func (d Directory) walkMembers(prefix string) []Membership {
 
 // EnabledAdmins returns how many enabled users hold tenant-admin.
 func (d Directory) EnabledAdmins() int { return d.enabledAdmins }
-
-// EnabledPrincipals returns how many users and clients are enabled.
-func (d Directory) EnabledPrincipals() int { return d.enabledPrincipals }
 
 // DirectoryDecider decides the commands of a tenant's directory.
 type DirectoryDecider struct{}

@@ -113,6 +113,10 @@ type ImportUsers struct {
 	Rows []CreateUser
 }
 
+// ReservedClientIDs are the clients every realm has (Keycloak's own, and
+// the tenant's tenancy-app): a tenant's client cannot take their names.
+var ReservedClientIDs = []string{"account", "account-console", "admin-cli", "broker", "realm-management", "security-admin-console", "tenancy-app"}
+
 // CreateClient creates a non-browser client.
 type CreateClient struct {
 	ID       string
@@ -205,6 +209,8 @@ func (RemoveMembership) directoryCommand()   {}
 // Decide implements Decider. Every decision is checked against the
 // directory's invariants on the state it leads to.
 func (dd DirectoryDecider) Decide(d Directory, cmd DirectoryCommand) ([]events.Payload, error) {
+	// A directory without events has no trees yet; the lookups need them.
+	d = d.init()
 	out, err := dd.decide(d, cmd)
 	if err != nil || len(out) == 0 {
 		return nil, err

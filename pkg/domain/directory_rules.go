@@ -230,6 +230,8 @@ func decideCreateClient(d Directory, c CreateClient) ([]events.Payload, error) {
 		fe.add("client_id", "is required")
 	} else if !clientIDRE.MatchString(c.ClientID) {
 		fe.add("client_id", "must be 3-64 characters of lowercase letters, digits and . _ -, starting and ending with a letter or digit")
+	} else if slices.Contains(ReservedClientIDs, c.ClientID) {
+		fe.add("client_id", fmt.Sprintf("%q is one of the identity provider's own clients; choose another", c.ClientID))
 	}
 	checkClient(&fe, c.Name, c.Roles)
 	if err := fe.err(); err != nil {
