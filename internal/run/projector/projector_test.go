@@ -57,13 +57,19 @@ func TestWorkerMetrics(t *testing.T) {
 		go func() { defer func() { done <- struct{}{} }(); _ = p.Run(runCtx) }()
 	}
 	create("lag-1")
+	// Every projection, so that each one's backlog below is exactly the two
+	// creations: waiting on some lets a slower one stop mid-way.
+	var caughtUp, backlog []string
+	for _, r := range runners {
+		caughtUp = append(caughtUp, fmt.Sprintf(`tenancy_projection_lag_events{projection=%q} 0`, r.Name()))
+		backlog = append(backlog, fmt.Sprintf(`tenancy_projection_lag_events{projection=%q} 2`, r.Name()))
+	}
 	for _, tc := range []struct {
 		name   string
 		before func()
 		want   []string
 	}{
-		// Both, so that the backlog below is exactly the two creations.
-		{"caught up", func() {}, []string{`tenancy_projection_lag_events{projection="tenants"} 0`, `tenancy_projection_lag_events{projection="audit_log"} 0`}},
+		{"caught up", func() {}, caughtUp},
 		{"stopped with a backlog", func() {
 			stop()
 			for range runners {
@@ -71,7 +77,7 @@ func TestWorkerMetrics(t *testing.T) {
 			}
 			create("lag-2")
 			create("lag-3")
-		}, []string{`tenancy_projection_lag_events{projection="tenants"} 2`, `tenancy_projection_lag_events{projection="audit_log"} 2`}},
+		}, backlog},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.before()
