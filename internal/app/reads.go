@@ -102,3 +102,8 @@ func (r *Reads) TenantByExternalID(ctx context.Context, system, id string) (read
 func (r *Reads) Audit(ctx context.Context, f readmodel.AuditFilter, p readmodel.Page) (readmodel.AuditPage, error) {
 	return r.reader.Audit(ctx, f, p)
 }
+
+// Users lists a tenant's users.
+func (r *Reads) Users(ctx context.Context, f readmodel.UserFilter, p readmodel.Page) (readmodel.UserPage, error) {
+	return r.reader.ListUsers(ctx, f, p)
+}

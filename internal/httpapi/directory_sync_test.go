@@ -53,7 +53,7 @@ func TestDirectorySyncsIntoTheRealm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newHarness(t, options{provisioner: true, integrations: saga.Integrations{Keycloak: kc}})
+	h := newHarness(t, options{provisioner: true, projections: true, integrations: saga.Integrations{Keycloak: kc}})
 	id := h.create(t, tenantBody("synced"))["id"].(string)
 	base := "/v1/tenants/" + id
 	early := h.created(t, base+"/users", map[string]any{"username": "early", "email": "early@synced.test", "roles": []string{"tenant-viewer"}, "attributes": map[string]string{"team": "blue"}})["id"].(string)
@@ -61,7 +61,7 @@ func TestDirectorySyncsIntoTheRealm(t *testing.T) {
 	h.waitFor(t, id, 15*time.Second, func(m map[string]any) bool { return m["state"] == "active" })
 
 	// The activation adopted its administrators and synced the draft's user.
-	users := h.status(t, "GET", base+"/users?role=tenant-admin", h.admin, nil).json(t)["items"].([]any)
+	users := h.listed(t, base+"/users?role=tenant-admin", h.admin)
 	var breakGlass, admin string
 	for _, u := range users {
 		m := u.(map[string]any)

@@ -35,6 +35,17 @@ func (h *harness) directoryOf(t testing.TB, slug string) dir {
 	return d
 }
 
+// listed reads a listing from the read model once it holds every write
+// so far, and returns its items.
+func (h *harness) listed(t testing.TB, path, token string) []any {
+	t.Helper()
+	r := h.status(t, "GET", fmt.Sprintf("%s%smin_seq=%d", path, sep(path), h.lastSeq(t)), token, nil)
+	if r.Status != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", path, r.Status, r.Body)
+	}
+	return r.json(t)["items"].([]any)
+}
+
 func (h *harness) status(t testing.TB, method, path, token string, body any) response {
 	t.Helper()
 	r := req{method: method, path: path, token: token, body: body}
@@ -45,7 +56,7 @@ func (h *harness) status(t testing.TB, method, path, token string, body any) res
 }
 
 func TestDirectory(t *testing.T) {
-	h := newHarness(t, options{})
+	h := newHarness(t, options{projections: true})
 	d := h.directoryOf(t, "inside")
 	base := "/v1/tenants/" + d.tenant
 
@@ -95,7 +106,7 @@ func TestDirectory(t *testing.T) {
 	if m := h.status(t, "GET", base+"/users/"+d.viewer+"/memberships", h.admin, nil).json(t)["items"].([]any); len(m) != 1 {
 		t.Fatalf("memberships = %v", m)
 	}
-	list := h.status(t, "GET", base+"/users?ou="+d.ou, h.admin, nil).json(t)["items"].([]any)
+	list := h.listed(t, base+"/users?ou="+d.ou, h.admin)
 	if len(list) != 1 || list[0].(map[string]any)["id"] != d.viewer {
 		t.Fatalf("users in OU = %v", list)
 	}
@@ -146,7 +157,7 @@ func (h *harness) allEvents(t testing.TB) []byte {
 }
 
 func TestMeAndMyTenant(t *testing.T) {
-	h := newHarness(t, options{})
+	h := newHarness(t, options{projections: true})
 	d := h.directoryOf(t, "mine")
 	tok := h.token(t, auth.TokenRequest{Subject: "kc-user-1", Username: "mine-admin", Roles: []string{auth.RoleTenantAdmin}, TenantID: d.tenant,
 		Memberships: []auth.OUMembership{{OU: d.ou, Roles: []string{"admin"}}}})
@@ -154,9 +165,8 @@ func TestMeAndMyTenant(t *testing.T) {
 	if me["tenant_id"] != d.tenant || me["username"] != "mine-admin" || me["tenant"].(map[string]any)["slug"] != "mine" || len(me["memberships"].([]any)) != 1 {
 		t.Fatalf("me = %v", me)
 	}
-	users := h.status(t, "GET", "/v1/tenants/me/users", tok, nil)
-	if users.Status != http.StatusOK || len(users.json(t)["items"].([]any)) != 2 {
-		t.Fatalf("my users: %d %s", users.Status, users.Body)
+	if users := h.listed(t, "/v1/tenants/me/users", tok); len(users) != 2 {
+		t.Fatalf("my users: %v", users)
 	}
 	if r := h.status(t, "GET", "/v1/tenants/me/users", h.admin, nil); r.Status != http.StatusNotFound {
 		t.Fatalf("me without a tenant claim: %d %s", r.Status, r.Body)
@@ -164,23 +174,25 @@ func TestMeAndMyTenant(t *testing.T) {
 }
 
 func TestUserSearchAndPages(t *testing.T) {
-	h := newHarness(t, options{})
+	h := newHarness(t, options{projections: true})
 	d := h.directoryOf(t, "pages")
+	// Another tenant with a Vera of its own: no listing may show her.
+	h.directoryOf(t, "other-pages")
 	base := "/v1/tenants/" + d.tenant
 	for i := range 5 {
 		h.created(t, base+"/users", map[string]any{"username": fmt.Sprintf("p%d", i), "first_name": "Page", "enabled": i%2 == 0})
 	}
-	if n := len(h.status(t, "GET", base+"/users?q=vera", h.admin, nil).json(t)["items"].([]any)); n != 1 {
+	if n := len(h.listed(t, base+"/users?q=vera", h.admin)); n != 1 {
 		t.Fatalf("q=vera found %d", n)
 	}
-	if n := len(h.status(t, "GET", base+"/users?enabled=false", h.admin, nil).json(t)["items"].([]any)); n != 2 {
+	if n := len(h.listed(t, base+"/users?enabled=false", h.admin)); n != 2 {
 		t.Fatalf("enabled=false found %d", n)
 	}
-	if n := len(h.status(t, "GET", base+"/users?role=tenant-admin", h.admin, nil).json(t)["items"].([]any)); n != 1 {
+	if n := len(h.listed(t, base+"/users?role=tenant-admin", h.admin)); n != 1 {
 		t.Fatalf("role=tenant-admin found %d", n)
 	}
 	seen := map[string]bool{}
-	path := base + "/users?page_size=3"
+	path := fmt.Sprintf("%s/users?page_size=3&min_seq=%d", base, h.lastSeq(t))
 	for path != "" {
 		page := h.status(t, "GET", path, h.admin, nil).json(t)
 		for _, u := range page["items"].([]any) {
@@ -197,6 +209,15 @@ func TestUserSearchAndPages(t *testing.T) {
 	}
 	if len(seen) != 7 {
 		t.Fatalf("pages held %d users, want 7", len(seen))
+	}
+	// Similar, not only equal: a typo still finds the user, best first.
+	if found := h.listed(t, base+"/users?q=pages-admn", h.admin); len(found) == 0 || found[0].(map[string]any)["id"] != d.admin {
+		t.Fatalf("q=pages-admn found %v", found)
+	}
+	for _, q := range []string{"ou=not-a-unit", "page_token=bm9wZQ", "enabled=maybe", "role=owner", fmt.Sprintf("min_seq=%d", h.lastSeq(t)+1000)} {
+		if r := h.status(t, "GET", base+"/users?"+q, h.admin, nil); r.Status != http.StatusUnprocessableEntity {
+			t.Errorf("%s: %d %s", q, r.Status, r.Body)
+		}
 	}
 }
 
@@ -233,7 +254,7 @@ func TestUserBatch(t *testing.T) {
 // has nothing to do with the tenant), and a refused request appends
 // nothing.
 func TestDirectoryRoleMatrix(t *testing.T) {
-	h := newHarness(t, options{})
+	h := newHarness(t, options{projections: true})
 	b := h.directoryOf(t, "matrix-b")
 	callers := func(a dir) map[string]string {
 		return map[string]string{

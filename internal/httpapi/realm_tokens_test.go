@@ -30,7 +30,7 @@ func (h *harness) realmToken(t *testing.T, realm string, req auth.TokenRequest) 
 // token that names another tenant, or one signed with another realm's key
 // is refused.
 func TestRealmTokens(t *testing.T) {
-	h := newHarness(t, options{provisioner: true, realms: true})
+	h := newHarness(t, options{provisioner: true, realms: true, projections: true})
 	a, b := h.directoryOf(t, "realm-a"), h.directoryOf(t, "realm-b")
 	for _, id := range []string{a.tenant, b.tenant} {
 		h.do(t, req{method: "POST", path: "/v1/tenants/" + id + "/activate", token: h.admin})

@@ -3,7 +3,7 @@ package projection
 import "github.com/tenancyhq/tenancy/internal/metrics"
 
 // All returns every projection of the read side.
-func All() []Projection { return []Projection{Tenants{}, Customers{}, Audit{}} }
+func All() []Projection { return []Projection{Tenants{}, Customers{}, Audit{}, Directory{}} }
 
 // Every projection's counter exists from start, at 0.
 func init() {
