@@ -44,6 +44,7 @@ func (s *Server) directoryRoutes(v1 *echo.Group) {
 	v1.PATCH(t+"/org-units/:ou", s.patchOrgUnit, authn, dir)
 	v1.DELETE(t+"/org-units/:ou", s.deleteEntity("ou", func(id string, v int64) domain.DirectoryCommand { return domain.DeleteOrgUnit{ID: id, IfVersion: v} }), authn, dir)
 	v1.GET(t+"/org-units/:ou/members", s.ouMembers, authn, dir)
+	v1.GET(t+"/org-units/:ou/audit", s.ouAudit, authn, dir)
 	v1.PUT(t+"/org-units/:ou/members/:user", s.putMember, authn, dir)
 	v1.DELETE(t+"/org-units/:ou/members/:user", s.deleteMember, authn, dir)
 }

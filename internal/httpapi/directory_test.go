@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -305,6 +306,8 @@ func TestDirectoryRoleMatrix(t *testing.T) {
 			{"GET", base + "/org-units/" + d.ou, nil, ouRead, 0},
 			{"GET", base + "/org-units/" + d.child, nil, ouRead, 0},
 			{"GET", base + "/org-units/" + d.ou + "/members", nil, ouRead, 0},
+			{"GET", base + "/org-units/" + d.ou + "/audit", nil, ouRead, 0},
+			{"GET", base + "/org-units/" + d.child + "/audit", nil, ouRead, 0},
 			{"PUT", base + "/org-units/" + d.child + "/members/" + d.viewer, map[string]any{"roles": []string{"default"}}, ouManage, 0},
 			{"DELETE", base + "/org-units/" + d.child + "/members/" + d.viewer, nil, ouManage, 0},
 			{"PATCH", base + "/org-units/" + d.child, map[string]any{"description": "x"}, manage, 0},
@@ -377,5 +380,64 @@ func TestDeletedUsersKeyIsErasedByTheProvisioner(t *testing.T) {
 			t.Fatalf("the deleted user's key survives: %v", err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestOrgUnitAudit: an org unit's auditor reads the unit's part of the
+// audit trail (the unit, the units under it, their memberships) and
+// nothing else: not the tenant's other entries, not a sibling's, not the
+// parent's, and not the tenant-wide trail.
+func TestOrgUnitAudit(t *testing.T) {
+	h := newHarness(t, options{projections: true})
+	d := h.directoryOf(t, "ou-audit")
+	base := "/v1/tenants/" + d.tenant
+	sibling := h.created(t, base+"/org-units", map[string]any{"name": "Support"})["id"].(string)
+	for _, ou := range []string{d.ou, d.child, sibling} {
+		if r := h.status(t, "PUT", base+"/org-units/"+ou+"/members/"+d.viewer, h.admin, map[string]any{"roles": []string{"default"}}); r.Status != http.StatusOK {
+			t.Fatalf("put member: %d %s", r.Status, r.Body)
+		}
+	}
+	if r := h.status(t, "DELETE", base+"/org-units/"+d.child+"/members/"+d.viewer, h.admin, nil); r.Status != http.StatusOK {
+		t.Fatalf("delete member: %d %s", r.Status, r.Body)
+	}
+	auditor := func(ou string) string {
+		return h.token(t, auth.TokenRequest{Subject: "auditor", TenantID: d.tenant, Memberships: []auth.OUMembership{{OU: ou, Roles: []string{"auditor"}}}})
+	}
+	types := func(items []any) []string {
+		var out []string
+		for _, it := range items {
+			m := it.(map[string]any)
+			if m["tenant_id"] != d.tenant {
+				t.Errorf("an entry of tenant %v", m["tenant_id"])
+			}
+			out = append(out, m["type"].(string))
+		}
+		return out
+	}
+	got := types(h.listed(t, base+"/org-units/"+d.ou+"/audit", auditor(d.ou)))
+	want := []string{events.TypeMembershipRemoved, events.TypeMembershipSet, events.TypeMembershipSet, events.TypeOrgUnitCreated, events.TypeOrgUnitCreated}
+	if !slices.Equal(got, want) {
+		t.Errorf("the unit's trail, newest first = %v, want %v", got, want)
+	}
+	if got := types(h.listed(t, base+"/org-units/"+d.ou+"/audit?type=tenancy.org_unit.*", auditor(d.ou))); len(got) != 2 {
+		t.Errorf("type filter: %v", got)
+	}
+	if got := types(h.listed(t, base+"/org-units/"+sibling+"/audit", h.admin)); len(got) != 2 {
+		t.Errorf("the sibling's trail: %v", got)
+	}
+	for _, tc := range []struct {
+		name, path, token string
+		want              int
+	}{
+		{"a sibling's trail", base + "/org-units/" + sibling + "/audit", auditor(d.ou), http.StatusForbidden},
+		{"the parent's trail from the child's auditor", base + "/org-units/" + d.ou + "/audit", auditor(d.child), http.StatusForbidden},
+		{"the tenant's trail", "/v1/audit", auditor(d.ou), http.StatusForbidden},
+		{"no such unit", base + "/org-units/01a00000-0000-7000-8000-000000000000/audit", h.admin, http.StatusNotFound},
+		{"not a unit id", base + "/org-units/nope/audit", h.admin, http.StatusNotFound},
+		{"a bad time", base + "/org-units/" + d.ou + "/audit?from=yesterday", h.admin, http.StatusUnprocessableEntity},
+	} {
+		if r := h.status(t, "GET", tc.path, tc.token, nil); r.Status != tc.want {
+			t.Errorf("%s: %d %s, want %d", tc.name, r.Status, r.Body, tc.want)
+		}
 	}
 }

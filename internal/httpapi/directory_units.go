@@ -340,6 +340,38 @@ func (s *Server) ouMembers(c echo.Context) error {
 	return writeEntity(c, http.StatusOK, viewMemberships(d.MembersOf(o.ID)), 0, seq)
 }
 
+// ouAudit answers an org unit's part of the audit trail: the events about
+// the unit and the units under it, and their memberships. The unit's
+// auditors and admins read it without reading the rest of the tenant's.
+func (s *Server) ouAudit(c echo.Context) error {
+	if err := checkParams(c, "actor", "type", "from", "to", "page_size", "page_token", "min_seq"); err != nil {
+		return err
+	}
+	f, err := auditFilter(c)
+	if err != nil {
+		return err
+	}
+	d, _, err := s.loadDirectory(c, ouReadAccess, c.Param("ou"))
+	if err != nil {
+		return err
+	}
+	o, err := ouOf(d, c.Param("ou"))
+	if err != nil {
+		return err
+	}
+	f.TenantID, f.OrgUnits = d.TenantID, subtree(d, o.ID)
+	return s.auditPage(c, f)
+}
+
+// subtree returns id and the ids of every org unit under it.
+func subtree(d domain.Directory, id string) []string {
+	out := []string{id}
+	for i := 0; i < len(out); i++ {
+		out = append(out, d.Children(out[i])...)
+	}
+	return out
+}
+
 // MemberRequest is the body of PUT .../org-units/{ou}/members/{user}.
 type MemberRequest struct {
 	Roles []string `json:"roles"`

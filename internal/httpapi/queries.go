@@ -242,23 +242,28 @@ func timeParam(c echo.Context, name string) (time.Time, error) {
 	return t, nil
 }
 
+// auditFilter reads the filters every audit listing has.
+func auditFilter(c echo.Context) (readmodel.AuditFilter, error) {
+	f := readmodel.AuditFilter{Actor: c.QueryParam("actor"), Type: c.QueryParam("type")}
+	var err error
+	if f.From, err = timeParam(c, "from"); err != nil {
+		return f, err
+	}
+	f.To, err = timeParam(c, "to")
+	return f, err
+}
+
 func (s *Server) audit(c echo.Context) error {
 	if err := checkParams(c, "tenant_id", "actor", "type", "from", "to", "page_size", "page_token", "min_seq"); err != nil {
 		return err
 	}
-	reads, err := s.reads()
+	f, err := auditFilter(c)
 	if err != nil {
 		return err
 	}
-	f := readmodel.AuditFilter{TenantID: c.QueryParam("tenant_id"), Actor: c.QueryParam("actor"), Type: c.QueryParam("type")}
+	f.TenantID = c.QueryParam("tenant_id")
 	if f.TenantID != "" && !app.ValidID(f.TenantID) {
 		return invalid("tenant_id", "must be a tenant id")
-	}
-	if f.From, err = timeParam(c, "from"); err != nil {
-		return err
-	}
-	if f.To, err = timeParam(c, "to"); err != nil {
-		return err
 	}
 	p := principal(c)
 	if !p.IsPlatformAdmin() {
@@ -269,6 +274,15 @@ func (s *Server) audit(c echo.Context) error {
 			return fmt.Errorf("no tenant with id %q: %w", f.TenantID, domain.ErrNotFound)
 		}
 		f.TenantID = p.TenantID
+	}
+	return s.auditPage(c, f)
+}
+
+// auditPage answers a page of the audit trail filtered by f.
+func (s *Server) auditPage(c echo.Context, f readmodel.AuditFilter) error {
+	reads, err := s.reads()
+	if err != nil {
+		return err
 	}
 	size, err := pageSize(c)
 	if err != nil {

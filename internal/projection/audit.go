@@ -11,13 +11,16 @@ import (
 // Audit is the audit trail: one row per event, with who did what to which
 // aggregate, correlated to the request that caused it, and a short summary.
 // Each row points at the signed event it summarizes (its stream sequence).
+// An event about an org unit (the unit itself, or a membership of it)
+// names the unit in org_unit_id, so that the unit's auditors can read its
+// part of the trail without the rest of the tenant's.
 type Audit struct{}
 
 // Name implements Projection.
 func (Audit) Name() string { return "audit_log" }
 
 // SchemaVersion implements Projection.
-func (Audit) SchemaVersion() int { return 1 }
+func (Audit) SchemaVersion() int { return 2 }
 
 // Tables implements Projection.
 func (Audit) Tables() []string { return []string{"audit_log"} }
@@ -35,7 +38,8 @@ func (Audit) Create(ctx context.Context, tx pgx.Tx, gen int) error {
 		actor          text        NOT NULL,
 		correlation_id text,
 		causation_id   text,
-		summary        text        NOT NULL
+		summary        text        NOT NULL,
+		org_unit_id    uuid
 	)`)
 	return err
 }
@@ -50,6 +54,7 @@ func (Audit) Indexes(ctx context.Context, tx pgx.Tx, gen int) error {
 		{"type", "(type, seq DESC)"},
 		{"time", "(time DESC)"},
 		{"correlation", "(correlation_id)"},
+		{"org_unit", "(tenant_id, org_unit_id, seq DESC) WHERE org_unit_id IS NOT NULL"},
 	} {
 		if _, err := tx.Exec(ctx, "CREATE INDEX "+Ident(t+"_"+s.name)+" ON "+Ident(t)+" "+s.def); err != nil {
 			return err
@@ -58,7 +63,7 @@ func (Audit) Indexes(ctx context.Context, tx pgx.Tx, gen int) error {
 	return nil
 }
 
-var auditColumns = []string{"seq", "event_id", "time", "tenant_id", "aggregate", "aggregate_id", "type", "actor", "correlation_id", "causation_id", "summary"}
+var auditColumns = []string{"seq", "event_id", "time", "tenant_id", "aggregate", "aggregate_id", "type", "actor", "correlation_id", "causation_id", "summary", "org_unit_id"}
 
 func auditRows(batch []Event) [][]any {
 	out := make([][]any, 0, len(batch))
@@ -69,9 +74,27 @@ func auditRows(batch []Event) [][]any {
 			summary = s.Summary()
 		}
 		out = append(out, []any{int64(e.Seq), env.ID, env.Time, env.TenantID, env.Aggregate(), env.Subject, env.Type, env.Actor,
-			nullable(env.CorrelationID), nullable(env.CausationID), summary})
+			nullable(env.CorrelationID), nullable(env.CausationID), summary, nullable(OrgUnitOf(e.Payload))})
 	}
 	return out
+}
+
+// OrgUnitOf returns the org unit an event is about ("" for none): the unit
+// created, changed or deleted, or the unit of a membership.
+func OrgUnitOf(p events.Payload) string {
+	switch p := p.(type) {
+	case *events.OrgUnitCreated:
+		return p.ID
+	case *events.OrgUnitUpdated:
+		return p.ID
+	case *events.OrgUnitDeleted:
+		return p.ID
+	case *events.MembershipSet:
+		return p.OUID
+	case *events.MembershipRemoved:
+		return p.OUID
+	}
+	return ""
 }
 
 func nullable(s string) any {

@@ -305,6 +305,9 @@ type AuditFilter struct {
 	Type string
 	From time.Time
 	To   time.Time
+	// OrgUnits, when set, keeps the entries about these org units (the
+	// units themselves and their memberships) alone.
+	OrgUnits []string
 }
 
 // AuditEntry is one row of the audit trail.
@@ -345,6 +348,14 @@ func (r *Reader) Audit(ctx context.Context, f AuditFilter, p Page) (AuditPage, e
 		q.add("type LIKE " + q.arg(likeEscape(prefix)+"%"))
 	} else if f.Type != "" {
 		q.add("type = " + q.arg(f.Type))
+	}
+	if f.OrgUnits != nil {
+		for _, id := range f.OrgUnits {
+			if _, err := uuid.Parse(id); err != nil {
+				return AuditPage{}, fmt.Errorf("%w: no org unit %q", domain.ErrNotFound, id)
+			}
+		}
+		q.add("org_unit_id = ANY(" + q.arg(f.OrgUnits) + "::uuid[])")
 	}
 	if !f.From.IsZero() {
 		q.add("time >= " + q.arg(f.From))
