@@ -7,15 +7,24 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
+	"time"
 
 	"github.com/tenancyhq/tenancy/internal/command"
+	"github.com/tenancyhq/tenancy/internal/delivery/secrets"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
 
 // ClientSecrets keeps clients' secrets encrypted outside the log.
 type ClientSecrets interface {
-	Put(ctx context.Context, id string, version int, secret string) error
+	// Create stores a version unless it is stored already
+	// (secrets.ErrExists).
+	Create(ctx context.Context, id string, version int, secret string) error
+	// Reclaim stores a version over one stored at least age ago (a
+	// rotation's that never recorded it), ErrExists for a younger one.
+	Reclaim(ctx context.Context, id string, version int, secret string, age time.Duration) error
+	Secret(ctx context.Context, id string, version int) (string, error)
 	Delete(ctx context.Context, id string) error
 }
 
@@ -247,8 +256,15 @@ func (s *Directory) CreateClient(ctx context.Context, tenantID string, c domain.
 	}
 	// The secret is stored before the event that names it, so that no
 	// recorded client lacks its secret; a create that then fails leaves an
-	// orphan secret nobody can name, erased with the next attempt's id.
-	if err := s.secrets.Put(ctx, c.ID, 1, secret); err != nil {
+	// orphan secret nobody can name, erased with the next attempt's id. A
+	// retry of a create (the id given, from its idempotency key) finds the
+	// secret the first attempt stored and shows that one: the realm may
+	// already hold it, so it must never be replaced.
+	if err := s.secrets.Create(ctx, c.ID, 1, secret); errors.Is(err, secrets.ErrExists) && given {
+		if secret, err = s.secrets.Secret(ctx, c.ID, 1); err != nil {
+			return domain.Client{}, "", 0, err
+		}
+	} else if err != nil {
 		return domain.Client{}, "", 0, err
 	}
 	res, err := s.Do(ctx, tenantID, c, meta)
@@ -261,6 +277,10 @@ func (s *Directory) CreateClient(ctx context.Context, tenantID string, c domain.
 	cl, _ := res.State.Client(c.ID)
 	return cl, secret, res.Seq, nil
 }
+
+// AbandonedRotation is how old an unrecorded secret version must be before
+// another rotation may take it over: far longer than a rotation takes.
+const AbandonedRotation = time.Minute
 
 // RotateClientSecret gives a client a new secret and returns it (shown
 // once).
@@ -280,8 +300,19 @@ func (s *Directory) RotateClientSecret(ctx context.Context, tenantID, id string,
 	if err != nil {
 		return domain.Client{}, "", 0, err
 	}
+	// Two rotations racing for the same version: the second to store it
+	// is refused, so that the secret shown is the one the realm gets. A
+	// version stored by a rotation that never recorded it is taken over
+	// once it is clearly abandoned.
 	next := cl.SecretVersion + 1
-	if err := s.secrets.Put(ctx, id, next, secret); err != nil {
+	err = s.secrets.Create(ctx, id, next, secret)
+	if errors.Is(err, secrets.ErrExists) {
+		err = s.secrets.Reclaim(ctx, id, next, secret, AbandonedRotation)
+	}
+	if errors.Is(err, secrets.ErrExists) {
+		return domain.Client{}, "", 0, &domain.ConflictError{Field: "secret_version", Value: strconv.Itoa(next),
+			Message: "another rotation of this client's secret is under way; read the client and rotate again if you still need to"}
+	} else if err != nil {
 		return domain.Client{}, "", 0, err
 	}
 	res, err := s.Do(ctx, tenantID, domain.RotateClientSecret{ID: id, Version: next}, meta)

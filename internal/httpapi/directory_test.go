@@ -1,16 +1,19 @@
 package httpapi_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/tenancyhq/tenancy/internal/app"
 	"github.com/tenancyhq/tenancy/internal/command"
+	"github.com/tenancyhq/tenancy/internal/delivery/secrets"
 	"github.com/tenancyhq/tenancy/internal/logging"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
@@ -439,5 +442,93 @@ func TestOrgUnitAudit(t *testing.T) {
 		if r := h.status(t, "GET", tc.path, tc.token, nil); r.Status != tc.want {
 			t.Errorf("%s: %d %s, want %d", tc.name, r.Status, r.Body, tc.want)
 		}
+	}
+}
+
+// TestClientSecretsUnderRaces: concurrent rotations of one client never
+// show a caller a secret other than the one kept for the version they
+// were told; a retried create shows the secret the first attempt kept; a
+// version stored by a rotation that never recorded it blocks rotation
+// only until it is old enough to be taken over.
+func TestClientSecretsUnderRaces(t *testing.T) {
+	h := newHarness(t, options{})
+	d := h.directoryOf(t, "races")
+	ctx := context.Background()
+	path := "/v1/tenants/" + d.tenant + "/clients/" + d.client + "/rotate-secret"
+	type shown struct {
+		version int
+		secret  string
+	}
+	var mu sync.Mutex
+	var ok []shown
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := h.status(t, "POST", path, h.admin, nil)
+			switch r.Status {
+			case http.StatusOK:
+				m := r.json(t)
+				mu.Lock()
+				ok = append(ok, shown{int(m["secret_version"].(float64)), m["secret"].(string)})
+				mu.Unlock()
+			case http.StatusConflict:
+			default:
+				t.Errorf("rotate: %d %s", r.Status, r.Body)
+			}
+		}()
+	}
+	wg.Wait()
+	if len(ok) == 0 {
+		t.Fatal("no rotation succeeded")
+	}
+	for _, s := range ok {
+		kept, err := h.core.ClientSecrets.Secret(ctx, d.client, s.version)
+		if err != nil || kept != s.secret {
+			t.Errorf("version %d: shown %q, kept %q (%v)", s.version, s.secret, kept, err)
+		}
+	}
+	dir, _, err := h.core.Directory.Load(ctx, d.tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cl, _ := dir.Client(d.client); cl.SecretVersion != 1+len(ok) {
+		t.Errorf("secret version %d after %d rotations", cl.SecretVersion, len(ok))
+	}
+
+	// A create retried with the id of the first attempt shows that
+	// attempt's secret, not a new one the realm never gets.
+	id := app.NewID()
+	var first string
+	for i := range 2 {
+		_, secret, _, err := h.core.Directory.CreateClient(ctx, d.tenant, domain.CreateClient{ID: id, ClientID: "races-retried"}, command.Meta{Actor: "t"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = secret
+		} else if secret != first {
+			t.Errorf("the retry showed another secret")
+		}
+	}
+
+	// A rotation that stored its version and crashed before recording it.
+	dir, _, _ = h.core.Directory.Load(ctx, d.tenant)
+	cl, _ := dir.Client(d.client)
+	if err := h.core.ClientSecrets.Create(ctx, d.client, cl.SecretVersion+1, "abandoned"); err != nil {
+		t.Fatal(err)
+	}
+	if r := h.status(t, "POST", path, h.admin, nil); r.Status != http.StatusConflict {
+		t.Fatalf("rotate over a fresh unrecorded version: %d %s", r.Status, r.Body)
+	}
+	if err := h.core.ClientSecrets.Reclaim(ctx, d.client, cl.SecretVersion+1, "taken-over", time.Hour); !errors.Is(err, secrets.ErrExists) {
+		t.Fatalf("reclaim a young version: %v", err)
+	}
+	if err := h.core.ClientSecrets.Reclaim(ctx, d.client, cl.SecretVersion+1, "taken-over", 0); err != nil {
+		t.Fatalf("reclaim an abandoned version: %v", err)
+	}
+	if kept, _ := h.core.ClientSecrets.Secret(ctx, d.client, cl.SecretVersion+1); kept != "taken-over" {
+		t.Fatalf("after reclaim: %q", kept)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -96,6 +97,57 @@ func (s *Store) Put(ctx context.Context, webhookID string, version int, secret s
 	}
 	if _, err := s.kv.Put(ctx, name, sealed); err != nil {
 		return fmt.Errorf("store webhook secret: %w", err)
+	}
+	return nil
+}
+
+// ErrExists reports a secret version that is already stored.
+var ErrExists = errors.New("secret version already stored")
+
+// Create stores a secret version encrypted unless that version is already
+// stored (ErrExists): two writers racing for one version cannot overwrite
+// each other, so the secret a caller was shown is the one kept.
+func (s *Store) Create(ctx context.Context, id string, version int, secret string) error {
+	name := secretKey(id, version)
+	sealed, err := s.wrap.WrapSecret(name, []byte(secret))
+	if err != nil {
+		return err
+	}
+	if _, err := s.kv.Create(ctx, name, sealed); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("%s version %d: %w", id, version, ErrExists)
+		}
+		return fmt.Errorf("store secret: %w", err)
+	}
+	return nil
+}
+
+// Reclaim stores a secret version over one stored at least age ago, and
+// answers ErrExists for a younger one (or one changed meanwhile): a
+// version stored by a rotation that never recorded it (it crashed, or its
+// append failed) is abandoned once old enough, while one a rotation is
+// still recording is left alone.
+func (s *Store) Reclaim(ctx context.Context, id string, version int, secret string, age time.Duration) error {
+	name := secretKey(id, version)
+	e, err := s.kv.Get(ctx, name)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return s.Create(ctx, id, version, secret)
+	}
+	if err != nil {
+		return fmt.Errorf("read secret: %w", err)
+	}
+	if time.Since(e.Created()) < age {
+		return fmt.Errorf("%s version %d: %w", id, version, ErrExists)
+	}
+	sealed, err := s.wrap.WrapSecret(name, []byte(secret))
+	if err != nil {
+		return err
+	}
+	if _, err := s.kv.Update(ctx, name, sealed, e.Revision()); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("%s version %d: %w", id, version, ErrExists)
+		}
+		return fmt.Errorf("store secret: %w", err)
 	}
 	return nil
 }
