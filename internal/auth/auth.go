@@ -415,7 +415,12 @@ func (a *Authenticator) authenticateRealm(ctx context.Context, token, iss, realm
 	if err != nil {
 		return Principal{}, err
 	}
-	if !slices.Contains(tok.Audience, a.cfg.Audience) && (a.cfg.RealmClientID == "" || c.AZP != a.cfg.RealmClientID) {
+	// Meant for this API: a token of the realm's tenancy-app client (its
+	// users), or one with the tenancy-app audience (a non-browser client,
+	// whose realm client Tenancy gives an audience mapper).
+	forAPI := slices.Contains(tok.Audience, a.cfg.Audience) ||
+		(a.cfg.RealmClientID != "" && (c.AZP == a.cfg.RealmClientID || slices.Contains(tok.Audience, a.cfg.RealmClientID)))
+	if !forAPI {
 		return Principal{}, fmt.Errorf("%w: the token is not meant for this API (audience mismatch)", domain.ErrUnauthenticated)
 	}
 	if c.TenantID != "" && !strings.EqualFold(c.TenantID, tenantID) {

@@ -46,7 +46,10 @@ type TokenRequest struct {
 	Username string
 	// AZP is the authorized party: the client the token was issued to.
 	AZP string
-	TTL time.Duration
+	// Audience, when set, replaces the issuer's audience (an audience
+	// mapper's doing, in Keycloak).
+	Audience []string
+	TTL      time.Duration
 }
 
 // Mint returns a signed access token.
@@ -72,6 +75,9 @@ func (d *DevIssuer) Mint(req TokenRequest, now time.Time) (string, error) {
 	}
 	if req.AZP != "" {
 		claims["azp"] = req.AZP
+	}
+	if len(req.Audience) > 0 {
+		claims["aud"] = req.Audience
 	}
 	return d.sign(claims)
 }

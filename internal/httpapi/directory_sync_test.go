@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -240,5 +241,121 @@ func (h *harness) awaitConsumer(t *testing.T, name string) {
 			t.Fatalf("consumer %s is still busy", name)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestUserMadeDuringActivationReachesTheRealm: a user created while the
+// activation syncs the directory (after it read the directory, before the
+// tenant is active) reaches the realm without waiting for reconcile.
+func TestUserMadeDuringActivationReachesTheRealm(t *testing.T) {
+	kf := keycloakfake.New(keycloakfake.Options{ClientID: "prov", ClientSecret: "secret"})
+	defer kf.Close()
+	kc, err := keycloak.New(keycloak.Config{URL: kf.URL(), ClientID: "prov", ClientSecret: "secret", HTTPClient: &http.Client{Timeout: 10 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, options{provisioner: true, integrations: saga.Integrations{Keycloak: kc}})
+	id := h.create(t, tenantBody("midway"))["id"].(string)
+	base := "/v1/tenants/" + id
+	h.created(t, base+"/org-units", map[string]any{"name": "Early"})
+	// The directory step makes the unit's group first: held up there, it
+	// has read the directory and not yet recorded itself.
+	kf.Inject(keycloakfake.Fault{Method: "POST", Path: "/admin/realms/*/groups", Times: 1, Latency: 1500 * time.Millisecond})
+	h.do(t, req{method: "POST", path: base + "/activate", token: h.admin})
+	h.waitFor(t, id, 15*time.Second, func(m map[string]any) bool {
+		for _, s := range m["provisioning"].(map[string]any)["steps"].([]any) {
+			if st := s.(map[string]any); st["name"] == saga.StepBreakGlass && st["outcome"] == "completed" {
+				return true
+			}
+		}
+		return false
+	})
+	time.Sleep(300 * time.Millisecond)
+	mid := h.created(t, base+"/users", map[string]any{"username": "midway-user", "roles": []string{"tenant-viewer"}})["id"].(string)
+	h.waitFor(t, id, 15*time.Second, func(m map[string]any) bool { return m["state"] == "active" })
+	kcUser(t, kf, "midway", mid, 10*time.Second, func(u *keycloakfake.User) bool { return u != nil })
+}
+
+// TestClientsBecomeServiceAccounts: a tenant's non-browser client is a
+// confidential realm client whose service account holds the client's
+// tenant roles, and whose tokens name the tenant and are meant for the
+// Tenancy API; role changes follow, and the account goes with the client.
+func TestClientsBecomeServiceAccounts(t *testing.T) {
+	kf := keycloakfake.New(keycloakfake.Options{ClientID: "prov", ClientSecret: "secret"})
+	defer kf.Close()
+	kc, err := keycloak.New(keycloak.Config{URL: kf.URL(), ClientID: "prov", ClientSecret: "secret", HTTPClient: &http.Client{Timeout: 5 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, options{provisioner: true, integrations: saga.Integrations{Keycloak: kc}})
+	id := h.create(t, tenantBody("robots"))["id"].(string)
+	base := "/v1/tenants/" + id
+	h.do(t, req{method: "POST", path: base + "/activate", token: h.admin})
+	h.waitFor(t, id, 15*time.Second, func(m map[string]any) bool { return m["state"] == "active" })
+	// A lost answer on the first mapper: the retry makes no second one.
+	kf.Inject(keycloakfake.Fault{Method: "POST", Path: "/admin/realms/*/clients/*/protocol-mappers/models", Times: 1, Status: 504, AfterHandling: true})
+	cid := h.created(t, base+"/clients", map[string]any{"client_id": "robots-export", "roles": []string{"tenant-viewer"}})["id"].(string)
+
+	roles := func(want ...string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			sa, ok := kf.ServiceAccount("robots", "robots-export")
+			var got []string
+			for _, r := range kf.UserRoles("robots", sa.ID) {
+				if r == "tenant-admin" || r == "tenant-viewer" {
+					got = append(got, r)
+				}
+			}
+			if ok && slices.Equal(got, want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("service account %+v (found %v) has tenant roles %v, want %v", sa, ok, got, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	roles("tenant-viewer")
+	var client *keycloakfake.Client
+	for _, c := range kf.Clients("robots") {
+		if c.ClientID == "robots-export" {
+			client = &c
+		}
+	}
+	if client == nil || !client.ServiceAccountsEnabled || client.PublicClient || client.StandardFlowEnabled {
+		t.Fatalf("realm client: %+v", client)
+	}
+	mappers := map[string]map[string]string{}
+	for _, m := range client.ProtocolMappers {
+		if _, dup := mappers[m.Name]; dup {
+			t.Fatalf("mapper %s twice", m.Name)
+		}
+		mappers[m.Name] = m.Config
+	}
+	if mappers["tenancy-tenant-id"]["claim.value"] != id || mappers["tenancy-audience"]["included.client.audience"] != "tenancy-app" {
+		t.Fatalf("mappers: %v", mappers)
+	}
+	if r := h.status(t, "PATCH", base+"/clients/"+cid, h.admin, map[string]any{"roles": []string{"tenant-admin"}}); r.Status != http.StatusOK {
+		t.Fatalf("patch: %d %s", r.Status, r.Body)
+	}
+	roles("tenant-admin")
+	// Keycloak leaves service accounts out of user searches: the realm
+	// sync never mistakes one for a person.
+	if _, found, err := kc.FindUser(context.Background(), "robots", "service-account-robots-export"); err != nil || found {
+		t.Fatalf("a user search found the service account: %v %v", found, err)
+	}
+	if r := h.status(t, "DELETE", base+"/clients/"+cid, h.admin, nil); r.Status != http.StatusOK {
+		t.Fatalf("delete: %d %s", r.Status, r.Body)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, ok := kf.ServiceAccount("robots", "robots-export"); !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the deleted client's service account is still in the realm")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -52,7 +52,8 @@ func TestBadInputNeverFails(t *testing.T) {
 	tenant := h.create(t, tenantBody("edge"))["id"].(string)
 	hook := h.do(t, req{method: "POST", path: "/v1/webhooks", token: h.admin, body: map[string]any{
 		"url": "https://crm.example.com/hooks", "event_types": []string{"tenancy.tenant.*"}}}).json(t)["id"].(string)
-	good := map[string]string{"id": tenant, "seq": "1", "slug": "edge", "system": "billing"}
+	ou := h.created(t, "/v1/tenants/"+tenant+"/org-units", map[string]any{"name": "Edge"})["id"].(string)
+	good := map[string]string{"id": tenant, "seq": "1", "slug": "edge", "system": "billing", "ou": ou}
 	doc, _ := spec(t)
 	paths := doc.Paths.Map()
 	keys := make([]string, 0, len(paths))

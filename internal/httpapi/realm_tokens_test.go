@@ -62,6 +62,21 @@ func TestRealmTokens(t *testing.T) {
 		t.Fatalf("viewer: %d %s", r.Status, r.Body)
 	}
 
+	// A non-browser client's token (client credentials): issued to the
+	// client itself, for the tenancy-app audience its mapper adds; its
+	// service account's roles are the client's.
+	bot := h.realmToken(t, "realm-a", auth.TokenRequest{Subject: "kc-sa-1", Username: "service-account-realm-a-bot", AZP: "realm-a-bot",
+		Audience: []string{"tenancy-app"}, TenantID: a.tenant, Roles: []string{"tenant-viewer", "default-roles-realm-a"}})
+	if r := h.status(t, "GET", "/v1/tenants/me/users", bot, nil); r.Status != http.StatusOK {
+		t.Fatalf("a client token reading its tenant: %d %s", r.Status, r.Body)
+	}
+	if r := h.status(t, "POST", "/v1/tenants/me/users", bot, map[string]any{"username": "by-a-viewer-bot"}); r.Status != http.StatusForbidden {
+		t.Fatalf("a viewer client wrote: %d %s", r.Status, r.Body)
+	}
+	if r := h.status(t, "GET", "/v1/tenants/"+b.tenant+"/users", bot, nil); r.Status != http.StatusNotFound {
+		t.Fatalf("a client token read another tenant: %d %s", r.Status, r.Body)
+	}
+
 	// Realm A's issuer name, a key realm A does not have.
 	_, otherKey, _ := ed25519.GenerateKey(rand.Reader)
 	forged, _ := auth.NewDevIssuer(h.realms.issuer("realm-a").Issuer(), "account", otherKey).Mint(
@@ -72,6 +87,8 @@ func TestRealmTokens(t *testing.T) {
 		"no tenant's realm":      h.realmToken(t, "nobody", auth.TokenRequest{Subject: "kc-5", Roles: []string{"tenant-admin"}}),
 		"a key the realm lacks":  forged,
 		"another client's token": h.realmToken(t, "realm-a", auth.TokenRequest{Subject: "kc-6", Roles: []string{"tenant-admin"}, AZP: "account-console"}),
+		"a client token for another audience": h.realmToken(t, "realm-a", auth.TokenRequest{Subject: "kc-7", Roles: []string{"tenant-admin"}, AZP: "realm-a-bot",
+			Audience: []string{"account", "billing-service"}}),
 	} {
 		if r := h.status(t, "GET", "/v1/tenants/me/users", tok, nil); r.Status != http.StatusUnauthorized {
 			t.Errorf("%s: %d %s", name, r.Status, r.Body)

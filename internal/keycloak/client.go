@@ -584,6 +584,13 @@ func (c *Client) GetUser(ctx context.Context, realm, id string) (User, error) {
 	return get[User](ctx, c, realmPath(realm, "users", id))
 }
 
+// ServiceAccountUser returns the user a client with service accounts
+// enabled signs in as (client credentials grant); its realm roles are the
+// client's. A client without service accounts answers 400.
+func (c *Client) ServiceAccountUser(ctx context.Context, realm, clientUUID string) (User, error) {
+	return get[User](ctx, c, realmPath(realm, "clients", clientUUID, "service-account-user"))
+}
+
 // DeleteUser deletes a user; a missing one is an error wrapping ErrNotFound.
 func (c *Client) DeleteUser(ctx context.Context, realm, id string) error {
 	return c.send(ctx, http.MethodDelete, realmPath(realm, "users", id), nil)

@@ -3,6 +3,8 @@ package realmsync
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 
 	"github.com/tenancyhq/tenancy/internal/keycloak"
 	"github.com/tenancyhq/tenancy/pkg/domain"
@@ -65,19 +67,87 @@ func (s *Syncer) SyncClient(ctx context.Context, realm string, d domain.Director
 		return Change{}, err
 	}
 	want := wantClient(c, kc, secret)
+	action := "unchanged"
 	switch {
 	case !found:
-		if _, err := s.Keycloak.CreateClient(ctx, realm, want); err != nil {
+		if want.ID, err = s.Keycloak.CreateClient(ctx, realm, want); err != nil {
 			return Change{}, err
 		}
-		return Change{"client", id, "created"}, nil
+		action = "created"
 	case !sameClient(kc, want):
 		if err := s.Keycloak.UpdateClient(ctx, realm, want); err != nil {
 			return Change{}, err
 		}
-		return Change{"client", id, "updated"}, nil
+		action = "updated"
 	}
-	return Change{"client", id, "unchanged"}, nil
+	changed, err := s.serviceAccount(ctx, realm, want.ID, d.TenantID, c)
+	if err != nil {
+		return Change{}, err
+	}
+	if changed && action == "unchanged" {
+		action = "updated"
+	}
+	return Change{"client", id, action}, nil
+}
+
+// ClientMappers are the protocol mappers of a tenant's non-browser client:
+// its tokens name the tenant, as its users' tokens do, and are meant for
+// the Tenancy API (the tenancy-app audience), so that a service account
+// calls the API with a token of its own and acts as its roles allow there.
+func ClientMappers(tenantID string) []keycloak.ProtocolMapper {
+	claims := func(m map[string]string) map[string]string {
+		m["access.token.claim"], m["introspection.token.claim"] = "true", "true"
+		return m
+	}
+	return []keycloak.ProtocolMapper{
+		{Name: "tenancy-tenant-id", Protocol: "openid-connect", ProtocolMapper: "oidc-hardcoded-claim-mapper",
+			Config: claims(map[string]string{"claim.name": "tenant_id", "claim.value": tenantID, "jsonType.label": "String"})},
+		{Name: "tenancy-audience", Protocol: "openid-connect", ProtocolMapper: "oidc-audience-mapper",
+			Config: claims(map[string]string{"included.client.audience": keycloak.TenantAppClientID, "id.token.claim": "false"})},
+	}
+}
+
+// holds reports whether config has every setting of want (Keycloak may add
+// settings of its own).
+func holds(config, want map[string]string) bool {
+	for k, v := range want {
+		if config[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// serviceAccount makes the client's mappers ClientMappers and its service
+// account's tenant roles the client's, and reports whether it changed any.
+func (s *Syncer) serviceAccount(ctx context.Context, realm, kcID, tenantID string, c domain.Client) (bool, error) {
+	have, err := s.Keycloak.Mappers(ctx, realm, kcID)
+	if err != nil {
+		return false, err
+	}
+	changed := false
+	for _, want := range ClientMappers(tenantID) {
+		i := slices.IndexFunc(have, func(m keycloak.ProtocolMapper) bool { return m.Name == want.Name })
+		switch {
+		case i < 0:
+			err = s.Keycloak.CreateMapper(ctx, realm, kcID, want)
+		case have[i].ProtocolMapper != want.ProtocolMapper || !holds(have[i].Config, want.Config):
+			want.ID = have[i].ID
+			err = s.Keycloak.UpdateMapper(ctx, realm, kcID, want)
+		default:
+			continue
+		}
+		if err != nil {
+			return changed, fmt.Errorf("mapper %s of client %s: %w", want.Name, c.ClientID, err)
+		}
+		changed = true
+	}
+	sa, err := s.Keycloak.ServiceAccountUser(ctx, realm, kcID)
+	if err != nil {
+		return changed, fmt.Errorf("service account of client %s: %w", c.ClientID, err)
+	}
+	rolesChanged, err := s.syncRoles(ctx, realm, sa.ID, c.Roles)
+	return changed || rolesChanged, err
 }
 
 func errForeignClient(realm, clientID string) error {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -45,7 +46,8 @@ var errNotYet = errors.New("the tenant's realm is being provisioned")
 // Run consumes directory events until ctx ends.
 func (r *Reactor) Run(ctx context.Context) error {
 	src := consume.Source{Stream: r.Stream, Durable: &jetstream.ConsumerConfig{
-		Durable: Consumer, FilterSubject: "tenancy.evt.*." + events.AggregateDirectory + ".*",
+		// Tenants' events too, for the activation's directory step records.
+		Durable: Consumer, FilterSubjects: []string{events.Subject("*", events.AggregateDirectory, "*"), events.Subject("*", events.AggregateTenant, "*")},
 		AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute, MaxDeliver: -1, DeliverPolicy: jetstream.DeliverAllPolicy,
 		// One at a time: two convergences of one user at once could both
 		// find it missing and create it twice.
@@ -91,10 +93,19 @@ func refused(err error) bool {
 	return kc.Status >= 400 && kc.Status < 500 && kc.Status != http.StatusUnauthorized && kc.Status != http.StatusForbidden
 }
 
+// ActivationStep is the activation step that syncs the whole directory
+// into the new realm; SyncedVersion, in its external ids, is the directory
+// version it synced.
+const (
+	ActivationStep = "directory"
+	SyncedVersion  = "directory_synced_version"
+)
+
 // RealmOf returns the realm a tenant's directory lives in, and whether it
 // is there to sync into: a tenant in a realm of its own that is active or
-// suspended. One being provisioned is errNotYet (its activation syncs the
-// whole directory at its end; events after that wait for it).
+// suspended, or being activated with its directory step done. One being
+// provisioned before that is errNotYet: the step syncs the directory as it
+// then is, and this reactor what changed after (see syncAfterActivation).
 func RealmOf(t domain.Tenant) (string, bool, error) {
 	if t.Realm != nil && t.Realm.Mode == domain.RealmShared {
 		return "", false, nil
@@ -103,9 +114,55 @@ func RealmOf(t domain.Tenant) (string, bool, error) {
 	case domain.StateActive, domain.StateSuspended:
 		return t.Slug, true, nil
 	case domain.StateProvisioning:
+		if directorySynced(t) {
+			return t.Slug, true, nil
+		}
 		return "", false, errNotYet
 	}
 	return "", false, nil
+}
+
+// directorySynced reports whether t's activation has synced its directory.
+func directorySynced(t domain.Tenant) bool {
+	st, ok := t.Provisioning.Step(ActivationStep)
+	return t.Provisioning.Saga == domain.SagaActivate && ok && st.Outcome == events.StepCompleted
+}
+
+// syncAfterActivation closes the gap between the activation's directory
+// step and this reactor: a directory event read while the step was under
+// way was passed over (errNotYet), and may be newer than the version the
+// step synced. Reading the step's record, after every such event in stream
+// order, the reactor syncs the whole directory again if it has changed
+// since; otherwise (nearly always) there is nothing to do.
+func (r *Reactor) syncAfterActivation(ctx context.Context, p *events.TenantStepRecorded, tenantID string) error {
+	if p.Step != ActivationStep || p.Saga != domain.SagaActivate || p.Outcome != events.StepCompleted || r.Syncer == nil {
+		return nil
+	}
+	synced, err := strconv.ParseInt(p.ExternalIDs[SyncedVersion], 10, 64)
+	if err != nil {
+		return nil // skipped or without a realm: nothing was synced
+	}
+	t, _, err := r.Tenants.Get(ctx, tenantID)
+	if errors.Is(err, domain.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	realm, ok, err := RealmOf(t)
+	if err != nil || !ok {
+		return err
+	}
+	d, _, err := r.Directory.Load(ctx, tenantID)
+	if err != nil || d.Version <= synced {
+		return err
+	}
+	changes, err := r.Syncer.SyncAll(ctx, realm, d)
+	if err == nil {
+		r.Log.InfoContext(ctx, "realm synced: the directory changed during its activation", "tenant_id", tenantID, "realm", realm,
+			"from_version", synced, "to_version", d.Version, "changes", len(changes))
+	}
+	return err
 }
 
 func (r *Reactor) handle(ctx context.Context, m *consume.Message) error {
@@ -113,6 +170,12 @@ func (r *Reactor) handle(ctx context.Context, m *consume.Message) error {
 		return nil
 	}
 	tenantID := m.Envelope.TenantID
+	if p, ok := m.Payload.(*events.TenantStepRecorded); ok {
+		return r.syncAfterActivation(ctx, p, tenantID)
+	}
+	if _, agg, _, _ := events.ParseSubject(m.Subject); agg != events.AggregateDirectory {
+		return nil
+	}
 	if p, ok := m.Payload.(*events.UserDeleted); ok && r.Keys != nil {
 		// Erasing again is a no-op; this is where a failure is retried.
 		if err := r.Keys.Destroy(ctx, events.UserPIIScope(p.UserID)); err != nil {

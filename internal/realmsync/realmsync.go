@@ -56,6 +56,10 @@ type Keycloak interface {
 	CreateClient(ctx context.Context, realm string, cl keycloak.OIDCClient) (string, error)
 	UpdateClient(ctx context.Context, realm string, cl keycloak.OIDCClient) error
 	DeleteClient(ctx context.Context, realm, id string) error
+	ServiceAccountUser(ctx context.Context, realm, clientUUID string) (keycloak.User, error)
+	Mappers(ctx context.Context, realm, clientUUID string) ([]keycloak.ProtocolMapper, error)
+	CreateMapper(ctx context.Context, realm, clientUUID string, m keycloak.ProtocolMapper) error
+	UpdateMapper(ctx context.Context, realm, clientUUID string, m keycloak.ProtocolMapper) error
 	Groups
 }
 
@@ -218,7 +222,7 @@ func (s *Syncer) syncUser(ctx context.Context, realm string, d domain.Directory,
 		}
 		action = "updated"
 	}
-	if err := s.syncRoles(ctx, realm, want.ID, u.Roles); err != nil {
+	if _, err := s.syncRoles(ctx, realm, want.ID, u.Roles); err != nil {
 		return Change{}, err
 	}
 	if idx == nil && (len(d.MembershipsOf(id)) > 0 || found) {
@@ -251,11 +255,12 @@ func (s *Syncer) deleteUser(ctx context.Context, realm, id string) (Change, erro
 	return Change{"user", id, "deleted"}, nil
 }
 
-// syncRoles maps exactly roles of ManagedRoles to the user.
-func (s *Syncer) syncRoles(ctx context.Context, realm, kcID string, roles []string) error {
+// syncRoles maps exactly roles of ManagedRoles to the user, and reports
+// whether it changed any.
+func (s *Syncer) syncRoles(ctx context.Context, realm, kcID string, roles []string) (bool, error) {
 	have, err := s.Keycloak.RealmRolesOf(ctx, realm, kcID)
 	if err != nil {
-		return err
+		return false, err
 	}
 	var add, remove []keycloak.Role
 	for _, name := range ManagedRoles {
@@ -264,7 +269,7 @@ func (s *Syncer) syncRoles(ctx context.Context, realm, kcID string, roles []stri
 		case want && i < 0:
 			r, err := s.Keycloak.GetRole(ctx, realm, name)
 			if err != nil {
-				return fmt.Errorf("realm role %s: %w", name, err)
+				return false, fmt.Errorf("realm role %s: %w", name, err)
 			}
 			add = append(add, r)
 		case !want && i >= 0:
@@ -273,11 +278,13 @@ func (s *Syncer) syncRoles(ctx context.Context, realm, kcID string, roles []stri
 	}
 	if len(add) > 0 {
 		if err := s.Keycloak.AddRealmRoles(ctx, realm, kcID, add); err != nil {
-			return err
+			return false, err
 		}
 	}
 	if len(remove) > 0 {
-		return s.Keycloak.RemoveRealmRoles(ctx, realm, kcID, remove)
+		if err := s.Keycloak.RemoveRealmRoles(ctx, realm, kcID, remove); err != nil {
+			return false, err
+		}
 	}
-	return nil
+	return len(add)+len(remove) > 0, nil
 }

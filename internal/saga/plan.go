@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,7 +33,7 @@ const (
 	StepBreakGlass = "break_glass_admin"
 	// StepDirectory takes the administrators into the tenant's directory and
 	// syncs the directory's users and clients into the realm.
-	StepDirectory       = "directory"
+	StepDirectory       = realmsync.ActivationStep
 	StepBillingAccount  = "billing_account"
 	StepRealmDisable    = "realm_disable"
 	StepRealmEnable     = "realm_enable"
@@ -861,7 +862,10 @@ func (in Integrations) directoryStep() Step {
 		if err != nil {
 			return Outcome{}, classify("Keycloak", err)
 		}
-		return Outcome{Detail: fmt.Sprintf("%s; synced %d users and clients into the realm", detail, len(changes))}, nil
+		// What the directory changes after this version, the realm-sync
+		// reactor syncs once it reads this step's record.
+		return Outcome{Detail: fmt.Sprintf("%s; synced %d users and clients into the realm", detail, len(changes)),
+			ExternalIDs: map[string]string{realmsync.SyncedVersion: strconv.FormatInt(d.Version, 10)}}, nil
 	}}
 }
 

@@ -18,11 +18,23 @@ func (s *Server) routeClients(q *request, rs *realmState, rest []string) respons
 	case len(rest) == 1:
 		return item(q,
 			func() response { return jsonOK(c.clone()) },
-			func() response { return updateClient(q, rs, c) },
+			func() response { return s.updateClient(q, rs, c) },
 			func() response {
+				if u := serviceAccountOf(rs, c); u != nil {
+					delete(rs.users, u.rep.ID)
+				}
 				delete(rs.clients, c.ID)
 				return noContent()
 			})
+	case len(rest) == 2 && rest[1] == "service-account-user":
+		if q.method != http.MethodGet {
+			return methodNotAllowed(http.MethodGet)
+		}
+		u := serviceAccountOf(rs, c)
+		if !c.ServiceAccountsEnabled || u == nil {
+			return errorMessage(http.StatusBadRequest, "Service account not enabled for the client '"+c.ClientID+"'")
+		}
+		return jsonOK(rs.shown(u))
 	case len(rest) >= 3 && rest[1] == "protocol-mappers" && rest[2] == "models":
 		return s.routeMappers(q, rs, c, rest[3:])
 	}
@@ -95,13 +107,14 @@ func (s *Server) createClient(q *request, rs *realmState) response {
 		c.ProtocolMappers = append(c.ProtocolMappers, m)
 	}
 	rs.clients[c.ID] = c
+	s.ensureServiceAccount(rs, c)
 	s.creates["client"]++
 	return response{status: http.StatusCreated, location: q.base + "/admin/realms/" + url.PathEscape(rs.rep.Realm) + "/clients/" + c.ID}
 }
 
 // updateClient merges the body into the client. Protocol mappers in the
 // body are ignored: Keycloak manages them only through their own endpoints.
-func updateClient(q *request, rs *realmState, c *Client) response {
+func (s *Server) updateClient(q *request, rs *realmState, c *Client) response {
 	var p clientPatch
 	if !q.decode(&p) {
 		return errCannotParse
@@ -113,7 +126,40 @@ func updateClient(q *request, rs *realmState, c *Client) response {
 		c.ClientID = *p.ClientID
 	}
 	p.apply(c)
+	if u := serviceAccountOf(rs, c); u != nil {
+		u.rep.ServiceAccountClientID = c.ClientID
+	}
+	s.ensureServiceAccount(rs, c)
 	return noContent()
+}
+
+// ensureServiceAccount gives a client with service accounts enabled its
+// service-account user, as Keycloak does when the flag is first set: named
+// service-account-<clientId>, enabled, with the realm's default roles. It
+// stays when the flag is turned off again, and goes with the client.
+func (s *Server) ensureServiceAccount(rs *realmState, c *Client) {
+	if !c.ServiceAccountsEnabled || serviceAccountOf(rs, c) != nil {
+		return
+	}
+	u := &userState{
+		rep: User{ID: newUUID(), Username: "service-account-" + strings.ToLower(c.ClientID), Enabled: true, RequiredActions: []string{},
+			CreatedTimestamp: s.opts.Now().UnixMilli(), ServiceAccountClientID: c.ClientID},
+		roleIDs: map[string]bool{}, groups: map[string]bool{}, serviceAccountOf: c.ID,
+	}
+	if _, ok := roleByID(rs, rs.defaultRoleID); ok {
+		u.roleIDs[rs.defaultRoleID] = true
+	}
+	rs.users[u.rep.ID] = u
+}
+
+// serviceAccountOf returns the service-account user of c (nil for none).
+func serviceAccountOf(rs *realmState, c *Client) *userState {
+	for _, u := range rs.users {
+		if u.serviceAccountOf == c.ID {
+			return u
+		}
+	}
+	return nil
 }
 
 func clientByClientID(rs *realmState, clientID string) *Client {

@@ -118,6 +118,10 @@ type userState struct {
 	logouts int
 	// groups holds the ids of the groups the user is a member of.
 	groups map[string]bool
+	// serviceAccountOf is the id of the client whose service account
+	// this user is ("" for a person). Keycloak leaves such users out of
+	// user listings, searches and counts.
+	serviceAccountOf string
 }
 
 // New starts a fake on a loopback port with realm "master" present and
@@ -207,6 +211,25 @@ func (s *Server) Users(realm string) []User {
 
 // UserRoles returns the names of the realm roles mapped directly to the
 // user, sorted; it includes default-roles-{realm}.
+// ServiceAccount returns the service-account user of realm's client with
+// clientID, if it has one.
+func (s *Server) ServiceAccount(realm, clientID string) (User, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rs := s.realms[realm]
+	if rs == nil {
+		return User{}, false
+	}
+	c := clientByClientID(rs, clientID)
+	if c == nil {
+		return User{}, false
+	}
+	if u := serviceAccountOf(rs, c); u != nil {
+		return u.rep.clone(), true
+	}
+	return User{}, false
+}
+
 func (s *Server) UserRoles(realm, userID string) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -639,6 +639,41 @@ func TestClients(t *testing.T) {
 	}
 }
 
+// TestServiceAccounts: a client with service accounts enabled gets a
+// service-account user, which user listings leave out and which goes with
+// the client; a client without answers 400.
+func TestServiceAccounts(t *testing.T) {
+	f := newFixture(t)
+	f.createRealm("acme", nil)
+	bot := f.createClient("acme", map[string]any{"clientId": "Export-Bot", "serviceAccountsEnabled": true, "publicClient": false})
+	app := f.createClient("acme", map[string]any{"clientId": "app"})
+
+	var sa keycloakfake.User
+	f.get(t, "/admin/realms/acme/clients/"+bot+"/service-account-user", &sa)
+	if sa.ID == "" || sa.Username != "service-account-export-bot" || !sa.Enabled || sa.ServiceAccountClientID != "Export-Bot" {
+		t.Fatalf("service account = %+v", sa)
+	}
+	var users []keycloakfake.User
+	f.get(t, "/admin/realms/acme/users?username=service-account", &users)
+	var n int
+	f.get(t, "/admin/realms/acme/users/count", &n)
+	if len(users) != 0 || n != 0 {
+		t.Fatalf("listings show the service account: %+v, count %d", users, n)
+	}
+	f.wantErrors(t, []errCase{
+		{"no service account", "GET", "/admin/realms/acme/clients/" + app + "/service-account-user", nil, 400,
+			`{"errorMessage":"Service account not enabled for the client 'app'"}`},
+	})
+	// Enabling the flag later makes the account; the account's own URL
+	// serves it like any user's.
+	f.do(http.MethodPut, "/admin/realms/acme/clients/"+app, map[string]any{"serviceAccountsEnabled": true}).wantStatus(t, http.StatusNoContent)
+	var later keycloakfake.User
+	f.get(t, "/admin/realms/acme/clients/"+app+"/service-account-user", &later)
+	f.do(http.MethodGet, "/admin/realms/acme/users/"+later.ID, nil).wantStatus(t, http.StatusOK)
+	f.do(http.MethodDelete, "/admin/realms/acme/clients/"+bot, nil).wantStatus(t, http.StatusNoContent)
+	f.do(http.MethodGet, "/admin/realms/acme/users/"+sa.ID, nil).wantStatus(t, http.StatusNotFound)
+}
+
 func TestProtocolMappers(t *testing.T) {
 	f := newFixture(t)
 	f.createRealm("acme", nil)

@@ -127,6 +127,9 @@ type User struct {
 	Attributes map[string][]string `json:"attributes,omitempty"`
 	// CreatedTimestamp is in Unix milliseconds, taken from Options.Now.
 	CreatedTimestamp int64 `json:"createdTimestamp"`
+	// ServiceAccountClientID is set on a client's service-account user:
+	// the clientId of its client.
+	ServiceAccountClientID string `json:"serviceAccountClientId,omitempty"`
 }
 
 // Organization is Keycloak's OrganizationRepresentation: id, name and

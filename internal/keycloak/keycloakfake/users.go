@@ -53,7 +53,7 @@ func (s *Server) routeUsers(q *request, rs *realmState, rest []string) response 
 		n := 0
 		match := userFilter(q.query)
 		for _, u := range rs.users {
-			if match(u.rep) {
+			if u.serviceAccountOf == "" && match(u.rep) {
 				n++
 			}
 		}
@@ -111,7 +111,7 @@ func listUsers(q *request, rs *realmState) response {
 	match := userFilter(q.query)
 	out := []User{}
 	for _, u := range sortedUsers(rs) {
-		if match(u.rep) {
+		if u.serviceAccountOf == "" && match(u.rep) {
 			out = append(out, rs.shown(u))
 		}
 	}
