@@ -292,7 +292,9 @@ func TestClientsBecomeServiceAccounts(t *testing.T) {
 	base := "/v1/tenants/" + id
 	h.do(t, req{method: "POST", path: base + "/activate", token: h.admin})
 	h.waitFor(t, id, 15*time.Second, func(m map[string]any) bool { return m["state"] == "active" })
-	// A lost answer on the first mapper: the retry makes no second one.
+	// Lost answers on the create and the first mapper: the retries make no
+	// second client or mapper.
+	kf.Inject(keycloakfake.Fault{Method: "POST", Path: "/admin/realms/*/clients", Times: 1, Status: 504, AfterHandling: true})
 	kf.Inject(keycloakfake.Fault{Method: "POST", Path: "/admin/realms/*/clients/*/protocol-mappers/models", Times: 1, Status: 504, AfterHandling: true})
 	cid := h.created(t, base+"/clients", map[string]any{"client_id": "robots-export", "roles": []string{"tenant-viewer"}})["id"].(string)
 
@@ -320,6 +322,9 @@ func TestClientsBecomeServiceAccounts(t *testing.T) {
 	var client *keycloakfake.Client
 	for _, c := range kf.Clients("robots") {
 		if c.ClientID == "robots-export" {
+			if client != nil {
+				t.Fatal("the client exists twice in the realm")
+			}
 			client = &c
 		}
 	}
