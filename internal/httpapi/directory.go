@@ -135,8 +135,29 @@ func (s *Server) loadDirectory(c echo.Context, need access, ou string) (domain.D
 	return d, seq, directoryAccess(principal(c), d, need, ou)
 }
 
+// managedTenant resolves the tenant of a route that needs tenant-admin,
+// and checks the caller's roles: they say all, so the directory is not
+// loaded for it (the command loads it once, and refuses a tenant that
+// does not exist or is deleted).
+func (s *Server) managedTenant(c echo.Context) (string, error) {
+	id, err := directoryTenant(c)
+	if err != nil {
+		return "", err
+	}
+	return id, directoryAccess(principal(c), domain.Directory{TenantID: id}, manageAccess, "")
+}
+
 // directoryCommand checks access, then runs cmd on the tenant's directory.
+// Org-unit scoped access needs the directory's tree; tenant-wide access
+// does not.
 func (s *Server) directoryCommand(c echo.Context, need access, ou string, cmd domain.DirectoryCommand) (app.DirectoryResult, error) {
+	if need == manageAccess {
+		id, err := s.managedTenant(c)
+		if err != nil {
+			return app.DirectoryResult{}, err
+		}
+		return s.deps.Directory.Do(c.Request().Context(), id, cmd, actorMeta(c))
+	}
 	d, _, err := s.loadDirectory(c, need, ou)
 	if err != nil {
 		return app.DirectoryResult{}, err

@@ -51,16 +51,16 @@ func (s *Server) createClient(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	d, _, err := s.loadDirectory(c, manageAccess, "")
+	tenant, err := s.managedTenant(c)
 	if err != nil {
 		return err
 	}
-	cl, secret, seq, err := s.deps.Directory.CreateClient(c.Request().Context(), d.TenantID,
+	cl, secret, seq, err := s.deps.Directory.CreateClient(c.Request().Context(), tenant,
 		domain.CreateClient{ID: idempotentID(c), ClientID: req.ClientID, Name: req.Name, Roles: req.Roles, Enabled: req.Enabled}, actorMeta(c))
 	if err != nil {
 		return err
 	}
-	c.Response().Header().Set(echo.HeaderLocation, "/v1/tenants/"+d.TenantID+"/clients/"+cl.ID)
+	c.Response().Header().Set(echo.HeaderLocation, "/v1/tenants/"+tenant+"/clients/"+cl.ID)
 	return writeEntity(c, http.StatusCreated, ClientWithSecret{ViewClient(cl), secret}, cl.Version, seq)
 }
 
@@ -151,12 +151,12 @@ func (s *Server) deleteClient(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	d, _, err := s.loadDirectory(c, manageAccess, "")
+	tenant, err := s.managedTenant(c)
 	if err != nil {
 		return err
 	}
 	id := c.Param("client")
-	res, err := s.deps.Directory.DeleteClient(c.Request().Context(), d.TenantID, domain.DeleteClient{ID: id, IfVersion: v}, actorMeta(c))
+	res, err := s.deps.Directory.DeleteClient(c.Request().Context(), tenant, domain.DeleteClient{ID: id, IfVersion: v}, actorMeta(c))
 	if err != nil {
 		return err
 	}
@@ -164,11 +164,11 @@ func (s *Server) deleteClient(c echo.Context) error {
 }
 
 func (s *Server) rotateClientSecret(c echo.Context) error {
-	d, _, err := s.loadDirectory(c, manageAccess, "")
+	tenant, err := s.managedTenant(c)
 	if err != nil {
 		return err
 	}
-	cl, secret, seq, err := s.deps.Directory.RotateClientSecret(c.Request().Context(), d.TenantID, c.Param("client"), actorMeta(c))
+	cl, secret, seq, err := s.deps.Directory.RotateClientSecret(c.Request().Context(), tenant, c.Param("client"), actorMeta(c))
 	if err != nil {
 		return err
 	}

@@ -71,17 +71,17 @@ func (s *Server) createUser(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	d, _, err := s.loadDirectory(c, manageAccess, "")
+	tenant, err := s.managedTenant(c)
 	if err != nil {
 		return err
 	}
 	cmd := req.command()
 	cmd.ID = idempotentID(c)
-	u, seq, err := s.deps.Directory.CreateUser(c.Request().Context(), d.TenantID, cmd, actorMeta(c))
+	u, seq, err := s.deps.Directory.CreateUser(c.Request().Context(), tenant, cmd, actorMeta(c))
 	if err != nil {
 		return err
 	}
-	c.Response().Header().Set(echo.HeaderLocation, "/v1/tenants/"+d.TenantID+"/users/"+u.ID)
+	c.Response().Header().Set(echo.HeaderLocation, "/v1/tenants/"+tenant+"/users/"+u.ID)
 	return writeUser(c, http.StatusCreated, u, seq)
 }
 
@@ -321,7 +321,7 @@ func (s *Server) importUsers(c echo.Context) error {
 	if len(req.Users) == 0 || len(req.Users) > domain.MaxImportRows {
 		return invalid("users", fmt.Sprintf("send 1 to %d users per call; split a larger file", domain.MaxImportRows))
 	}
-	d, _, err := s.loadDirectory(c, manageAccess, "")
+	tenant, err := s.managedTenant(c)
 	if err != nil {
 		return err
 	}
@@ -329,7 +329,7 @@ func (s *Server) importUsers(c echo.Context) error {
 	for i, r := range req.Users {
 		rows[i] = r.command()
 	}
-	results, seq, err := s.deps.Directory.Import(c.Request().Context(), d.TenantID, rows, actorMeta(c))
+	results, seq, err := s.deps.Directory.Import(c.Request().Context(), tenant, rows, actorMeta(c))
 	if err != nil {
 		return err
 	}
@@ -358,11 +358,11 @@ func (s *Server) userPassword(c echo.Context) error {
 	if err := checkParams(c); err != nil {
 		return err
 	}
-	d, _, err := s.loadDirectory(c, manageAccess, "")
+	tenant, err := s.managedTenant(c)
 	if err != nil {
 		return err
 	}
-	user, password, err := s.deps.Directory.IssuePassword(c.Request().Context(), d.TenantID, c.Param("user"), actorMeta(c))
+	user, password, err := s.deps.Directory.IssuePassword(c.Request().Context(), tenant, c.Param("user"), actorMeta(c))
 	if err != nil {
 		return err
 	}
