@@ -46,8 +46,7 @@ func (Audit) Create(ctx context.Context, tx pgx.Tx, gen int) error {
 
 // Indexes implements Projection.
 func (Audit) Indexes(ctx context.Context, tx pgx.Tx, gen int) error {
-	t := Table("audit_log", gen)
-	for _, s := range []struct{ name, def string }{
+	return createIndexes(ctx, tx, Table("audit_log", gen), []index{
 		{"tenant", "(tenant_id, seq DESC)"},
 		{"tenant_time", "(tenant_id, time DESC)"},
 		{"actor", "(actor, seq DESC)"},
@@ -55,12 +54,7 @@ func (Audit) Indexes(ctx context.Context, tx pgx.Tx, gen int) error {
 		{"time", "(time DESC)"},
 		{"correlation", "(correlation_id)"},
 		{"org_unit", "(tenant_id, org_unit_id, seq DESC) WHERE org_unit_id IS NOT NULL"},
-	} {
-		if _, err := tx.Exec(ctx, "CREATE INDEX "+Ident(t+"_"+s.name)+" ON "+Ident(t)+" "+s.def); err != nil {
-			return err
-		}
-	}
-	return nil
+	})
 }
 
 var auditColumns = []string{"seq", "event_id", "time", "tenant_id", "aggregate", "aggregate_id", "type", "actor", "correlation_id", "causation_id", "summary", "org_unit_id"}

@@ -67,8 +67,7 @@ func (Customers) Create(ctx context.Context, tx pgx.Tx, gen int) error {
 
 // Indexes implements Projection.
 func (Customers) Indexes(ctx context.Context, tx pgx.Tx, gen int) error {
-	t := Table("customers", gen)
-	for _, s := range []struct{ name, def string }{
+	return createIndexes(ctx, tx, Table("customers", gen), []index{
 		{"kind", "(kind, id)"},
 		{"verification", "(verification_status, id)"},
 		{"pan", "(pan_idx)"},
@@ -76,12 +75,7 @@ func (Customers) Indexes(ctx context.Context, tx pgx.Tx, gen int) error {
 		{"gstin", "(gstin_idx)"},
 		{"name_trgm", "USING gin (display_name gin_trgm_ops)"},
 		{"legal_trgm", "USING gin (legal_name gin_trgm_ops)"},
-	} {
-		if _, err := tx.Exec(ctx, "CREATE INDEX "+Ident(t+"_"+s.name)+" ON "+Ident(t)+" "+s.def); err != nil {
-			return err
-		}
-	}
-	return nil
+	})
 }
 
 // customerRow is one row of the customers table.

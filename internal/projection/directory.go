@@ -106,16 +106,17 @@ func (Directory) Create(ctx context.Context, tx pgx.Tx, gen int) error {
 // (trigrams) on the names a person is known by; listings are by id within
 // a tenant, which the primary keys serve.
 func (Directory) Indexes(ctx context.Context, tx pgx.Tx, gen int) error {
-	for _, s := range []struct{ base, name, def string }{
-		{"directory_users", "username_trgm", "USING gin (username gin_trgm_ops)"},
-		{"directory_users", "email_trgm", "USING gin (email gin_trgm_ops)"},
-		{"directory_users", "name_trgm", "USING gin ((first_name || ' ' || last_name) gin_trgm_ops)"},
-		{"directory_clients", "client_id", "(tenant_id, client_id)"},
-		{"directory_org_units", "parent", "(tenant_id, parent_id, id)"},
-		{"directory_memberships", "ou", "(tenant_id, ou_id, user_id)"},
+	for base, indexes := range map[string][]index{
+		"directory_users": {
+			{"username_trgm", "USING gin (username gin_trgm_ops)"},
+			{"email_trgm", "USING gin (email gin_trgm_ops)"},
+			{"name_trgm", "USING gin ((first_name || ' ' || last_name) gin_trgm_ops)"},
+		},
+		"directory_clients":     {{"client_id", "(tenant_id, client_id)"}},
+		"directory_org_units":   {{"parent", "(tenant_id, parent_id, id)"}},
+		"directory_memberships": {{"ou", "(tenant_id, ou_id, user_id)"}},
 	} {
-		t := Table(s.base, gen)
-		if _, err := tx.Exec(ctx, "CREATE INDEX "+Ident(t+"_"+s.name)+" ON "+Ident(t)+" "+s.def); err != nil {
+		if err := createIndexes(ctx, tx, Table(base, gen), indexes); err != nil {
 			return err
 		}
 	}

@@ -62,6 +62,19 @@ type Bulk interface {
 	Load(ctx context.Context, conn *pgx.Conn, batch []Event) error
 }
 
+// index is a secondary index: its name's suffix and its definition.
+type index struct{ name, def string }
+
+// createIndexes creates table's secondary indexes.
+func createIndexes(ctx context.Context, tx pgx.Tx, table string, indexes []index) error {
+	for _, s := range indexes {
+		if _, err := tx.Exec(ctx, "CREATE INDEX "+Ident(table+"_"+s.name)+" ON "+Ident(table)+" "+s.def); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Table returns the name of base's table in generation gen.
 func Table(base string, gen int) string {
 	return fmt.Sprintf("%s_g%d", base, gen)

@@ -60,8 +60,7 @@ func (Tenants) Create(ctx context.Context, tx pgx.Tx, gen int) error {
 
 // Indexes implements Projection.
 func (Tenants) Indexes(ctx context.Context, tx pgx.Tx, gen int) error {
-	t := Table("tenants", gen)
-	stmts := []struct{ name, def string }{
+	return createIndexes(ctx, tx, Table("tenants", gen), []index{
 		{"slug", "(slug)"},
 		{"state", "(state, id)"},
 		{"plan", "(plan, id)"},
@@ -72,13 +71,7 @@ func (Tenants) Indexes(ctx context.Context, tx pgx.Tx, gen int) error {
 		{"extids", "USING gin (external_ids jsonb_path_ops)"},
 		{"name_trgm", "USING gin (display_name gin_trgm_ops)"},
 		{"slug_trgm", "USING gin (slug gin_trgm_ops)"},
-	}
-	for _, s := range stmts {
-		if _, err := tx.Exec(ctx, "CREATE INDEX "+Ident(t+"_"+s.name)+" ON "+Ident(t)+" "+s.def); err != nil {
-			return err
-		}
-	}
-	return nil
+	})
 }
 
 // tenantRow is one row of the tenants table.
