@@ -142,19 +142,8 @@ func (r *Reactor) syncAfterActivation(ctx context.Context, p *events.TenantStepR
 	if err != nil {
 		return nil // skipped or without a realm: nothing was synced
 	}
-	t, _, err := r.Tenants.Get(ctx, tenantID)
-	if errors.Is(err, domain.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	realm, ok, err := RealmOf(t)
-	if err != nil || !ok {
-		return err
-	}
-	d, _, err := r.Directory.Load(ctx, tenantID)
-	if err != nil || d.Version <= synced {
+	realm, d, ok, err := r.target(ctx, tenantID)
+	if err != nil || !ok || d.Version <= synced {
 		return err
 	}
 	changes, err := r.Syncer.SyncAll(ctx, realm, d)
@@ -163,6 +152,24 @@ func (r *Reactor) syncAfterActivation(ctx context.Context, p *events.TenantStepR
 			"from_version", synced, "to_version", d.Version, "changes", len(changes))
 	}
 	return err
+}
+
+// target returns the realm tenantID's directory syncs into and the
+// directory, or ok false when there is none to sync into (no such tenant,
+// deleted, in the shared realm).
+func (r *Reactor) target(ctx context.Context, tenantID string) (realm string, d domain.Directory, ok bool, err error) {
+	t, _, err := r.Tenants.Get(ctx, tenantID)
+	if errors.Is(err, domain.ErrNotFound) {
+		return "", d, false, nil
+	}
+	if err != nil {
+		return "", d, false, err
+	}
+	if realm, ok, err = RealmOf(t); err != nil || !ok {
+		return "", d, false, err
+	}
+	d, _, err = r.Directory.Load(ctx, tenantID)
+	return realm, d, err == nil, err
 }
 
 func (r *Reactor) handle(ctx context.Context, m *consume.Message) error {
@@ -185,19 +192,8 @@ func (r *Reactor) handle(ctx context.Context, m *consume.Message) error {
 	if r.Syncer == nil {
 		return nil
 	}
-	t, _, err := r.Tenants.Get(ctx, tenantID)
-	if errors.Is(err, domain.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	realm, ok, err := RealmOf(t)
+	realm, d, ok, err := r.target(ctx, tenantID)
 	if err != nil || !ok {
-		return err
-	}
-	d, _, err := r.Directory.Load(ctx, tenantID)
-	if err != nil {
 		return err
 	}
 	var c Change
