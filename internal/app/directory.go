@@ -94,6 +94,32 @@ func (s *Directory) Load(ctx context.Context, tenantID string) (domain.Directory
 	return d, seq, nil
 }
 
+// EraseUsers destroys the personal-data key of every user of a tenant's
+// directory, whatever the tenant's state: a deleted tenant's users are
+// erased with it (their data is sealed under keys of their own, not the
+// tenant's). Destroying again is a no-op, so a retry is safe. It returns
+// how many users it erased.
+func (s *Directory) EraseUsers(ctx context.Context, tenantID string) (int, error) {
+	if s.keys == nil {
+		return 0, nil
+	}
+	d, _, err := s.handler.Load(ctx, tenantID, tenantID)
+	if err != nil {
+		return 0, err
+	}
+	users := d.Users()
+	for _, u := range users {
+		if err := s.keys.Destroy(ctx, events.UserPIIScope(u.ID)); err != nil {
+			return 0, fmt.Errorf("erasing user %s: %w", u.ID, err)
+		}
+	}
+	return len(users), nil
+}
+
+// Exists refuses an unknown or deleted tenant, as Load does, without
+// loading its directory.
+func (s *Directory) Exists(ctx context.Context, tenantID string) error { return s.tenantExists(ctx, tenantID) }
+
 // tenantExists refuses an unknown or deleted tenant: a deleted tenant's
 // personal data is erased, and its directory takes no more.
 func (s *Directory) tenantExists(ctx context.Context, tenantID string) error {
@@ -318,6 +344,16 @@ func (s *Directory) RotateClientSecret(ctx context.Context, tenantID, id string,
 	res, err := s.Do(ctx, tenantID, domain.RotateClientSecret{ID: id, Version: next}, meta)
 	if err != nil {
 		return domain.Client{}, "", 0, err
+	}
+	// A rotation slow enough to be taken for abandoned may have been
+	// overtaken: never show a secret that is not the one kept.
+	kept, err := s.secrets.Secret(ctx, id, next)
+	if err != nil {
+		return domain.Client{}, "", 0, fmt.Errorf("%w: the rotation is recorded but its secret could not be read back; rotate again: %w", domain.ErrUnavailable, err)
+	}
+	if kept != secret {
+		return domain.Client{}, "", 0, &domain.ConflictError{Field: "secret_version", Value: strconv.Itoa(next),
+			Message: "another rotation of this client's secret took this version over; rotate again to get a secret"}
 	}
 	cl, _ = res.State.Client(id)
 	return cl, secret, res.Seq, nil

@@ -345,10 +345,13 @@ func TestClientsBecomeServiceAccounts(t *testing.T) {
 		t.Fatalf("patch: %d %s", r.Status, r.Body)
 	}
 	roles("tenant-admin")
-	// Keycloak leaves service accounts out of user searches: the realm
-	// sync never mistakes one for a person.
-	if _, found, err := kc.FindUser(context.Background(), "robots", "service-account-robots-export"); err != nil || found {
-		t.Fatalf("a user search found the service account: %v %v", found, err)
+	// A search by username finds service accounts, so no user may take a
+	// name of theirs: the realm sync would take the account for a person.
+	if _, found, err := kc.FindUser(context.Background(), "robots", "service-account-robots-export"); err != nil || !found {
+		t.Fatalf("a username search did not find the service account: %v %v", found, err)
+	}
+	if r := h.status(t, "POST", base+"/users", h.admin, map[string]any{"username": "service-account-robots-export"}); r.Status != http.StatusUnprocessableEntity {
+		t.Fatalf("a user named like a service account: %d %s", r.Status, r.Body)
 	}
 	if r := h.status(t, "DELETE", base+"/clients/"+cid, h.admin, nil); r.Status != http.StatusOK {
 		t.Fatalf("delete: %d %s", r.Status, r.Body)

@@ -234,6 +234,8 @@ func ReadErr(err error) error {
 		return err
 	case errors.As(err, &pgErr) && pgErr.Code == "42P01": // undefined_table
 		return fmt.Errorf("%w: the read model is still being built; retry shortly", domain.ErrUnavailable)
+	case errors.As(err, &pgErr) && pgErr.Code == "42703": // undefined_column: a new schema version is being built
+		return fmt.Errorf("%w: the read model is being rebuilt for this version; retry shortly", domain.ErrUnavailable)
 	case errors.As(err, &pgErr) && !Transient(err):
 		return err
 	}

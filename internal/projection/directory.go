@@ -131,11 +131,12 @@ func (Directory) Apply(ctx context.Context, tx pgx.Tx, gen int, batch []Event) e
 	var tenants []string
 	seen := map[string]bool{}
 	for _, e := range batch {
-		if !isDirectory(e) {
+		_, deleted := e.Payload.(*events.TenantDeleted)
+		if !deleted && !isDirectory(e) {
 			continue
 		}
 		evs = append(evs, e)
-		if t := e.Envelope.Subject; !seen[t] {
+		if t := e.Envelope.TenantID; !seen[t] {
 			seen[t] = true
 			tenants = append(tenants, t)
 		}
@@ -151,7 +152,17 @@ func (Directory) Apply(ctx context.Context, tx pgx.Tx, gen int, batch []Event) e
 	b := &pgx.Batch{}
 	last := map[string]uint64{}
 	for _, e := range evs {
-		tenant := e.Envelope.Subject
+		tenant := e.Envelope.TenantID
+		if _, ok := e.Payload.(*events.TenantDeleted); ok {
+			// Nothing of a deleted tenant's directory is kept (its users'
+			// keys are destroyed too, so a rebuild has nothing to show
+			// either), not even its sequence: no event can follow.
+			for _, table := range []string{t.tenants, t.users, t.clients, t.units, t.members} {
+				b.Queue("DELETE FROM "+table+" WHERE tenant_id = $1", tenant)
+			}
+			delete(last, tenant)
+			continue
+		}
 		if e.Seq <= applied[tenant] {
 			continue // already applied: a replay overlapping what is stored
 		}
@@ -327,7 +338,7 @@ type directoryBulk struct{ gen int }
 
 func (b directoryBulk) Load(ctx context.Context, conn *pgx.Conn, batch []Event) error {
 	for _, e := range batch {
-		if isDirectory(e) {
+		if _, deleted := e.Payload.(*events.TenantDeleted); deleted || isDirectory(e) {
 			return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error { return Directory{}.Apply(ctx, tx, b.gen, batch) })
 		}
 	}

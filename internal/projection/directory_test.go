@@ -82,6 +82,8 @@ func directoryWorkload(t *testing.T, e *env, tenant, prefix string) (deleted str
 	return carol
 }
 
+var directoryTableNames = []string{"directory_tenants", "directory_users", "directory_clients", "directory_org_units", "directory_memberships"}
+
 // directoryRows is the read model of one tenant, as comparable strings.
 func directoryRows(t *testing.T, e *env, tenant string) []string {
 	t.Helper()
@@ -160,7 +162,20 @@ func TestDirectoryProjection(t *testing.T) {
 	one, two := create(t, e, "dir-one", nil), create(t, e, "dir-two", nil)
 	carol := directoryWorkload(t, e, one, "one")
 	directoryWorkload(t, e, two, "two")
+	// A deleted tenant's directory leaves nothing behind.
+	gone := create(t, e, "dir-gone", nil)
+	directoryWorkload(t, e, gone, "gone")
+	do(t, e, gone, domain.Delete{Confirm: "dir-gone"})
+	if n, err := e.core.Directory.EraseUsers(ctx, gone); err != nil || n != 2 {
+		t.Fatalf("erasing the deleted tenant's users: %d, %v", n, err)
+	}
 	e.waitCaughtUp(t, "directory")
+	for _, table := range directoryTableNames {
+		var n int
+		if err := e.pool.QueryRow(ctx, "SELECT count(*) FROM "+table+" WHERE tenant_id = $1", gone).Scan(&n); err != nil || n != 0 {
+			t.Errorf("%s holds %d rows of the deleted tenant (%v)", table, n, err)
+		}
+	}
 
 	for _, tenant := range []string{one, two} {
 		want := aggregateRows(t, e, tenant)

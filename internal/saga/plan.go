@@ -829,7 +829,16 @@ func (in Integrations) erase() Step {
 		if err := in.Keys.Destroy(ctx, t.ID); err != nil {
 			return Outcome{}, err
 		}
-		return Outcome{Detail: "personal data key destroyed"}, nil
+		detail := "personal data key destroyed"
+		if in.Directory != nil {
+			// Each user's data is sealed under a key of the user's own.
+			n, err := in.Directory.EraseUsers(ctx, t.ID)
+			if err != nil {
+				return Outcome{}, err
+			}
+			detail += fmt.Sprintf("; the personal data keys of its %d users destroyed", n)
+		}
+		return Outcome{Detail: detail}, nil
 	}}
 }
 

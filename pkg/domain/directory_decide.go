@@ -113,6 +113,11 @@ type ImportUsers struct {
 	Rows []CreateUser
 }
 
+// ServiceAccountPrefix starts the username of every client's service
+// account in the identity provider (Keycloak's service-account-<clientId>),
+// so no user's username may start with it.
+const ServiceAccountPrefix = "service-account-"
+
 // ReservedClientIDs are the clients every realm has (Keycloak's own, and
 // the tenant's tenancy-app): a tenant's client cannot take their names.
 var ReservedClientIDs = []string{"account", "account-console", "admin-cli", "broker", "realm-management", "security-admin-console", "tenancy-app"}
@@ -298,6 +303,8 @@ func ValidateUser(c *CreateUser) error {
 		fe.add("username", "is required")
 	case len(c.Username) > MaxUsername || !usernameRE.MatchString(c.Username):
 		fe.add("username", fmt.Sprintf("must be 1-%d characters of letters, digits and . _ @ + -, starting with a letter or digit (compared case-insensitively)", MaxUsername))
+	case strings.HasPrefix(c.Username, ServiceAccountPrefix):
+		fe.add("username", fmt.Sprintf("must not start with %q: the identity provider names clients' service accounts so; choose another", ServiceAccountPrefix))
 	}
 	if c.Email != "" {
 		checkEmail(&fe, "email", c.Email)

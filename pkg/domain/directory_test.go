@@ -53,6 +53,8 @@ func TestDecideDirectory(t *testing.T) {
 			err: ErrConflict, msg: "taken"},
 		{name: "emails are unique", given: []events.Payload{admin, &events.UserUpdated{UserID: "u1", Changed: []string{"email"}, EmailIndex: ptr("idx:email:a@x.io")}},
 			when: CreateUser{ID: "u3", Username: "other", Email: "A@x.io", Index: index}, err: ErrConflict, msg: "email"},
+		{name: "a username the identity provider keeps for service accounts is refused",
+			when: CreateUser{ID: "u1", Username: "Service-Account-Export", Index: index}, err: ErrInvalid, msg: "service-account-"},
 		{name: "unknown roles and reserved attributes are refused",
 			when: CreateUser{ID: "u1", Username: "asha", Roles: []string{"root"}, Attributes: map[string]string{"tenancy.tenant_id": "x"}, Index: index},
 			err:  ErrInvalid, msg: "roles"},

@@ -640,8 +640,8 @@ func TestClients(t *testing.T) {
 }
 
 // TestServiceAccounts: a client with service accounts enabled gets a
-// service-account user, which user listings leave out and which goes with
-// the client; a client without answers 400.
+// service-account user, which field searches find and other listings leave
+// out, and which goes with the client; a client without answers 400.
 func TestServiceAccounts(t *testing.T) {
 	f := newFixture(t)
 	f.createRealm("acme", nil)
@@ -653,12 +653,19 @@ func TestServiceAccounts(t *testing.T) {
 	if sa.ID == "" || sa.Username != "service-account-export-bot" || !sa.Enabled || sa.ServiceAccountClientID != "Export-Bot" {
 		t.Fatalf("service account = %+v", sa)
 	}
-	var users []keycloakfake.User
-	f.get(t, "/admin/realms/acme/users?username=service-account", &users)
-	var n int
-	f.get(t, "/admin/realms/acme/users/count", &n)
-	if len(users) != 0 || n != 0 {
-		t.Fatalf("listings show the service account: %+v, count %d", users, n)
+	// Keycloak shows service accounts to a search by field, not to an
+	// unfiltered listing or a free-text search.
+	for _, tc := range []struct {
+		query string
+		want  int
+	}{{"", 0}, {"?search=service", 0}, {"?username=service-account", 1}, {"?username=service-account-export-bot&exact=true", 1}} {
+		var users []keycloakfake.User
+		f.get(t, "/admin/realms/acme/users"+tc.query, &users)
+		var n int
+		f.get(t, "/admin/realms/acme/users/count"+tc.query, &n)
+		if len(users) != tc.want || n != tc.want {
+			t.Errorf("users%s: %d listed, %d counted; want %d", tc.query, len(users), n, tc.want)
+		}
 	}
 	f.wantErrors(t, []errCase{
 		{"no service account", "GET", "/admin/realms/acme/clients/" + app + "/service-account-user", nil, 400,

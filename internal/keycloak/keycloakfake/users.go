@@ -52,8 +52,9 @@ func (s *Server) routeUsers(q *request, rs *realmState, rest []string) response 
 		}
 		n := 0
 		match := userFilter(q.query)
+		withSA := includesServiceAccounts(q.query)
 		for _, u := range rs.users {
-			if u.serviceAccountOf == "" && match(u.rep) {
+			if (withSA || u.serviceAccountOf == "") && match(u.rep) {
 				n++
 			}
 		}
@@ -110,12 +111,29 @@ func (s *Server) routeUsers(q *request, rs *realmState, rest []string) response 
 func listUsers(q *request, rs *realmState) response {
 	match := userFilter(q.query)
 	out := []User{}
+	withSA := includesServiceAccounts(q.query)
 	for _, u := range sortedUsers(rs) {
-		if u.serviceAccountOf == "" && match(u.rep) {
+		if (withSA || u.serviceAccountOf == "") && match(u.rep) {
 			out = append(out, rs.shown(u))
 		}
 	}
 	return jsonOK(page(out, q.query, 100))
+}
+
+// includesServiceAccounts reports whether a user search shows service
+// accounts, as Keycloak's UsersResource decides: a search by field
+// (username, email, names, exact, attributes, flags) does; an unfiltered
+// listing and a free-text search= do not.
+func includesServiceAccounts(v url.Values) bool {
+	if v.Has("search") {
+		return false
+	}
+	for _, p := range []string{"username", "email", "firstName", "lastName", "exact", "q", "enabled", "emailVerified", "idpAlias", "idpUserId"} {
+		if v.Has(p) {
+			return true
+		}
+	}
+	return false
 }
 
 // userFilter implements the user search parameters. username, email,
