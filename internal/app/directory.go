@@ -118,7 +118,9 @@ func (s *Directory) EraseUsers(ctx context.Context, tenantID string) (int, error
 
 // Exists refuses an unknown or deleted tenant, as Load does, without
 // loading its directory.
-func (s *Directory) Exists(ctx context.Context, tenantID string) error { return s.tenantExists(ctx, tenantID) }
+func (s *Directory) Exists(ctx context.Context, tenantID string) error {
+	return s.tenantExists(ctx, tenantID)
+}
 
 // tenantExists refuses an unknown or deleted tenant: a deleted tenant's
 // personal data is erased, and its directory takes no more.
