@@ -387,9 +387,10 @@ func TestDeletedUsersKeyIsErasedByTheProvisioner(t *testing.T) {
 }
 
 // TestOrgUnitAudit: an org unit's auditor reads the unit's part of the
-// audit trail (the unit, the units under it, their memberships) and
-// nothing else: not the tenant's other entries, not a sibling's, not the
-// parent's, and not the tenant-wide trail.
+// audit trail (the unit, the units under it at the time, their
+// memberships) and nothing else: not the tenant's other entries, not a
+// sibling's, not the parent's, not the history of a unit from before it
+// moved in, and not the tenant-wide trail.
 func TestOrgUnitAudit(t *testing.T) {
 	h := newHarness(t, options{projections: true})
 	d := h.directoryOf(t, "ou-audit")
@@ -427,6 +428,34 @@ func TestOrgUnitAudit(t *testing.T) {
 	}
 	if got := types(h.listed(t, base+"/org-units/"+sibling+"/audit", h.admin)); len(got) != 2 {
 		t.Errorf("the sibling's trail: %v", got)
+	}
+
+	// A unit made under the sibling, with a member, then moved under the
+	// first unit and deleted there: the first unit's auditors see the move
+	// and what followed, never its history from before; the sibling's see
+	// that history and the move, never what followed.
+	moved := h.created(t, base+"/org-units", map[string]any{"name": "Moved", "parent_id": sibling})["id"].(string)
+	if r := h.status(t, "PUT", base+"/org-units/"+moved+"/members/"+d.viewer, h.admin, map[string]any{"roles": []string{"default"}}); r.Status != http.StatusOK {
+		t.Fatalf("put member: %d %s", r.Status, r.Body)
+	}
+	for _, step := range []struct{ method, path string }{{"PATCH", "/org-units/" + moved}, {"DELETE", "/org-units/" + moved}} {
+		var body any
+		if step.method == "PATCH" {
+			body = map[string]any{"parent_id": d.ou}
+		}
+		if r := h.status(t, step.method, base+step.path, h.admin, body); r.Status != http.StatusOK {
+			t.Fatalf("%s %s: %d %s", step.method, step.path, r.Status, r.Body)
+		}
+	}
+	got = types(h.listed(t, base+"/org-units/"+d.ou+"/audit", auditor(d.ou)))
+	want = append([]string{events.TypeOrgUnitDeleted, events.TypeMembershipRemoved, events.TypeOrgUnitUpdated}, want...)
+	if !slices.Equal(got, want) {
+		t.Errorf("the unit's trail after a unit moved in and was deleted = %v, want %v", got, want)
+	}
+	got = types(h.listed(t, base+"/org-units/"+sibling+"/audit", h.admin))
+	wantSibling := []string{events.TypeOrgUnitUpdated, events.TypeMembershipSet, events.TypeOrgUnitCreated, events.TypeMembershipSet, events.TypeOrgUnitCreated}
+	if !slices.Equal(got, wantSibling) {
+		t.Errorf("the sibling's trail after its unit moved away = %v, want %v", got, wantSibling)
 	}
 	for _, tc := range []struct {
 		name, path, token string

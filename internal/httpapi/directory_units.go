@@ -341,8 +341,9 @@ func (s *Server) ouMembers(c echo.Context) error {
 }
 
 // ouAudit answers an org unit's part of the audit trail: the events about
-// the unit and the units under it, and their memberships. The unit's
-// auditors and admins read it without reading the rest of the tenant's.
+// the unit and the units that were under it when they happened, and their
+// memberships. The unit's auditors and admins read it without reading the
+// rest of the tenant's.
 func (s *Server) ouAudit(c echo.Context) error {
 	if err := checkParams(c, "actor", "type", "from", "to", "page_size", "page_token", "min_seq"); err != nil {
 		return err
@@ -359,17 +360,8 @@ func (s *Server) ouAudit(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	f.TenantID, f.OrgUnits = d.TenantID, subtree(d, o.ID)
+	f.TenantID, f.OrgUnit = d.TenantID, o.ID
 	return s.auditPage(c, f)
-}
-
-// subtree returns id and the ids of every org unit under it.
-func subtree(d domain.Directory, id string) []string {
-	out := []string{id}
-	for i := 0; i < len(out); i++ {
-		out = append(out, d.Children(out[i])...)
-	}
-	return out
 }
 
 // MemberRequest is the body of PUT .../org-units/{ou}/members/{user}.

@@ -158,6 +158,7 @@ func aggregateRows(t *testing.T, e *env, tenant string) []string {
 func TestDirectoryProjection(t *testing.T) {
 	e := setup(t)
 	stop := e.start(t, projection.Directory{})
+	e.start(t, projection.Audit{})
 	ctx := context.Background()
 	one, two := create(t, e, "dir-one", nil), create(t, e, "dir-two", nil)
 	carol := directoryWorkload(t, e, one, "one")
@@ -225,5 +226,28 @@ func TestDirectoryProjection(t *testing.T) {
 	}
 	if diff := cmp.Diff(before, dump()); diff != "" {
 		t.Errorf("the rebuilt generation differs from the live one (-live +rebuilt):\n%s", diff)
+	}
+
+	// The audit trail places org unit events in the tree of their time
+	// (the unit moved to the top keeps its earlier path on earlier rows),
+	// and a rebuild places them the same.
+	e.waitCaughtUp(t, "audit_log")
+	var paths int
+	if err := e.pool.QueryRow(ctx, "SELECT count(DISTINCT org_unit_path) FROM audit_log WHERE tenant_id = $1 AND org_unit_path IS NOT NULL", one).Scan(&paths); err != nil || paths != 3 {
+		t.Errorf("distinct org unit paths: %d (%v), want 3: sales, north under sales (created, and moving away), north at the top", paths, err)
+	}
+	audit := testenv.DumpTable(t, e.pool, "audit_log", "seq")
+	gen = states(t, e)["audit_log"].Generation
+	if err := projection.RequestRebuild(ctx, e.pool, "audit_log", "tester"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); states(t, e)["audit_log"].Generation == gen; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the rebuild did not finish: %+v", states(t, e)["audit_log"])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if diff := cmp.Diff(audit, testenv.DumpTable(t, e.pool, "audit_log", "seq")); diff != "" {
+		t.Errorf("the rebuilt audit trail differs (-live +rebuilt):\n%s", diff)
 	}
 }

@@ -305,9 +305,10 @@ type AuditFilter struct {
 	Type string
 	From time.Time
 	To   time.Time
-	// OrgUnits, when set, keeps the entries about these org units (the
-	// units themselves and their memberships) alone.
-	OrgUnits []string
+	// OrgUnit, when set, keeps the entries about that org unit and the
+	// units that were under it at the time (the units themselves and their
+	// memberships) alone.
+	OrgUnit string
 }
 
 // AuditEntry is one row of the audit trail.
@@ -349,13 +350,11 @@ func (r *Reader) Audit(ctx context.Context, f AuditFilter, p Page) (AuditPage, e
 	} else if f.Type != "" {
 		q.add("type = " + q.arg(f.Type))
 	}
-	if f.OrgUnits != nil {
-		for _, id := range f.OrgUnits {
-			if _, err := uuid.Parse(id); err != nil {
-				return AuditPage{}, fmt.Errorf("%w: no org unit %q", domain.ErrNotFound, id)
-			}
+	if f.OrgUnit != "" {
+		if _, err := uuid.Parse(f.OrgUnit); err != nil {
+			return AuditPage{}, fmt.Errorf("%w: no org unit %q", domain.ErrNotFound, f.OrgUnit)
 		}
-		q.add("org_unit_id = ANY(" + q.arg(f.OrgUnits) + "::uuid[])")
+		q.add("org_unit_path @> ARRAY[" + q.arg(f.OrgUnit) + "::uuid]")
 	}
 	if !f.From.IsZero() {
 		q.add("time >= " + q.arg(f.From))
