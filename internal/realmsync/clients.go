@@ -155,44 +155,56 @@ func errForeignClient(realm, clientID string) error {
 }
 
 // SyncAll converges every user and client of directory d into realm (the
-// activation saga's last identity step, and reconcile).
+// activation saga's last identity step, and reconcile). An entity Keycloak
+// refuses does not stop the others: the refusals come back together.
 func (s *Syncer) SyncAll(ctx context.Context, realm string, d domain.Directory) ([]Change, error) {
 	idx, err := s.indexGroups(ctx, realm)
 	if err != nil {
 		return nil, err
 	}
 	var out []Change
+	var refusals []error
+	// keep records one entity's outcome: a refusal is noted and the sync
+	// goes on; any other error stops it.
+	keep := func(c Change, err error) error {
+		switch {
+		case err == nil:
+			out = append(out, c)
+		case refusal(err):
+			refusals = append(refusals, err)
+		default:
+			return err
+		}
+		return nil
+	}
 	// Live units first (moved out of stale parents), then the stale ones:
 	// deleting a stale parent first would delete a live child with it.
 	for _, o := range d.OrgUnits() {
-		c, err := s.SyncOrgUnit(ctx, realm, d, o.ID, idx)
-		if err != nil {
+		if err := keep(s.SyncOrgUnit(ctx, realm, d, o.ID, idx)); err != nil {
 			return out, err
 		}
-		out = append(out, c)
 	}
 	for ou := range idx.byOU {
 		if _, ok := d.OrgUnit(ou); !ok {
-			c, err := s.SyncOrgUnit(ctx, realm, d, ou, idx)
-			if err != nil {
+			if err := keep(s.SyncOrgUnit(ctx, realm, d, ou, idx)); err != nil {
 				return out, err
 			}
-			out = append(out, c)
 		}
 	}
 	for _, u := range d.Users() {
-		c, err := s.syncUser(ctx, realm, d, u.ID, idx)
-		if err != nil {
+		if err := keep(s.syncUser(ctx, realm, d, u.ID, idx)); err != nil {
 			return out, err
 		}
-		out = append(out, c)
 	}
 	for _, cl := range d.Clients() {
-		c, err := s.SyncClient(ctx, realm, d, cl.ID, cl.ClientID)
-		if err != nil {
+		if err := keep(s.SyncClient(ctx, realm, d, cl.ID, cl.ClientID)); err != nil {
 			return out, err
 		}
-		out = append(out, c)
 	}
-	return out, nil
+	return out, errors.Join(refusals...)
 }
+
+// refusal reports an error about one entity that retrying cannot change
+// (a foreign account, a Keycloak 4xx about it): SyncAll goes on with the
+// others and reports it at the end.
+func refusal(err error) bool { return errors.Is(err, ErrForeign) || refused(err) }

@@ -13,6 +13,7 @@ import (
 	"github.com/tenancyhq/tenancy/internal/app"
 	"github.com/tenancyhq/tenancy/internal/backoff"
 	"github.com/tenancyhq/tenancy/internal/consume"
+	"github.com/tenancyhq/tenancy/internal/eventstore"
 	"github.com/tenancyhq/tenancy/internal/integrity"
 	"github.com/tenancyhq/tenancy/internal/keycloak"
 	"github.com/tenancyhq/tenancy/pkg/domain"
@@ -29,6 +30,9 @@ const Consumer = "provisioner-realm-sync"
 type Reactor struct {
 	JS     jetstream.JetStream
 	Stream string
+	// Events reads the directory events the activation's directory step
+	// passed over (see syncAfterActivation).
+	Events EventReader
 	// Syncer is nil without Keycloak: then the reactor only erases.
 	Syncer    *Syncer
 	Keys      app.KeyDestroyer
@@ -37,6 +41,12 @@ type Reactor struct {
 	Reader    *integrity.Reader
 	Poison    func(context.Context, *consume.Message, error) error
 	Log       *slog.Logger
+}
+
+// EventReader reads stored messages of a subject from a stream sequence
+// on (eventstore.Store).
+type EventReader interface {
+	Read(ctx context.Context, filter string, from uint64, max int) ([]eventstore.Message, bool, error)
 }
 
 // errNotYet asks for the event again later: the tenant's realm is being
@@ -98,7 +108,9 @@ func refused(err error) bool {
 // version it synced.
 const (
 	ActivationStep = "directory"
-	SyncedVersion  = "directory_synced_version"
+	// SyncedSeq is the stream sequence of the directory's last event
+	// when the step read it.
+	SyncedSeq = "directory_synced_seq"
 )
 
 // RealmOf returns the realm a tenant's directory lives in, and whether it
@@ -130,28 +142,55 @@ func directorySynced(t domain.Tenant) bool {
 
 // syncAfterActivation closes the gap between the activation's directory
 // step and this reactor: a directory event read while the step was under
-// way was passed over (errNotYet), and may be newer than the version the
-// step synced. Reading the step's record, after every such event in stream
-// order, the reactor syncs the whole directory again if it has changed
-// since; otherwise (nearly always) there is nothing to do.
-func (r *Reactor) syncAfterActivation(ctx context.Context, p *events.TenantStepRecorded, tenantID string) error {
-	if p.Step != ActivationStep || p.Saga != domain.SagaActivate || p.Outcome != events.StepCompleted || r.Syncer == nil {
+// way was passed over (errNotYet), and may be newer than what the step
+// read. Reading the step's record, which follows every such event in
+// stream order, the reactor syncs the entity each directory event between
+// the two names; an event after the record finds the step done and syncs
+// itself. A refusal of one entity (say, an email Keycloak already has)
+// does not stop the others; reconcile retries it.
+func (r *Reactor) syncAfterActivation(ctx context.Context, p *events.TenantStepRecorded, tenantID string, recordSeq uint64) error {
+	if p.Step != ActivationStep || p.Saga != domain.SagaActivate || p.Outcome != events.StepCompleted || r.Syncer == nil || r.Events == nil {
 		return nil
 	}
-	synced, err := strconv.ParseInt(p.ExternalIDs[SyncedVersion], 10, 64)
+	synced, err := strconv.ParseUint(p.ExternalIDs[SyncedSeq], 10, 64)
 	if err != nil {
 		return nil // skipped or without a realm: nothing was synced
 	}
 	realm, d, ok, err := r.target(ctx, tenantID)
-	if err != nil || !ok || d.Version <= synced {
+	if err != nil || !ok {
 		return err
 	}
-	changes, err := r.Syncer.SyncAll(ctx, realm, d)
-	if err == nil {
-		r.Log.InfoContext(ctx, "realm synced: the directory changed during its activation", "tenant_id", tenantID, "realm", realm,
-			"from_version", synced, "to_version", d.Version, "changes", len(changes))
+	subject := events.Subject(tenantID, events.AggregateDirectory, tenantID)
+	for from := synced + 1; from < recordSeq; {
+		msgs, more, err := r.Events.Read(ctx, subject, from, 256)
+		if err != nil {
+			return err
+		}
+		for _, msg := range msgs {
+			if msg.Seq >= recordSeq {
+				return nil
+			}
+			_, payload, err := events.Decode(msg.Data)
+			if err != nil {
+				return nil // the consumer quarantined it when it came by
+			}
+			c, err := r.syncPayload(ctx, realm, d, payload)
+			switch {
+			case err == nil && c.Action == "":
+			case err == nil:
+				r.Log.InfoContext(ctx, "realm synced: changed during the activation", "tenant_id", tenantID, "realm", realm, "change", c.String(), "seq", msg.Seq)
+			case errors.Is(err, ErrForeign) || refused(err):
+				r.Log.ErrorContext(ctx, "realm sync refused; reconcile retries it", "tenant_id", tenantID, "seq", msg.Seq, "error", err)
+			default:
+				return err
+			}
+		}
+		if !more || len(msgs) == 0 {
+			return nil
+		}
+		from = msgs[len(msgs)-1].Seq + 1
 	}
-	return err
+	return nil
 }
 
 // target returns the realm tenantID's directory syncs into and the
@@ -178,7 +217,7 @@ func (r *Reactor) handle(ctx context.Context, m *consume.Message) error {
 	}
 	tenantID := m.Envelope.TenantID
 	if p, ok := m.Payload.(*events.TenantStepRecorded); ok {
-		return r.syncAfterActivation(ctx, p, tenantID)
+		return r.syncAfterActivation(ctx, p, tenantID, m.Seq)
 	}
 	if _, agg, _, _ := events.ParseSubject(m.Subject); agg != events.AggregateDirectory {
 		return nil
@@ -196,8 +235,16 @@ func (r *Reactor) handle(ctx context.Context, m *consume.Message) error {
 	if err != nil || !ok {
 		return err
 	}
-	var c Change
-	switch p := m.Payload.(type) {
+	c, err := r.syncPayload(ctx, realm, d, m.Payload)
+	if err == nil && c.Action != "unchanged" && c.Action != "" {
+		r.Log.InfoContext(ctx, "realm synced", "tenant_id", tenantID, "realm", realm, "change", c.String(), "seq", m.Seq)
+	}
+	return err
+}
+
+// syncPayload syncs the entity a directory event names into realm.
+func (r *Reactor) syncPayload(ctx context.Context, realm string, d domain.Directory, payload events.Payload) (c Change, err error) {
+	switch p := payload.(type) {
 	case *events.UserCreated:
 		c, err = r.Syncer.SyncUser(ctx, realm, d, p.UserID)
 	case *events.UserUpdated:
@@ -226,11 +273,6 @@ func (r *Reactor) handle(ctx context.Context, m *consume.Message) error {
 		c, err = r.Syncer.SyncClient(ctx, realm, d, p.ID, "")
 	case *events.ClientDeleted:
 		c, err = r.Syncer.SyncClient(ctx, realm, d, p.ID, p.ClientID)
-	default:
-		return nil
 	}
-	if err == nil && c.Action != "unchanged" {
-		r.Log.InfoContext(ctx, "realm synced", "tenant_id", tenantID, "realm", realm, "change", c.String(), "seq", m.Seq)
-	}
-	return err
+	return c, err
 }

@@ -115,6 +115,33 @@ func TestSyncAdoptsRefusesAndLeavesAlone(t *testing.T) {
 	}
 }
 
+// TestSyncAllGoesPastARefusal: one user the realm refuses (its username is
+// the realm's own account) does not keep the others out; the refusal is
+// reported once everything else is synced.
+func TestSyncAllGoesPastARefusal(t *testing.T) {
+	kf, kc, s := setup(t)
+	ctx := context.Background()
+	if _, err := kc.CreateUser(ctx, "acme", keycloak.User{Username: "local", Enabled: true}); err != nil {
+		t.Fatal(err)
+	}
+	d := fold(user("u1", "local", domain.SourceTenancy), user("u2", "zed", domain.SourceTenancy, domain.UserRoleTenantAdmin),
+		&events.ClientCreated{ID: "c1", ClientID: "bot", Enabled: true, SecretVersion: 1})
+	changes, err := s.SyncAll(ctx, "acme", d)
+	if !errors.Is(err, realmsync.ErrForeign) {
+		t.Fatalf("SyncAll: %v, want the refusal of local", err)
+	}
+	if len(changes) != 2 {
+		t.Fatalf("changes %v: want zed and the client synced past the refusal", changes)
+	}
+	var zed bool
+	for _, u := range kf.Users("acme") {
+		zed = zed || u.Username == "zed"
+	}
+	if _, ok := kf.ServiceAccount("acme", "bot"); !zed || !ok {
+		t.Fatalf("synced past the refusal: zed %v, bot's service account %v", zed, ok)
+	}
+}
+
 // TestNewUsersAreEmailedWhenTheRealmCanSendEmail: with SMTP, a new user
 // with an address gets the execute-actions email for their required
 // actions; one without an address does not.

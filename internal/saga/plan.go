@@ -862,7 +862,7 @@ func (in Integrations) directoryStep() Step {
 		case inSharedRealm(t):
 			return Outcome{Detail: detail + "; realm sync skipped: users of tenants in the shared realm are not synced yet"}, nil
 		}
-		d, _, err := in.Directory.Load(ctx, t.ID)
+		d, seq, err := in.Directory.Load(ctx, t.ID)
 		if err != nil {
 			return Outcome{}, err
 		}
@@ -871,10 +871,10 @@ func (in Integrations) directoryStep() Step {
 		if err != nil {
 			return Outcome{}, classify("Keycloak", err)
 		}
-		// What the directory changes after this version, the realm-sync
-		// reactor syncs once it reads this step's record.
+		// What the directory changes after this, the realm-sync reactor
+		// syncs once it reads this step's record.
 		return Outcome{Detail: fmt.Sprintf("%s; synced %d users and clients into the realm", detail, len(changes)),
-			ExternalIDs: map[string]string{realmsync.SyncedVersion: strconv.FormatInt(d.Version, 10)}}, nil
+			ExternalIDs: map[string]string{realmsync.SyncedSeq: strconv.FormatUint(seq, 10)}}, nil
 	}}
 }
 

@@ -166,7 +166,7 @@ func New(ctx context.Context, core *boot.Core, o Options) (*Provisioner, error) 
 	}
 	p := &Provisioner{Worker: w, Reconciler: rec, Compliance: comp, timers: timers, waiter: waiter, interval: o.ReconcileInterval}
 	in := o.Integrations
-	p.RealmSync = &realmsync.Reactor{JS: core.JS, Stream: core.Opts.Stream, Directory: in.Directory, Tenants: core.Tenants, Keys: core.Keyring,
+	p.RealmSync = &realmsync.Reactor{JS: core.JS, Stream: core.Opts.Stream, Events: core.Store, Directory: in.Directory, Tenants: core.Tenants, Keys: core.Keyring,
 		Reader: core.Reader(), Poison: core.Quarantined("realm-sync"), Log: core.Log}
 	if in.Keycloak != nil {
 		p.RealmSync.Syncer = &realmsync.Syncer{Keycloak: in.Keycloak, Secrets: in.ClientSecrets, EmailNewUsers: in.RealmSMTP["host"] != "", Log: core.Log}
