@@ -103,14 +103,16 @@ func (Directory) Create(ctx context.Context, tx pgx.Tx, gen int) error {
 }
 
 // Indexes implements Projection. Searches are by substring or similarity
-// (trigrams) on the names a person is known by; listings are by id within
-// a tenant, which the primary keys serve.
+// (trigrams) on the names a person is known by, within a tenant; listings
+// are by id within a tenant, which the primary keys serve.
 func (Directory) Indexes(ctx context.Context, tx pgx.Tx, gen int) error {
 	for base, indexes := range map[string][]index{
+		// Led by the tenant (btree_gin): a search reads one tenant's
+		// entries, however many tenants share a name.
 		"directory_users": {
-			{"username_trgm", "USING gin (username gin_trgm_ops)"},
-			{"email_trgm", "USING gin (email gin_trgm_ops)"},
-			{"name_trgm", "USING gin ((first_name || ' ' || last_name) gin_trgm_ops)"},
+			{"username_trgm", "USING gin (tenant_id, username gin_trgm_ops)"},
+			{"email_trgm", "USING gin (tenant_id, email gin_trgm_ops)"},
+			{"name_trgm", "USING gin (tenant_id, (first_name || ' ' || last_name) gin_trgm_ops)"},
 		},
 		"directory_clients":     {{"client_id", "(tenant_id, client_id)"}},
 		"directory_org_units":   {{"parent", "(tenant_id, parent_id, id)"}},
