@@ -163,16 +163,7 @@ func TestCustomersProjection(t *testing.T) {
 	// A rebuild (bulk replay into a new generation, the individual's key
 	// gone by now) gives the very same rows.
 	before := testenv.DumpTable(t, e.pool, "customers", "id")
-	gen := states(t, e)["customers"].Generation
-	if err := projection.RequestRebuild(ctx, e.pool, "customers", "tester"); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(30 * time.Second); states(t, e)["customers"].Generation == gen; {
-		if time.Now().After(deadline) {
-			t.Fatalf("the rebuild did not finish: %+v", states(t, e)["customers"])
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	e.rebuild(t, "customers", 30*time.Second)
 	if diff := cmp.Diff(before, testenv.DumpTable(t, e.pool, "customers", "id")); diff != "" {
 		t.Errorf("the rebuilt generation differs from the live one (-live +rebuilt):\n%s", diff)
 	}

@@ -214,16 +214,7 @@ func TestDirectoryProjection(t *testing.T) {
 		t.Errorf("replaying the log over the rows changed them (-before +after):\n%s", diff)
 	}
 
-	gen := states(t, e)["directory"].Generation
-	if err := projection.RequestRebuild(ctx, e.pool, "directory", "tester"); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(30 * time.Second); states(t, e)["directory"].Generation == gen; {
-		if time.Now().After(deadline) {
-			t.Fatalf("the rebuild did not finish: %+v", states(t, e)["directory"])
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	e.rebuild(t, "directory", 30*time.Second)
 	if diff := cmp.Diff(before, dump()); diff != "" {
 		t.Errorf("the rebuilt generation differs from the live one (-live +rebuilt):\n%s", diff)
 	}
@@ -237,16 +228,7 @@ func TestDirectoryProjection(t *testing.T) {
 		t.Errorf("distinct org unit paths: %d (%v), want 3: sales, north under sales (created, and moving away), north at the top", paths, err)
 	}
 	audit := testenv.DumpTable(t, e.pool, "audit_log", "seq")
-	gen = states(t, e)["audit_log"].Generation
-	if err := projection.RequestRebuild(ctx, e.pool, "audit_log", "tester"); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(30 * time.Second); states(t, e)["audit_log"].Generation == gen; {
-		if time.Now().After(deadline) {
-			t.Fatalf("the rebuild did not finish: %+v", states(t, e)["audit_log"])
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	e.rebuild(t, "audit_log", 30*time.Second)
 	if diff := cmp.Diff(audit, testenv.DumpTable(t, e.pool, "audit_log", "seq")); diff != "" {
 		t.Errorf("the rebuilt audit trail differs (-live +rebuilt):\n%s", diff)
 	}

@@ -83,6 +83,22 @@ func (e *env) waitCaughtUp(t *testing.T, name string) {
 	}
 }
 
+// rebuild asks for a rebuild of projection name and waits, up to d, until
+// its new generation serves.
+func (e *env) rebuild(t *testing.T, name string, d time.Duration) {
+	t.Helper()
+	gen := states(t, e)[name].Generation
+	if err := projection.RequestRebuild(context.Background(), e.pool, name, "tester"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(d); states(t, e)[name].Generation == gen; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the rebuild of %s did not finish: %+v", name, states(t, e)[name])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func meta() command.Meta { return command.Meta{Actor: "tester", CorrelationID: "corr-1"} }
 
 func create(t *testing.T, e *env, slug string, extra func(*domain.CreateTenant)) string {
@@ -303,16 +319,7 @@ func TestPoisonEventStopsAndCanBeSkipped(t *testing.T) {
 		t.Fatalf("the skip was not recorded: %v %q", err, actor)
 	}
 	// A rebuild skips the skipped event again instead of stopping on it.
-	before := states(t, e)["audit_log"].Generation
-	if err := projection.RequestRebuild(ctx, e.pool, "audit_log", "op"); err != nil {
-		t.Fatal(err)
-	}
-	for deadline := time.Now().Add(30 * time.Second); states(t, e)["audit_log"].Generation == before; {
-		if time.Now().After(deadline) {
-			t.Fatalf("rebuild after a skip did not finish: %+v", states(t, e)["audit_log"])
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	e.rebuild(t, "audit_log", 30*time.Second)
 	if err := e.pool.QueryRow(ctx, "SELECT count(*) FROM audit_log").Scan(&n); err != nil || n != 3 {
 		t.Fatalf("rows after rebuild: %d %v (want the signing key, before and after)", n, err)
 	}
@@ -351,16 +358,7 @@ func TestRebuildUnderLoad(t *testing.T) {
 	})
 	time.Sleep(100 * time.Millisecond)
 	before := states(t, e)
-	if err := projection.RequestRebuild(ctx, e.pool, "tenants", "tester"); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for states(t, e)["tenants"].Generation == before["tenants"].Generation {
-		if time.Now().After(deadline) {
-			t.Fatalf("the rebuild did not finish: %+v", states(t, e)["tenants"])
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	e.rebuild(t, "tenants", 60*time.Second)
 	time.Sleep(100 * time.Millisecond)
 	stopWriter()
 	stopReader()
