@@ -63,7 +63,7 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, cfg StreamConfig)
 		AllowDirect:        true,
 		AllowAtomicPublish: true,
 	}
-	s, err := js.CreateOrUpdateStream(ctx, sc)
+	s, err := natsconn.EnsureStream(ctx, js, sc)
 	if err != nil {
 		return nil, fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
 	}

@@ -71,7 +71,7 @@ func Open(ctx context.Context, js jetstream.JetStream, masterKey []byte, replica
 	if err != nil {
 		return nil, err
 	}
-	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	st, err := natsconn.EnsureStream(ctx, js, jetstream.StreamConfig{
 		Name:              Stream,
 		Description:       "Tenancy per-tenant data keys, wrapped under the master key",
 		Subjects:          []string{subjectPrefix + "*"},

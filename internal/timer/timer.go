@@ -53,6 +53,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tenancyhq/tenancy/internal/natsconn"
+
 	"github.com/tenancyhq/tenancy/internal/backoff"
 	"github.com/tenancyhq/tenancy/internal/consume"
 	"github.com/tenancyhq/tenancy/internal/logging"
@@ -120,7 +122,7 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int) (*Timers, e
 	if replicas < 1 {
 		replicas = 1
 	}
-	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	st, err := natsconn.EnsureStream(ctx, js, jetstream.StreamConfig{
 		Name:              Stream,
 		Description:       "Tenancy durable timers: pending schedules and unhandled firings",
 		Subjects:          []string{SchedulePrefix + ">", FirePrefix + ">"},

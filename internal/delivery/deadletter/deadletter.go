@@ -15,6 +15,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tenancyhq/tenancy/internal/natsconn"
+
 	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
@@ -45,14 +47,14 @@ func Ensure(ctx context.Context, js jetstream.JetStream, replicas int) (*Queues,
 	if replicas < 1 {
 		replicas = 1
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if _, err := natsconn.EnsureStream(ctx, js, jetstream.StreamConfig{
 		Name: DeadLetterStream, Description: "webhook deliveries that exhausted their retries",
 		Subjects: []string{dlqPrefix + ">"}, Storage: jetstream.FileStorage, Replicas: replicas,
 		Retention: jetstream.LimitsPolicy, Duplicates: 2 * time.Minute, AllowDirect: true,
 	}); err != nil {
 		return nil, fmt.Errorf("ensure stream %s: %w", DeadLetterStream, err)
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if _, err := natsconn.EnsureStream(ctx, js, jetstream.StreamConfig{
 		Name: RedeliveryStream, Description: "requeued and replayed webhook deliveries",
 		Subjects: []string{redeliveryPrefix + ">"}, Storage: jetstream.FileStorage, Replicas: replicas,
 		Retention: jetstream.WorkQueuePolicy, Duplicates: 2 * time.Minute,
