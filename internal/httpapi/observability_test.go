@@ -198,7 +198,9 @@ func TestTraceFollowsAWrite(t *testing.T) {
 	spans := col.WaitFor(t, 30*time.Second, func(s []testenv.Span) bool {
 		return len(find(s, createTrace, "webhook deliver")) > 0 && len(find(s, createTrace, "project tenants")) > 0 &&
 			len(find(s, createTrace, "project audit_log")) > 0 && len(find(s, activTrace, "CompleteSaga")) > 0 &&
-			len(find(s, activTrace, "webhook deliver")) >= 3
+			// The saga's span ends after its last step's, so it is
+			// exported after CompleteSaga: wait for it too.
+			len(find(s, activTrace, "saga activate")) > 0 && len(find(s, activTrace, "webhook deliver")) >= 3
 	})
 	one := func(trace, name string) testenv.Span {
 		t.Helper()
