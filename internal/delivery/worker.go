@@ -243,7 +243,7 @@ const StateBucket = "TENANCY_WEBHOOK_STATE"
 
 // EnsureState creates (or opens) the endpoint health bucket.
 func EnsureState(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := natsconn.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket: StateBucket, Description: "webhook endpoint health", History: 1, Replicas: max(replicas, 1), Storage: jetstream.FileStorage,
 	})
 	if err != nil {

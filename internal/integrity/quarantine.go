@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/tenancyhq/tenancy/internal/metrics"
+	"github.com/tenancyhq/tenancy/internal/natsconn"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 )
 
@@ -49,7 +50,7 @@ type Quarantine struct {
 
 // OpenQuarantine opens (creating if needed) the quarantine bucket.
 func OpenQuarantine(ctx context.Context, js jetstream.JetStream, replicas int, log *slog.Logger, now func() time.Time) (*Quarantine, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := natsconn.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket: Bucket, Description: "Tenancy: messages on the log that failed its integrity checks",
 		History: 1, Replicas: max(replicas, 1), Storage: jetstream.FileStorage,
 	})

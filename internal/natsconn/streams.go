@@ -67,3 +67,38 @@ func roundTrip(v any, out *map[string]any) bool {
 	b, err := json.Marshal(v)
 	return err == nil && json.Unmarshal(b, out) == nil
 }
+
+// EnsureKeyValue is EnsureStream for a key-value bucket: created when
+// missing, updated only when a setting Tenancy makes (description,
+// history, TTL, storage, replicas) differs.
+func EnsureKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	switch {
+	case errors.Is(err, jetstream.ErrBucketNotFound):
+	case err != nil:
+		return nil, err
+	default:
+		st, err := kv.Status(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if b, ok := st.(*jetstream.KeyValueBucketStatus); ok && sameBucket(b.Config(), cfg) {
+			return kv, nil
+		}
+	}
+	return js.CreateOrUpdateKeyValue(ctx, cfg)
+}
+
+// sameBucket compares the settings Tenancy's buckets make, want's unset
+// ones read as the server stores them.
+func sameBucket(stored, want jetstream.KeyValueConfig) bool {
+	history, replicas := want.History, want.Replicas
+	if history == 0 {
+		history = 1
+	}
+	if replicas == 0 {
+		replicas = 1
+	}
+	return stored.Description == want.Description && stored.History == history && stored.TTL == want.TTL &&
+		stored.Storage == want.Storage && stored.Replicas == replicas
+}

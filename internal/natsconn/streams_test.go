@@ -8,9 +8,14 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/tenancyhq/tenancy/internal/delivery"
 	"github.com/tenancyhq/tenancy/internal/delivery/deadletter"
+	"github.com/tenancyhq/tenancy/internal/delivery/secrets"
 	"github.com/tenancyhq/tenancy/internal/eventstore"
+	"github.com/tenancyhq/tenancy/internal/idempotency"
+	"github.com/tenancyhq/tenancy/internal/integrity"
 	"github.com/tenancyhq/tenancy/internal/keyring"
+	"github.com/tenancyhq/tenancy/internal/logging"
 	"github.com/tenancyhq/tenancy/internal/natsconn"
 	"github.com/tenancyhq/tenancy/internal/testenv"
 	"github.com/tenancyhq/tenancy/internal/timer"
@@ -61,9 +66,10 @@ func TestEnsureStream(t *testing.T) {
 	}
 }
 
-// TestTenancyStreamsAreNotRewrittenAtStart: every stream Tenancy ensures
-// at start is left alone when it is already as configured, so instances
-// starting beside running ones send no stream updates.
+// TestTenancyStreamsAreNotRewrittenAtStart: every stream and bucket
+// Tenancy ensures at start is left alone when it is already as
+// configured, so instances starting beside running ones send no stream
+// updates.
 func TestTenancyStreamsAreNotRewrittenAtStart(t *testing.T) {
 	nt := testenv.StartNATS(t)
 	ctx := context.Background()
@@ -79,7 +85,20 @@ func TestTenancyStreamsAreNotRewrittenAtStart(t *testing.T) {
 		if _, err := timer.Open(ctx, nt.JS, 1); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := keyring.Open(ctx, nt.JS, key, 1); err != nil {
+		kr, err := keyring.Open(ctx, nt.JS, key, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := secrets.Open(ctx, nt.JS, kr, 1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := idempotency.Open(ctx, nt.JS, 1, time.Now, kr, func() string { return "id" }); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := integrity.OpenQuarantine(ctx, nt.JS, 1, logging.Discard(), time.Now); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := delivery.EnsureState(ctx, nt.JS, 1); err != nil {
 			t.Fatal(err)
 		}
 	}

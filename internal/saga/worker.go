@@ -15,6 +15,7 @@ import (
 	"github.com/tenancyhq/tenancy/internal/integrity"
 	"github.com/tenancyhq/tenancy/internal/logging"
 	"github.com/tenancyhq/tenancy/internal/metrics"
+	"github.com/tenancyhq/tenancy/internal/natsconn"
 	"github.com/tenancyhq/tenancy/internal/tracing"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
@@ -87,7 +88,7 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, runner *Runner, reco
 		store := eventstore.New(js, cfg.Stream)
 		cfg.Reader = integrity.NewReader(integrity.NewLogChecker(store), store, 0)
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := natsconn.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket: LeaseBucket, Description: "Tenancy saga leases (one runner per tenant)",
 		History: 1, TTL: LeaseTTL, Storage: jetstream.FileStorage, Replicas: cfg.Replicas,
 	})

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tenancyhq/tenancy/internal/natsconn"
 )
 
 // Bucket holds webhook signing secrets, encrypted under the master
@@ -56,7 +58,7 @@ func OpenBucket(ctx context.Context, js jetstream.JetStream, wrap Wrapper, repli
 	if replicas < 1 {
 		replicas = 1
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := natsconn.EnsureKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket: bucket, Description: description,
 		History: 1, Replicas: replicas, Storage: jetstream.FileStorage,
 	})
