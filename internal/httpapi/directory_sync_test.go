@@ -104,7 +104,7 @@ func TestDirectorySyncsIntoTheRealm(t *testing.T) {
 	// unit's group and its role's.
 	waitPaths := func(uid string, want ...string) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := time.Now().Add(30 * time.Second)
 		for {
 			u := kcUser(t, kf, "synced", uid, time.Second, func(u *keycloakfake.User) bool { return u != nil })
 			got := kf.UserGroupPaths("synced", u.ID)

@@ -40,14 +40,21 @@ func (h *harness) directoryOf(t testing.TB, slug string) dir {
 }
 
 // listed reads a listing from the read model once it holds every write
-// so far, and returns its items.
+// so far, and returns its items. A read model still being built (503)
+// is waited out.
 func (h *harness) listed(t testing.TB, path, token string) []any {
 	t.Helper()
-	r := h.status(t, "GET", fmt.Sprintf("%s%smin_seq=%d", path, sep(path), h.lastSeq(t)), token, nil)
-	if r.Status != http.StatusOK {
-		t.Fatalf("GET %s: %d %s", path, r.Status, r.Body)
+	seq := h.lastSeq(t)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		r := h.status(t, "GET", fmt.Sprintf("%s%smin_seq=%d", path, sep(path), seq), token, nil)
+		if r.Status == http.StatusServiceUnavailable && time.Now().Before(deadline) {
+			continue
+		}
+		if r.Status != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", path, r.Status, r.Body)
+		}
+		return r.json(t)["items"].([]any)
 	}
-	return r.json(t)["items"].([]any)
 }
 
 func (h *harness) status(t testing.TB, method, path, token string, body any) response {

@@ -25,6 +25,7 @@ import (
 	"github.com/tenancyhq/tenancy/internal/backoff"
 	"github.com/tenancyhq/tenancy/internal/httpapi"
 	"github.com/tenancyhq/tenancy/internal/logging"
+	"github.com/tenancyhq/tenancy/internal/projection"
 	"github.com/tenancyhq/tenancy/internal/run/api"
 	"github.com/tenancyhq/tenancy/internal/run/boot"
 	"github.com/tenancyhq/tenancy/internal/run/projector"
@@ -176,6 +177,9 @@ func newHarness(t testing.TB, o options) *harness {
 	srv.Start()
 	t.Cleanup(srv.Close)
 	h := &harness{srv: srv, core: core, api: a, rs: rs, issuer: issuer, nats: n, realms: realms}
+	if o.projections {
+		h.awaitReadModels(t)
+	}
 	h.admin = h.token(t, auth.TokenRequest{Subject: "admin-1", Roles: []string{auth.RolePlatformAdmin}})
 	if o.provisioner {
 		po := provisioner.Options{Integrations: o.integrations, Backoff: saga.Backoff{Attempts: 3, Pause: backoff.Policy{Base: time.Millisecond, Max: 10 * time.Millisecond}}, RetryDelay: 100 * time.Millisecond}
@@ -191,6 +195,24 @@ func newHarness(t testing.TB, o options) *harness {
 		t.Cleanup(func() { cancel(); <-done })
 	}
 	return h
+}
+
+// awaitReadModels waits until every projection has built its first
+// generation: before that, read-model queries answer 503.
+func (h *harness) awaitReadModels(t testing.TB) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var live int
+		if err := h.rs.Pool.QueryRow(context.Background(), "SELECT count(*) FROM projection_state WHERE generation > 0").Scan(&live); err != nil {
+			t.Fatal(err)
+		}
+		if live >= len(projection.All()) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d read models built in 30s", live, len(projection.All()))
+		}
+	}
 }
 
 func (h *harness) token(t testing.TB, req auth.TokenRequest) string {
