@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tenancyhq/tenancy/internal/keycloak"
 	"github.com/tenancyhq/tenancy/internal/keycloak/keycloakfake"
 	"github.com/tenancyhq/tenancy/internal/realmsync"
 	"github.com/tenancyhq/tenancy/internal/run/provisioner"
@@ -48,12 +47,7 @@ func kcUser(t *testing.T, kf *keycloakfake.Server, realm, id string, d time.Dura
 // through Keycloak failures and lost responses, each user and client
 // existing exactly once.
 func TestDirectorySyncsIntoTheRealm(t *testing.T) {
-	kf := keycloakfake.New(keycloakfake.Options{ClientID: "prov", ClientSecret: "secret"})
-	defer kf.Close()
-	kc, err := keycloak.New(keycloak.Config{URL: kf.URL(), ClientID: "prov", ClientSecret: "secret", HTTPClient: &http.Client{Timeout: 2 * time.Second}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	kf, kc := newKeycloak(t, 2*time.Second)
 	h := newHarness(t, options{provisioner: true, projections: true, integrations: saga.Integrations{Keycloak: kc}})
 	id := h.create(t, tenantBody("synced"))["id"].(string)
 	base := "/v1/tenants/" + id
@@ -248,12 +242,7 @@ func (h *harness) awaitConsumer(t *testing.T, name string) {
 // activation syncs the directory (after it read the directory, before the
 // tenant is active) reaches the realm without waiting for reconcile.
 func TestUserMadeDuringActivationReachesTheRealm(t *testing.T) {
-	kf := keycloakfake.New(keycloakfake.Options{ClientID: "prov", ClientSecret: "secret"})
-	defer kf.Close()
-	kc, err := keycloak.New(keycloak.Config{URL: kf.URL(), ClientID: "prov", ClientSecret: "secret", HTTPClient: &http.Client{Timeout: 10 * time.Second}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	kf, kc := newKeycloak(t, 10*time.Second)
 	h := newHarness(t, options{provisioner: true, integrations: saga.Integrations{Keycloak: kc}})
 	id := h.create(t, tenantBody("midway"))["id"].(string)
 	base := "/v1/tenants/" + id
@@ -281,12 +270,7 @@ func TestUserMadeDuringActivationReachesTheRealm(t *testing.T) {
 // tenant roles, and whose tokens name the tenant and are meant for the
 // Tenancy API; role changes follow, and the account goes with the client.
 func TestClientsBecomeServiceAccounts(t *testing.T) {
-	kf := keycloakfake.New(keycloakfake.Options{ClientID: "prov", ClientSecret: "secret"})
-	defer kf.Close()
-	kc, err := keycloak.New(keycloak.Config{URL: kf.URL(), ClientID: "prov", ClientSecret: "secret", HTTPClient: &http.Client{Timeout: 5 * time.Second}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	kf, kc := newKeycloak(t, 5*time.Second)
 	h := newHarness(t, options{provisioner: true, integrations: saga.Integrations{Keycloak: kc}})
 	id := h.create(t, tenantBody("robots"))["id"].(string)
 	base := "/v1/tenants/" + id

@@ -11,13 +11,22 @@ import (
 	"github.com/tenancyhq/tenancy/internal/saga"
 )
 
-func TestAdminPasswordAndRetry(t *testing.T) {
+// newKeycloak starts a Keycloak fake for the test and returns it with a
+// client logged in as the provisioner, whose requests give up after
+// timeout.
+func newKeycloak(t *testing.T, timeout time.Duration) (*keycloakfake.Server, *keycloak.Client) {
+	t.Helper()
 	kf := keycloakfake.New(keycloakfake.Options{ClientID: "prov", ClientSecret: "secret"})
-	defer kf.Close()
-	kc, err := keycloak.New(keycloak.Config{URL: kf.URL(), ClientID: "prov", ClientSecret: "secret", HTTPClient: &http.Client{Timeout: 2 * time.Second}})
+	t.Cleanup(kf.Close)
+	kc, err := keycloak.New(keycloak.Config{URL: kf.URL(), ClientID: "prov", ClientSecret: "secret", HTTPClient: &http.Client{Timeout: timeout}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return kf, kc
+}
+
+func TestAdminPasswordAndRetry(t *testing.T) {
+	kf, kc := newKeycloak(t, 2*time.Second)
 	h := newHarness(t, options{provisioner: true, integrations: saga.Integrations{Keycloak: kc}})
 	id := h.create(t, tenantBody("pwd"))["id"].(string)
 
