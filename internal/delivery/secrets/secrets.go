@@ -90,10 +90,16 @@ func secretKey(webhookID string, version int) string {
 	return webhookID + ".v" + strconv.Itoa(version)
 }
 
+// seal returns a secret version's key and its encrypted value.
+func (s *Store) seal(id string, version int, secret string) (string, []byte, error) {
+	name := secretKey(id, version)
+	sealed, err := s.wrap.WrapSecret(name, []byte(secret))
+	return name, sealed, err
+}
+
 // Put stores a secret version encrypted.
 func (s *Store) Put(ctx context.Context, webhookID string, version int, secret string) error {
-	name := secretKey(webhookID, version)
-	sealed, err := s.wrap.WrapSecret(name, []byte(secret))
+	name, sealed, err := s.seal(webhookID, version, secret)
 	if err != nil {
 		return err
 	}
@@ -110,8 +116,7 @@ var ErrExists = errors.New("secret version already stored")
 // stored (ErrExists): two writers racing for one version cannot overwrite
 // each other, so the secret a caller was shown is the one kept.
 func (s *Store) Create(ctx context.Context, id string, version int, secret string) error {
-	name := secretKey(id, version)
-	sealed, err := s.wrap.WrapSecret(name, []byte(secret))
+	name, sealed, err := s.seal(id, version, secret)
 	if err != nil {
 		return err
 	}
@@ -141,7 +146,7 @@ func (s *Store) Reclaim(ctx context.Context, id string, version int, secret stri
 	if time.Since(e.Created()) < age {
 		return fmt.Errorf("%s version %d: %w", id, version, ErrExists)
 	}
-	sealed, err := s.wrap.WrapSecret(name, []byte(secret))
+	_, sealed, err := s.seal(id, version, secret)
 	if err != nil {
 		return err
 	}
