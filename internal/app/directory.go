@@ -375,10 +375,13 @@ func (s *Directory) DeleteClient(ctx context.Context, tenantID string, c domain.
 	return res, nil
 }
 
-// IssuePassword gives a user of the tenant's own realm a new temporary
-// password, to be changed at first sign-in, and returns the account and
-// the password, which is never stored: for realms that cannot email users
-// to set one. The issue is recorded first, so that a password that exists
+// errSharedAccount refuses a password for an account of several tenants.
+var errSharedAccount = fmt.Errorf("%w: the user's account in the shared realm belongs to other tenants too, so no one tenant may set its password; the person resets it at sign-in", domain.ErrPrecondition)
+
+// IssuePassword gives a user a new temporary password, to be changed at
+// first sign-in, and returns the account and the password, which is never
+// stored: for realms that cannot email users to set one. In the shared
+// realm only an account of this tenant alone gets one. The issue is recorded first, so that a password that exists
 // is always accounted for.
 func (s *Directory) IssuePassword(ctx context.Context, tenantID, userID string, meta command.Meta) (account, password string, err error) {
 	if s.accounts == nil {
@@ -388,8 +391,18 @@ func (s *Directory) IssuePassword(ctx context.Context, tenantID, userID string, 
 	if err != nil {
 		return "", "", err
 	}
-	if t.Realm != nil && t.Realm.Mode == domain.RealmShared || t.State != domain.StateActive {
-		return "", "", fmt.Errorf("%w: the tenant is %s or in the shared realm: its users' accounts are not synced", domain.ErrPrecondition, t.State)
+	if t.State != domain.StateActive {
+		return "", "", fmt.Errorf("%w: the tenant is %s: only an active tenant's users have accounts to set a password on", domain.ErrPrecondition, t.State)
+	}
+	inShared := t.Realm != nil && t.Realm.Mode == domain.RealmShared
+	if inShared {
+		// Refused before anything is recorded; SetMemberPassword checks
+		// again, for an account that became shared in between.
+		if _, shared, err := s.accounts.MemberAccount(ctx, t.Realm.Realm, tenantID, userID); err != nil {
+			return "", "", identityProviderError(err)
+		} else if shared {
+			return "", "", errSharedAccount
+		}
 	}
 	res, err := s.Do(ctx, tenantID, domain.RecordUserPassword{ID: userID}, meta)
 	if err != nil {
@@ -397,8 +410,15 @@ func (s *Directory) IssuePassword(ctx context.Context, tenantID, userID string, 
 	}
 	u, _ := res.State.User(userID)
 	password = newPassword(20)
-	account, found, err := s.accounts.SetTemporaryPassword(ctx, t.Slug, u.Username, password)
+	var found, shared bool
+	if inShared {
+		account, found, shared, err = s.accounts.SetMemberPassword(ctx, t.Realm.Realm, tenantID, userID, password)
+	} else {
+		account, found, err = s.accounts.SetTemporaryPassword(ctx, t.Slug, u.Username, password)
+	}
 	switch {
+	case shared:
+		return "", "", errSharedAccount
 	case err != nil:
 		return "", "", identityProviderError(err)
 	case !found:

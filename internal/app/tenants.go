@@ -28,6 +28,13 @@ type AdminAccounts interface {
 	// be changed at first login, and returns the account's username; found
 	// is false when there is no such account.
 	SetTemporaryPassword(ctx context.Context, realm, username, password string) (account string, found bool, err error)
+	// SetMemberPassword does the same in the shared realm for the account
+	// of directory user userID, refusing (shared) one that belongs to other
+	// tenants too.
+	SetMemberPassword(ctx context.Context, realm, tenantID, userID, password string) (account string, found, shared bool, err error)
+	// MemberAccount reports whether the shared realm has the account of
+	// directory user userID and whether it belongs to other tenants too.
+	MemberAccount(ctx context.Context, realm, tenantID, userID string) (found, shared bool, err error)
 }
 
 // Tenants runs tenant operations for the API, the CLI and the provisioner.
@@ -314,6 +321,20 @@ func identityProviderError(err error) error {
 		return fmt.Errorf("identity provider refused: %w", err)
 	}
 	return fmt.Errorf("%w: identity provider: %v", domain.ErrUnavailable, err)
+}
+
+// OrganizationOf checks that tenant id is active and placed as an
+// organization in realm, the shared realm: that realm's tokens act on such
+// tenants only, and on a suspended one not at all.
+func (s *Tenants) OrganizationOf(ctx context.Context, realm, id string) error {
+	t, _, err := s.Get(ctx, id)
+	if err != nil {
+		return err
+	}
+	if t.Realm == nil || t.Realm.Mode != domain.RealmShared || t.Realm.Realm != realm || t.State != domain.StateActive {
+		return fmt.Errorf("tenant %s is %s and not an organization of realm %q: %w", id, t.State, realm, domain.ErrNotFound)
+	}
+	return nil
 }
 
 // TenantOfRealm returns the id of the active tenant whose own realm is

@@ -151,6 +151,10 @@ type RealmTenants interface {
 	// TenantOfRealm returns the id of the active tenant whose own realm
 	// is realm (an error wrapping domain.ErrNotFound when none).
 	TenantOfRealm(ctx context.Context, realm string) (string, error)
+	// OrganizationOf checks that tenantID is an active tenant placed in
+	// realm as an organization (an error wrapping domain.ErrNotFound when
+	// not): the shared realm's tokens act on such tenants only.
+	OrganizationOf(ctx context.Context, realm, tenantID string) error
 }
 
 // Authenticator verifies bearer tokens. Discovery happens on first use and
@@ -270,6 +274,9 @@ type claims struct {
 	RealmAccess struct {
 		Roles []string `json:"roles"`
 	} `json:"realm_access"`
+	// Grants and Organization are the shared realm's (see sharedGrant).
+	Grants       []domain.Grant  `json:"tenancy"`
+	Organization json.RawMessage `json:"organization"`
 }
 
 // Authenticate verifies a bearer token and returns its principal. A token
@@ -423,10 +430,73 @@ func (a *Authenticator) authenticateRealm(ctx context.Context, token, iss, realm
 	if !forAPI {
 		return Principal{}, fmt.Errorf("%w: the token is not meant for this API (audience mismatch)", domain.ErrUnauthenticated)
 	}
+	if len(c.Grants) > 0 {
+		return a.sharedRealmPrincipal(ctx, tok, c, realm)
+	}
 	if c.TenantID != "" && !strings.EqualFold(c.TenantID, tenantID) {
 		return Principal{}, fmt.Errorf("%w: the token's tenant_id claim names another tenant than its realm's", domain.ErrUnauthenticated)
 	}
 	return principalOf(tok, c, tenantID, tenantRoles)
+}
+
+// sharedRealmPrincipal is the principal of a token of the shared realm's
+// organization user or client: it acts on the one tenant of its grant
+// (of the organization it was asked for, when the account belongs to
+// several), with that grant's roles and memberships and never the realm's
+// roles, which are the shared tenant's.
+func (a *Authenticator) sharedRealmPrincipal(ctx context.Context, tok *oidc.IDToken, c claims, realm string) (Principal, error) {
+	g, err := pickGrant(c)
+	if err != nil {
+		return Principal{}, err
+	}
+	if !g.Enabled {
+		return Principal{}, fmt.Errorf("%w: the user is disabled in the tenant of organization %s", domain.ErrUnauthenticated, g.Organization)
+	}
+	if _, err := uuid.Parse(g.TenantID); err != nil || len(g.TenantID) != 36 {
+		return Principal{}, fmt.Errorf("%w: the token's grant does not name a tenant id", domain.ErrUnauthenticated)
+	}
+	if c.TenantID != "" && !strings.EqualFold(c.TenantID, g.TenantID) {
+		return Principal{}, fmt.Errorf("%w: the token's tenant_id claim names another tenant than its grant", domain.ErrUnauthenticated)
+	}
+	if err := a.cfg.Realms.OrganizationOf(ctx, realm, strings.ToLower(g.TenantID)); errors.Is(err, domain.ErrNotFound) {
+		return Principal{}, fmt.Errorf("%w: the token's grant names no active tenant of this realm", domain.ErrUnauthenticated)
+	} else if err != nil {
+		return Principal{}, err
+	}
+	c.Roles, c.RealmAccess.Roles, c.Memberships = g.Roles, nil, nil
+	for _, m := range g.Memberships {
+		c.Memberships = append(c.Memberships, OUMembership{OU: m.OU, Roles: m.Roles})
+	}
+	return principalOf(tok, c, strings.ToLower(g.TenantID), tenantRoles)
+}
+
+// pickGrant returns the grant a shared-realm token acts with: its only
+// one, or the one of the single organization its organization claim
+// names (Keycloak's organization scope, asked for as
+// scope=organization:<alias>; the claim is a list of aliases, or an
+// object keyed by them when the organizations' attributes are added).
+func pickGrant(c claims) (domain.Grant, error) {
+	if len(c.Grants) == 1 {
+		return c.Grants[0], nil
+	}
+	var orgs []string
+	var byAlias map[string]json.RawMessage
+	if json.Unmarshal(c.Organization, &orgs) != nil && json.Unmarshal(c.Organization, &byAlias) == nil {
+		for alias := range byAlias {
+			orgs = append(orgs, alias)
+		}
+	}
+	var picked []domain.Grant
+	for _, g := range c.Grants {
+		if slices.Contains(orgs, g.Organization) {
+			picked = append(picked, g)
+		}
+	}
+	if len(picked) != 1 {
+		return domain.Grant{}, fmt.Errorf("%w: the account belongs to %d tenants of the shared realm and the token does not pick one; ask Keycloak for a token with scope organization:<alias> (the tenant's organization)",
+			domain.ErrUnauthenticated, len(c.Grants))
+	}
+	return picked[0], nil
 }
 
 // describe turns go-oidc's errors into one actionable line without echoing

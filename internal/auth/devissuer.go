@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tenancyhq/tenancy/pkg/domain"
 	"github.com/tenancyhq/tenancy/pkg/events"
 )
 
@@ -44,6 +45,10 @@ type TokenRequest struct {
 	Memberships []OUMembership
 	// Username is the preferred_username claim.
 	Username string
+	// Grants and Organizations are what a shared-realm token carries: the
+	// tenancy claim and Keycloak's organization claim (aliases).
+	Grants        []domain.Grant
+	Organizations []string
 	// AZP is the authorized party: the client the token was issued to.
 	AZP string
 	// Audience, when set, replaces the issuer's audience (an audience
@@ -72,6 +77,12 @@ func (d *DevIssuer) Mint(req TokenRequest, now time.Time) (string, error) {
 	}
 	if req.Username != "" {
 		claims["preferred_username"] = req.Username
+	}
+	if len(req.Grants) > 0 {
+		claims["tenancy"] = req.Grants
+	}
+	if len(req.Organizations) > 0 {
+		claims["organization"] = req.Organizations
 	}
 	if req.AZP != "" {
 		claims["azp"] = req.AZP

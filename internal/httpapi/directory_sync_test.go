@@ -13,6 +13,7 @@ import (
 	"github.com/tenancyhq/tenancy/internal/realmsync"
 	"github.com/tenancyhq/tenancy/internal/run/provisioner"
 	"github.com/tenancyhq/tenancy/internal/saga"
+	"github.com/tenancyhq/tenancy/pkg/domain"
 )
 
 // kcUser returns the realm user carrying Tenancy user id, waiting up to d
@@ -349,5 +350,75 @@ func TestClientsBecomeServiceAccounts(t *testing.T) {
 			t.Fatal("the deleted client's service account is still in the realm")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestSharedRealmDirectorySync: the users of tenants placed in the shared
+// realm become its accounts, members of their tenant's organization and
+// carrying their grant; a username another tenant holds is refused (the
+// other tenant's users still sync); disabling ends the sessions; and no
+// one tenant may set the password of an account that serves another
+// tenant too, a refusal that records nothing.
+func TestSharedRealmDirectorySync(t *testing.T) {
+	kf, kc := newKeycloak(t, 2*time.Second)
+	h := newHarness(t, options{provisioner: true, projections: true, customerPolicy: true, bootstrap: true,
+		integrations: saga.Integrations{Keycloak: kc}})
+	h.waitFor(t, domain.SharedTenantID, 20*time.Second, func(m map[string]any) bool { return m["state"] == "active" })
+	body := businessCustomer(t, "Orgco")
+	body["realm_mode"] = "shared"
+	customer := h.createCustomer(t, body)["id"].(string)
+	h.verifyCustomer(t, customer, "completed")
+	tenants := map[string]string{}
+	for _, slug := range []string{"alpha", "beta"} {
+		tb := tenantBody(slug)
+		tb["customer_id"] = customer
+		// One administrator for both: one account of two tenants.
+		tb["contacts"] = []map[string]string{{"role": "technical", "name": "Boss", "email": "boss@orgco.test"}}
+		tenants[slug] = h.create(t, tb)["id"].(string)
+		h.do(t, req{method: "POST", path: "/v1/tenants/" + tenants[slug] + "/activate", token: h.admin})
+		h.waitFor(t, tenants[slug], 20*time.Second, func(m map[string]any) bool { return m["state"] == "active" })
+	}
+	alpha, beta := "/v1/tenants/"+tenants["alpha"], "/v1/tenants/"+tenants["beta"]
+
+	pat := h.created(t, alpha+"/users", map[string]any{"username": "pat@orgco.test", "roles": []string{"tenant-viewer"}})["id"].(string)
+	u := kcUser(t, kf, "shared", pat, 10*time.Second, func(u *keycloakfake.User) bool { return u != nil })
+	if len(u.Attributes[realmsync.AttrGrants]) != 1 || !strings.Contains(u.Attributes[realmsync.AttrGrants][0], `"roles":["tenant-viewer"]`) ||
+		!slices.Contains(kf.OrganizationMembers("shared", "alpha"), "pat@orgco.test") || slices.Contains(kf.OrganizationMembers("shared", "beta"), "pat@orgco.test") ||
+		slices.Contains(kf.UserRoles("shared", u.ID), "tenant-viewer") {
+		t.Fatalf("alpha's pat in the shared realm: %+v, roles %v", u, kf.UserRoles("shared", u.ID))
+	}
+	// Beta's pat is someone else: refused; beta's next user still syncs.
+	betaPat := h.created(t, beta+"/users", map[string]any{"username": "pat@orgco.test"})["id"].(string)
+	quinn := h.created(t, beta+"/users", map[string]any{"username": "quinn@orgco.test"})["id"].(string)
+	kcUser(t, kf, "shared", quinn, 10*time.Second, func(u *keycloakfake.User) bool { return u != nil })
+	kcUser(t, kf, "shared", betaPat, time.Millisecond, func(u *keycloakfake.User) bool { return u == nil })
+	if u := kcUser(t, kf, "shared", pat, time.Millisecond, func(u *keycloakfake.User) bool { return u != nil }); len(u.Attributes[realmsync.AttrGrants]) != 1 {
+		t.Fatalf("beta's pat took alpha's account: %+v", u)
+	}
+
+	// A password for alpha's own account; none for the shared administrator's.
+	if r := h.status(t, "POST", alpha+"/users/"+pat+"/temporary-password", h.admin, nil); r.Status != http.StatusOK {
+		t.Fatalf("password for pat: %d %s", r.Status, r.Body)
+	}
+	var boss string
+	for _, u := range h.listed(t, alpha+"/users?role=tenant-admin", h.admin) {
+		boss = u.(map[string]any)["id"].(string)
+	}
+	kcUser(t, kf, "shared", boss, 10*time.Second, func(u *keycloakfake.User) bool { return u != nil && len(u.Attributes[realmsync.AttrGrants]) == 2 })
+	seq := h.lastSeq(t)
+	if r := h.status(t, "POST", alpha+"/users/"+boss+"/temporary-password", h.admin, nil); r.Status != http.StatusConflict ||
+		!strings.Contains(string(r.Body), "other tenants too") {
+		t.Fatalf("password for the administrator of both: %d %s", r.Status, r.Body)
+	}
+	if after := h.lastSeq(t); after != seq {
+		t.Fatalf("the refused password appended %d events", after-seq)
+	}
+
+	if r := h.status(t, "POST", alpha+"/users/"+pat+"/disable", h.admin, map[string]any{"reason": "left"}); r.Status != http.StatusOK {
+		t.Fatalf("disable pat: %d %s", r.Status, r.Body)
+	}
+	u = kcUser(t, kf, "shared", pat, 10*time.Second, func(u *keycloakfake.User) bool { return u != nil && !u.Enabled })
+	if kf.UserLogouts("shared", u.ID) != 1 {
+		t.Fatalf("pat's sessions were not ended: %d logouts", kf.UserLogouts("shared", u.ID))
 	}
 }

@@ -509,6 +509,12 @@ func (c *Client) UpdateMapper(ctx context.Context, realm, clientUUID string, m P
 	return c.send(ctx, http.MethodPut, realmPath(realm, "clients", clientUUID, "protocol-mappers", "models", m.ID), m)
 }
 
+// DeleteMapper removes a protocol mapper from a client; a missing one is an
+// error wrapping ErrNotFound.
+func (c *Client) DeleteMapper(ctx context.Context, realm, clientUUID, id string) error {
+	return c.send(ctx, http.MethodDelete, realmPath(realm, "clients", clientUUID, "protocol-mappers", "models", id), nil)
+}
+
 // Role is a realm role.
 type Role struct {
 	ID          string `json:"id,omitempty"`
@@ -556,6 +562,16 @@ func (c *Client) FindUser(ctx context.Context, realm, username string) (User, bo
 func (c *Client) FindUserByAttribute(ctx context.Context, realm, key, value string) (User, bool, error) {
 	return findOne(ctx, c, realmPath(realm, "users")+"?briefRepresentation=false&exact=true&q="+url.QueryEscape(key+":"+value),
 		func(u User) bool { return slices.Contains(u.Attributes[key], value) })
+}
+
+// UsersByAttribute returns up to max users whose attribute key has exactly
+// value, from the first-th on (Keycloak's q search, service accounts
+// included as Keycloak does for a search by field).
+func (c *Client) UsersByAttribute(ctx context.Context, realm, key, value string, first, max int) ([]User, error) {
+	q := url.Values{"briefRepresentation": {"false"}, "exact": {"true"}, "q": {key + ":" + value},
+		"first": {strconv.Itoa(first)}, "max": {strconv.Itoa(max)}}
+	list, err := get[[]User](ctx, c, realmPath(realm, "users")+"?"+q.Encode())
+	return slices.DeleteFunc(list, func(u User) bool { return !slices.Contains(u.Attributes[key], value) }), err
 }
 
 // LogoutUser ends every session of a user.
@@ -750,6 +766,38 @@ func (c *Client) SetTemporaryPassword(ctx context.Context, realm, username, pass
 	return u.Username, true, nil
 }
 
+// Attributes Tenancy marks the accounts it makes with (realmsync keeps
+// them; the user profile declares them).
+const (
+	AttrTenantID = "tenancy.tenant_id"
+	AttrUserID   = "tenancy.user_id"
+)
+
+// MemberAccount finds the shared realm's account of directory user userID
+// and reports whether it belongs to tenants other than tenantID too: then
+// no one tenant may set its password, which would open the others.
+func (c *Client) MemberAccount(ctx context.Context, realm, tenantID, userID string) (found, shared bool, err error) {
+	u, found, err := c.FindUserByAttribute(ctx, realm, AttrUserID, userID)
+	return found, found && !slices.Equal(u.Attributes[AttrTenantID], []string{tenantID}), err
+}
+
+// SetMemberPassword is SetTemporaryPassword for the shared realm: the
+// account of directory user userID, which must belong to tenantID alone
+// (shared is true, and nothing is set, otherwise).
+func (c *Client) SetMemberPassword(ctx context.Context, realm, tenantID, userID, password string) (account string, found, shared bool, err error) {
+	u, found, err := c.FindUserByAttribute(ctx, realm, AttrUserID, userID)
+	if err != nil || !found {
+		return "", found, false, err
+	}
+	if !slices.Equal(u.Attributes[AttrTenantID], []string{tenantID}) {
+		return "", true, true, nil
+	}
+	if err := c.ResetPassword(ctx, realm, u.ID, password, true); err != nil {
+		return "", true, false, err
+	}
+	return u.Username, true, false, nil
+}
+
 // ExecuteActionsEmail emails the user a link to perform actions.
 func (c *Client) ExecuteActionsEmail(ctx context.Context, realm, userID string, actions []string) error {
 	return c.send(ctx, http.MethodPut, realmPath(realm, "users", userID, "execute-actions-email"), actions)
@@ -821,6 +869,13 @@ func (c *Client) UpdateOrganization(ctx context.Context, realm string, o Organiz
 // ErrNotFound.
 func (c *Client) DeleteOrganization(ctx context.Context, realm, id string) error {
 	return c.send(ctx, http.MethodDelete, realmPath(realm, "organizations", id), nil)
+}
+
+// RemoveOrganizationMember ends a user's membership of the organization
+// (the user stays a user of the realm); one that is no member is an error
+// wrapping ErrNotFound.
+func (c *Client) RemoveOrganizationMember(ctx context.Context, realm, orgID, userID string) error {
+	return c.send(ctx, http.MethodDelete, realmPath(realm, "organizations", orgID, "members", userID), nil)
 }
 
 // AddOrganizationMember makes a user of the realm a member of the

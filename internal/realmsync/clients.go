@@ -2,6 +2,7 @@ package realmsync
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -39,7 +40,8 @@ func sameClient(a, b keycloak.OIDCClient) bool {
 // SyncClient makes realm's client of Tenancy client id what directory d
 // says: created or updated with its current secret, or deleted when d no
 // longer has it (found by the client_id it had, which the caller passes).
-func (s *Syncer) SyncClient(ctx context.Context, realm string, d domain.Directory, id, clientID string) (Change, error) {
+func (s *Syncer) SyncClient(ctx context.Context, r Realm, d domain.Directory, id, clientID string) (Change, error) {
+	realm := r.Name
 	c, ok := d.Client(id)
 	if ok {
 		clientID = c.ClientID
@@ -80,7 +82,7 @@ func (s *Syncer) SyncClient(ctx context.Context, realm string, d domain.Director
 		}
 		action = "updated"
 	}
-	changed, err := s.serviceAccount(ctx, realm, want.ID, d.TenantID, c)
+	changed, err := s.serviceAccount(ctx, r, want.ID, d.TenantID, c)
 	if err != nil {
 		return Change{}, err
 	}
@@ -94,18 +96,31 @@ func (s *Syncer) SyncClient(ctx context.Context, realm string, d domain.Director
 // its tokens name the tenant, as its users' tokens do, and are meant for
 // the Tenancy API (the tenancy-app audience), so that a service account
 // calls the API with a token of its own and acts as its roles allow there.
-func ClientMappers(tenantID string) []keycloak.ProtocolMapper {
+// In the shared realm, whose realm roles are not the tenant's, the
+// client's roles travel instead as its grant (the tenancy claim), fixed on
+// the client: grant is nil for a realm of the tenant's own.
+func ClientMappers(tenantID string, grant *domain.Grant) []keycloak.ProtocolMapper {
 	claims := func(m map[string]string) map[string]string {
 		m["access.token.claim"], m["introspection.token.claim"] = "true", "true"
 		return m
 	}
-	return []keycloak.ProtocolMapper{
+	out := []keycloak.ProtocolMapper{
 		{Name: "tenancy-tenant-id", Protocol: "openid-connect", ProtocolMapper: "oidc-hardcoded-claim-mapper",
 			Config: claims(map[string]string{"claim.name": "tenant_id", "claim.value": tenantID, "jsonType.label": "String"})},
 		{Name: "tenancy-audience", Protocol: "openid-connect", ProtocolMapper: "oidc-audience-mapper",
 			Config: claims(map[string]string{"included.client.audience": keycloak.TenantAppClientID, "id.token.claim": "false"})},
 	}
+	if grant != nil {
+		b, _ := json.Marshal([]domain.Grant{*grant})
+		out = append(out, keycloak.ProtocolMapper{Name: "tenancy-grant", Protocol: "openid-connect", ProtocolMapper: "oidc-hardcoded-claim-mapper",
+			Config: claims(map[string]string{"claim.name": GrantsClaim, "claim.value": string(b), "jsonType.label": "JSON"})})
+	}
+	return out
 }
+
+// GrantsClaim is the claim the shared realm's tokens carry their grants
+// in (see AttrGrants).
+const GrantsClaim = "tenancy"
 
 // holds reports whether config has every setting of want (Keycloak may add
 // settings of its own).
@@ -119,14 +134,22 @@ func holds(config, want map[string]string) bool {
 }
 
 // serviceAccount makes the client's mappers ClientMappers and its service
-// account's tenant roles the client's, and reports whether it changed any.
-func (s *Syncer) serviceAccount(ctx context.Context, realm, kcID, tenantID string, c domain.Client) (bool, error) {
+// account's tenant roles the client's (in the shared realm, its grant and
+// no realm role), and reports whether it changed any.
+func (s *Syncer) serviceAccount(ctx context.Context, r Realm, kcID, tenantID string, c domain.Client) (bool, error) {
+	realm, roles := r.Name, c.Roles
+	var grant *domain.Grant
+	if r.Shared() {
+		grant = &domain.Grant{TenantID: tenantID, Organization: r.Organization, Enabled: c.Enabled,
+			Roles: append([]string{}, c.Roles...), Memberships: []domain.GrantMembership{}}
+		roles = nil
+	}
 	have, err := s.Keycloak.Mappers(ctx, realm, kcID)
 	if err != nil {
 		return false, err
 	}
 	changed := false
-	for _, want := range ClientMappers(tenantID) {
+	for _, want := range ClientMappers(tenantID, grant) {
 		i := slices.IndexFunc(have, func(m keycloak.ProtocolMapper) bool { return m.Name == want.Name })
 		switch {
 		case i < 0:
@@ -146,7 +169,7 @@ func (s *Syncer) serviceAccount(ctx context.Context, realm, kcID, tenantID strin
 	if err != nil {
 		return changed, fmt.Errorf("service account of client %s: %w", c.ClientID, err)
 	}
-	rolesChanged, err := s.syncRoles(ctx, realm, sa.ID, c.Roles)
+	rolesChanged, err := s.syncRoles(ctx, realm, sa.ID, roles)
 	return changed || rolesChanged, err
 }
 
@@ -157,51 +180,75 @@ func errForeignClient(realm, clientID string) error {
 // SyncAll converges every user and client of directory d into realm (the
 // activation saga's last identity step, and reconcile). An entity Keycloak
 // refuses does not stop the others: the refusals come back together.
-func (s *Syncer) SyncAll(ctx context.Context, realm string, d domain.Directory) ([]Change, error) {
+func (s *Syncer) SyncAll(ctx context.Context, r Realm, d domain.Directory) ([]Change, error) {
+	if r.Shared() {
+		return s.syncAllShared(ctx, r, d)
+	}
+	realm := r.Name
 	idx, err := s.indexGroups(ctx, realm)
 	if err != nil {
 		return nil, err
 	}
-	var out []Change
-	var refusals []error
-	// keep records one entity's outcome: a refusal is noted and the sync
-	// goes on; any other error stops it.
-	keep := func(c Change, err error) error {
-		switch {
-		case err == nil:
-			out = append(out, c)
-		case refusal(err):
-			refusals = append(refusals, err)
-		default:
-			return err
-		}
-		return nil
-	}
+	var t tally
 	// Live units first (moved out of stale parents), then the stale ones:
 	// deleting a stale parent first would delete a live child with it.
 	for _, o := range d.OrgUnits() {
-		if err := keep(s.SyncOrgUnit(ctx, realm, d, o.ID, idx)); err != nil {
-			return out, err
+		if err := t.keep(s.SyncOrgUnit(ctx, r, d, o.ID, idx)); err != nil {
+			return t.out, err
 		}
 	}
 	for ou := range idx.byOU {
 		if _, ok := d.OrgUnit(ou); !ok {
-			if err := keep(s.SyncOrgUnit(ctx, realm, d, ou, idx)); err != nil {
-				return out, err
+			if err := t.keep(s.SyncOrgUnit(ctx, r, d, ou, idx)); err != nil {
+				return t.out, err
 			}
 		}
 	}
 	for _, u := range d.Users() {
-		if err := keep(s.syncUser(ctx, realm, d, u.ID, idx)); err != nil {
-			return out, err
+		if err := t.keep(s.syncUser(ctx, realm, d, u.ID, idx)); err != nil {
+			return t.out, err
 		}
 	}
+	return s.syncClients(ctx, r, d, &t)
+}
+
+// syncAllShared is SyncAll for a tenant in the shared realm.
+func (s *Syncer) syncAllShared(ctx context.Context, r Realm, d domain.Directory) ([]Change, error) {
+	var t tally
+	for _, u := range d.Users() {
+		if err := t.keep(s.syncMember(ctx, r, d, u.ID)); err != nil {
+			return t.out, err
+		}
+	}
+	return s.syncClients(ctx, r, d, &t)
+}
+
+func (s *Syncer) syncClients(ctx context.Context, r Realm, d domain.Directory, t *tally) ([]Change, error) {
 	for _, cl := range d.Clients() {
-		if err := keep(s.SyncClient(ctx, realm, d, cl.ID, cl.ClientID)); err != nil {
-			return out, err
+		if err := t.keep(s.SyncClient(ctx, r, d, cl.ID, cl.ClientID)); err != nil {
+			return t.out, err
 		}
 	}
-	return out, errors.Join(refusals...)
+	return t.out, errors.Join(t.refusals...)
+}
+
+// tally collects SyncAll's outcomes: a refusal of one entity is noted and
+// the sync goes on; any other error stops it.
+type tally struct {
+	out      []Change
+	refusals []error
+}
+
+func (t *tally) keep(c Change, err error) error {
+	switch {
+	case err == nil:
+		t.out = append(t.out, c)
+	case refusal(err):
+		t.refusals = append(t.refusals, err)
+	default:
+		return err
+	}
+	return nil
 }
 
 // refusal reports an error about one entity that retrying cannot change

@@ -159,8 +159,14 @@ func (s *Syncer) createGroup(ctx context.Context, realm, parent string, g keyclo
 
 // SyncOrgUnit makes the group of org unit id what directory d says:
 // created (with its role subgroups), renamed, moved, or deleted with its
-// subgroups when d no longer has the unit.
-func (s *Syncer) SyncOrgUnit(ctx context.Context, realm string, d domain.Directory, id string, idx *groupIndex) (Change, error) {
+// subgroups when d no longer has the unit. In the shared realm a unit has
+// no group (the realm's groups are visible to all its tenants): its
+// members' grants carry it.
+func (s *Syncer) SyncOrgUnit(ctx context.Context, r Realm, d domain.Directory, id string, idx *groupIndex) (Change, error) {
+	if r.Shared() {
+		return Change{"org unit", id, ""}, nil
+	}
+	realm := r.Name
 	if idx == nil {
 		var err error
 		if idx, err = s.indexGroups(ctx, realm); err != nil {

@@ -113,25 +113,32 @@ const (
 	SyncedSeq = "directory_synced_seq"
 )
 
-// RealmOf returns the realm a tenant's directory lives in, and whether it
-// is there to sync into: a tenant in a realm of its own that is active or
-// suspended, or being activated with its directory step done. One being
-// provisioned before that is errNotYet: the step syncs the directory as it
-// then is, and this reactor what changed after (see syncAfterActivation).
-func RealmOf(t domain.Tenant) (string, bool, error) {
-	if t.Realm != nil && t.Realm.Mode == domain.RealmShared {
-		return "", false, nil
-	}
+// RealmOf returns where a tenant's directory lives in Keycloak (a realm of
+// its own, or its organization of the shared realm), and whether it is
+// there to sync into: a tenant that is active or suspended, or being
+// activated with its directory step done. One being provisioned before
+// that is errNotYet: the step syncs the directory as it then is, and this
+// reactor what changed after (see syncAfterActivation).
+func RealmOf(t domain.Tenant) (Realm, bool, error) {
+	r := Target(t)
 	switch t.State {
 	case domain.StateActive, domain.StateSuspended:
-		return t.Slug, true, nil
+		return r, true, nil
 	case domain.StateProvisioning:
 		if directorySynced(t) {
-			return t.Slug, true, nil
+			return r, true, nil
 		}
-		return "", false, errNotYet
+		return Realm{}, false, errNotYet
 	}
-	return "", false, nil
+	return Realm{}, false, nil
+}
+
+// Target is where t's directory lives in Keycloak, whatever its state.
+func Target(t domain.Tenant) Realm {
+	if t.Realm != nil && t.Realm.Mode == domain.RealmShared {
+		return Realm{Name: t.Realm.Realm, Organization: t.Realm.Organization}
+	}
+	return Realm{Name: t.Slug}
 }
 
 // directorySynced reports whether t's activation has synced its directory.
@@ -178,7 +185,7 @@ func (r *Reactor) syncAfterActivation(ctx context.Context, p *events.TenantStepR
 			switch {
 			case err == nil && c.Action == "":
 			case err == nil:
-				r.Log.InfoContext(ctx, "realm synced: changed during the activation", "tenant_id", tenantID, "realm", realm, "change", c.String(), "seq", msg.Seq)
+				r.Log.InfoContext(ctx, "realm synced: changed during the activation", "tenant_id", tenantID, "realm", realm.String(), "change", c.String(), "seq", msg.Seq)
 			case errors.Is(err, ErrForeign) || refused(err):
 				r.Log.ErrorContext(ctx, "realm sync refused; reconcile retries it", "tenant_id", tenantID, "seq", msg.Seq, "error", err)
 			default:
@@ -193,19 +200,19 @@ func (r *Reactor) syncAfterActivation(ctx context.Context, p *events.TenantStepR
 	return nil
 }
 
-// target returns the realm tenantID's directory syncs into and the
+// target returns where tenantID's directory syncs into and the
 // directory, or ok false when there is none to sync into (no such tenant,
-// deleted, in the shared realm).
-func (r *Reactor) target(ctx context.Context, tenantID string) (realm string, d domain.Directory, ok bool, err error) {
+// deleted).
+func (r *Reactor) target(ctx context.Context, tenantID string) (realm Realm, d domain.Directory, ok bool, err error) {
 	t, _, err := r.Tenants.Get(ctx, tenantID)
 	if errors.Is(err, domain.ErrNotFound) {
-		return "", d, false, nil
+		return realm, d, false, nil
 	}
 	if err != nil {
-		return "", d, false, err
+		return realm, d, false, err
 	}
 	if realm, ok, err = RealmOf(t); err != nil || !ok {
-		return "", d, false, err
+		return realm, d, false, err
 	}
 	d, _, err = r.Directory.Load(ctx, tenantID)
 	return realm, d, err == nil, err
@@ -237,13 +244,13 @@ func (r *Reactor) handle(ctx context.Context, m *consume.Message) error {
 	}
 	c, err := r.syncPayload(ctx, realm, d, m.Payload)
 	if err == nil && c.Action != "unchanged" && c.Action != "" {
-		r.Log.InfoContext(ctx, "realm synced", "tenant_id", tenantID, "realm", realm, "change", c.String(), "seq", m.Seq)
+		r.Log.InfoContext(ctx, "realm synced", "tenant_id", tenantID, "realm", realm.String(), "change", c.String(), "seq", m.Seq)
 	}
 	return err
 }
 
 // syncPayload syncs the entity a directory event names into realm.
-func (r *Reactor) syncPayload(ctx context.Context, realm string, d domain.Directory, payload events.Payload) (c Change, err error) {
+func (r *Reactor) syncPayload(ctx context.Context, realm Realm, d domain.Directory, payload events.Payload) (c Change, err error) {
 	switch p := payload.(type) {
 	case *events.UserCreated:
 		c, err = r.Syncer.SyncUser(ctx, realm, d, p.UserID)

@@ -27,9 +27,9 @@ import (
 // Attributes Tenancy writes on realm users; each is declared in the
 // realm's user profile (Keycloak 24 and later drop undeclared ones).
 const (
-	AttrTenantID    = "tenancy.tenant_id"
+	AttrTenantID    = keycloak.AttrTenantID
 	AttrBreakGlass  = "tenancy.break_glass"
-	AttrUserID      = "tenancy.user_id"
+	AttrUserID      = keycloak.AttrUserID
 	AttrMemberships = "tenancy.memberships"
 	// ClientAttrID is the client attribute naming the Tenancy client.
 	ClientAttrID = "tenancy.client_id"
@@ -57,6 +57,10 @@ type Keycloak interface {
 	UpdateClient(ctx context.Context, realm string, cl keycloak.OIDCClient) error
 	DeleteClient(ctx context.Context, realm, id string) error
 	ServiceAccountUser(ctx context.Context, realm, clientUUID string) (keycloak.User, error)
+	UsersByAttribute(ctx context.Context, realm, key, value string, first, max int) ([]keycloak.User, error)
+	FindOrganization(ctx context.Context, realm, alias string) (keycloak.Organization, bool, error)
+	AddOrganizationMember(ctx context.Context, realm, orgID, userID string) error
+	RemoveOrganizationMember(ctx context.Context, realm, orgID, userID string) error
 	Mappers(ctx context.Context, realm, clientUUID string) ([]keycloak.ProtocolMapper, error)
 	CreateMapper(ctx context.Context, realm, clientUUID string, m keycloak.ProtocolMapper) error
 	UpdateMapper(ctx context.Context, realm, clientUUID string, m keycloak.ProtocolMapper) error
@@ -179,8 +183,11 @@ func (s *Syncer) findUser(ctx context.Context, realm, tenantID, id, username str
 // was just disabled, or deleted when d no longer has it. Users that came
 // through the tenant's login methods (federated, brokered) are Keycloak's
 // own and left alone.
-func (s *Syncer) SyncUser(ctx context.Context, realm string, d domain.Directory, id string) (Change, error) {
-	return s.syncUser(ctx, realm, d, id, nil)
+func (s *Syncer) SyncUser(ctx context.Context, r Realm, d domain.Directory, id string) (Change, error) {
+	if r.Shared() {
+		return s.syncMember(ctx, r, d, id)
+	}
+	return s.syncUser(ctx, r.Name, d, id, nil)
 }
 
 func (s *Syncer) syncUser(ctx context.Context, realm string, d domain.Directory, id string, idx *groupIndex) (Change, error) {

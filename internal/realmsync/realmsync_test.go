@@ -16,10 +16,16 @@ import (
 
 const tenant = "0195f1c2-7d4e-7a10-8c3b-5f0e2a9d1b44"
 
-func fold(ps ...events.Payload) domain.Directory {
+// acme is the test's realm of the tenant's own.
+var acme = realmsync.Realm{Name: "acme"}
+
+func fold(ps ...events.Payload) domain.Directory { return foldIn(tenant, ps...) }
+
+// foldIn is the directory of tenantID made of ps.
+func foldIn(tenantID string, ps ...events.Payload) domain.Directory {
 	var d domain.Directory
 	for i, p := range ps {
-		d = domain.DirectoryDecider{}.Evolve(d, domain.Recorded{AggregateID: tenant, Version: int64(i + 1), Payload: p, Time: time.Now()})
+		d = domain.DirectoryDecider{}.Evolve(d, domain.Recorded{AggregateID: tenantID, Version: int64(i + 1), Payload: p, Time: time.Now()})
 	}
 	return d
 }
@@ -41,21 +47,28 @@ func setup(t *testing.T) (*keycloakfake.Server, *keycloak.Client, *realmsync.Syn
 	if err != nil {
 		t.Fatal(err)
 	}
+	newRealm(t, kc, keycloak.Realm{Realm: "acme", Enabled: keycloak.Bool(true)})
+	return kf, kc, &realmsync.Syncer{Keycloak: kc, Secrets: noSecrets{}}
+}
+
+// newRealm makes a realm that keeps any attribute the Admin API writes,
+// with the tenant-wide roles.
+func newRealm(t *testing.T, kc *keycloak.Client, r keycloak.Realm) {
+	t.Helper()
 	ctx := context.Background()
-	if err := kc.CreateRealm(ctx, keycloak.Realm{Realm: "acme", Enabled: keycloak.Bool(true)}); err != nil {
+	if err := kc.CreateRealm(ctx, r); err != nil {
 		t.Fatal(err)
 	}
-	p, _ := kc.GetUserProfile(ctx, "acme")
+	p, _ := kc.GetUserProfile(ctx, r.Realm)
 	p.UnmanagedAttributePolicy = keycloak.UnmanagedAdminEdit
-	if _, err := kc.UpdateUserProfile(ctx, "acme", p); err != nil {
+	if _, err := kc.UpdateUserProfile(ctx, r.Realm, p); err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range realmsync.ManagedRoles {
-		if err := kc.CreateRole(ctx, "acme", keycloak.Role{Name: r}); err != nil {
+	for _, name := range realmsync.ManagedRoles {
+		if err := kc.CreateRole(ctx, r.Realm, keycloak.Role{Name: name}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return kf, kc, &realmsync.Syncer{Keycloak: kc, Secrets: noSecrets{}}
 }
 
 func TestSyncAdoptsRefusesAndLeavesAlone(t *testing.T) {
@@ -76,16 +89,16 @@ func TestSyncAdoptsRefusesAndLeavesAlone(t *testing.T) {
 	}
 	d := fold(user("u1", "asha", domain.SourceTenancy, domain.UserRoleTenantAdmin), user("u2", "ravi", domain.SourceTenancy),
 		user("u3", "fed", domain.SourceFederated), user("u4", "local", domain.SourceTenancy))
-	if c, err := s.SyncUser(ctx, "acme", d, "u1"); err != nil || c.Action != "updated" {
+	if c, err := s.SyncUser(ctx, acme, d, "u1"); err != nil || c.Action != "updated" {
 		t.Fatalf("adopting asha: %+v %v", c, err)
 	}
-	if _, err := s.SyncUser(ctx, "acme", d, "u2"); !errors.Is(err, realmsync.ErrForeign) {
+	if _, err := s.SyncUser(ctx, acme, d, "u2"); !errors.Is(err, realmsync.ErrForeign) {
 		t.Fatalf("ravi: %v, want ErrForeign", err)
 	}
-	if c, err := s.SyncUser(ctx, "acme", d, "u3"); err != nil || c.Action != "left alone (federated)" {
+	if c, err := s.SyncUser(ctx, acme, d, "u3"); err != nil || c.Action != "left alone (federated)" {
 		t.Fatalf("federated: %+v %v", c, err)
 	}
-	if _, err := s.SyncUser(ctx, "acme", d, "u4"); !errors.Is(err, realmsync.ErrForeign) {
+	if _, err := s.SyncUser(ctx, acme, d, "u4"); !errors.Is(err, realmsync.ErrForeign) {
 		t.Fatalf("the realm's own user: %v, want ErrForeign", err)
 	}
 	users := kf.Users("acme")
@@ -101,10 +114,10 @@ func TestSyncAdoptsRefusesAndLeavesAlone(t *testing.T) {
 	// Converged: a second pass over everything changes nothing.
 	d = fold(user("u1", "asha", domain.SourceTenancy, domain.UserRoleTenantAdmin), &events.OrgUnitCreated{ID: "o1", Name: "Sales"},
 		&events.MembershipSet{UserID: "u1", OUID: "o1", Roles: []string{"admin"}})
-	if _, err := s.SyncAll(ctx, "acme", d); err != nil {
+	if _, err := s.SyncAll(ctx, acme, d); err != nil {
 		t.Fatal(err)
 	}
-	again, err := s.SyncAll(ctx, "acme", d)
+	again, err := s.SyncAll(ctx, acme, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +139,7 @@ func TestSyncAllGoesPastARefusal(t *testing.T) {
 	}
 	d := fold(user("u1", "local", domain.SourceTenancy), user("u2", "zed", domain.SourceTenancy, domain.UserRoleTenantAdmin),
 		&events.ClientCreated{ID: "c1", ClientID: "bot", Enabled: true, SecretVersion: 1})
-	changes, err := s.SyncAll(ctx, "acme", d)
+	changes, err := s.SyncAll(ctx, acme, d)
 	if !errors.Is(err, realmsync.ErrForeign) {
 		t.Fatalf("SyncAll: %v, want the refusal of local", err)
 	}
@@ -160,7 +173,7 @@ func TestNewUsersAreEmailedWhenTheRealmCanSendEmail(t *testing.T) {
 	withEmail.Personal.Email = "asha@acme.test"
 	d := fold(withEmail, user("u2", "ravi", domain.SourceTenancy))
 	for _, id := range []string{"u1", "u2"} {
-		if _, err := s.SyncUser(context.Background(), "acme", d, id); err != nil {
+		if _, err := s.SyncUser(context.Background(), acme, d, id); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/tenancyhq/tenancy/internal/keycloak"
+	"github.com/tenancyhq/tenancy/internal/realmsync"
 	"github.com/tenancyhq/tenancy/pkg/domain"
 )
 
@@ -228,9 +229,19 @@ func (in Integrations) removeOrganization(ctx context.Context, t domain.Tenant) 
 	if !found {
 		return Outcome{Detail: "no shared realm " + t.Realm.Realm + ", so no organization to remove", ExternalIDs: cleared}, nil
 	}
+	// Every account of the tenant's users goes with it, or keeps only its
+	// other tenants; then the administrator, if the directory never had it.
+	sync := realmsync.Syncer{Keycloak: in.Keycloak}
+	deleted, kept, err := sync.ReleaseTenant(ctx, realmsync.Target(t), t.ID)
+	if err != nil {
+		return Outcome{}, err
+	}
 	admin, err := in.releaseAdmin(ctx, t)
 	if err != nil {
 		return Outcome{}, err
+	}
+	if deleted+kept > 0 {
+		admin += fmt.Sprintf("; released %d accounts of its users (%d deleted, %d kept for other tenants)", deleted+kept, deleted, kept)
 	}
 	o, ok, err := in.tenantOrg(ctx, t)
 	var perm *PermanentError

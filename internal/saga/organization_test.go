@@ -10,6 +10,7 @@ import (
 	"github.com/tenancyhq/tenancy/internal/billing/billingfake"
 	"github.com/tenancyhq/tenancy/internal/keycloak"
 	"github.com/tenancyhq/tenancy/internal/keycloak/keycloakfake"
+	"github.com/tenancyhq/tenancy/internal/realmsync"
 	"github.com/tenancyhq/tenancy/internal/run/provisioner"
 	"github.com/tenancyhq/tenancy/internal/saga"
 	"github.com/tenancyhq/tenancy/pkg/domain"
@@ -155,10 +156,41 @@ func TestSharedLifecycle(t *testing.T) {
 	e := setup(t, billingfake.Options{})
 	e.provisioner(t)
 	customer := e.sharedCustomer(t)
-	id, _ := e.activateShared(t, "acme", customer, "boss@acme.test")
+	// A user made while acme is a draft: the directory step syncs it
+	// into the shared realm as a member of acme's organization.
+	id := e.createFor(t, "acme", customer, "boss@acme.test")
+	if _, _, err := e.core.Directory.CreateUser(context.Background(), id, domain.CreateUser{Username: "dev@acme.test",
+		Roles: []string{domain.UserRoleTenantViewer}}, meta()); err != nil {
+		t.Fatal(err)
+	}
+	e.do(t, id, domain.RequestActivation{})
+	e.waitFor(t, id, "active", isActive)
 	other, _ := e.activateShared(t, "acme-labs", customer, "Boss@acme.test")
-	if u, _ := e.sharedUser("boss@acme.test"); !slices.Equal(u.Attributes[saga.AttrTenantID], []string{id, other}) {
+	u, _ := e.sharedUser("boss@acme.test")
+	if !slices.Equal(u.Attributes[saga.AttrTenantID], []string{id, other}) || len(u.Attributes[realmsync.AttrGrants]) != 2 {
 		t.Fatalf("an administrator of two tenants: %+v", u)
+	}
+	// The shared realm's tokens name no fixed tenant: they carry grants.
+	clients := e.kc.Clients(sharedRealm)
+	if !slices.ContainsFunc(clients, func(c keycloakfake.Client) bool { return c.ClientID == saga.AppClientID }) {
+		t.Fatalf("the shared realm has no %s: %+v", saga.AppClientID, clients)
+	}
+	for _, c := range clients {
+		if c.ClientID != saga.AppClientID {
+			continue
+		}
+		var names []string
+		for _, m := range c.ProtocolMappers {
+			names = append(names, m.Name)
+		}
+		if slices.Sort(names); !slices.Equal(names, []string{"tenancy-grants", "tenancy-memberships"}) {
+			t.Fatalf("the shared realm's %s mappers: %v", saga.AppClientID, names)
+		}
+	}
+	dev, ok := e.sharedUser("dev@acme.test")
+	if !ok || !slices.Equal(dev.Attributes[saga.AttrTenantID], []string{id}) || len(e.kc.UserRoles(sharedRealm, dev.ID)) > 1 ||
+		!slices.Contains(e.kc.OrganizationMembers(sharedRealm, "acme"), "dev@acme.test") {
+		t.Fatalf("acme's user in the shared realm: %+v %v, roles %v", dev, ok, e.kc.UserRoles(sharedRealm, dev.ID))
 	}
 
 	e.do(t, id, domain.Suspend{Reason: "payment"})
@@ -204,13 +236,16 @@ func TestSharedLifecycle(t *testing.T) {
 	if got := e.kc.Organizations(sharedRealm); len(got) != 1 || got[0].Alias != "acme-labs" {
 		t.Fatalf("organizations after deleting acme: %+v", got)
 	}
-	u, ok := e.sharedUser("boss@acme.test")
+	u, ok = e.sharedUser("boss@acme.test")
 	if !ok || !slices.Equal(u.Attributes[saga.AttrTenantID], []string{other}) ||
 		!slices.Equal(e.kc.OrganizationMembers(sharedRealm, "acme-labs"), []string{"boss@acme.test"}) {
 		t.Fatalf("the administrator of acme-labs after deleting acme: %+v %v", u, ok)
 	}
 	if _, ok := st.Provisioning.ExternalIDs["keycloak_organization"]; ok {
 		t.Fatalf("external ids after delete: %v", st.Provisioning.ExternalIDs)
+	}
+	if _, ok := e.sharedUser("dev@acme.test"); ok {
+		t.Fatal("acme's user outlived acme in the shared realm")
 	}
 
 	e.do(t, other, domain.Suspend{Reason: "operator"})

@@ -85,8 +85,10 @@ func userAttributes() []keycloak.ProfileAttribute {
 	return []keycloak.ProfileAttribute{
 		{Name: AttrTenantID, DisplayName: "Tenancy tenant", Multivalued: true, Permissions: adminOnly()},
 		{Name: AttrBreakGlass, DisplayName: "Tenancy break-glass administrator", Permissions: adminOnly()},
-		{Name: realmsync.AttrUserID, DisplayName: "Tenancy user", Permissions: adminOnly()},
+		// Several in the shared realm: an account of several tenants.
+		{Name: realmsync.AttrUserID, DisplayName: "Tenancy user", Multivalued: true, Permissions: adminOnly()},
 		{Name: realmsync.AttrMemberships, DisplayName: "Tenancy org-unit memberships", Permissions: adminOnly()},
+		{Name: realmsync.AttrGrants, DisplayName: "Tenancy grants (shared realm)", Multivalued: true, Permissions: adminOnly()},
 	}
 }
 
@@ -498,9 +500,20 @@ func (in Integrations) Mappers(t domain.Tenant) []keycloak.ProtocolMapper {
 	}
 	// memberships comes from the user: the attribute the realm sync keeps
 	// holds the user's org units and roles there as JSON.
-	memberships := keycloak.ProtocolMapper{Name: "tenancy-memberships", Protocol: "openid-connect", ProtocolMapper: "oidc-usermodel-attribute-mapper",
-		Config: map[string]string{"user.attribute": realmsync.AttrMemberships, "claim.name": "memberships", "jsonType.label": "JSON",
-			"access.token.claim": "true", "id.token.claim": "true", "userinfo.token.claim": "true", "introspection.token.claim": "true"}}
+	fromUser := func(name, attribute, claim string, multi bool) keycloak.ProtocolMapper {
+		return keycloak.ProtocolMapper{Name: name, Protocol: "openid-connect", ProtocolMapper: "oidc-usermodel-attribute-mapper",
+			Config: map[string]string{"user.attribute": attribute, "claim.name": claim, "jsonType.label": "JSON", "multivalued": strconv.FormatBool(multi),
+				"access.token.claim": "true", "id.token.claim": "true", "userinfo.token.claim": "true", "introspection.token.claim": "true"}}
+	}
+	memberships := fromUser("tenancy-memberships", realmsync.AttrMemberships, "memberships", false)
+	if t.ID == domain.SharedTenantID {
+		// The shared realm's users belong to the tenants placed in it, not
+		// to the shared tenant: a fixed tenant_id, plan or features would
+		// name the wrong tenant in all their tokens. Each carries its grants
+		// instead (realmsync.AttrGrants), one per tenant, and a user of the
+		// shared tenant itself none, its realm naming its tenant.
+		return []keycloak.ProtocolMapper{memberships, fromUser("tenancy-grants", realmsync.AttrGrants, realmsync.GrantsClaim, true)}
+	}
 	return []keycloak.ProtocolMapper{
 		claim("tenant_id", t.ID, "String"), claim("tenant_slug", t.Slug, "String"),
 		claim("plan", t.Plan, "String"), claim("features", string(featJSON), "JSON"), memberships,
@@ -530,6 +543,16 @@ func (in Integrations) EnsureMappers(ctx context.Context, t domain.Tenant, clien
 				return changed, err
 			}
 			changed = append(changed, want.Name)
+		}
+	}
+	// A Tenancy mapper no longer wanted (the shared realm's fixed claims,
+	// from before it carried grants) would still put its claim in tokens.
+	for _, m := range have {
+		if strings.HasPrefix(m.Name, "tenancy-") && !slices.ContainsFunc(in.Mappers(t), func(w keycloak.ProtocolMapper) bool { return w.Name == m.Name }) {
+			if err := kc.DeleteMapper(ctx, t.Slug, clientUUID, m.ID); err != nil && !errors.Is(err, keycloak.ErrNotFound) {
+				return changed, err
+			}
+			changed = append(changed, "removed "+m.Name)
 		}
 	}
 	return changed, nil
@@ -856,18 +879,15 @@ func (in Integrations) directoryStep() Step {
 			return Outcome{}, err
 		}
 		detail := "directory users: " + strings.Join(adopted, ", ")
-		switch {
-		case in.Keycloak == nil:
+		if in.Keycloak == nil {
 			return Outcome{Detail: detail + "; realm sync skipped: " + noIdentity}, nil
-		case inSharedRealm(t):
-			return Outcome{Detail: detail + "; realm sync skipped: users of tenants in the shared realm are not synced yet"}, nil
 		}
 		d, seq, err := in.Directory.Load(ctx, t.ID)
 		if err != nil {
 			return Outcome{}, err
 		}
 		sync := realmsync.Syncer{Keycloak: in.Keycloak, Secrets: in.ClientSecrets, EmailNewUsers: in.RealmSMTP["host"] != ""}
-		changes, err := sync.SyncAll(ctx, t.Slug, d)
+		changes, err := sync.SyncAll(ctx, realmsync.Target(t), d)
 		if err != nil {
 			return Outcome{}, classify("Keycloak", err)
 		}

@@ -109,10 +109,9 @@ func (r *Reconciler) record(ctx context.Context, t domain.Tenant, repairs []even
 // directory repairs the realm's users and clients that differ from the
 // tenant's directory (changed, re-enabled or deleted in Keycloak behind
 // Tenancy's back): the realm sync converges each, and every one that was
-// not already right is a repair. Users of tenants in the shared realm are
-// not synced yet.
+// not already right is a repair.
 func (r *Reconciler) directory(ctx context.Context, t domain.Tenant) ([]events.TenantDriftRepaired, error) {
-	if r.In.Directory == nil || inSharedRealm(t) {
+	if r.In.Directory == nil {
 		return nil, nil
 	}
 	d, _, err := r.In.Directory.Load(ctx, t.ID)
@@ -120,7 +119,7 @@ func (r *Reconciler) directory(ctx context.Context, t domain.Tenant) ([]events.T
 		return nil, err
 	}
 	sync := realmsync.Syncer{Keycloak: r.In.Keycloak, Secrets: r.In.ClientSecrets}
-	changes, err := sync.SyncAll(ctx, t.Slug, d)
+	changes, err := sync.SyncAll(ctx, realmsync.Target(t), d)
 	var out []events.TenantDriftRepaired
 	for _, c := range changes {
 		if c.Action == "unchanged" || strings.HasPrefix(c.Action, "left alone") || c.Action == "already gone" {

@@ -2,8 +2,8 @@ package saga_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
-	"github.com/tenancyhq/tenancy/internal/realmsync"
 	"net/http"
 	"slices"
 	"strings"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/tenancyhq/tenancy/internal/billing/billingfake"
 	"github.com/tenancyhq/tenancy/internal/keycloak/keycloakfake"
+	"github.com/tenancyhq/tenancy/internal/realmsync"
 	"github.com/tenancyhq/tenancy/internal/run/provisioner"
 	"github.com/tenancyhq/tenancy/internal/saga"
 	"github.com/tenancyhq/tenancy/pkg/domain"
@@ -21,7 +22,8 @@ import (
 
 // multivalued maps each attribute Tenancy writes on users to whether it
 // is declared multivalued; all are declared for administrators only.
-var multivalued = map[string]bool{saga.AttrTenantID: true, saga.AttrBreakGlass: false, realmsync.AttrUserID: false, realmsync.AttrMemberships: false}
+var multivalued = map[string]bool{saga.AttrTenantID: true, saga.AttrBreakGlass: false, realmsync.AttrUserID: true, realmsync.AttrMemberships: false,
+	realmsync.AttrGrants: true}
 
 // checkDeclared asserts that the realm's user profile declares every
 // attribute Tenancy writes, for administrators only, and still declares
@@ -41,7 +43,7 @@ func (e *env) checkDeclared(t *testing.T, realm string) {
 			t.Errorf("realm %s declares %s as %+v (permissions %+v)", realm, a.Name, a, a.Permissions)
 		}
 	}
-	for _, want := range []string{"username", "email", "firstName", "lastName", saga.AttrTenantID, saga.AttrBreakGlass, realmsync.AttrUserID, realmsync.AttrMemberships} {
+	for _, want := range []string{"username", "email", "firstName", "lastName", saga.AttrTenantID, saga.AttrBreakGlass, realmsync.AttrUserID, realmsync.AttrMemberships, realmsync.AttrGrants} {
 		if !slices.Contains(names, want) {
 			t.Errorf("realm %s's user profile lacks %s: %v", realm, want, names)
 		}
@@ -148,7 +150,7 @@ func TestActivationDeclaresBeforeWriting(t *testing.T) {
 	if profile, users := w.counts(); profile != 1 || users != 0 {
 		t.Fatalf("%d user profile updates and %d user updates; want the profile declared once, before the users were created", profile, users)
 	}
-	if s, _ := st.Provisioning.Step(saga.StepRealm); !strings.Contains(s.Detail, "declared tenancy.tenant_id, tenancy.break_glass, tenancy.user_id, tenancy.memberships, unmanagedAttributePolicy in its user profile") {
+	if s, _ := st.Provisioning.Step(saga.StepRealm); !strings.Contains(s.Detail, "declared tenancy.tenant_id, tenancy.break_glass, tenancy.user_id, tenancy.memberships, tenancy.grants, unmanagedAttributePolicy in its user profile") {
 		t.Fatalf("realm step detail %q", s.Detail)
 	}
 
@@ -277,11 +279,17 @@ func TestSharedRealmDeclarations(t *testing.T) {
 	customer := e.sharedCustomer(t)
 	e.undeclare(t, sharedRealm)
 	id, st := e.activateShared(t, "acme", customer, "Tech@Acme.test")
-	if s, _ := st.Provisioning.Step(saga.StepOrganization); !strings.Contains(s.Detail, "declared tenancy.tenant_id, tenancy.break_glass, tenancy.user_id, tenancy.memberships, unmanagedAttributePolicy in the user profile of realm shared") {
+	if s, _ := st.Provisioning.Step(saga.StepOrganization); !strings.Contains(s.Detail, "declared tenancy.tenant_id, tenancy.break_glass, tenancy.user_id, tenancy.memberships, tenancy.grants, unmanagedAttributePolicy in the user profile of realm shared") {
 		t.Fatalf("organization step detail %q", s.Detail)
 	}
 	e.checkDeclared(t, sharedRealm)
-	e.checkMarked(t, sharedRealm, "tech@acme.test", map[string][]string{saga.AttrTenantID: {id}})
+	// The directory step adopted the administrator: the account carries
+	// its grant in the tenant too.
+	admin := saga.AdoptedUserID(st, "admin")
+	grant, _ := json.Marshal(domain.Grant{TenantID: id, Organization: "acme", UserID: admin, Enabled: true,
+		Roles: []string{domain.UserRoleTenantAdmin}, Memberships: []domain.GrantMembership{}})
+	marks := map[string][]string{saga.AttrTenantID: {id}, realmsync.AttrUserID: {admin}, realmsync.AttrGrants: {string(grant)}}
+	e.checkMarked(t, sharedRealm, "tech@acme.test", marks)
 
 	e.undeclare(t, sharedRealm)
 	repairs, err := provisioner.NewReconciler(e.core, e.in, nil).Tenant(context.Background(), id)
@@ -289,5 +297,5 @@ func TestSharedRealmDeclarations(t *testing.T) {
 		t.Fatalf("repairs: %+v %v", repairs, err)
 	}
 	e.checkDeclared(t, sharedRealm)
-	e.checkMarked(t, sharedRealm, "tech@acme.test", map[string][]string{saga.AttrTenantID: {id}})
+	e.checkMarked(t, sharedRealm, "tech@acme.test", marks)
 }
