@@ -396,8 +396,17 @@ func (s *Directory) IssuePassword(ctx context.Context, tenantID, userID string, 
 	}
 	inShared := t.Realm != nil && t.Realm.Mode == domain.RealmShared
 	if inShared {
-		// Refused before anything is recorded; SetMemberPassword checks
-		// again, for an account that became shared in between.
+		// Only a user of this tenant is looked up in the realm shared by
+		// all; the refusal comes before anything is recorded, and
+		// SetMemberPassword checks again, for an account that became
+		// shared in between.
+		d, _, err := s.Load(ctx, tenantID)
+		if err != nil {
+			return "", "", err
+		}
+		if _, ok := d.User(userID); !ok {
+			return "", "", fmt.Errorf("no user with id %q in this tenant: %w", userID, domain.ErrNotFound)
+		}
 		if _, shared, err := s.accounts.MemberAccount(ctx, t.Realm.Realm, tenantID, userID); err != nil {
 			return "", "", identityProviderError(err)
 		} else if shared {

@@ -274,9 +274,11 @@ type claims struct {
 	RealmAccess struct {
 		Roles []string `json:"roles"`
 	} `json:"realm_access"`
-	// Grants and Organization are the shared realm's (see sharedGrant).
+	// Grants, Organization and TenantIDs are the shared realm's (see
+	// sharedRealmPrincipal).
 	Grants       []domain.Grant  `json:"tenancy"`
 	Organization json.RawMessage `json:"organization"`
+	TenantIDs    []string        `json:"tenant_ids"`
 }
 
 // Authenticate verifies a bearer token and returns its principal. A token
@@ -432,6 +434,12 @@ func (a *Authenticator) authenticateRealm(ctx context.Context, token, iss, realm
 	}
 	if len(c.Grants) > 0 {
 		return a.sharedRealmPrincipal(ctx, tok, c, realm)
+	}
+	if tenantID == domain.SharedTenantID && !slices.Contains(c.TenantIDs, domain.SharedTenantID) {
+		// An account of the shared realm without a grant is the shared
+		// tenant's only when marked so: an organization's administrator
+		// awaiting its grant, or an account Tenancy never made, is not.
+		return Principal{}, fmt.Errorf("%w: this account of the shared realm belongs to no tenant yet", domain.ErrUnauthenticated)
 	}
 	if c.TenantID != "" && !strings.EqualFold(c.TenantID, tenantID) {
 		return Principal{}, fmt.Errorf("%w: the token's tenant_id claim names another tenant than its realm's", domain.ErrUnauthenticated)

@@ -49,6 +49,9 @@ type TokenRequest struct {
 	// tenancy claim and Keycloak's organization claim (aliases).
 	Grants        []domain.Grant
 	Organizations []string
+	// TenantIDs is the shared realm's tenant_ids claim (the account's
+	// tenancy.tenant_id attribute).
+	TenantIDs []string
 	// AZP is the authorized party: the client the token was issued to.
 	AZP string
 	// Audience, when set, replaces the issuer's audience (an audience
@@ -83,6 +86,9 @@ func (d *DevIssuer) Mint(req TokenRequest, now time.Time) (string, error) {
 	}
 	if len(req.Organizations) > 0 {
 		claims["organization"] = req.Organizations
+	}
+	if len(req.TenantIDs) > 0 {
+		claims["tenant_ids"] = req.TenantIDs
 	}
 	if req.AZP != "" {
 		claims["azp"] = req.AZP

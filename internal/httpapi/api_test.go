@@ -365,7 +365,7 @@ func TestIdempotencyKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	held := strings.Replace(exampleBody, "acme", "held", 1)
-	if _, err := store.Begin(context.Background(), idempotency.Key(h.issuer.Issuer(), "admin-1", "k-3"), idempotency.Fingerprint("POST", "/v1/tenants", []byte(held))); err != nil {
+	if _, err := store.Begin(context.Background(), idempotency.Key(h.issuer.Issuer(), "admin-1", "", "k-3"), idempotency.Fingerprint("POST", "/v1/tenants", []byte(held))); err != nil {
 		t.Fatal(err)
 	}
 	seq = h.lastSeq(t)

@@ -70,7 +70,7 @@ func (s *Server) idempotent(next echo.HandlerFunc) echo.HandlerFunc {
 		req.Body = io.NopCloser(bytes.NewReader(body))
 		ctx := req.Context()
 		p := principal(c)
-		storeKey := idempotency.Key(p.Issuer, p.Subject, key)
+		storeKey := idempotency.Key(p.Issuer, p.Subject, p.TenantID, key)
 		fingerprint := idempotency.Fingerprint(req.Method, req.URL.RequestURI(), body)
 		rec, err := s.deps.Idempotency.Begin(ctx, storeKey, fingerprint)
 		if errors.Is(err, idempotency.ErrReused) {

@@ -45,7 +45,7 @@ func TestReplaysGoWithTheTenant(t *testing.T) {
 func TestCreateRetriedAfterACrash(t *testing.T) {
 	h := newHarness(t, options{})
 	ctx := t.Context()
-	key := idempotency.Key(h.issuer.Issuer(), "admin-1", "crash-1")
+	key := idempotency.Key(h.issuer.Issuer(), "admin-1", "", "crash-1")
 	fp := idempotency.Fingerprint("POST", "/v1/tenants", []byte(exampleBody))
 	// The dead instance's pending record, started long enough ago.
 	const usedID = "01a231e0-0000-7000-8000-00000000c0de"

@@ -157,6 +157,12 @@ func TestSharedRealmTokens(t *testing.T) {
 		t.Fatalf("a realm role counted: %d %s", r.Status, r.Body)
 	}
 
+	// The shared tenant's own user: no grant, marked as the shared tenant's.
+	operator := shared(auth.TokenRequest{Subject: "kc-12", Roles: []string{"tenant-viewer"}, TenantIDs: []string{domain.SharedTenantID}})
+	if me := h.status(t, "GET", "/v1/me", operator, nil).json(t); me["tenant_id"] != domain.SharedTenantID {
+		t.Fatalf("me as the shared tenant's user: %v", me)
+	}
+
 	// An account of both: the organization claim picks the tenant.
 	both := []domain.Grant{grant(small, "smallco", true, "tenant-admin"), grant(tiny, "tinyco", true, "tenant-viewer")}
 	picked := shared(auth.TokenRequest{Subject: "kc-3", Grants: both, Organizations: []string{"tinyco"}})
@@ -180,6 +186,7 @@ func TestSharedRealmTokens(t *testing.T) {
 			Grants: []domain.Grant{grant(small, "smallco", true, "tenant-admin")}}),
 		"a grant in a tenant's own realm": h.realmToken(t, "own-realm", auth.TokenRequest{Subject: "kc-10",
 			Grants: []domain.Grant{grant(small, "smallco", true, "tenant-admin")}}),
+		"an account of no tenant yet": shared(auth.TokenRequest{Subject: "kc-11", Roles: []string{"tenant-viewer"}, TenantIDs: []string{small}}),
 	} {
 		if r := h.status(t, "GET", "/v1/tenants/me/users", tok, nil); r.Status != http.StatusUnauthorized {
 			t.Errorf("%s: %d %s", name, r.Status, r.Body)

@@ -106,10 +106,19 @@ func Open(ctx context.Context, js jetstream.JetStream, replicas int, now func() 
 }
 
 // Key derives the bucket key of a caller's Idempotency-Key: keys are scoped
-// to the caller (the token's issuer and subject), so two callers never see
-// each other's responses, even two issuers' users of the same name.
-func Key(issuer, subject, idempotencyKey string) string {
-	sum := sha256.Sum256([]byte(issuer + "\x00" + subject + "\x00" + idempotencyKey))
+// to the caller (the token's issuer and subject, and the tenant it acts
+// for), so two callers never see each other's responses, even two issuers'
+// users of the same name.
+func Key(issuer, subject, tenantID, idempotencyKey string) string {
+	scope := issuer + "\x00" + subject + "\x00" + idempotencyKey
+	if tenantID != "" {
+		// One account of the shared realm acts for several tenants, and
+		// the same path (/v1/tenants/me/...) means each of them: a key
+		// must not replay one tenant's answer to another. A header
+		// cannot hold NUL, so this cannot collide with a bare key.
+		scope += "\x00tenant\x00" + tenantID
+	}
+	sum := sha256.Sum256([]byte(scope))
 	return hex.EncodeToString(sum[:])
 }
 

@@ -53,7 +53,7 @@ func newFixture(t *testing.T) fixture {
 func TestBeginCompleteReplay(t *testing.T) {
 	f := newFixture(t)
 	s, ctx := f.store, t.Context()
-	key := idempotency.Key("https://issuer.example", "alice", "k1")
+	key := idempotency.Key("https://issuer.example", "alice", "", "k1")
 	fp := idempotency.Fingerprint("POST", "/v1/webhooks", []byte(`{"a":1}`))
 	first, err := s.Begin(ctx, key, fp)
 	if err != nil || first.Done || first.ID == "" {
@@ -81,7 +81,7 @@ func TestBeginCompleteReplay(t *testing.T) {
 	}
 	// A request that crashed holding a key is taken over after the timeout,
 	// with the id it used.
-	crashed := idempotency.Key("https://issuer.example", "alice", "k2")
+	crashed := idempotency.Key("https://issuer.example", "alice", "", "k2")
 	held, err := s.Begin(ctx, crashed, fp)
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +98,8 @@ func TestBeginCompleteReplay(t *testing.T) {
 	if rec, err := s.Begin(ctx, crashed, other); err != nil || rec.Done {
 		t.Fatalf("after abandon: %+v %v", rec, err)
 	}
-	for _, k := range []string{idempotency.Key("https://issuer.example", "bob", "k1"), idempotency.Key("https://other.example", "alice", "k1")} {
+	for _, k := range []string{idempotency.Key("https://issuer.example", "bob", "", "k1"), idempotency.Key("https://other.example", "alice", "", "k1"),
+		idempotency.Key("https://issuer.example", "alice", "0195f1c2-7d4e-7a10-8c3b-00000000000b", "k1")} {
 		if k == key {
 			t.Fatal("keys must be scoped to the caller: issuer and subject")
 		}
@@ -111,7 +112,7 @@ func TestBeginCompleteReplay(t *testing.T) {
 func TestTenantResponsesGoWithTheTenant(t *testing.T) {
 	f := newFixture(t)
 	s, ctx := f.store, t.Context()
-	key := idempotency.Key("https://issuer.example", "alice", "k1")
+	key := idempotency.Key("https://issuer.example", "alice", "", "k1")
 	fp := idempotency.Fingerprint("POST", "/v1/tenants", []byte(`{"slug":"acme"}`))
 	rec, err := s.Begin(ctx, key, fp)
 	if err != nil {

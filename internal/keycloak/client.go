@@ -482,6 +482,12 @@ func (c *Client) DeleteClient(ctx context.Context, realm, id string) error {
 	return c.send(ctx, http.MethodDelete, realmPath(realm, "clients", id), nil)
 }
 
+// Clients returns up to max of the realm's clients from the first-th on.
+func (c *Client) Clients(ctx context.Context, realm string, first, max int) ([]OIDCClient, error) {
+	q := url.Values{"first": {strconv.Itoa(first)}, "max": {strconv.Itoa(max)}}
+	return get[[]OIDCClient](ctx, c, realmPath(realm, "clients")+"?"+q.Encode())
+}
+
 // FindClient returns the realm's client with clientId, and whether it
 // exists.
 func (c *Client) FindClient(ctx context.Context, realm, clientID string) (OIDCClient, bool, error) {

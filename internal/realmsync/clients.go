@@ -14,7 +14,7 @@ import (
 // wantClient is the realm client a directory client should be: a
 // confidential client that authenticates with its secret and signs in as
 // its service account, and nothing else (no browser flows).
-func wantClient(c domain.Client, kc keycloak.OIDCClient, secret string) keycloak.OIDCClient {
+func wantClient(tenantID string, c domain.Client, kc keycloak.OIDCClient, secret string) keycloak.OIDCClient {
 	no, yes := false, true
 	enabled := c.Enabled
 	want := kc
@@ -26,6 +26,9 @@ func wantClient(c domain.Client, kc keycloak.OIDCClient, secret string) keycloak
 		attrs[k] = v
 	}
 	attrs[ClientAttrID] = c.ID
+	// The tenant, so that the tenant's clients can be found in a realm
+	// shared by many tenants, and removed with it.
+	attrs[AttrTenantID] = tenantID
 	want.Attributes = attrs
 	return want
 }
@@ -34,7 +37,8 @@ func sameClient(a, b keycloak.OIDCClient) bool {
 	eq := func(x, y *bool) bool { return (x == nil) == (y == nil) && (x == nil || *x == *y) }
 	return a.ClientID == b.ClientID && a.Name == b.Name && eq(a.Enabled, b.Enabled) && eq(a.PublicClient, b.PublicClient) &&
 		eq(a.StandardFlowEnabled, b.StandardFlowEnabled) && eq(a.DirectAccessGrantsEnabled, b.DirectAccessGrantsEnabled) &&
-		eq(a.ServiceAccountsEnabled, b.ServiceAccountsEnabled) && a.Secret == b.Secret && a.Attributes[ClientAttrID] == b.Attributes[ClientAttrID]
+		eq(a.ServiceAccountsEnabled, b.ServiceAccountsEnabled) && a.Secret == b.Secret && a.Attributes[ClientAttrID] == b.Attributes[ClientAttrID] &&
+		a.Attributes[AttrTenantID] == b.Attributes[AttrTenantID]
 }
 
 // SyncClient makes realm's client of Tenancy client id what directory d
@@ -68,7 +72,7 @@ func (s *Syncer) SyncClient(ctx context.Context, r Realm, d domain.Directory, id
 	if err != nil {
 		return Change{}, err
 	}
-	want := wantClient(c, kc, secret)
+	want := wantClient(d.TenantID, c, kc, secret)
 	action := "unchanged"
 	switch {
 	case !found:
@@ -212,11 +216,23 @@ func (s *Syncer) SyncAll(ctx context.Context, r Realm, d domain.Directory) ([]Ch
 	return s.syncClients(ctx, r, d, &t)
 }
 
-// syncAllShared is SyncAll for a tenant in the shared realm.
+// syncAllShared is SyncAll for a tenant in the shared realm. It also takes
+// the tenant off accounts whose grant names a user the directory no longer
+// has: a grant another tenant's sync of the same account wrote back while
+// this one was removing it.
 func (s *Syncer) syncAllShared(ctx context.Context, r Realm, d domain.Directory) ([]Change, error) {
 	var t tally
 	for _, u := range d.Users() {
 		if err := t.keep(s.syncMember(ctx, r, d, u.ID)); err != nil {
+			return t.out, err
+		}
+	}
+	stale, err := s.staleGrants(ctx, r, d)
+	if err != nil {
+		return t.out, err
+	}
+	for _, st := range stale {
+		if err := t.keep(s.release(ctx, r, st.account, d.TenantID, st.userID)); err != nil {
 			return t.out, err
 		}
 	}

@@ -58,6 +58,7 @@ type Keycloak interface {
 	DeleteClient(ctx context.Context, realm, id string) error
 	ServiceAccountUser(ctx context.Context, realm, clientUUID string) (keycloak.User, error)
 	UsersByAttribute(ctx context.Context, realm, key, value string, first, max int) ([]keycloak.User, error)
+	Clients(ctx context.Context, realm string, first, max int) ([]keycloak.OIDCClient, error)
 	FindOrganization(ctx context.Context, realm, alias string) (keycloak.Organization, bool, error)
 	AddOrganizationMember(ctx context.Context, realm, orgID, userID string) error
 	RemoveOrganizationMember(ctx context.Context, realm, orgID, userID string) error
@@ -212,17 +213,7 @@ func (s *Syncer) syncUser(ctx context.Context, realm string, d domain.Directory,
 		if want.ID, err = s.Keycloak.CreateUser(ctx, realm, want); err != nil {
 			return Change{}, err
 		}
-		action = "created"
-		if e, ok := s.Keycloak.(Emailer); ok && s.EmailNewUsers && u.Email != "" {
-			// Best effort: the account exists and its required actions
-			// stand; an admin can issue a temporary password instead.
-			switch err := e.ExecuteActionsEmail(ctx, realm, want.ID, want.RequiredActions); {
-			case err == nil:
-				action = "created and emailed"
-			case s.Log != nil:
-				s.Log.WarnContext(ctx, "emailing a new user their required actions failed", "realm", realm, "user_id", id, "error", err)
-			}
-		}
+		action = s.welcome(ctx, realm, id, u, want, "created")
 	case !sameUser(kc, want):
 		if err := s.Keycloak.UpdateUser(ctx, realm, want); err != nil {
 			return Change{}, err
@@ -249,6 +240,24 @@ func (s *Syncer) syncUser(ctx context.Context, realm string, d domain.Directory,
 		action = "disabled and logged out"
 	}
 	return Change{"user", id, action}, nil
+}
+
+// welcome emails a new account its required actions when the realms can
+// send email, and returns action as it then reads. Best effort: the
+// account exists and its required actions stand; an admin can issue a
+// temporary password instead.
+func (s *Syncer) welcome(ctx context.Context, realm, id string, u domain.User, kc keycloak.User, action string) string {
+	e, ok := s.Keycloak.(Emailer)
+	if !ok || !s.EmailNewUsers || u.Email == "" {
+		return action
+	}
+	switch err := e.ExecuteActionsEmail(ctx, realm, kc.ID, kc.RequiredActions); {
+	case err == nil:
+		return action + " and emailed"
+	case s.Log != nil:
+		s.Log.WarnContext(ctx, "emailing a new user their required actions failed", "realm", realm, "user_id", id, "error", err)
+	}
+	return action
 }
 
 func (s *Syncer) deleteUser(ctx context.Context, realm, id string) (Change, error) {

@@ -203,10 +203,21 @@ func (s *Syncer) syncMember(ctx context.Context, r Realm, d domain.Directory, id
 		}
 		action = "updated"
 	}
-	if err := s.Keycloak.AddOrganizationMember(ctx, r.Name, orgID, want.ID); err != nil && !errors.Is(err, keycloak.ErrConflict) {
+	// A user the tenant disabled leaves its organization, so that the
+	// organization claim, which the tenant's other applications trust,
+	// drops it too.
+	if u.Enabled {
+		err = s.Keycloak.AddOrganizationMember(ctx, r.Name, orgID, want.ID)
+	} else {
+		err = s.Keycloak.RemoveOrganizationMember(ctx, r.Name, orgID, want.ID)
+	}
+	if err != nil && !errors.Is(err, keycloak.ErrConflict) && !errors.Is(err, keycloak.ErrNotFound) {
 		return Change{}, err
 	}
-	if found && kc.Enabled && !want.Enabled {
+	if !found {
+		return Change{"user", id, s.welcome(ctx, r.Name, id, u, want, action)}, nil
+	}
+	if kc.Enabled && !want.Enabled {
 		if err := s.Keycloak.LogoutUser(ctx, r.Name, want.ID); err != nil {
 			return Change{}, err
 		}
@@ -247,22 +258,75 @@ func (s *Syncer) release(ctx context.Context, r Realm, kc keycloak.User, tenantI
 	if err := s.Keycloak.UpdateUser(ctx, r.Name, want); err != nil {
 		return Change{}, err
 	}
+	if kc.Enabled && !want.Enabled {
+		// Its other tenants have it disabled: now it signs in nowhere.
+		if err := s.Keycloak.LogoutUser(ctx, r.Name, kc.ID); err != nil {
+			return Change{}, err
+		}
+	}
 	return Change{"user", id, "removed from the organization; the account stays for its other tenants"}, nil
 }
 
-// ReleaseTenant takes a deleted tenant off every account of the shared
-// realm that stands for it: accounts of that tenant alone are deleted,
-// the others keep their other tenants. It returns how many it deleted and
-// how many it kept.
-func (s *Syncer) ReleaseTenant(ctx context.Context, r Realm, tenantID string) (deleted, kept int, err error) {
-	// Each pass takes the tenant off what it finds, so the search shrinks;
-	// the bound stops a realm that will not let go from looping forever.
-	for range 10000 {
-		users, err := s.Keycloak.UsersByAttribute(ctx, r.Name, AttrTenantID, tenantID, 0, 100)
-		if err != nil || len(users) == 0 {
-			return deleted, kept, err
+// staleGrant is an account holding a grant of a user its tenant's
+// directory no longer has.
+type staleGrant struct {
+	account keycloak.User
+	userID  string
+}
+
+// staleGrants lists the accounts of the shared realm whose grant in d's
+// tenant names a user d does not have.
+func (s *Syncer) staleGrants(ctx context.Context, r Realm, d domain.Directory) ([]staleGrant, error) {
+	var out []staleGrant
+	for first := 0; ; first += 100 {
+		users, err := s.Keycloak.UsersByAttribute(ctx, r.Name, AttrTenantID, d.TenantID, first, 100)
+		if err != nil {
+			return nil, err
 		}
 		for _, kc := range users {
+			for _, g := range grantsOf(kc) {
+				if _, ok := d.User(g.UserID); g.TenantID == d.TenantID && !ok {
+					out = append(out, staleGrant{account: kc, userID: g.UserID})
+				}
+			}
+		}
+		if len(users) < 100 {
+			return out, nil
+		}
+	}
+}
+
+// Released is what ReleaseTenant did.
+type Released struct {
+	// Deleted accounts were the tenant's alone; Kept ones stay for their
+	// other tenants.
+	Deleted, Kept int
+	// Clients is how many of the tenant's clients it deleted.
+	Clients int
+}
+
+// ReleaseTenant takes a deleted tenant off every account of the shared
+// realm that stands for it (accounts of that tenant alone are deleted,
+// the others keep their other tenants) and deletes its clients.
+func (s *Syncer) ReleaseTenant(ctx context.Context, r Realm, tenantID string) (Released, error) {
+	var out Released
+	// Each pass takes the tenant off what it finds, so the search shrinks;
+	// a pass that finds an account again made no progress (a realm that
+	// will not let go), and stops rather than loop.
+	seen := map[string]bool{}
+	for {
+		users, err := s.Keycloak.UsersByAttribute(ctx, r.Name, AttrTenantID, tenantID, 0, 100)
+		if err != nil {
+			return out, err
+		}
+		if len(users) == 0 {
+			break
+		}
+		for _, kc := range users {
+			if seen[kc.ID] {
+				return out, fmt.Errorf("the shared realm %s still lists tenant %s on user %s after taking it off", r.Name, tenantID, kc.ID)
+			}
+			seen[kc.ID] = true
 			id := ""
 			for _, g := range grantsOf(kc) {
 				if g.TenantID == tenantID {
@@ -271,14 +335,43 @@ func (s *Syncer) ReleaseTenant(ctx context.Context, r Realm, tenantID string) (d
 			}
 			c, err := s.release(ctx, r, kc, tenantID, id)
 			if err != nil {
-				return deleted, kept, err
+				return out, err
 			}
 			if c.Action == "deleted" {
-				deleted++
+				out.Deleted++
 			} else {
-				kept++
+				out.Kept++
 			}
 		}
 	}
-	return deleted, kept, fmt.Errorf("the shared realm %s still lists tenant %s on its users after 10000 passes", r.Name, tenantID)
+	n, err := s.deleteClients(ctx, r, tenantID)
+	out.Clients = n
+	return out, err
+}
+
+// deleteClients deletes the realm's clients marked with the tenant.
+// Keycloak searches client attributes only where configured to, so every
+// client is read.
+func (s *Syncer) deleteClients(ctx context.Context, r Realm, tenantID string) (int, error) {
+	var theirs []string
+	for first := 0; ; first += 100 {
+		page, err := s.Keycloak.Clients(ctx, r.Name, first, 100)
+		if err != nil {
+			return 0, err
+		}
+		for _, cl := range page {
+			if cl.Attributes[AttrTenantID] == tenantID {
+				theirs = append(theirs, cl.ID)
+			}
+		}
+		if len(page) < 100 {
+			break
+		}
+	}
+	for _, id := range theirs {
+		if err := s.Keycloak.DeleteClient(ctx, r.Name, id); err != nil && !errors.Is(err, keycloak.ErrNotFound) {
+			return 0, err
+		}
+	}
+	return len(theirs), nil
 }

@@ -122,7 +122,8 @@ func TestSharedRealmUsers(t *testing.T) {
 	if c, err := s.SyncUser(ctx, orgA, dA, "a2"); err != nil || c.Action != "updated" {
 		t.Fatalf("disable in A: %v %v", c, err)
 	}
-	if boss = account(t, kc, "boss@example.com"); !boss.Enabled || grants(t, boss)[tenantA].Enabled || kf.UserLogouts("shared", boss.ID) != 0 {
+	if boss = account(t, kc, "boss@example.com"); !boss.Enabled || grants(t, boss)[tenantA].Enabled || kf.UserLogouts("shared", boss.ID) != 0 ||
+		isMember(kf, "org-a", boss.Username) || !isMember(kf, "org-b", boss.Username) {
 		t.Fatalf("after A disabled boss: enabled %v, grants %+v, logouts %d", boss.Enabled, grants(t, boss), kf.UserLogouts("shared", boss.ID))
 	}
 	dB = domain.DirectoryDecider{}.Evolve(dB, domain.Recorded{AggregateID: tenantB, Version: 3, Payload: &events.UserDisabled{UserID: "b2"}})
@@ -146,13 +147,27 @@ func TestSharedRealmUsers(t *testing.T) {
 	if isMember(kf, "org-a", boss.Username) || !slices.Equal(boss.Attributes[realmsync.AttrTenantID], []string{tenantB}) || len(grants(t, boss)) != 1 {
 		t.Fatalf("boss after A deleted it: %v", boss.Attributes)
 	}
+	// A's grant written back by a concurrent sync of B's: A's next full
+	// sync takes it off again.
+	stale := boss
+	stale.Attributes = map[string][]string{realmsync.AttrTenantID: {tenantA, tenantB}, realmsync.AttrUserID: {"a2", "b2"},
+		realmsync.AttrGrants: append(slices.Clone(boss.Attributes[realmsync.AttrGrants]), `{"tenant_id":"`+tenantA+`","organization":"org-a","user_id":"a2","enabled":true,"roles":["tenant-admin"]}`)}
+	if err := kc.UpdateUser(ctx, "shared", stale); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SyncAll(ctx, orgA, dA); err != nil {
+		t.Fatal(err)
+	}
+	if boss = account(t, kc, "boss@example.com"); !slices.Equal(boss.Attributes[realmsync.AttrTenantID], []string{tenantB}) || len(grants(t, boss)) != 1 {
+		t.Fatalf("the stale grant survived A's sync: %v", boss.Attributes)
+	}
 	// Now B's alice can have the name.
 	if c, err := s.SyncUser(ctx, orgB, dB, "b1"); err != nil || c.Action != "created" {
 		t.Fatalf("B's alice: %v %v", c, err)
 	}
 	// B deleted: every account of B's goes.
-	if deleted, kept, err := s.ReleaseTenant(ctx, orgB, tenantB); err != nil || deleted != 2 || kept != 0 {
-		t.Fatalf("release B: deleted %d kept %d: %v", deleted, kept, err)
+	if rel, err := s.ReleaseTenant(ctx, orgB, tenantB); err != nil || rel.Deleted != 2 || rel.Kept != 0 {
+		t.Fatalf("release B: %+v: %v", rel, err)
 	}
 	if users, _ := kc.UsersByAttribute(ctx, "shared", realmsync.AttrTenantID, tenantB, 0, 10); len(users) != 0 {
 		t.Fatalf("accounts left for B: %v", users)
@@ -193,5 +208,18 @@ func TestSharedRealmClients(t *testing.T) {
 	}
 	if roles, _ := kc.RealmRolesOf(ctx, "shared", sa.ID); slices.ContainsFunc(roles, func(r keycloak.Role) bool { return slices.Contains(realmsync.ManagedRoles, r.Name) }) {
 		t.Fatalf("the service account got the shared tenant's realm roles: %v", roles)
+	}
+	// B's client of another name stays when A goes.
+	if _, err := s.SyncClient(ctx, orgB, foldIn(tenantB, &events.ClientCreated{ID: "c2", ClientID: "b-etl", Enabled: true, SecretVersion: 1}), "c2", "b-etl"); err != nil {
+		t.Fatal(err)
+	}
+	if rel, err := s.ReleaseTenant(ctx, orgA, tenantA); err != nil || rel.Clients != 1 {
+		t.Fatalf("release A: %+v %v", rel, err)
+	}
+	if _, ok, _ := kc.FindClient(ctx, "shared", "etl"); ok {
+		t.Fatal("A's client outlived A")
+	}
+	if _, ok, _ := kc.FindClient(ctx, "shared", "b-etl"); !ok {
+		t.Fatal("B's client went with A")
 	}
 }

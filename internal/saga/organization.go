@@ -164,6 +164,10 @@ func (in Integrations) ensureOrgAdmin(ctx context.Context, t domain.Tenant) (Out
 	if err != nil {
 		return Outcome{}, err
 	}
+	if !created && !adminAccount(u, t) {
+		return Outcome{}, Permanent("the shared realm %q already has a user %q that is another tenant's user, not an administrator Tenancy made: it cannot become this tenant's administrator; name another administrator email in the activation, then retry",
+			realm, u.Username)
+	}
 	// Mark it as this tenant's; one that administers other tenants too
 	// keeps their ids.
 	if _, err := in.markUser(ctx, realm, u, adminUser(t).Attributes); err != nil {
@@ -177,6 +181,32 @@ func (in Integrations) ensureOrgAdmin(ctx context.Context, t domain.Tenant) (Out
 		return Outcome{}, err
 	}
 	return Outcome{Detail: detail + "; a member of organization " + o.Alias, ExternalIDs: map[string]string{"keycloak_admin_user": u.ID}}, nil
+}
+
+// adminAccount reports whether an existing account of the shared realm may
+// become t's administrator: one already t's, one the realm had before
+// Tenancy marked anything on it (the operator named that person), or one
+// that is only ever the administrator of other organizations. An
+// ordinary user of another tenant (whose tenant admins control it, and
+// could set its password) or of the shared tenant never is.
+func adminAccount(u keycloak.User, t domain.Tenant) bool {
+	tenants := u.Attributes[AttrTenantID]
+	if slices.Contains(tenants, t.ID) {
+		return true
+	}
+	if slices.Contains(tenants, domain.SharedTenantID) {
+		return false
+	}
+	admins := map[string]bool{}
+	for _, id := range tenants {
+		admins[adoptedID(id, "admin")] = true
+	}
+	for _, id := range u.Attributes[realmsync.AttrUserID] {
+		if !admins[id] || id == "" {
+			return false
+		}
+	}
+	return true
 }
 
 // withAttr returns a copy of attributes with key set to v.
@@ -232,7 +262,7 @@ func (in Integrations) removeOrganization(ctx context.Context, t domain.Tenant) 
 	// Every account of the tenant's users goes with it, or keeps only its
 	// other tenants; then the administrator, if the directory never had it.
 	sync := realmsync.Syncer{Keycloak: in.Keycloak}
-	deleted, kept, err := sync.ReleaseTenant(ctx, realmsync.Target(t), t.ID)
+	rel, err := sync.ReleaseTenant(ctx, realmsync.Target(t), t.ID)
 	if err != nil {
 		return Outcome{}, err
 	}
@@ -240,8 +270,9 @@ func (in Integrations) removeOrganization(ctx context.Context, t domain.Tenant) 
 	if err != nil {
 		return Outcome{}, err
 	}
-	if deleted+kept > 0 {
-		admin += fmt.Sprintf("; released %d accounts of its users (%d deleted, %d kept for other tenants)", deleted+kept, deleted, kept)
+	if rel.Deleted+rel.Kept+rel.Clients > 0 {
+		admin += fmt.Sprintf("; released %d accounts of its users (%d deleted, %d kept for other tenants) and deleted %d clients",
+			rel.Deleted+rel.Kept, rel.Deleted, rel.Kept, rel.Clients)
 	}
 	o, ok, err := in.tenantOrg(ctx, t)
 	var perm *PermanentError

@@ -183,7 +183,7 @@ func TestSharedLifecycle(t *testing.T) {
 		for _, m := range c.ProtocolMappers {
 			names = append(names, m.Name)
 		}
-		if slices.Sort(names); !slices.Equal(names, []string{"tenancy-grants", "tenancy-memberships"}) {
+		if slices.Sort(names); !slices.Equal(names, []string{"tenancy-grants", "tenancy-memberships", "tenancy-tenant-ids"}) {
 			t.Fatalf("the shared realm's %s mappers: %v", saga.AppClientID, names)
 		}
 	}
@@ -191,6 +191,23 @@ func TestSharedLifecycle(t *testing.T) {
 	if !ok || !slices.Equal(dev.Attributes[saga.AttrTenantID], []string{id}) || len(e.kc.UserRoles(sharedRealm, dev.ID)) > 1 ||
 		!slices.Contains(e.kc.OrganizationMembers(sharedRealm, "acme"), "dev@acme.test") {
 		t.Fatalf("acme's user in the shared realm: %+v %v, roles %v", dev, ok, e.kc.UserRoles(sharedRealm, dev.ID))
+	}
+	// acme's admins control dev's account (they can set its password): it
+	// must never become another tenant's administrator.
+	grab := e.createFor(t, "grab", customer, "dev@acme.test")
+	e.do(t, grab, domain.RequestActivation{})
+	failed := e.waitFor(t, grab, "a failed saga", func(t domain.Tenant) bool { return t.Provisioning.Status == domain.SagaFailed })
+	if failed.Provisioning.FailedStep != saga.StepOrgAdmin || !strings.Contains(failed.Provisioning.LastError, "another tenant's user") {
+		t.Fatalf("failure: step %q, reason %q", failed.Provisioning.FailedStep, failed.Provisioning.LastError)
+	}
+	if dev, _ = e.sharedUser("dev@acme.test"); !slices.Equal(dev.Attributes[saga.AttrTenantID], []string{id}) ||
+		slices.Contains(e.kc.OrganizationMembers(sharedRealm, "grab"), "dev@acme.test") {
+		t.Fatalf("dev's account after grab's attempt: %+v", dev)
+	}
+	e.do(t, grab, domain.CancelActivation{Reason: "administrator refused"})
+	e.waitFor(t, grab, "compensated", sagaDone(domain.SagaCancel))
+	if _, ok := e.sharedUser("dev@acme.test"); !ok {
+		t.Fatal("cancelling grab removed acme's user")
 	}
 
 	e.do(t, id, domain.Suspend{Reason: "payment"})

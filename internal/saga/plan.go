@@ -511,8 +511,11 @@ func (in Integrations) Mappers(t domain.Tenant) []keycloak.ProtocolMapper {
 		// to the shared tenant: a fixed tenant_id, plan or features would
 		// name the wrong tenant in all their tokens. Each carries its grants
 		// instead (realmsync.AttrGrants), one per tenant, and a user of the
-		// shared tenant itself none, its realm naming its tenant.
-		return []keycloak.ProtocolMapper{memberships, fromUser("tenancy-grants", realmsync.AttrGrants, realmsync.GrantsClaim, true)}
+		// shared tenant itself none, its tenant_ids (its tenancy.tenant_id)
+		// naming the shared tenant.
+		ids := fromUser("tenancy-tenant-ids", AttrTenantID, "tenant_ids", true)
+		ids.Config["jsonType.label"] = "String"
+		return []keycloak.ProtocolMapper{memberships, fromUser("tenancy-grants", realmsync.AttrGrants, realmsync.GrantsClaim, true), ids}
 	}
 	return []keycloak.ProtocolMapper{
 		claim("tenant_id", t.ID, "String"), claim("tenant_slug", t.Slug, "String"),
@@ -901,8 +904,15 @@ func (in Integrations) directoryStep() Step {
 // AdoptedUserID is the directory id of an administrator the provisioner
 // made (who: "admin" or "break-glass"): derived from the tenant, so that a
 // retried step adopts it once.
-func AdoptedUserID(t domain.Tenant, who string) string {
-	return uuid.NewSHA1(uuid.MustParse(t.ID), []byte(who)).String()
+func AdoptedUserID(t domain.Tenant, who string) string { return adoptedID(t.ID, who) }
+
+// adoptedID is AdoptedUserID by tenant id; "" for one that is not a UUID.
+func adoptedID(tenantID, who string) string {
+	id, err := uuid.Parse(tenantID)
+	if err != nil {
+		return ""
+	}
+	return uuid.NewSHA1(id, []byte(who)).String()
 }
 
 func (in Integrations) adopt(ctx context.Context, t domain.Tenant) ([]string, error) {

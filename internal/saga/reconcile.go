@@ -245,6 +245,25 @@ func (r *Reconciler) organization(ctx context.Context, t domain.Tenant) ([]event
 	return append(out, marked...), err
 }
 
+// adminKept reports whether the shared realm's account u, of the tenant's
+// administrator's username, is still the tenant's administrator to mark:
+// not if it has since become someone else's (see adminAccount), nor once
+// the tenant's directory let the administrator go.
+func (r *Reconciler) adminKept(ctx context.Context, t domain.Tenant, u keycloak.User) (bool, error) {
+	if !adminAccount(u, t) {
+		return false, nil
+	}
+	if r.In.Directory == nil {
+		return true, nil
+	}
+	d, _, err := r.In.Directory.Load(ctx, t.ID)
+	if err != nil {
+		return false, err
+	}
+	_, ok := d.User(AdoptedUserID(t, "admin"))
+	return ok, nil
+}
+
 // marked is one of the tenant's users that Tenancy marks with attributes.
 type marked struct {
 	// who names the user in repair records, with its id: never by its
@@ -295,6 +314,15 @@ func (r *Reconciler) attributes(ctx context.Context, t domain.Tenant, realm stri
 		}
 		if !found {
 			continue
+		}
+		if inSharedRealm(t) {
+			keep, err := r.adminKept(ctx, t, u)
+			if err != nil {
+				return out, err
+			}
+			if !keep {
+				continue
+			}
 		}
 		set, err := r.In.markUser(ctx, realm, u, m.want)
 		if err != nil {
