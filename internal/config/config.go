@@ -58,6 +58,8 @@ var Vars = []Var{
 	{"KEYCLOAK_CLIENT_ID", "", "the provisioner's service account (client credentials)", "provisioner, api, tenancy"},
 	{"KEYCLOAK_CLIENT_SECRET", "", "its secret", "provisioner, api, tenancy"},
 	{"KEYCLOAK_REALM_SMTP", "(none)", "JSON of Keycloak smtpServer settings given to every tenant realm, so new admins get an email to set their password", "provisioner, tenancy"},
+	{"TENANCY_SMTP_URL", "(none: mail stays queued; dev: the data dir's mail sink)", "relay for Tenancy's own mail: smtp://user:password@host:587 (STARTTLS required), smtps://...:465, or smtp://host:25?tls=none for a trusted local relay without credentials", "provisioner, tenancy"},
+	{"TENANCY_MAIL_FROM", "Tenancy <no-reply@localhost>", "From address of Tenancy's own mail", "provisioner, tenancy"},
 	{"BILLING_URL", "(none: billing steps are skipped)", "billing system implementing internal/billing/CONTRACT.md", "provisioner, tenancy"},
 	{"BILLING_TOKEN", "", "bearer token for the billing system", "provisioner, tenancy"},
 	{"TENANCY_RECONCILE_INTERVAL", "5m", "how often the provisioner compares Keycloak and billing with the log and repairs drift (0 disables)", "provisioner, tenancy"},
@@ -97,6 +99,7 @@ var defaults = map[string]string{
 	"TENANCY_READ_WAIT":          "2s",
 	"KEYCLOAK_REALM":             "master",
 	"TENANCY_RECONCILE_INTERVAL": "5m",
+	"TENANCY_MAIL_FROM":          "Tenancy <no-reply@localhost>",
 	"LOG_LEVEL":                  "info",
 	"WEBHOOK_TIMEOUT":            "15s",
 	"WEBHOOK_RETRY_SCHEDULE":     "0s,5s,5m,30m,2h,5h,10h,10h",
@@ -280,6 +283,17 @@ type Integrations struct {
 	BillingURL           string
 	BillingToken         string
 	ReconcileInterval    time.Duration
+	Mail                 Mail
+}
+
+// Mail configures the relay of Tenancy's own mail.
+type Mail struct {
+	SMTPURL string
+	From    string
+}
+
+func (r *reader) mail() Mail {
+	return Mail{SMTPURL: r.str("TENANCY_SMTP_URL"), From: r.str("TENANCY_MAIL_FROM")}
 }
 
 func (r *reader) integrations() Integrations {
@@ -287,7 +301,7 @@ func (r *reader) integrations() Integrations {
 		KeycloakURL: r.str("KEYCLOAK_URL"), KeycloakRealm: r.str("KEYCLOAK_REALM"),
 		KeycloakClientID: r.str("KEYCLOAK_CLIENT_ID"), KeycloakClientSecret: r.str("KEYCLOAK_CLIENT_SECRET"),
 		KeycloakRealmSMTP: r.str("KEYCLOAK_REALM_SMTP"), BillingURL: r.str("BILLING_URL"), BillingToken: r.str("BILLING_TOKEN"),
-		ReconcileInterval: r.duration("TENANCY_RECONCILE_INTERVAL"),
+		ReconcileInterval: r.duration("TENANCY_RECONCILE_INTERVAL"), Mail: r.mail(),
 	}
 }
 
@@ -297,6 +311,9 @@ func (i Integrations) validate(p *problems) {
 	}
 	if i.BillingURL != "" && i.BillingToken == "" {
 		p.add("BILLING_URL needs BILLING_TOKEN")
+	}
+	if u := i.Mail.SMTPURL; u != "" && !strings.HasPrefix(u, "smtp://") && !strings.HasPrefix(u, "smtps://") {
+		p.add("TENANCY_SMTP_URL must be an smtp:// or smtps:// URL")
 	}
 }
 

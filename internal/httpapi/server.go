@@ -51,7 +51,9 @@ type Deps struct {
 	// without a database.
 	Projections *app.Projections
 	// Integrity lists and resolves quarantined messages.
-	Integrity   *app.Integrity
+	Integrity *app.Integrity
+	// Mail queues Tenancy's own mail; nil answers 503.
+	Mail        *app.Mail
 	Auth        *auth.Authenticator
 	Idempotency *idempotency.Store
 	// Checks run on /readyz.
@@ -96,6 +98,7 @@ func New(d Deps) *Server {
 	e.GET(ProblemTypeBase+":name", s.problemDoc)
 	e.GET("/.well-known/tenancy/event-keys.json", s.eventKeys)
 	for prefix, h := range d.Mounts {
+		e.Any(prefix, echo.WrapHandler(h))
 		e.Any(prefix+"/*", echo.WrapHandler(h))
 	}
 
@@ -118,6 +121,7 @@ func New(d Deps) *Server {
 	v1.GET("/admin/quarantine", s.listQuarantine, authn, admin)
 	v1.GET("/admin/quarantine/:seq", s.getQuarantine, authn, admin)
 	v1.POST("/admin/quarantine/:seq/resolve", s.resolveQuarantine, authn, admin, s.idempotent)
+	v1.POST("/admin/mail/test", s.testMail, authn, admin, s.idempotent)
 	v1.PATCH("/tenants/:id", s.patchTenant, authn, admin)
 	v1.DELETE("/tenants/:id", s.deleteTenant, authn, admin)
 	v1.GET("/tenants/:id/events", s.tenantEvents, authn)

@@ -46,6 +46,14 @@ var (
 	passBuckets = []float64{.1, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900}
 )
 
+// Tenancy's own mail (internal/mail).
+var (
+	// MailSent counts Tenancy's outgoing mail by kind (invitation, test,
+	// ...) and outcome: sent, refused (the relay's 5xx; given up), retried
+	// (a failure that may pass) or dropped (unreadable, its tenant erased).
+	MailSent = counterVec("mail_messages_total", "Outgoing mail handled by the mailer, by kind and outcome (sent, refused, retried, dropped).", "kind", "outcome")
+)
+
 // The API's identity provider (internal/auth).
 var (
 	// IssuerFailures counts failed fetches of the OIDC issuer's discovery
@@ -198,7 +206,7 @@ func init() {
 		ProjectionBatchDuration, ProjectionEvents,
 		SagaSteps, SagaStepDuration, Sagas, ReconcileDuration, ReconcileTenants, ReconcileRepairs,
 		WebhookAttempts, WebhookDuration, WebhookDeadLettered,
-		ScrapeErrors, IntegrityViolations, IntegrityRefusals, IssuerFailures,
+		ScrapeErrors, IntegrityViolations, IntegrityRefusals, IssuerFailures, MailSent,
 		live,
 	)
 	// The scrape-time sources' error counters exist from start, at 0.

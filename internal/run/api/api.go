@@ -19,6 +19,7 @@ import (
 	"github.com/tenancyhq/tenancy/internal/httpapi"
 	"github.com/tenancyhq/tenancy/internal/idempotency"
 	"github.com/tenancyhq/tenancy/internal/keycloak"
+	"github.com/tenancyhq/tenancy/internal/mail"
 	"github.com/tenancyhq/tenancy/internal/readmodel"
 	"github.com/tenancyhq/tenancy/internal/run/boot"
 )
@@ -69,6 +70,12 @@ func New(ctx context.Context, core *boot.Core, o Options) (*API, error) {
 	if err != nil {
 		return nil, err
 	}
+	mailbox, err := boot.Await(ctx, core.Log, "mail outbox", func(ctx context.Context) (*mail.Outbox, error) {
+		return mail.Ensure(ctx, core.JS, core.Opts.Replicas, core.Keyring)
+	})
+	if err != nil {
+		return nil, err
+	}
 	if o.Bootstrap != nil {
 		if _, err := boot.Await(ctx, core.Log, "bootstrap", func(ctx context.Context) (struct{}, error) {
 			return struct{}{}, app.Bootstrap(ctx, core.Customers, core.Tenants, *o.Bootstrap)
@@ -79,6 +86,7 @@ func New(ctx context.Context, core *boot.Core, o Options) (*API, error) {
 	deps := httpapi.Deps{
 		Tenants: core.Tenants, Customers: core.Customers, Directory: core.Directory, SigningKeys: core.SigningKeys, Integrity: core.Integrity, Auth: o.Auth, Idempotency: idem,
 		Logger: core.Log, NewID: app.NewID, Mounts: o.Mounts, BodyLimit: o.BodyLimit,
+		Mail:   &app.Mail{Queue: mailbox, NewID: app.NewID, Now: core.Opts.Clock},
 		Checks: append([]health.Check{{Name: "nats", Check: core.CheckNATS}}, o.Checks...),
 	}
 	if o.Auth != nil {

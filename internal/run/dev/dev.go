@@ -29,6 +29,7 @@ import (
 	"github.com/tenancyhq/tenancy/internal/config"
 	"github.com/tenancyhq/tenancy/internal/eventstore"
 	"github.com/tenancyhq/tenancy/internal/keyfile"
+	"github.com/tenancyhq/tenancy/internal/mail"
 	"github.com/tenancyhq/tenancy/internal/natsembed"
 	"github.com/tenancyhq/tenancy/internal/run/api"
 	"github.com/tenancyhq/tenancy/internal/run/boot"
@@ -221,7 +222,12 @@ func (s *system) serve(ctx context.Context, core *boot.Core, rs *boot.ReadSide, 
 	if err != nil {
 		return err
 	}
-	prov, err := provisioner.New(ctx, core, provisioner.Options{Integrations: in, ReadSide: rs, ReconcileInterval: s.cfg.Integrations.ReconcileInterval})
+	sender, err := s.mailSender()
+	if err != nil {
+		return err
+	}
+	prov, err := provisioner.New(ctx, core, provisioner.Options{Integrations: in, ReadSide: rs, ReconcileInterval: s.cfg.Integrations.ReconcileInterval,
+		MailSender: sender})
 	if err != nil {
 		return err
 	}
@@ -264,7 +270,8 @@ func (s *system) api(ctx context.Context, core *boot.Core, rs *boot.ReadSide, ad
 	if err != nil {
 		return nil, Status{}, err
 	}
-	a, err := api.New(ctx, core, api.Options{Auth: authn, Mounts: map[string]http.Handler{auth.DevIssuerPath: issuer.Handler()},
+	mounts := map[string]http.Handler{auth.DevIssuerPath: issuer.Handler(), MailPath: s.mailSink().Handler()}
+	a, err := api.New(ctx, core, api.Options{Auth: authn, Mounts: mounts,
 		ReadSide: rs, ReadWait: s.cfg.ReadWait, Webhooks: s.cfg.Webhooks, Bootstrap: &bo})
 	if err != nil {
 		return nil, Status{}, err
@@ -279,6 +286,20 @@ func (s *system) api(ctx context.Context, core *boot.Core, rs *boot.ReadSide, ad
 	}
 	return a, Status{HTTPAddr: addr, NATSURL: s.natsURL, NATSUsers: filepath.Join(s.dataDir, NATSUsersFile), TokenFile: tokenFile, DataDir: s.dataDir, IssuerURL: issuerURL, AdminToken: token,
 		RootTenant: bo.RootSlug, SharedTenant: bo.SharedSlug, RootAdminEmail: bo.AdminEmail}, nil
+}
+
+// MailPath is where dev lists the mail its sink caught (GET, ?to= to
+// filter): with no relay configured, Tenancy's own mail ends up there.
+const MailPath = "/dev/mail"
+
+func (s *system) mailSink() mail.Sink { return mail.Sink{Dir: filepath.Join(s.dataDir, "mail")} }
+
+// mailSender is the configured relay, or else the data dir's sink.
+func (s *system) mailSender() (mail.Sender, error) {
+	if s.cfg.Integrations.Mail.SMTPURL != "" {
+		return provisioner.MailSender(s.cfg.Integrations)
+	}
+	return s.mailSink(), nil
 }
 
 // RootAdminFile keeps the root tenant's generated administrator address,

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/tenancyhq/tenancy/internal/config"
 	"github.com/tenancyhq/tenancy/internal/health"
 	"github.com/tenancyhq/tenancy/internal/keycloak"
+	"github.com/tenancyhq/tenancy/internal/mail"
 	"github.com/tenancyhq/tenancy/internal/readmodel"
 	"github.com/tenancyhq/tenancy/internal/realmsync"
 	"github.com/tenancyhq/tenancy/internal/run/boot"
@@ -53,6 +55,18 @@ func Integrations(c config.Integrations, core *boot.Core) (saga.Integrations, er
 	return in, nil
 }
 
+// MailSender is the relay of c's TENANCY_SMTP_URL, or nil without one.
+func MailSender(c config.Integrations) (mail.Sender, error) {
+	if c.Mail.SMTPURL == "" {
+		return nil, nil
+	}
+	s, err := mail.NewSMTP(c.Mail.SMTPURL, c.Mail.From)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
 // Options configure the saga worker.
 type Options struct {
 	Integrations saga.Integrations
@@ -66,6 +80,9 @@ type Options struct {
 	// ComplianceSweep is how often the compliance sweep runs
 	// (compliance.DefaultSweepEvery when 0).
 	ComplianceSweep time.Duration
+	// MailSender, when set, drains the mail outbox: the relay of
+	// TENANCY_SMTP_URL, or dev's sink. Without it mail stays queued.
+	MailSender mail.Sender
 }
 
 // Provisioner is the saga worker, the reconciler and, with a read side,
@@ -80,6 +97,11 @@ type Provisioner struct {
 	timers    *timer.Timers
 	waiter    *readmodel.Waiter
 	interval  time.Duration
+	// mail and mailSender send Tenancy's own mail (both nil without a
+	// sender).
+	mail       *mail.Outbox
+	mailSender mail.Sender
+	log        *slog.Logger
 }
 
 // TimerConsumer is the durable consumer every provisioner shares to handle
@@ -93,6 +115,9 @@ func (p *Provisioner) Run(ctx context.Context) error {
 	g.Go(func() error { return p.Worker.Run(gctx) })
 	if p.RealmSync != nil {
 		g.Go(func() error { return p.RealmSync.Run(gctx) })
+	}
+	if p.mailSender != nil {
+		g.Go(func() error { return p.mail.Run(gctx, p.mailSender, p.log) })
 	}
 	if p.Compliance != nil {
 		g.Go(func() error { return p.waiter.Run(gctx) })
@@ -164,7 +189,17 @@ func New(ctx context.Context, core *boot.Core, o Options) (*Provisioner, error) 
 	if err != nil {
 		return nil, err
 	}
-	p := &Provisioner{Worker: w, Reconciler: rec, Compliance: comp, timers: timers, waiter: waiter, interval: o.ReconcileInterval}
+	p := &Provisioner{Worker: w, Reconciler: rec, Compliance: comp, timers: timers, waiter: waiter, interval: o.ReconcileInterval, log: core.Log}
+	if o.MailSender != nil {
+		p.mailSender = o.MailSender
+		if p.mail, err = boot.Await(ctx, core.Log, "mail outbox", func(ctx context.Context) (*mail.Outbox, error) {
+			return mail.Ensure(ctx, core.JS, core.Opts.Replicas, core.Keyring)
+		}); err != nil {
+			return nil, err
+		}
+	} else {
+		core.Log.WarnContext(ctx, "no TENANCY_SMTP_URL: Tenancy's own mail (invitations, sign-up codes) stays queued until a provisioner has one")
+	}
 	in := o.Integrations
 	p.RealmSync = &realmsync.Reactor{JS: core.JS, Stream: core.Opts.Stream, Events: core.Store, Directory: in.Directory, Tenants: core.Tenants, Keys: core.Keyring,
 		Reader: core.Reader(), Poison: core.Quarantined("realm-sync"), Log: core.Log}
@@ -195,7 +230,11 @@ func Main(ctx context.Context, getenv config.Getenv, stderr io.Writer) error {
 		return err
 	}
 	defer rs.Close()
-	p, err := New(ctx, svc.Core, Options{Integrations: in, ReadSide: rs, ReconcileInterval: cfg.Integrations.ReconcileInterval})
+	sender, err := MailSender(cfg.Integrations)
+	if err != nil {
+		return err
+	}
+	p, err := New(ctx, svc.Core, Options{Integrations: in, ReadSide: rs, ReconcileInterval: cfg.Integrations.ReconcileInterval, MailSender: sender})
 	if err != nil {
 		return err
 	}
