@@ -14,9 +14,9 @@ import (
 // wantClient is the realm client a directory client should be: a
 // confidential client that authenticates with its secret and signs in as
 // its service account, and nothing else (no browser flows).
-func wantClient(tenantID string, c domain.Client, kc keycloak.OIDCClient, secret string) keycloak.OIDCClient {
+func wantClient(r Realm, tenantID string, c domain.Client, kc keycloak.OIDCClient, secret string) keycloak.OIDCClient {
 	no, yes := false, true
-	enabled := c.Enabled
+	enabled := c.Enabled && !r.Suspended
 	want := kc
 	want.ClientID, want.Name, want.Enabled, want.Protocol = c.ClientID, c.Name, &enabled, "openid-connect"
 	want.PublicClient, want.StandardFlowEnabled, want.DirectAccessGrantsEnabled, want.ServiceAccountsEnabled = &no, &no, &no, &yes
@@ -72,7 +72,7 @@ func (s *Syncer) SyncClient(ctx context.Context, r Realm, d domain.Directory, id
 	if err != nil {
 		return Change{}, err
 	}
-	want := wantClient(d.TenantID, c, kc, secret)
+	want := wantClient(r, d.TenantID, c, kc, secret)
 	action := "unchanged"
 	switch {
 	case !found:

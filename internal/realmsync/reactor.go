@@ -136,7 +136,8 @@ func RealmOf(t domain.Tenant) (Realm, bool, error) {
 // Target is where t's directory lives in Keycloak, whatever its state.
 func Target(t domain.Tenant) Realm {
 	if t.Realm != nil && t.Realm.Mode == domain.RealmShared {
-		return Realm{Name: t.Realm.Realm, Organization: t.Realm.Organization}
+		return Realm{Name: t.Realm.Realm, Organization: t.Realm.Organization,
+			Suspended: t.State == domain.StateSuspended || t.State == domain.StateArchived}
 	}
 	return Realm{Name: t.Slug}
 }

@@ -43,6 +43,10 @@ type Realm struct {
 	// tenant is placed in the shared realm Name; empty for a realm of its
 	// own.
 	Organization string
+	// Suspended is set for a suspended or archived tenant in the shared
+	// realm, whose realm cannot be disabled as a whole: its clients are
+	// disabled instead (its users are, through its organization).
+	Suspended bool
 }
 
 // Shared reports whether the tenant is an organization of the shared realm.

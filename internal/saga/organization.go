@@ -242,9 +242,41 @@ func (in Integrations) orgEnabled(enabled bool) func(context.Context, domain.Ten
 		}
 		// Its members may belong to other organizations of the realm too,
 		// so their sessions are left alone: a disabled organization drops
-		// out of their tokens as they are refreshed.
-		return Outcome{Detail: "organization " + o.Alias + " " + onOff(enabled)}, nil
+		// out of their tokens as they are refreshed. Its clients are its
+		// own: they follow the tenant (realmsync.Realm.Suspended).
+		clients, err := in.syncOrgClients(ctx, t)
+		if err != nil {
+			return Outcome{}, err
+		}
+		return Outcome{Detail: fmt.Sprintf("organization %s %s; synced its %d clients", o.Alias, onOff(enabled), clients)}, nil
 	}
+}
+
+// syncOrgClients converges the tenant's clients in the shared realm to
+// its directory and state, and returns how many it has.
+func (in Integrations) syncOrgClients(ctx context.Context, t domain.Tenant) (int, error) {
+	if in.Directory == nil {
+		return 0, nil
+	}
+	d, _, err := in.Directory.Load(ctx, t.ID)
+	if err != nil {
+		return 0, err
+	}
+	sync := realmsync.Syncer{Keycloak: in.Keycloak, Secrets: in.ClientSecrets}
+	n := 0
+	for _, c := range d.Clients() {
+		_, err := sync.SyncClient(ctx, realmsync.Target(t), d, c.ID, c.ClientID)
+		switch {
+		case errors.Is(err, realmsync.ErrForeign):
+			// Its client id is another tenant's client there: it was
+			// never made, so there is nothing of this tenant's to change.
+		case err != nil:
+			return n, classify("Keycloak", err)
+		default:
+			n++
+		}
+	}
+	return n, nil
 }
 
 // removeOrganization deletes the tenant's organization and lets go of its

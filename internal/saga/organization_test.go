@@ -163,6 +163,9 @@ func TestSharedLifecycle(t *testing.T) {
 		Roles: []string{domain.UserRoleTenantViewer}}, meta()); err != nil {
 		t.Fatal(err)
 	}
+	if _, _, _, err := e.core.Directory.CreateClient(context.Background(), id, domain.CreateClient{ClientID: "acme-etl", Name: "ETL"}, meta()); err != nil {
+		t.Fatal(err)
+	}
 	e.do(t, id, domain.RequestActivation{})
 	e.waitFor(t, id, "active", isActive)
 	other, _ := e.activateShared(t, "acme-labs", customer, "Boss@acme.test")
@@ -215,6 +218,17 @@ func TestSharedLifecycle(t *testing.T) {
 	if o := e.org(t, "acme"); o.Enabled || !e.org(t, "acme-labs").Enabled {
 		t.Fatalf("after suspending acme: acme %+v, acme-labs %+v", o, e.org(t, "acme-labs"))
 	}
+	// Its client cannot get tokens while it is suspended.
+	clientEnabled := func() bool {
+		i := slices.IndexFunc(e.kc.Clients(sharedRealm), func(c keycloakfake.Client) bool { return c.ClientID == "acme-etl" })
+		if i < 0 {
+			t.Fatal("acme's client is not in the shared realm")
+		}
+		return e.kc.Clients(sharedRealm)[i].Enabled
+	}
+	if clientEnabled() {
+		t.Fatal("a suspended tenant's client is still enabled")
+	}
 	if got := stepNames(st); !slices.Equal(got, []string{saga.StepOrgDisable, saga.StepBillingPause}) {
 		t.Fatalf("suspend steps %v", got)
 	}
@@ -237,8 +251,8 @@ func TestSharedLifecycle(t *testing.T) {
 
 	e.do(t, id, domain.Resume{})
 	e.waitFor(t, id, "resumed", sagaDone(domain.SagaResume))
-	if !e.org(t, "acme").Enabled {
-		t.Fatal("resume left the organization disabled")
+	if !e.org(t, "acme").Enabled || !clientEnabled() {
+		t.Fatal("resume left the organization or its client disabled")
 	}
 
 	e.do(t, id, domain.Suspend{Reason: "operator"})
