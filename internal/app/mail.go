@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"fmt"
-	"net/mail"
 	"time"
 
 	outbox "github.com/tenancyhq/tenancy/internal/mail"
@@ -30,7 +29,7 @@ func (m *Mail) SendTest(ctx context.Context, to string) (string, error) {
 	if m == nil || m.Queue == nil {
 		return "", fmt.Errorf("%w: mail is not configured on this instance", domain.ErrUnavailable)
 	}
-	if a, err := mail.ParseAddress(to); err != nil || a.Name != "" || a.Address != to {
+	if outbox.CheckRecipient(to) != nil {
 		return "", &domain.ValidationError{Fields: []domain.FieldError{{Field: "to", Message: "must be one plain email address, like ann@example.com"}}}
 	}
 	id := m.NewID()

@@ -783,20 +783,22 @@ const (
 // and reports whether it belongs to tenants other than tenantID too: then
 // no one tenant may set its password, which would open the others.
 func (c *Client) MemberAccount(ctx context.Context, realm, tenantID, userID string) (found, shared bool, err error) {
-	u, found, err := c.FindUserByAttribute(ctx, realm, AttrUserID, userID)
-	return found, found && !slices.Equal(u.Attributes[AttrTenantID], []string{tenantID}), err
+	_, found, shared, err = c.memberAccount(ctx, realm, tenantID, userID)
+	return found, shared, err
+}
+
+func (c *Client) memberAccount(ctx context.Context, realm, tenantID, userID string) (u User, found, shared bool, err error) {
+	u, found, err = c.FindUserByAttribute(ctx, realm, AttrUserID, userID)
+	return u, found, found && !slices.Equal(u.Attributes[AttrTenantID], []string{tenantID}), err
 }
 
 // SetMemberPassword is SetTemporaryPassword for the shared realm: the
 // account of directory user userID, which must belong to tenantID alone
 // (shared is true, and nothing is set, otherwise).
 func (c *Client) SetMemberPassword(ctx context.Context, realm, tenantID, userID, password string) (account string, found, shared bool, err error) {
-	u, found, err := c.FindUserByAttribute(ctx, realm, AttrUserID, userID)
-	if err != nil || !found {
-		return "", found, false, err
-	}
-	if !slices.Equal(u.Attributes[AttrTenantID], []string{tenantID}) {
-		return "", true, true, nil
+	u, found, shared, err := c.memberAccount(ctx, realm, tenantID, userID)
+	if err != nil || !found || shared {
+		return "", found, shared, err
 	}
 	if err := c.ResetPassword(ctx, realm, u.ID, password, true); err != nil {
 		return "", true, false, err

@@ -60,8 +60,14 @@ func (m Message) Validate() error {
 	case m.Text == "" || !utf8.ValidString(m.Text) || !utf8.ValidString(m.HTML):
 		return fmt.Errorf("%w: the text part is required, and both parts must be UTF-8", ErrInvalid)
 	}
-	a, err := netmail.ParseAddress(m.To)
-	if err != nil || a.Name != "" || a.Address != m.To {
+	return CheckRecipient(m.To)
+}
+
+// CheckRecipient accepts one plain address (ann@example.com): no display
+// name, no list, nothing that could add a header.
+func CheckRecipient(to string) error {
+	a, err := netmail.ParseAddress(to)
+	if err != nil || a.Name != "" || a.Address != to {
 		return fmt.Errorf("%w: the recipient must be one plain address (like ann@example.com)", ErrInvalid)
 	}
 	return nil

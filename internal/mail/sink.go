@@ -45,8 +45,8 @@ func (s Sink) Send(_ context.Context, m Message) error {
 	return os.Rename(tmp, filepath.Join(s.Dir, m.ID+".json"))
 }
 
-// List returns the sink's messages, newest first.
-func (s Sink) List() ([]sunk, error) {
+// list returns the sink's messages, newest first.
+func (s Sink) list() ([]sunk, error) {
 	entries, err := os.ReadDir(s.Dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return []sunk{}, nil
@@ -81,7 +81,7 @@ func (s Sink) Handler() http.Handler {
 			problem(w, http.StatusMethodNotAllowed, "the mail sink is read with GET")
 			return
 		}
-		list, err := s.List()
+		list, err := s.list()
 		if err != nil {
 			problem(w, http.StatusServiceUnavailable, "the mail sink's directory cannot be read: "+filepath.Base(s.Dir))
 			return

@@ -26,9 +26,11 @@ func wantClient(r Realm, tenantID string, c domain.Client, kc keycloak.OIDCClien
 		attrs[k] = v
 	}
 	attrs[ClientAttrID] = c.ID
-	// The tenant, so that the tenant's clients can be found in a realm
-	// shared by many tenants, and removed with it.
-	attrs[AttrTenantID] = tenantID
+	if r.Shared() {
+		// The tenant, so that its clients can be found in a realm shared
+		// by many tenants, and removed with it.
+		attrs[AttrTenantID] = tenantID
+	}
 	want.Attributes = attrs
 	return want
 }
@@ -231,8 +233,14 @@ func (s *Syncer) syncAllShared(ctx context.Context, r Realm, d domain.Directory)
 	if err != nil {
 		return t.out, err
 	}
+	orgID := ""
+	if len(stale) > 0 {
+		if orgID, err = s.orgIfAny(ctx, r, d.TenantID); err != nil {
+			return t.out, err
+		}
+	}
 	for _, st := range stale {
-		if err := t.keep(s.release(ctx, r, st.account, d.TenantID, st.userID)); err != nil {
+		if err := t.keep(s.release(ctx, r, orgID, st.account, d.TenantID, st.userID)); err != nil {
 			return t.out, err
 		}
 	}

@@ -136,15 +136,34 @@ func wantUser(d domain.Directory, u domain.User, kc keycloak.User) keycloak.User
 	want.Username, want.Email, want.FirstName, want.LastName = u.Username, u.Email, u.FirstName, u.LastName
 	want.Enabled, want.Attributes = u.Enabled, attrs
 	if kc.ID == "" {
-		want.RequiredActions = u.RequiredActions
-		if len(want.RequiredActions) == 0 {
-			want.RequiredActions = []string{"UPDATE_PASSWORD"}
-			if u.Email != "" {
-				want.RequiredActions = append(want.RequiredActions, "VERIFY_EMAIL")
-			}
-		}
+		want.RequiredActions = newUserActions(u)
 	}
 	return want
+}
+
+// newUserActions are the required actions of a new account: the user's,
+// or else setting a password (and verifying the address, if it has one).
+func newUserActions(u domain.User) []string {
+	if len(u.RequiredActions) > 0 {
+		return u.RequiredActions
+	}
+	if u.Email != "" {
+		return []string{"UPDATE_PASSWORD", "VERIFY_EMAIL"}
+	}
+	return []string{"UPDATE_PASSWORD"}
+}
+
+// leftAlone says why a directory user's account is not Tenancy's to
+// change, or "" when it is: users that came through the tenant's login
+// methods are Keycloak's own, and an erased one has nothing left to sync.
+func leftAlone(u domain.User) string {
+	switch {
+	case u.Source == domain.SourceFederated || u.Source == domain.SourceBrokered:
+		return "left alone (" + u.Source + ")"
+	case u.PIIErased:
+		return "left alone (personal data erased)"
+	}
+	return ""
 }
 
 func sameUser(a, b keycloak.User) bool {
@@ -196,11 +215,8 @@ func (s *Syncer) syncUser(ctx context.Context, realm string, d domain.Directory,
 	if !ok {
 		return s.deleteUser(ctx, realm, id)
 	}
-	if u.Source == domain.SourceFederated || u.Source == domain.SourceBrokered {
-		return Change{"user", id, "left alone (" + u.Source + ")"}, nil
-	}
-	if u.PIIErased {
-		return Change{"user", id, "left alone (personal data erased)"}, nil
+	if why := leftAlone(u); why != "" {
+		return Change{"user", id, why}, nil
 	}
 	kc, found, err := s.findUser(ctx, realm, d.TenantID, id, u.Username)
 	if err != nil {

@@ -112,10 +112,7 @@ func ungranted(kc keycloak.User, grants []domain.Grant) []string {
 
 // setGrant returns grants with g in place of the tenant's grant.
 func setGrant(grants []domain.Grant, g domain.Grant) []domain.Grant {
-	out := slices.DeleteFunc(slices.Clone(grants), func(h domain.Grant) bool { return h.TenantID == g.TenantID })
-	if g.UserID != "" {
-		out = append(out, g)
-	}
+	out := append(slices.DeleteFunc(slices.Clone(grants), func(h domain.Grant) bool { return h.TenantID == g.TenantID }), g)
 	slices.SortFunc(out, func(a, b domain.Grant) int { return cmp.Compare(a.TenantID, b.TenantID) })
 	return out
 }
@@ -157,7 +154,7 @@ func (s *Syncer) organization(ctx context.Context, r Realm, tenantID string) (st
 	case err != nil:
 		return "", err
 	case !ok:
-		return "", fmt.Errorf("the shared realm %s has no organization %s yet (the activation makes it); will retry", r.Name, r.Organization)
+		return "", fmt.Errorf("%w: the shared realm %s has no organization %s yet (the activation makes it); will retry", errNoOrganization, r.Name, r.Organization)
 	case !slices.Contains(o.Attributes[AttrTenantID], tenantID):
 		return "", fmt.Errorf("%w: organization %s of the shared realm %s is not this tenant's", ErrForeign, r.Organization, r.Name)
 	}
@@ -170,11 +167,8 @@ func (s *Syncer) syncMember(ctx context.Context, r Realm, d domain.Directory, id
 	if !ok {
 		return s.releaseMember(ctx, r, d.TenantID, id)
 	}
-	if u.Source == domain.SourceFederated || u.Source == domain.SourceBrokered {
-		return Change{"user", id, "left alone (" + u.Source + ")"}, nil
-	}
-	if u.PIIErased {
-		return Change{"user", id, "left alone (personal data erased)"}, nil
+	if why := leftAlone(u); why != "" {
+		return Change{"user", id, why}, nil
 	}
 	orgID, err := s.organization(ctx, r, d.TenantID)
 	if err != nil {
@@ -196,7 +190,7 @@ func (s *Syncer) syncMember(ctx context.Context, r Realm, d domain.Directory, id
 	action := "unchanged"
 	switch {
 	case !found:
-		want.RequiredActions = wantUser(d, u, keycloak.User{}).RequiredActions
+		want.RequiredActions = newUserActions(u)
 		if want.ID, err = s.Keycloak.CreateUser(ctx, r.Name, want); err != nil {
 			return Change{}, err
 		}
@@ -238,10 +232,30 @@ func (s *Syncer) releaseMember(ctx context.Context, r Realm, tenantID, id string
 	if err != nil || !found {
 		return Change{"user", id, "already gone"}, err
 	}
-	return s.release(ctx, r, kc, tenantID, id)
+	orgID, err := s.orgIfAny(ctx, r, tenantID)
+	if err != nil {
+		return Change{}, err
+	}
+	return s.release(ctx, r, orgID, kc, tenantID, id)
 }
 
-func (s *Syncer) release(ctx context.Context, r Realm, kc keycloak.User, tenantID, id string) (Change, error) {
+// orgIfAny returns the id of the tenant's organization, or "" when there
+// is none of the tenant's (being deleted, or never made).
+func (s *Syncer) orgIfAny(ctx context.Context, r Realm, tenantID string) (string, error) {
+	id, err := s.organization(ctx, r, tenantID)
+	if errors.Is(err, ErrForeign) || errors.Is(err, errNoOrganization) {
+		return "", nil
+	}
+	return id, err
+}
+
+// errNoOrganization reports a tenant whose organization is not there
+// (yet): a retry may find it.
+var errNoOrganization = errors.New("no organization")
+
+// release takes the tenant off account kc (and out of organization orgID,
+// if any).
+func (s *Syncer) release(ctx context.Context, r Realm, orgID string, kc keycloak.User, tenantID, id string) (Change, error) {
 	grants := slices.DeleteFunc(grantsOf(kc), func(g domain.Grant) bool { return g.TenantID == tenantID })
 	extra := slices.DeleteFunc(ungranted(kc, grants), func(t string) bool { return t == tenantID })
 	if len(grants) == 0 && len(extra) == 0 {
@@ -250,10 +264,8 @@ func (s *Syncer) release(ctx context.Context, r Realm, kc keycloak.User, tenantI
 		}
 		return Change{"user", id, "deleted"}, nil
 	}
-	if o, ok, err := s.Keycloak.FindOrganization(ctx, r.Name, r.Organization); err != nil {
-		return Change{}, err
-	} else if ok && slices.Contains(o.Attributes[AttrTenantID], tenantID) {
-		if err := s.Keycloak.RemoveOrganizationMember(ctx, r.Name, o.ID, kc.ID); err != nil && !errors.Is(err, keycloak.ErrNotFound) {
+	if orgID != "" {
+		if err := s.Keycloak.RemoveOrganizationMember(ctx, r.Name, orgID, kc.ID); err != nil && !errors.Is(err, keycloak.ErrNotFound) {
 			return Change{}, err
 		}
 	}
@@ -314,6 +326,10 @@ type Released struct {
 // the others keep their other tenants) and deletes its clients.
 func (s *Syncer) ReleaseTenant(ctx context.Context, r Realm, tenantID string) (Released, error) {
 	var out Released
+	orgID, err := s.orgIfAny(ctx, r, tenantID)
+	if err != nil {
+		return out, err
+	}
 	// Each pass takes the tenant off what it finds, so the search shrinks;
 	// a pass that finds an account again made no progress (a realm that
 	// will not let go), and stops rather than loop.
@@ -337,7 +353,7 @@ func (s *Syncer) ReleaseTenant(ctx context.Context, r Realm, tenantID string) (R
 					id = g.UserID
 				}
 			}
-			c, err := s.release(ctx, r, kc, tenantID, id)
+			c, err := s.release(ctx, r, orgID, kc, tenantID, id)
 			if err != nil {
 				return out, err
 			}

@@ -223,3 +223,46 @@ func TestSharedRealmClients(t *testing.T) {
 		t.Fatal("B's client went with A")
 	}
 }
+
+// TestSharedRealmFaults: answers lost after Keycloak acted (a create, an
+// update, a membership) and a failing organization lookup leave, once the
+// sync is run again as the reactor and reconcile do, exactly one account
+// with one grant, a member of its organization once.
+func TestSharedRealmFaults(t *testing.T) {
+	kf, kc, s := setup(t)
+	ctx := context.Background()
+	sharedRealm(t, kc)
+	d := foldIn(tenantA, user("a1", "alice", "", domain.UserRoleTenantAdmin))
+	for _, f := range []keycloakfake.Fault{
+		{Method: "GET", Path: "/admin/realms/shared/organizations", Times: 1, Status: 503},
+		{Method: "POST", Path: "/admin/realms/shared/users", Times: 1, Status: 504, AfterHandling: true},
+		{Method: "POST", Path: "/admin/realms/shared/organizations/*/members", Times: 1, Status: 502, AfterHandling: true},
+	} {
+		kf.Inject(f)
+	}
+	failures := 0
+	for range 10 {
+		if _, err := s.SyncUser(ctx, orgA, d, "a1"); err == nil {
+			break
+		}
+		failures++
+	}
+	if failures != 3 {
+		t.Fatalf("%d syncs failed, want one per fault", failures)
+	}
+	if _, err := s.SyncAll(ctx, orgA, d); err != nil {
+		t.Fatal(err)
+	}
+	var accounts int
+	for _, u := range kf.Users("shared") {
+		if slices.Contains(u.Attributes[realmsync.AttrUserID], "a1") {
+			accounts++
+			if len(u.Attributes[realmsync.AttrGrants]) != 1 {
+				t.Fatalf("grants: %v", u.Attributes[realmsync.AttrGrants])
+			}
+		}
+	}
+	if accounts != 1 || !slices.Equal(kf.OrganizationMembers("shared", "org-a"), []string{"alice"}) {
+		t.Fatalf("%d accounts, members %v", accounts, kf.OrganizationMembers("shared", "org-a"))
+	}
+}

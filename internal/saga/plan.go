@@ -532,7 +532,8 @@ func (in Integrations) EnsureMappers(ctx context.Context, t domain.Tenant, clien
 		return nil, err
 	}
 	var changed []string
-	for _, want := range in.Mappers(t) {
+	wanted := in.Mappers(t)
+	for _, want := range wanted {
 		i := slices.IndexFunc(have, func(m keycloak.ProtocolMapper) bool { return m.Name == want.Name })
 		switch {
 		case i < 0:
@@ -551,7 +552,7 @@ func (in Integrations) EnsureMappers(ctx context.Context, t domain.Tenant, clien
 	// A Tenancy mapper no longer wanted (the shared realm's fixed claims,
 	// from before it carried grants) would still put its claim in tokens.
 	for _, m := range have {
-		if strings.HasPrefix(m.Name, "tenancy-") && !slices.ContainsFunc(in.Mappers(t), func(w keycloak.ProtocolMapper) bool { return w.Name == m.Name }) {
+		if strings.HasPrefix(m.Name, "tenancy-") && !slices.ContainsFunc(wanted, func(w keycloak.ProtocolMapper) bool { return w.Name == m.Name }) {
 			if err := kc.DeleteMapper(ctx, t.Slug, clientUUID, m.ID); err != nil && !errors.Is(err, keycloak.ErrNotFound) {
 				return changed, err
 			}
